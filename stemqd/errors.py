@@ -1,0 +1,25 @@
+"""Exceptions raised by stemqd.
+
+Every error a user can cause derives from :class:`StemqdError`; the CLI prints its message
+as one line and exits non-zero, with no traceback.
+"""
+
+
+class StemqdError(Exception):
+    """Base class of all user-facing stemqd errors."""
+
+
+class InputError(StemqdError):
+    """An input file or array cannot be used (missing, unreadable, wrong shape, bad pixels)."""
+
+
+class CalibrationError(InputError):
+    """The pixel size is unknown: the file has no calibration and no override was given."""
+
+
+class ConfigError(StemqdError):
+    """A configuration file or ``--set`` override is invalid."""
+
+
+class FitError(StemqdError):
+    """A fit cannot be set up (e.g. no columns found)."""
