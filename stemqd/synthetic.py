@@ -1,0 +1,338 @@
+"""Synthetic ADF-STEM stacks with known ground truth.
+
+Every test of stemqd recovers something these generators put in: column positions and
+amplitudes, per-frame drift, the probe PSF, the background. All randomness comes from one
+explicit seed, so a call is deterministic.
+
+Image model (incoherent ADF imaging): each atomic column is a round Gaussian of peak height
+``amplitude`` (relative units) and width ``sigma_A``, optionally convolved with a probe PSF;
+the dot sits on a slowly varying amorphous-carbon background. One frame holds Poisson counts
+with mean ``dose * (columns + background)``, i.e. ``dose`` is the expected number of counts per
+pixel at the peak of a column of amplitude 1.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage, signal
+
+#: Relative peak heights of the three CsPbBr3 [001] column types. The ratio Cs : Pb-Br
+#: follows sum(Z**1.7) per column (Cs 912, Pb+Br 2213, Br 421): 0.41 and 0.19.
+CSPBBR3_AMPLITUDES = {"A": 0.41, "BX": 1.0, "X": 0.19}
+
+
+@dataclass(frozen=True)
+class Truth:
+    """Ground truth of a synthetic stack.
+
+    Attributes
+    ----------
+    positions_px : ndarray, shape (N, 2)
+        Column centres (x, y) in pixels of the reference (unshifted) frame.
+    types : ndarray of str, shape (N,)
+        Column type: ``"A"``, ``"BX"`` or ``"X"`` for a perovskite; any label otherwise.
+    amplitudes : ndarray, shape (N,)
+        Peak heights in relative units (before ``dose`` and any PSF).
+    cell_index : ndarray of int, shape (N, 2)
+        Unit-cell indices (i, j) of each column.
+    depth_uc : ndarray of int, shape (N,)
+        Depth below the dot surface in whole unit cells (0 = outermost cell).
+    shifts_px : ndarray, shape (n_frames, 2)
+        Displacement (dy, dx) of each frame's content relative to the reference frame:
+        what is at r in the reference frame is at r + shift in frame k. Frame 0 has none.
+    jitter_px : ndarray, shape (n_frames, ny)
+        Horizontal scan-line offset of every row, px.
+    sigma_px : float
+        Gaussian column width (standard deviation), px.
+    psf : ndarray or None
+        Probe PSF the columns were convolved with, unit sum.
+    background : ndarray
+        Noise-free background (relative units, same scale as amplitudes).
+    clean : ndarray
+        Noise-free reference frame in counts: ``dose * (columns + background)``.
+    pixel_size_A, lattice_constant_A, dose : float
+        Calibration and dose.
+    lattice_vectors_px : ndarray, shape (2, 2)
+        Rows are the in-plane lattice vectors (x, y) in px.
+    """
+
+    positions_px: np.ndarray
+    types: np.ndarray
+    amplitudes: np.ndarray
+    cell_index: np.ndarray
+    depth_uc: np.ndarray
+    shifts_px: np.ndarray
+    jitter_px: np.ndarray
+    sigma_px: float
+    psf: np.ndarray | None
+    background: np.ndarray
+    clean: np.ndarray
+    pixel_size_A: float
+    lattice_constant_A: float
+    dose: float
+    lattice_vectors_px: np.ndarray
+    extra: dict = field(default_factory=dict)
+
+    def ratio(self, numerator: str = "A", denominator: str = "BX") -> float:
+        """True ratio of mean amplitudes of two column types."""
+        a = self.amplitudes[self.types == numerator].mean()
+        b = self.amplitudes[self.types == denominator].mean()
+        return float(a / b)
+
+
+def render_columns(shape, positions_px, amplitudes, sigma_px, *, row_offsets_px=None,
+                   radius_sigma=5.0):
+    """Sum of round Gaussian columns sampled at pixel centres.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (ny, nx) of the image.
+    positions_px : array_like, shape (N, 2)
+        Centres (x, y), px.
+    amplitudes : array_like, shape (N,)
+        Peak heights.
+    sigma_px : float or array_like
+        Gaussian standard deviation, px (scalar or one per column).
+    row_offsets_px : array_like, shape (ny,), optional
+        Horizontal shift of every scan row (scan-line jitter), px.
+    radius_sigma : float
+        Each column is evaluated within this many sigma of its centre.
+
+    Returns
+    -------
+    ndarray, float64, shape ``shape``
+    """
+    ny, nx = shape
+    pos = np.asarray(positions_px, float).reshape(-1, 2)
+    amp = np.broadcast_to(np.asarray(amplitudes, float), (len(pos),))
+    sig = np.broadcast_to(np.asarray(sigma_px, float), (len(pos),))
+    image = np.zeros(shape)
+    if len(pos) == 0:
+        return image
+    r = int(np.ceil(radius_sigma * sig.max())) + 1
+    offs = np.arange(-r, r + 1)
+    cx = np.rint(pos[:, 0]).astype(int)
+    cy = np.rint(pos[:, 1]).astype(int)
+    rows = cy[:, None] + offs  # (N, w)
+    cols = cx[:, None] + offs
+    jitter = np.zeros(ny) if row_offsets_px is None else np.asarray(row_offsets_px, float)
+    row_shift = jitter[np.clip(rows, 0, ny - 1)]  # (N, w)
+    gy = np.exp(-0.5 * ((rows - pos[:, 1:2]) / sig[:, None]) ** 2)
+    dx = cols[:, None, :] - pos[:, 0, None, None] - row_shift[:, :, None]
+    gx = np.exp(-0.5 * (dx / sig[:, None, None]) ** 2)
+    tiles = amp[:, None, None] * gy[:, :, None] * gx
+    valid = (rows[:, :, None] >= 0) & (rows[:, :, None] < ny) & (cols[:, None, :] >= 0) & (
+        cols[:, None, :] < nx)
+    rr = np.broadcast_to(rows[:, :, None], tiles.shape)
+    cc = np.broadcast_to(cols[:, None, :], tiles.shape)
+    np.add.at(image, (rr[valid], cc[valid]), tiles[valid])
+    return image
+
+
+def carbon_background(shape, pixel_size_A, *, level=0.15, variation=0.3, scale_A=25.0,
+                      rng=None):
+    """Slowly varying amorphous-carbon support: a smooth random field plus a gradient.
+
+    Parameters
+    ----------
+    level : float
+        Mean background, in column-amplitude units.
+    variation : float
+        Relative peak-to-peak-ish modulation of the smooth field.
+    scale_A : float
+        Correlation length of the field (Gaussian sigma), Å.
+    """
+    rng = np.random.default_rng(rng)
+    ny, nx = shape
+    field_ = ndimage.gaussian_filter(rng.standard_normal(shape), scale_A / pixel_size_A,
+                                     mode="wrap")
+    field_ /= field_.std() + 1e-12
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    gradient = 0.5 * (xx / nx - 0.5) + 0.3 * (yy / ny - 0.5)
+    return level * (1.0 + variation * (0.5 * field_ + gradient))
+
+
+def perovskite_columns(edge_cells, lattice_constant_A, pixel_size_A, *, centre_px,
+                       rotation_deg=0.0, include_x=True):
+    """Projected columns of a cubic ABX3 cube along [001].
+
+    B-X columns sit at the integer lattice points (i, j), 0 <= i, j <= n; A columns at
+    (i + 1/2, j + 1/2), 0 <= i, j < n; pure X columns at the edge midpoints (i + 1/2, j)
+    and (i, j + 1/2). The depth of a column below the surface is its distance in whole unit
+    cells to the nearest side face.
+
+    Returns
+    -------
+    positions_px, types, cell_index, depth_uc, lattice_vectors_px
+    """
+    n = int(edge_cells)
+    frac, types = [], []
+    for i in range(n + 1):
+        for j in range(n + 1):
+            frac.append((i, j))
+            types.append("BX")
+            if i < n and j < n:
+                frac.append((i + 0.5, j + 0.5))
+                types.append("A")
+            if include_x and i < n:
+                frac.append((i + 0.5, j))
+                types.append("X")
+            if include_x and j < n:
+                frac.append((i, j + 0.5))
+                types.append("X")
+    frac = np.array(frac, float)
+    a_px = lattice_constant_A / pixel_size_A
+    t = np.deg2rad(rotation_deg)
+    vectors = a_px * np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+    centred = frac - n / 2.0
+    positions = centred @ vectors + np.asarray(centre_px, float)
+    depth = np.floor(np.minimum(frac, n - frac).min(axis=1) + 1e-9).astype(int)
+    depth = np.minimum(depth, (n - 1) // 2)
+    return positions, np.array(types), np.floor(frac).astype(int), depth, vectors
+
+
+def synthesize_stack(shape, positions_px, amplitudes, *, pixel_size_A, sigma_A=0.5,
+                     psf=None, dose=200.0, background=None, n_frames=10, drift_px=1.5,
+                     jitter_px=0.0, seed=0):
+    """Noisy frames of given columns with drift, scan-line jitter and Poisson noise.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (ny, nx) of every frame.
+    positions_px, amplitudes : array_like
+        Columns (x, y) in px of the reference frame and their peak heights.
+    pixel_size_A : float
+        Å per pixel.
+    sigma_A : float
+        Gaussian column width (standard deviation), Å. With ``psf`` this is the intrinsic
+        column width before the probe blur.
+    psf : ndarray, optional
+        Probe PSF on the pixel grid (odd shape, unit sum) convolved with every frame.
+    dose : float
+        Expected counts per pixel at the peak of an amplitude-1 column (before the PSF).
+    background : ndarray, optional
+        Background in amplitude units (e.g. :func:`carbon_background`).
+    n_frames : int
+        Number of frames.
+    drift_px : float
+        Standard deviation of the per-frame step of a random-walk drift, px.
+    jitter_px : float
+        Standard deviation of the horizontal scan-line jitter, px.
+    seed : int
+        Seed of every random draw.
+
+    Returns
+    -------
+    frames : ndarray, float32, shape (n_frames, ny, nx)
+    shifts : ndarray, shape (n_frames, 2)
+        (dy, dx) of each frame (see :class:`Truth`).
+    jitter : ndarray, shape (n_frames, ny)
+    clean : ndarray
+        Noise-free reference frame in counts.
+    """
+    rng = np.random.default_rng(seed)
+    pos = np.asarray(positions_px, float)
+    sigma_px = sigma_A / pixel_size_A
+    bg = np.zeros(shape) if background is None else np.asarray(background, float)
+    steps = rng.normal(0.0, drift_px, size=(n_frames, 2))
+    steps[0] = 0.0
+    shifts = np.cumsum(steps, axis=0)
+    jitter = rng.normal(0.0, jitter_px, size=(n_frames, shape[0])) if jitter_px > 0 else \
+        np.zeros((n_frames, shape[0]))
+
+    def frame(shift, row_offsets):
+        img = render_columns(shape, pos + shift[::-1], amplitudes, sigma_px,
+                             row_offsets_px=row_offsets)
+        if psf is not None:
+            img = signal.fftconvolve(img, psf, mode="same")
+        # The support moves with the specimen: shift the background by the same drift.
+        moved_bg = ndimage.shift(bg, shift, order=3, mode="nearest") if np.any(shift) else bg
+        return dose * np.clip(img + moved_bg, 0.0, None)
+
+    clean = frame(np.zeros(2), None)
+    frames = np.empty((n_frames, *shape), np.float32)
+    for k in range(n_frames):
+        frames[k] = rng.poisson(frame(shifts[k], jitter[k]))
+    return frames, shifts, jitter, clean
+
+
+def perovskite_dot(shape=(256, 256), *, pixel_size_A=0.2, lattice_constant_A=5.87,
+                   edge_cells=6, amplitudes=None, sigma_A=0.5, psf=None, shell_cells=0,
+                   shell_factor=0.6, include_x=True, rotation_deg=0.0, centre_px=None,
+                   background_level=0.15, background_scale_A=25.0, dose=200.0, n_frames=10,
+                   drift_px=1.5, jitter_px=0.0, seed=0):
+    """ADF-STEM stack of a cubic ABX3 perovskite dot along [001], with its ground truth.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (ny, nx) of each frame, px.
+    pixel_size_A : float
+        Å per pixel.
+    lattice_constant_A : float
+        Cubic lattice constant, Å (CsPbBr3: 5.87).
+    edge_cells : int
+        Dot edge length in unit cells.
+    amplitudes : dict or callable, optional
+        Peak height per column type, ``{"A": ..., "BX": ..., "X": ...}`` (default
+        :data:`CSPBBR3_AMPLITUDES`), or a callable ``f(types, depth_uc, thickness_uc)``
+        returning one amplitude per column (e.g. from a multislice thickness series).
+    sigma_A : float
+        Gaussian column width (standard deviation), Å.
+    psf : ndarray, optional
+        Probe PSF on the pixel grid (see :func:`stemqd.probe.probe_psf`).
+    shell_cells : int
+        Depleted shell: B-X columns within this many unit cells of the surface have their
+        amplitude multiplied by ``shell_factor`` (core/shell dots). 0 = core-only dot.
+    shell_factor : float
+        Amplitude factor of the depleted B-X columns.
+    include_x : bool
+        Draw the weak pure-X columns.
+    rotation_deg : float
+        In-plane rotation of the lattice, degrees.
+    centre_px : tuple, optional
+        (x, y) of the dot centre; default the image centre.
+    background_level, background_scale_A : float
+        Carbon-support level (amplitude units) and correlation length (Å).
+    dose : float
+        Counts per pixel at the peak of an amplitude-1 column, per frame.
+    n_frames, drift_px, jitter_px, seed
+        See :func:`synthesize_stack`.
+
+    Returns
+    -------
+    frames : ndarray, float32, shape (n_frames, ny, nx)
+    truth : Truth
+    """
+    ny, nx = shape
+    centre = ((nx - 1) / 2, (ny - 1) / 2) if centre_px is None else centre_px
+    positions, types, cell_index, depth, vectors = perovskite_columns(
+        edge_cells, lattice_constant_A, pixel_size_A, centre_px=centre,
+        rotation_deg=rotation_deg, include_x=include_x)
+    if callable(amplitudes):
+        amp = np.asarray(amplitudes(types, depth, edge_cells), float)
+    else:
+        table = dict(CSPBBR3_AMPLITUDES, **(amplitudes or {}))
+        amp = np.array([table[t] for t in types], float)
+    if shell_cells > 0:
+        amp = np.where((types == "BX") & (depth < shell_cells), amp * shell_factor, amp)
+    rng = np.random.default_rng(seed)
+    background = carbon_background(shape, pixel_size_A, level=background_level,
+                                   scale_A=background_scale_A, rng=rng.integers(2**32))
+    frames, shifts, jitter, clean = synthesize_stack(
+        shape, positions, amp, pixel_size_A=pixel_size_A, sigma_A=sigma_A, psf=psf,
+        dose=dose, background=background, n_frames=n_frames, drift_px=drift_px,
+        jitter_px=jitter_px, seed=int(rng.integers(2**32)))
+    truth = Truth(positions_px=positions, types=types, amplitudes=amp, cell_index=cell_index,
+                  depth_uc=depth, shifts_px=shifts, jitter_px=jitter,
+                  sigma_px=sigma_A / pixel_size_A, psf=psf, background=background,
+                  clean=clean, pixel_size_A=pixel_size_A,
+                  lattice_constant_A=lattice_constant_A, dose=dose,
+                  lattice_vectors_px=vectors,
+                  extra={"edge_cells": edge_cells, "shell_cells": shell_cells,
+                         "shell_factor": shell_factor})
+    return frames, truth
