@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+from skimage.filters import window
 from skimage.registration import phase_cross_correlation
 
 
@@ -46,14 +47,23 @@ def align_frames(frames, *, upsample_factor=100, reference_iterations=3):
     n = len(frames)
     if n == 1:
         return frames[0].copy(), np.zeros((1, 2))
+    # A Hann window removes the edge discontinuity of the periodic FFT (the support's
+    # gradient would otherwise pin the correlation peak at zero shift).
+    taper = window("hann", frames.shape[1:])
+
+    def prepare(image):
+        return (image - image.mean()) * taper
+
+    moving = [prepare(f) for f in frames]
     reference = frames[0].astype(np.float64)
     shifts = np.zeros((n, 2))
     for _ in range(max(1, int(reference_iterations))):
+        ref = prepare(reference)
         for k in range(n):
             # phase_cross_correlation returns the shift that registers the moving image
             # onto the reference, i.e. minus the content displacement.
             correction, _, _ = phase_cross_correlation(
-                reference, frames[k], upsample_factor=upsample_factor, normalization=None)
+                ref, moving[k], upsample_factor=upsample_factor, normalization=None)
             shifts[k] = -correction
         shifts -= shifts[0]
         reference = np.mean([_shift(f, -s) for f, s in zip(frames, shifts)], axis=0)

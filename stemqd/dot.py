@@ -107,3 +107,20 @@ def surface_depth(positions_px, inside, lattice_constant_px):
     dist = (-(pts @ hull.equations[:, :2].T + hull.equations[:, 2])).min(axis=1)
     depth[inside] = np.floor(np.maximum(dist, 0) / lattice_constant_px + 1e-6).astype(int)
     return depth
+
+
+def edge_lengths_from_columns(positions_px, vectors_px, pixel_size_A):
+    """Edge lengths of the dot along its two lattice directions, nm.
+
+    The extent (max - min) of the in-dot column centres projected on each lattice vector's
+    direction: for an n-cell cube this is n lattice constants, free of the segmentation's
+    blur.
+    """
+    pos = np.asarray(positions_px, float)
+    if len(pos) < 2:
+        return (np.nan, np.nan)
+    out = []
+    for v in np.asarray(vectors_px, float):
+        proj = pos @ (v / np.hypot(*v))
+        out.append(float((proj.max() - proj.min()) * pixel_size_A / 10))
+    return tuple(out)

@@ -61,7 +61,7 @@ def _model_and_jacobian(p, x, y):
     return ag + B, jac
 
 
-def _lm_batch(p0, x, y, data, weights, *, max_iterations=50, free=None, xtol=1e-10):
+def _lm_batch(p0, x, y, data, weights, *, max_iterations=50, free=None, xtol=1e-8):
     """Batched Levenberg-Marquardt (Marquardt scaling) over independent windows.
 
     numpy has no batched LM and scipy's ``least_squares`` solves one problem per call; all
@@ -118,9 +118,10 @@ def _lm_batch(p0, x, y, data, weights, *, max_iterations=50, free=None, xtol=1e-
         # Converged when an undamped step no longer changes the parameters or the cost; a
         # step shrunk by heavy damping says nothing about convergence.
         small_step = np.abs(step[better]).max(axis=1) < xtol * (1 + np.abs(p[acc]).max(axis=1))
-        done = (small_step | (rel_cost < 1e-15)) & (lam[acc] < 1e-2)
+        done = (small_step | (rel_cost < 1e-12)) & (lam[acc] < 1e-2)
         active[acc[done]] = False
-        active[rej[lam[rej] > 1e12]] = False
+        # No step along any direction lowers the cost any more: at the minimum to rounding.
+        active[rej[lam[rej] > 1e8]] = False
     converged = ~active | (iterations < max_iterations)
     return p, iterations, converged, cost
 

@@ -149,7 +149,7 @@ def carbon_background(shape, pixel_size_A, *, level=0.15, variation=0.3, scale_A
     ny, nx = shape
     field_ = ndimage.gaussian_filter(rng.standard_normal(shape), scale_A / pixel_size_A,
                                      mode="wrap")
-    field_ /= field_.std() + 1e-12
+    field_ = (field_ - field_.mean()) / (field_.std() + 1e-12)
     yy, xx = np.mgrid[0:ny, 0:nx]
     gradient = 0.5 * (xx / nx - 0.5) + 0.3 * (yy / ny - 0.5)
     return level * (1.0 + variation * (0.5 * field_ + gradient))
@@ -190,7 +190,6 @@ def perovskite_columns(edge_cells, lattice_constant_A, pixel_size_A, *, centre_p
     centred = frac - n / 2.0
     positions = centred @ vectors + np.asarray(centre_px, float)
     depth = np.floor(np.minimum(frac, n - frac).min(axis=1) + 1e-9).astype(int)
-    depth = np.minimum(depth, (n - 1) // 2)
     return positions, np.array(types), np.floor(frac).astype(int), depth, vectors
 
 

@@ -131,8 +131,8 @@ def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cut
                rel_cutoff_Ry=60.0, eps_scf=1e-8, charge_mode="electrons", temperature_K=300.0,
                steps=300, timestep_fs=10.0, timecon_fs=TIMECON_EQUILIBRATION_FS,
                max_force_eV_A=0.024, fixed=None, mo_print=("MO_CUBES",), solver="OT",
-               added_mos=4, basis="DZVP-MOLOPT-SR-GTH", cell_A=None, restart_file=None,
-               seed=None):
+               added_mos=4, mo_window=2, basis="DZVP-MOLOPT-SR-GTH", cell_A=None,
+               restart_file=None, seed=None):
     """Text of a CP2K input for geometry optimisation or NVT AIMD of a dot.
 
     Parameters
@@ -161,6 +161,10 @@ def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cut
         HOMO/LUMO print styles, every MD step. ``"MO"`` needs diagonalisation.
     solver : {"OT", "DIAG"}
         OT minimisation, or Broyden-mixed diagonalisation with ``added_mos`` empty orbitals.
+    mo_window : int
+        The ``MO`` style prints only the orbitals HOMO-mo_window+1 ... LUMO+mo_window-1
+        (``MO_INDEX_RANGE``); with diagonalisation it is printed after every SCF step, and a
+        full list for a 1000-atom dot would swamp the log.
     basis : str
         Basis set name in BASIS_MOLOPT.
     cell_A : float, optional
@@ -325,7 +329,11 @@ def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cut
             add("        &END EACH")
             add("      &END MO_CUBES")
         if "MO" in mo_print:
+            # RKS: HOMO index n_el/2; UKS (doublet): alpha (n_el+1)/2, beta (n_el-1)/2.
+            lo = max(1, n_el // 2 - int(mo_window) + 1)
+            hi = (n_el + 1) // 2 + int(mo_window)
             add("      &MO")
+            add(f"        MO_INDEX_RANGE {lo} {hi}")
             add("        EIGENVALUES")
             add("        OCCUPATION_NUMBERS")
             add("        &EACH")
