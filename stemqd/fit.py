@@ -24,6 +24,7 @@ form sx >= sy, t in [0, pi).
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import pandas as pd
 
@@ -61,69 +62,148 @@ def _model_and_jacobian(p, x, y):
     return ag + B, jac
 
 
-def _lm_batch(p0, x, y, data, weights, *, max_iterations=50, free=None, xtol=1e-8):
-    """Batched Levenberg-Marquardt (Marquardt scaling) over independent windows.
+@numba.njit(cache=True, fastmath=False)
+def _normal_equations(p, x, y, data, weights):
+    """JᵀJ (7 x 7), Jᵀr (7) and the cost of one window, without storing the Jacobian."""
+    jtj = np.zeros((7, 7))
+    grad = np.zeros(7)
+    cost = 0.0
+    A, x0, y0, sx, sy, t, B = p[0], p[1], p[2], p[3], p[4], p[5], p[6]
+    c, s = np.cos(t), np.sin(t)
+    isx2, isy2 = 1.0 / (sx * sx), 1.0 / (sy * sy)
+    j = np.empty(7)
+    for k in range(x.shape[0]):
+        w = weights[k]
+        if w == 0.0:
+            continue
+        dx, dy = x[k] - x0, y[k] - y0
+        u = c * dx + s * dy
+        v = -s * dx + c * dy
+        g = np.exp(-0.5 * (u * u * isx2 + v * v * isy2))
+        ag = A * g
+        r = (data[k] - ag - B) * w
+        cost += r * r
+        j[0] = g
+        j[1] = ag * (u * c * isx2 - v * s * isy2)
+        j[2] = ag * (u * s * isx2 + v * c * isy2)
+        j[3] = ag * u * u * isx2 / sx
+        j[4] = ag * v * v * isy2 / sy
+        j[5] = -ag * u * v * (isx2 - isy2)
+        j[6] = 1.0
+        for a in range(7):
+            ja = j[a] * w
+            grad[a] += ja * r
+            for b in range(a + 1):
+                jtj[a, b] += ja * j[b] * w
+    for a in range(7):
+        for b in range(a):
+            jtj[b, a] = jtj[a, b]
+    return jtj, grad, cost
 
-    numpy has no batched LM and scipy's ``least_squares`` solves one problem per call; all
-    windows share the same small size, so one vectorised loop over the batch solves them
-    together with 7 x 7 normal equations per column.
 
-    Returns parameters (N, 7), number of iterations (N,) and a converged mask (N,).
+@numba.njit(cache=True)
+def _solve7(m, rhs):
+    """Gaussian elimination with partial pivoting for one small dense system."""
+    n = rhs.shape[0]
+    a = m.copy()
+    b = rhs.copy()
+    for col in range(n):
+        piv = col
+        for r in range(col + 1, n):
+            if abs(a[r, col]) > abs(a[piv, col]):
+                piv = r
+        if piv != col:
+            for k in range(n):
+                a[col, k], a[piv, k] = a[piv, k], a[col, k]
+            b[col], b[piv] = b[piv], b[col]
+        d = a[col, col]
+        if d == 0.0:
+            d = 1e-300
+        for r in range(col + 1, n):
+            f = a[r, col] / d
+            for k in range(col, n):
+                a[r, k] -= f * a[col, k]
+            b[r] -= f * b[col]
+    out = np.zeros(n)
+    for r in range(n - 1, -1, -1):
+        acc = b[r]
+        for k in range(r + 1, n):
+            acc -= a[r, k] * out[k]
+        out[r] = acc / (a[r, r] if a[r, r] != 0.0 else 1e-300)
+    return out
+
+
+@numba.njit(parallel=True, cache=True)
+def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol):
+    """Levenberg-Marquardt (Marquardt scaling) on every window, in parallel.
+
+    scipy's ``least_squares`` solves one problem per Python call and numpy has no batched
+    LM; with thousands of 7-parameter windows the per-call overhead would dominate, so the
+    loop is compiled and runs over the windows in parallel threads. The normal equations
+    are accumulated pixel by pixel with the analytic Jacobian of :func:`gaussian2d`.
+
+    Returns parameters (N, 7), iterations (N,), converged (N,) and cost (N,).
     """
+    n = p0.shape[0]
     p = p0.copy()
-    n = len(p)
-    lam = np.full(n, 1e-3)
-    free = np.ones(7, bool) if free is None else free
-    fixed = ~free
-    model, jac = _model_and_jacobian(p, x, y)
-    res = (data - model) * weights
-    cost = np.einsum("np,np->n", res, res)
-    active = np.ones(n, bool)
-    iterations = np.zeros(n, int)
-    eye = np.eye(7)
-    for _ in range(max_iterations):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        iterations[idx] += 1
-        jw = jac[idx] * weights[idx, :, None]
-        jtj = np.einsum("npi,npj->nij", jw, jw)
-        grad = np.einsum("npi,np->ni", jw, res[idx])
-        jtj[:, fixed, :] = 0.0
-        jtj[:, :, fixed] = 0.0
-        grad[:, fixed] = 0.0
-        diag = np.einsum("nii->ni", jtj)
-        # Marquardt scaling by diag(JᵀJ), floored so that a direction the data cannot
-        # determine (theta of a round column) is damped instead of making the system
-        # singular.
-        floor = 1e-9 * diag.max(axis=1, keepdims=True) + 1e-30
-        scale = np.maximum(diag, floor)
-        lhs = jtj + (lam[idx, None] * scale)[:, :, None] * eye + fixed[None, :, None] * eye
-        step = np.linalg.solve(lhs, grad[..., None])[..., 0]
-        trial = p[idx] + step
-        # Widths must stay positive: a step that flips a sign is rejected like a bad one.
-        ok_width = (trial[:, _SX] > 0) & (trial[:, _SY] > 0)
-        tm, tj = _model_and_jacobian(trial, x[idx], y[idx])
-        tres = (data[idx] - tm) * weights[idx]
-        tcost = np.einsum("np,np->n", tres, tres)
-        better = ok_width & (tcost <= cost[idx])
-        acc = idx[better]
-        p[acc] = trial[better]
-        model[acc], jac[acc], res[acc] = tm[better], tj[better], tres[better]
-        rel_cost = (cost[acc] - tcost[better]) / np.maximum(cost[acc], 1e-300)
-        cost[acc] = tcost[better]
-        lam[acc] = np.maximum(lam[acc] / 3.0, 1e-12)
-        rej = idx[~better]
-        lam[rej] = lam[rej] * 4.0
-        # Converged when an undamped step no longer changes the parameters or the cost; a
-        # step shrunk by heavy damping says nothing about convergence.
-        small_step = np.abs(step[better]).max(axis=1) < xtol * (1 + np.abs(p[acc]).max(axis=1))
-        done = (small_step | (rel_cost < 1e-12)) & (lam[acc] < 1e-2)
-        active[acc[done]] = False
-        # No step along any direction lowers the cost any more: at the minimum to rounding.
-        active[rej[lam[rej] > 1e8]] = False
-    converged = ~active | (iterations < max_iterations)
-    return p, iterations, converged, cost
+    iterations = np.zeros(n, np.int64)
+    converged = np.zeros(n, np.bool_)
+    costs = np.zeros(n)
+    for i in numba.prange(n):
+        pi = p0[i].copy()
+        lam = 1e-3
+        jtj, grad, cost = _normal_equations(pi, x[i], y[i], data[i], weights[i])
+        done = False
+        it = 0
+        while it < max_iterations and not done:
+            it += 1
+            dmax = 0.0
+            for a in range(7):
+                if not free[a]:
+                    grad[a] = 0.0
+                    for b in range(7):
+                        jtj[a, b] = 0.0
+                        jtj[b, a] = 0.0
+                dmax = max(dmax, jtj[a, a])
+            lhs = jtj.copy()
+            for a in range(7):
+                # Marquardt scaling by diag(JᵀJ), floored so that a direction the data
+                # cannot determine (theta of a round column) is damped, not singular.
+                lhs[a, a] += lam * max(jtj[a, a], 1e-9 * dmax + 1e-30)
+                if not free[a]:
+                    lhs[a, a] = 1.0
+            step = _solve7(lhs, grad)
+            trial = pi + step
+            if trial[3] <= 0.0 or trial[4] <= 0.0:
+                # Widths must stay positive: such a step is rejected like a bad one.
+                lam *= 4.0
+                done = lam > 1e8
+                continue
+            # Most steps are accepted, so evaluate the trial's normal equations at once
+            # rather than its cost first and the Jacobian again after acceptance.
+            tjtj, tgrad, tcost = _normal_equations(trial, x[i], y[i], data[i], weights[i])
+            if tcost <= cost:
+                rel = (cost - tcost) / max(cost, 1e-300)
+                small = True
+                for a in range(7):
+                    if abs(step[a]) >= xtol * (1.0 + abs(trial[a])):
+                        small = False
+                pi, jtj, grad, cost = trial, tjtj, tgrad, tcost
+                lam = max(lam / 3.0, 1e-12)
+                # Converged when an undamped step no longer changes the parameters or the
+                # cost; a step shrunk by heavy damping says nothing about convergence.
+                if (small or rel < 1e-12) and lam < 1e-2:
+                    done = True
+            else:
+                lam *= 4.0
+                # No step in any direction lowers the cost: at the minimum to rounding.
+                if lam > 1e8:
+                    done = True
+        p[i] = pi
+        iterations[i] = it
+        converged[i] = done
+        costs[i] = cost
+    return p, iterations, converged, costs
 
 
 def _lmfit_window(p0, x, y, data, weights, max_iterations, vary_theta=True):
@@ -150,7 +230,7 @@ def _covariance(p, x, y, weights, cost):
     """Parameter covariance (JᵀJ)⁻¹ s² per window, s² = RSS / (n - 7)."""
     _, jac = _model_and_jacobian(p, x, y)
     jw = jac * weights[..., None]
-    jtj = np.einsum("npi,npj->nij", jw, jw)
+    jtj = jw.transpose(0, 2, 1) @ jw
     dof = np.maximum(weights.astype(bool).sum(axis=1) - 7, 1)
     s2 = cost / dof
     cov = np.full_like(jtj, np.nan)
@@ -203,19 +283,38 @@ def _windows(shape, seeds, radius_px):
     return flat, xs.astype(float), ys.astype(float), valid.astype(float)
 
 
+def _quadratic_coefficients(p):
+    """a, b, c of the exponent a dx² + 2b dx dy + c dy² of :func:`gaussian2d`, per column."""
+    c2, s2 = np.cos(p[:, _T]) ** 2, np.sin(p[:, _T]) ** 2
+    ix, iy = 0.5 / p[:, _SX] ** 2, 0.5 / p[:, _SY] ** 2
+    a = c2 * ix + s2 * iy
+    b = 0.5 * np.sin(2 * p[:, _T]) * (ix - iy)  # for u = cos(t) dx + sin(t) dy
+    c = s2 * ix + c2 * iy
+    return a[:, None, None], b[:, None, None], c[:, None, None]
+
+
 def _render(shape, p, half_width):
-    """Sum of all column Gaussians (no offsets) and each column's own tile box."""
+    """Sum of all column Gaussians (no offsets) and each column's own tile box.
+
+    The tiles are evaluated in float32 on a shared (2h + 1)² offset grid: this is the
+    largest array of the fit, and single precision is ample for the neighbour tails it
+    feeds (the fitted column itself is always evaluated in float64).
+    """
     ny, nx = shape
     off = np.arange(-half_width, half_width + 1)
-    oy, ox = np.meshgrid(off, off, indexing="ij")
-    cx = np.rint(p[:, _X]).astype(int)[:, None]
-    cy = np.rint(p[:, _Y]).astype(int)[:, None]
-    xs, ys = cx + ox.ravel(), cy + oy.ravel()
+    cx = np.rint(p[:, _X]).astype(int)
+    cy = np.rint(p[:, _Y]).astype(int)
+    dx = (cx[:, None] - p[:, _X:_X + 1] + off).astype(np.float32)[:, None, :]
+    dy = (cy[:, None] - p[:, _Y:_Y + 1] + off).astype(np.float32)[:, :, None]
+    a, b, c = (v.astype(np.float32) for v in _quadratic_coefficients(p))
+    vals = p[:, _A, None, None].astype(np.float32) * np.exp(
+        -(a * dx * dx + 2 * b * dx * dy + c * dy * dy))
+    xs = cx[:, None, None] + off[None, None, :]
+    ys = cy[:, None, None] + off[None, :, None]
     valid = (xs >= 0) & (xs < nx) & (ys >= 0) & (ys < ny)
-    vals = gaussian2d(xs, ys, *(p[:, k:k + 1] for k in range(6)), 0.0)
     flat = (ys * nx + xs)[valid]
     image = np.bincount(flat, weights=vals[valid], minlength=ny * nx)
-    return image, cx[:, 0], cy[:, 0]
+    return image, cx, cy
 
 
 def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fast",
@@ -277,15 +376,19 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
     p[:, _SX] = p[:, _SY] = sigma0
     p[:, _T] = 0.0
     p[:, _B] = low
-    half = int(np.ceil(2.5 * radius_px))
+    # Neighbour models are rendered as far as they reach into a window: the window radius
+    # plus five widths (exp(-12.5) of the peak), never beyond 2.5 window radii.
     iterations = np.zeros(n, int)
     converged = np.zeros(n, bool)
     cost = np.zeros(n)
     sweeps = 0
-    round_first = np.ones(7, bool)
+    all_free = np.ones(7, np.bool_)
+    round_first = all_free.copy()
     round_first[_T] = False
     for sweep in range(max(1, neighbour_iterations)):
         sweeps = sweep + 1
+        reach = radius_px + 5 * np.max(np.maximum(p[:, _SX], p[:, _SY]))
+        half = int(np.ceil(min(reach, 2.5 * radius_px)))
         total, cx, cy = _render(image.shape, p, half)
         others = total[flat] - _own(p, xs, ys, cx, cy, half)
         data = data_raw - others
@@ -293,10 +396,10 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         if method == "fast":
             if sweep == 0:
                 # Fit with the rotation fixed first: theta is undefined for a round start.
-                p, _, _, _ = _lm_batch(p, xs, ys, data, weights, max_iterations=max_iterations,
-                                       free=round_first)
-            p, iterations, converged, cost = _lm_batch(p, xs, ys, data, weights,
-                                                       max_iterations=max_iterations)
+                p, _, _, _ = _lm_batch(p, xs, ys, data, weights, round_first, max_iterations,
+                                       1e-8)
+            p, iterations, converged, cost = _lm_batch(p, xs, ys, data, weights, all_free,
+                                                       max_iterations, 1e-8)
         else:
             for i in range(n):
                 if sweep == 0:

@@ -10,19 +10,21 @@ CSVR at 300 K with 10 fs steps and a 15 fs time constant, 20 MD steps, two runs:
   line);
 * ``ot``: OT, ``MO_CUBES`` style only (``HOMO - LUMO gap [eV]`` line every step).
 
-Positions, velocities, ``.ener`` and the ``.out`` log of each run are copied to
+Positions, velocities, ``.ener`` and the ``.out`` log (gzipped) of each run are copied to
 ``tests/fixtures/cp2k/{diag,ot}/``; wavefunction and restart files are not kept.
 
 Exact command (from the repository root, Debian's ``apt-get install cp2k``)::
 
     nice -n 10 .venv/bin/python simulations/cp2k/make_fixture.py --workdir /tmp/stemqd_cp2k_fixture
 
-``--inputs-only`` writes the inputs without running CP2K.
+``--inputs-only`` writes the inputs without running CP2K; ``--collect-only`` copies the
+outputs of an earlier run into the fixture.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
 import shutil
 import subprocess
@@ -62,6 +64,8 @@ def main(argv=None):
     parser.add_argument("--time-budget-s", type=float, default=1500.0,
                         help="kill a run that takes longer than this (s)")
     parser.add_argument("--inputs-only", action="store_true")
+    parser.add_argument("--collect-only", action="store_true",
+                        help="copy the outputs of an earlier run in --workdir into the fixture")
     args = parser.parse_args(argv)
     env = {**os.environ, "CP2K_DATA_DIR": os.environ.get("CP2K_DATA_DIR", "/usr/share/cp2k"),
            "OMP_NUM_THREADS": "1"}
@@ -74,23 +78,32 @@ def main(argv=None):
                           rel_cutoff_Ry=30.0, seed=20260101, **options)
         if args.inputs_only:
             continue
-        if cp2k is None:
-            sys.exit("cp2k not found; apt-get install cp2k")
-        t0 = time.monotonic()
-        with open(folder / "md.out", "w") as log:
-            proc = subprocess.run([cp2k, "-i", "md.inp"], cwd=folder, stdout=log, stderr=subprocess.STDOUT,
-                                  env=env, timeout=args.time_budget_s)
-        elapsed = time.monotonic() - t0
-        print(f"{name}: cp2k exit {proc.returncode}, {elapsed:.1f} s for {args.steps} MD steps")
-        if proc.returncode:
-            sys.exit(f"{name}: CP2K failed; see {folder / 'md.out'}")
-        dest = FIXTURE / name
-        dest.mkdir(parents=True, exist_ok=True)
-        for src in ["md.inp", "md.out", "dot.xyz", f"{PROJECT}-md-1.ener", f"{PROJECT}-md-pos-1.xyz",
-                    f"{PROJECT}-md-vel-1.xyz"]:
-            shutil.copy2(folder / src, dest / src)
-        (dest / "RUNTIME.txt").write_text(f"{elapsed:.1f} s wall for {args.steps} MD steps, "
-                                          f"{os.cpu_count()} cores, OMP_NUM_THREADS=1\n")
+        if not args.collect_only:
+            if cp2k is None:
+                sys.exit("cp2k not found; apt-get install cp2k")
+            t0 = time.monotonic()
+            with open(folder / "md.out", "w") as log:
+                proc = subprocess.run([cp2k, "-i", "md.inp"], cwd=folder, stdout=log,
+                                      stderr=subprocess.STDOUT, env=env, timeout=args.time_budget_s)
+            elapsed = time.monotonic() - t0
+            print(f"{name}: cp2k exit {proc.returncode}, {elapsed:.1f} s for {args.steps} MD steps")
+            if proc.returncode:
+                sys.exit(f"{name}: CP2K failed; see {folder / 'md.out'}")
+            (folder / "RUNTIME.txt").write_text(
+                f"{elapsed:.1f} s wall for {args.steps} MD steps, {os.cpu_count()} cores, "
+                "OMP_NUM_THREADS=1, Debian cp2k 2023.1\n")
+        collect(folder, FIXTURE / name)
+
+
+def collect(folder, dest):
+    """Copy a run's outputs into the fixture; the .out log is gzipped (the readers read .gz)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in ["md.inp", "dot.xyz", "RUNTIME.txt", f"{PROJECT}-md-1.ener",
+                f"{PROJECT}-md-pos-1.xyz", f"{PROJECT}-md-vel-1.xyz"]:
+        shutil.copyfile(folder / src, dest / src)
+    with open(folder / "md.out", "rb") as fin, \
+            gzip.GzipFile(dest / "md.out.gz", "wb", compresslevel=9, mtime=0) as fout:
+        shutil.copyfileobj(fin, fout)
 
 
 if __name__ == "__main__":

@@ -33,6 +33,10 @@ def _atomic_write(path, write, mode):
     try:
         with os.fdopen(fd, mode) as fh:
             write(fh)
+        # mkstemp creates 0600; give the file the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -14,6 +14,7 @@ restarted run supersedes the frames written after the restart point).
 
 from __future__ import annotations
 
+import gzip
 import re
 import warnings
 from dataclasses import dataclass
@@ -27,6 +28,18 @@ from ..errors import InputError
 HARTREE_EV = 27.211386245988
 #: bohr / atomic time unit in Å/fs (ase.units.Bohr / (ase.units._aut * 1e15)).
 BOHR_PER_AUT_IN_A_PER_FS = 21.876912636433
+
+def _read_text(path):
+    """Text of a (possibly gzipped) file; unreadable files raise InputError."""
+    path = Path(path)
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rt", errors="replace") as fh:
+                return fh.read()
+        return path.read_text(errors="replace")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from None
+
 
 _TITLE = re.compile(r"i\s*=\s*(-?\d+)\s*,\s*time\s*=\s*(\S+?)\s*,\s*E\s*=\s*(\S+)")
 
@@ -101,10 +114,7 @@ def read_xyz_trajectory(path, kind="auto"):
         kind = "velocities" if "-vel-" in path.name or path.name.startswith("vel") else "positions"
     if kind not in ("positions", "velocities"):
         raise InputError(f"kind must be positions or velocities, not {kind!r}")
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+    lines = _read_text(path).splitlines()
     headers, bodies = [], []
     i, nl = 0, len(lines)
     natoms = None
@@ -176,10 +186,7 @@ def read_ener(path):
         truncated last row dropped with a warning.
     """
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: cannot read ({exc})") from None
+    lines = _read_text(path).splitlines()
     rows = []
     data_lines = [(k, ln) for k, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
     for j, (k, ln) in enumerate(data_lines):
@@ -285,76 +292,72 @@ def read_gaps(paths, style="auto", missing="error"):
     paths = [Path(p) for p in paths]
     records = []  # (step or None for MD_INI, time, block)
     for path in paths:
-        try:
-            fh = open(path, errors="replace")
-        except OSError as exc:
-            raise InputError(f"{path}: cannot read ({exc})") from None
-        with fh:
-            block = _new_block()
-            mode = None  # "occ", "unocc" while reading MO_CUBES eigenvalue lines
-            spin = 1
-            for line in fh:
-                if mode is not None:
-                    if _NUMBERS.match(line):
-                        vals = [float(x) for x in line.split()]
-                        target = block["mo_cubes"]["homo" if mode == "occ" else "lumo"]
-                        if mode == "occ":
-                            target[spin] = vals[-1]
-                        elif spin not in target:
-                            target[spin] = vals[0]
-                        continue
-                    # Dashes, blank lines and the OT eigensolver's progress lines sit between
-                    # the header and the eigenvalues.
-                    if not line.strip() or line.lstrip().startswith("---") or "OT|" in line \
-                            or "eigensolver" in line.lower():
-                        continue
-                    waiting = mode == "unocc" and spin not in block["mo_cubes"]["lumo"]
-                    if waiting and not (line.startswith(" HOMO - LUMO") or line.startswith(" MD")
-                                        or line.startswith(" ENERGY|") or "subspace" in line):
-                        continue
-                    mode = None
-                m = _OCC_HEAD.match(line)
+        lines = _read_text(path).splitlines(keepends=True)
+        block = _new_block()
+        mode = None  # "occ", "unocc" while reading MO_CUBES eigenvalue lines
+        spin = 1
+        for line in lines:
+            if mode is not None:
+                if _NUMBERS.match(line):
+                    vals = [float(x) for x in line.split()]
+                    target = block["mo_cubes"]["homo" if mode == "occ" else "lumo"]
+                    if mode == "occ":
+                        target[spin] = vals[-1]
+                    elif spin not in target:
+                        target[spin] = vals[0]
+                    continue
+                # Dashes, blank lines and the OT eigensolver's progress lines sit between
+                # the header and the eigenvalues.
+                if not line.strip() or line.lstrip().startswith("---") or "OT|" in line \
+                        or "eigensolver" in line.lower():
+                    continue
+                waiting = mode == "unocc" and spin not in block["mo_cubes"]["lumo"]
+                if waiting and not (line.startswith(" HOMO - LUMO") or line.startswith(" MD")
+                                    or line.startswith(" ENERGY|") or "subspace" in line):
+                    continue
+                mode = None
+            m = _OCC_HEAD.match(line)
+            if m:
+                mode, spin = "occ", int(m.group(1))
+                continue
+            m = _UNOCC_HEAD.match(line)
+            if m:
+                mode, spin = "unocc", int(m.group(1))
+                continue
+            if line.startswith(" HOMO - LUMO gap"):
+                m = _GAP_LINE.match(line.rstrip("\n"))
                 if m:
-                    mode, spin = "occ", int(m.group(1))
-                    continue
-                m = _UNOCC_HEAD.match(line)
+                    block["mo_cubes"]["gap"].append(float(m.group(1)))
+                continue
+            if line.startswith(" MO|"):
+                m = _MO_HEAD.match(line)
                 if m:
-                    mode, spin = "unocc", int(m.group(1))
+                    mo = block["mo"]
+                    # A new table restarts the block unless it is the second spin's table.
+                    if "BETA" not in m.group(1).upper():
+                        mo["rows"], mo["gap"] = [], []
                     continue
-                if line.startswith(" HOMO - LUMO gap"):
-                    m = _GAP_LINE.match(line.rstrip("\n"))
-                    if m:
-                        block["mo_cubes"]["gap"].append(float(m.group(1)))
-                    continue
-                if line.startswith(" MO|"):
-                    m = _MO_HEAD.match(line)
-                    if m:
-                        mo = block["mo"]
-                        # A new table restarts the block unless it is the second spin's table.
-                        if "BETA" not in m.group(1).upper():
-                            mo["rows"], mo["gap"] = [], []
-                        continue
-                    m = _MO_ROW.match(line)
-                    if m:
-                        block["mo"]["rows"].append((float(m.group(3)), float(m.group(4))))
-                        continue
-                    m = _MO_GAP.match(line)
-                    if m:
-                        block["mo"]["gap"].append(float(m.group(2)))
-                    continue
-                if _MD_INI.match(line):
-                    records.append([None, np.nan, block])
-                    block = _new_block()
-                    continue
-                m = _STEP.match(line)
+                m = _MO_ROW.match(line)
                 if m:
-                    records.append([int(m.group(1) or m.group(2)), np.nan, block])
-                    block = _new_block()
+                    block["mo"]["rows"].append((float(m.group(3)), float(m.group(4))))
                     continue
-                m = _TIME.match(line)
-                if m and records and np.isnan(records[-1][1]):
-                    records[-1][1] = float(m.group(1) or m.group(2))
-            # Whatever follows the last step marker belongs to an unfinished step: dropped.
+                m = _MO_GAP.match(line)
+                if m:
+                    block["mo"]["gap"].append(float(m.group(2)))
+                continue
+            if _MD_INI.match(line):
+                records.append([None, np.nan, block])
+                block = _new_block()
+                continue
+            m = _STEP.match(line)
+            if m:
+                records.append([int(m.group(1) or m.group(2)), np.nan, block])
+                block = _new_block()
+                continue
+            m = _TIME.match(line)
+            if m and records and np.isnan(records[-1][1]):
+                records[-1][1] = float(m.group(1) or m.group(2))
+        # Whatever follows the last step marker belongs to an unfinished step: dropped.
     if not records:
         raise InputError(f"{', '.join(map(str, paths))}: no MD steps found (no 'MD| Step number' "
                          "or 'MD_INI|' lines); is this the .out log of an MD run?")

@@ -1,0 +1,113 @@
+"""Column refinement speed and accuracy: fast path, lmfit path and (if installed) Atomap.
+
+All paths fit the same synthetic CsPbBr3 [001] image from the same seeds (true positions plus
+0.5 px noise). Printed per path: columns per second (median over repeats), the RMS position
+error against the truth, and the error of the Cs : Pb-Br intensity ratio (Gaussian volumes)
+against the truth; and the speed ratio against Atomap.
+
+Run: ``python benchmarks/bench_columns.py [--repeats 5] [--size 1024]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from stemqd.fit import refine_columns
+from stemqd.synthetic import perovskite_dot
+
+PIXEL_A = 0.15
+NN_PX = 2.935 / PIXEL_A
+
+
+def image_and_truth(size, seed=0):
+    cells = int(size * PIXEL_A / 5.87) - 4
+    frames, truth = perovskite_dot((size, size), pixel_size_A=PIXEL_A, edge_cells=cells,
+                                   dose=300, n_frames=1, drift_px=0, background_level=0.0,
+                                   sigma_A=0.45, seed=seed)
+    return frames[0].astype(float), truth
+
+
+def accuracy(x, y, volume, truth, idx):
+    err = np.hypot(x - truth.positions_px[idx, 0], y - truth.positions_px[idx, 1])
+    types = truth.types[idx]
+    ratio = volume[types == "A"].mean() / volume[types == "BX"].mean()
+    return float(np.sqrt(np.mean(err**2))), float(ratio / truth.ratio("A", "BX") - 1)
+
+
+def run_stemqd(image, seeds, truth, idx, method):
+    t0 = time.perf_counter()
+    df = refine_columns(image, seeds, radius_px=0.5 * NN_PX, method=method)
+    dt = time.perf_counter() - t0
+    return dt, *accuracy(df.x_px.to_numpy(), df.y_px.to_numpy(), df.volume.to_numpy(), truth,
+                         idx)
+
+
+def run_atomap(image, seeds, truth, idx):
+    import atomap.api as am
+
+    sub = am.Sublattice(seeds.copy(), image)
+    sub.find_nearest_neighbors()
+    t0 = time.perf_counter()
+    sub.refine_atom_positions_using_2d_gaussian(show_progressbar=False)
+    dt = time.perf_counter() - t0
+    x = np.array([a.pixel_x for a in sub.atom_list])
+    y = np.array([a.pixel_y for a in sub.atom_list])
+    # Atomap's amplitude_gaussian is the volume of its normalised Gaussian.
+    volume = np.array([a.amplitude_gaussian for a in sub.atom_list])
+    return dt, *accuracy(x, y, volume, truth, idx)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--subset", type=int, default=150,
+                        help="columns fitted by the slow paths (lmfit, Atomap)")
+    args = parser.parse_args()
+    image, truth = image_and_truth(args.size)
+    rng = np.random.default_rng(1)
+    seeds_all = truth.positions_px + rng.normal(0, 0.5, truth.positions_px.shape)
+    # The slow paths fit a central block of columns (all types), the fast path all columns.
+    centre = np.hypot(*(truth.positions_px - args.size / 2).T)
+    subset = np.argsort(centre)[:args.subset]
+    rows = []
+
+    def bench(name, fn, idx, repeats):
+        times, pos, ratio = [], None, None
+        for _ in range(repeats):
+            dt, pos, ratio = fn(idx)
+            times.append(dt)
+        rows.append((name, len(idx), len(idx) / np.median(times), np.median(times), pos, ratio))
+
+    everything = np.arange(len(truth.types))
+    bench("stemqd fast (all columns)", lambda i: run_stemqd(image, seeds_all[i], truth, i, "fast"),
+          everything, args.repeats)
+    bench("stemqd fast (subset)", lambda i: run_stemqd(image, seeds_all[i], truth, i, "fast"),
+          subset, args.repeats)
+    bench("stemqd lmfit (subset)", lambda i: run_stemqd(image, seeds_all[i], truth, i, "lmfit"),
+          subset, max(1, args.repeats // 2))
+    try:
+        import atomap  # noqa: F401
+
+        bench("Atomap 2D Gaussian (subset)", lambda i: run_atomap(image, seeds_all[i], truth, i),
+              subset, max(1, args.repeats // 2))
+        atomap_rate = rows[-1][2]
+    except ImportError:
+        atomap_rate = None
+        print("atomap is not installed: its row is skipped (pip install atomap to compare)")
+    print(f"\nImage {args.size} x {args.size} px, {PIXEL_A} Å/px, {len(truth.types)} columns, "
+          f"true Cs:PbBr ratio {truth.ratio('A', 'BX'):.4f}; medians over repeats")
+    head = (f"{'path':30s} {'columns':>8s} {'columns/s':>11s} {'time s':>9s} "
+            f"{'pos RMS px':>11s} {'ratio err':>10s} {'x Atomap':>9s}")
+    print(head)
+    print("-" * len(head))
+    for name, n, rate, t, pos, ratio in rows:
+        speed = f"{rate / atomap_rate:9.0f}" if atomap_rate else f"{'-':>9s}"
+        print(f"{name:30s} {n:8d} {rate:11.0f} {t:9.3f} {pos:11.4f} {ratio:+10.2%} {speed}")
+
+
+if __name__ == "__main__":
+    main()

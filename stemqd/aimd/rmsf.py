@@ -1,0 +1,98 @@
+"""Root-mean-square fluctuation per atom, element and layer (algorithms.md Part II §1.8).
+
+rho_i = sqrt(N_f^-1 sum_t |r_i(t) - <r_i>|^2) on frames already aligned
+(:func:`stemqd.aimd.rigid.remove_rigid_body`), as MDAnalysis ``rms.RMSF``. Layers count unit
+cells below the surface: d_i = min over the 6 faces of the distance of the atom's reference
+position to the outermost atomic plane, divided by a.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from .cp2k import depth_in_cells
+
+
+def rmsf(positions):
+    """RMSF of every atom about its mean position (Å).
+
+    Parameters
+    ----------
+    positions : array_like, shape (n_frames, n_atoms, 3)
+        Aligned positions (Å).
+
+    Returns
+    -------
+    ndarray, shape (n_atoms,)
+    """
+    x = np.asarray(positions, dtype=float)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise InputError(f"positions must have shape (n_frames, n_atoms, 3), not {x.shape}")
+    dev = x - x.mean(axis=0)
+    return np.sqrt(np.einsum("fna,fna->n", dev, dev) / x.shape[0])
+
+
+def layer_index(reference_positions, lattice_constant_A=5.87, rounding="floor"):
+    """Layer of each atom below the dot surface (0 = outermost unit cell).
+
+    Parameters
+    ----------
+    reference_positions : array_like, shape (n_atoms, 3)
+        Ideal or mean positions (Å), dot faces along x, y and z.
+    lattice_constant_A : float
+        a (Å).
+    rounding : {"floor", "round"}
+        ``"floor"``: layer L holds the ideal depths L and L + 1/2 (the surface Pb at
+        d = 1/2 is in layer 0 with its Cs/Br surface); ``"round"``: nearest integer with
+        halves rounded up (the surface Pb counts as layer 1). Both tolerate displacements
+        up to a/4 from the ideal depths.
+
+    Returns
+    -------
+    ndarray of int
+    """
+    d = depth_in_cells(reference_positions, lattice_constant_A)
+    # Ideal depths are multiples of 1/2; the 1/4 offsets make both rules tolerant to a
+    # relaxation of up to a/4 (1.5 Å) around them.
+    if rounding == "floor":
+        return np.floor(d + 0.25).astype(int)
+    if rounding == "round":
+        return np.floor(d + 0.75).astype(int)
+    raise InputError(f"rounding must be 'floor' or 'round', not {rounding!r}")
+
+
+def rmsf_by_layer(rmsf_A, symbols, layers):
+    """Mean RMSF per (layer, element).
+
+    Parameters
+    ----------
+    rmsf_A : array_like, shape (n_atoms,)
+        RMSF per atom (Å).
+    symbols : sequence of str
+        Element per atom.
+    layers : array_like of int
+        Layer per atom (:func:`layer_index`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``layer, element, n_atoms, rmsf_mean_A, rmsf_std_A``, plus rows with element
+        ``"all"`` per layer and layer ``-1`` for each element over the whole dot.
+    """
+    frame = pd.DataFrame({"layer": np.asarray(layers, dtype=int), "element": np.asarray(symbols),
+                          "rmsf_A": np.asarray(rmsf_A, dtype=float)})
+    if not (len(frame["layer"]) == len(frame["element"]) == len(frame["rmsf_A"])):
+        raise InputError("rmsf, symbols and layers must have one entry per atom")
+
+    def agg(df):
+        return df.agg(n_atoms=("rmsf_A", "size"), rmsf_mean_A=("rmsf_A", "mean"),
+                      rmsf_std_A=("rmsf_A", lambda s: float(np.std(s))))
+
+    per = agg(frame.groupby(["layer", "element"])).reset_index()
+    layer_all = agg(frame.groupby("layer")).reset_index().assign(element="all")
+    element_all = agg(frame.groupby("element")).reset_index().assign(layer=-1)
+    out = pd.concat([per, layer_all, element_all], ignore_index=True)
+    return out[["layer", "element", "n_atoms", "rmsf_mean_A", "rmsf_std_A"]].sort_values(
+        ["layer", "element"], kind="stable").reset_index(drop=True)

@@ -1,0 +1,578 @@
+"""``stemqd aimd``: dots, CP2K inputs and the AIMD analyses (methods.md §4).
+
+Each analysis subcommand reads CP2K output (or a CSV), prints its key numbers and, with
+``--out DIR``, writes CSV tables with JSON provenance sidecars and a PNG figure, all
+atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+
+
+def _plot(path, draw, **layout):
+    """Draw with ``draw(fig)`` on an Agg figure and save it atomically."""
+    from matplotlib.figure import Figure
+
+    from ..aimd._io import save_figure
+
+    fig = Figure(figsize=layout.get("figsize", (6.0, 4.0)))
+    draw(fig)
+    fig.tight_layout()
+    save_figure(fig, path)
+
+
+def _masses(symbols):
+    from ase.data import atomic_masses, atomic_numbers
+
+    try:
+        return np.array([atomic_masses[atomic_numbers[s]] for s in symbols])
+    except KeyError as exc:
+        raise InputError(f"unknown element {exc.args[0]!r}") from None
+
+
+def _parse_pair(text, what):
+    try:
+        a, b = text.split(":")
+        return float(a), float(b)
+    except ValueError:
+        raise InputError(f"{what} {text!r}: expected two numbers as A:B") from None
+
+
+def _temperatures(text):
+    """``300``, ``10,77,300`` or ``10:300:10`` (start:stop:step, inclusive) in K."""
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 3 or parts[2] <= 0:
+                raise ValueError
+            lo, hi, step = parts
+            return np.arange(lo, hi + 0.5 * step, step)
+        return np.array([float(p) for p in text.split(",")])
+    except ValueError:
+        raise InputError(f"--temperature {text!r}: use 300, 10,77,300 or 10:300:10") from None
+
+
+def _out(args):
+    if args.out is None:
+        return None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+# --------------------------------------------------------------------------- build / cp2k
+def _cmd_build(args):
+    from ..aimd import build
+    from ..aimd._io import write_json
+
+    atoms = build.build_dot(args.size, shell=args.shell, shell_layers=args.shell_layers)
+    n = atoms.info["n"]
+    q = atoms.info["charge"]
+    print(f"{build.formula(atoms)}  n={n}  edge={n * atoms.info['lattice_constant_A'] / 10:.2f} nm  "
+          f"atoms={len(atoms)}  formal charge q={q:+d} (CHARGE 0 adds {q} electrons)  "
+          f"cell={atoms.cell[0, 0] / 10:.1f} nm")
+    out = _out(args)
+    if out is not None:
+        stem = args.name or f"dot_n{n}{'_' + args.shell if args.shell else ''}"
+        for fmt in args.format:
+            path = build.write_structure(atoms, out / f"{stem}.{fmt}")
+            print(f"wrote {path}")
+        write_json(out / f"{stem}.json", {
+            "stemqd_version": __import__("stemqd").__version__,
+            "parameters": {"size": str(args.size), "shell": args.shell, "shell_layers": args.shell_layers},
+            "inputs": {},
+            "results": {"formula": build.formula(atoms), "n": n, "charge": q, "n_atoms": len(atoms),
+                        "composition": build.dot_composition(n, args.shell_layers if args.shell else 0)}})
+    return 0
+
+
+def _cmd_cp2k(args):
+    from ..aimd import build, cp2k
+
+    atoms = build.build_dot(args.size, shell=args.shell, shell_layers=args.shell_layers)
+    fixed = None
+    if args.frozen:
+        fixed = cp2k.frozen_indices(atoms, args.frozen_cells, which=args.frozen)
+    stages = cp2k.study_stages(temperature_K=args.temperature, equilibration_ps=args.equilibration_ps,
+                               production_ps=args.production_ps, timestep_fs=args.timestep,
+                               cool_to_K=args.cool_to, geo_opt=not args.no_geo_opt)
+    mo = tuple(args.mo_print)
+    solver = "DIAG" if "MO" in mo else "OT"
+    paths = cp2k.write_cp2k_inputs(atoms, args.out, stages=stages, project=args.project,
+                                   cutoff_Ry=args.cutoff, charge_mode=args.charge_mode, fixed=fixed,
+                                   mo_print=mo, solver=solver)
+    print(f"{build.formula(atoms)}: {len(atoms)} atoms, q={atoms.info['charge']:+d}, "
+          f"CHARGE {'0' if args.charge_mode == 'electrons' else atoms.info['charge']}, "
+          f"cell {atoms.cell[0, 0] / 10:.1f} nm" + (f", {len(fixed)} fixed atoms ({args.frozen})" if fixed is not None else ""))
+    for p in paths:
+        print(f"wrote {p}")
+    print(f"run with: sh {Path(args.out) / 'run.sh'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- readers
+def _gap_series(path, style="auto", dt=None, skip=0):
+    """Gap (meV), time step (fs) and the table from a CP2K log or CSV."""
+    from ..aimd import readers
+
+    path = Path(path)
+    if path.suffix.lower() == ".csv":
+        table = readers.read_gap_table(path)
+    else:
+        table = readers.read_gaps(path, style=style)
+    table = table.iloc[int(skip):].reset_index(drop=True)
+    if len(table) < 8:
+        raise InputError(f"{path}: {len(table)} gap values after skipping; need at least 8")
+    if dt is None:
+        if "time_fs" not in table or table["time_fs"].isna().any():
+            raise InputError(f"{path}: no time column; give the time step with --dt FS")
+        steps = np.diff(table["time_fs"].to_numpy())
+        dt = float(np.median(steps))
+        if dt <= 0 or np.max(np.abs(steps - dt)) > 1e-3 * dt:
+            raise InputError(f"{path}: gap samples are not equally spaced in time (missing steps?)")
+    return table["gap_eV"].to_numpy() * 1000.0, float(dt), table
+
+
+def _cmd_gaps(args):
+    from ..aimd import readers
+    from ..aimd._io import write_table
+
+    table = readers.read_gaps(args.logs, style=args.style, missing=args.missing)
+    g = table["gap_eV"]
+    print(f"{len(table)} MD steps ({table.attrs['style']} style), steps {table['step'].iloc[0]}..{table['step'].iloc[-1]}: "
+          f"gap mean {g.mean():.6f} eV, std {1000 * g.std(ddof=0):.3f} meV, "
+          f"min {g.min():.6f}, max {g.max():.6f} eV")
+    if args.output:
+        write_table(args.output, table, parameters={"style": table.attrs["style"], "missing": args.missing},
+                    inputs=args.logs)
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _trajectories(args):
+    """Positions and/or velocities of the common steps, with symbols, masses and dt."""
+    from ..aimd import readers
+
+    pos = readers.read_xyz_trajectory(args.pos, kind="positions") if getattr(args, "pos", None) else None
+    vel = readers.read_xyz_trajectory(args.vel, kind="velocities") if getattr(args, "vel", None) else None
+    if pos is not None and vel is not None:
+        if pos.symbols != vel.symbols:
+            raise InputError("position and velocity files hold different atoms")
+        common = np.intersect1d(pos.step, vel.step)
+        if len(common) < len(pos.step) or len(common) < len(vel.step):
+            print(f"note: using the {len(common)} steps present in both trajectories")
+        ip = np.searchsorted(pos.step, common)
+        iv = np.searchsorted(vel.step, common)
+        pos_x, vel_x, time = pos.values[ip], vel.values[iv], pos.time_fs[ip]
+    else:
+        ref = pos if pos is not None else vel
+        if ref is None:
+            raise InputError("give --pos and/or --vel trajectories")
+        pos_x = pos.values if pos is not None else None
+        vel_x = vel.values if vel is not None else None
+        time = ref.time_fs
+    symbols = (pos or vel).symbols
+    skip = int(getattr(args, "skip_frames", 0) or 0)
+    sl = slice(skip, None)
+    pos_x = pos_x[sl] if pos_x is not None else None
+    vel_x = vel_x[sl] if vel_x is not None else None
+    time = time[sl]
+    dt = args.dt
+    if dt is None:
+        if len(time) < 2 or np.isnan(time).any():
+            raise InputError("no frame times in the trajectory; give --dt FS")
+        dt = float(np.median(np.diff(time)))
+    return symbols, _masses(symbols), pos_x, vel_x, float(dt)
+
+
+# --------------------------------------------------------------------------- analyses
+def _cmd_dos(args):
+    from ..aimd import dos, rigid
+    from ..aimd._io import write_table
+
+    symbols, masses, pos, vel, dt = _trajectories(args)
+    notes = []
+    if args.from_positions:
+        if pos is None:
+            raise InputError("--from-positions needs --pos")
+        x = pos
+        if not args.no_align:
+            x = rigid.remove_rigid_body(pos, masses, reference="mean")["positions"]
+            notes.append("rigid-body motion removed (mass-weighted Kabsch, mean reference)")
+        n_dof = args.n_dof or (3 * len(symbols) - (0 if args.no_align else 6))
+        table = dos.phonon_dos_from_positions(x, masses, dt, symbols=symbols, temperature_K=args.temperature,
+                                              normalize=args.normalize, n_dof=n_dof, window=args.window,
+                                              smoothing_meV=args.smoothing,
+                                              quantum_correction=args.quantum_correction,
+                                              derivative=args.derivative)
+    else:
+        if vel is None:
+            raise InputError("the velocity route needs --vel (or use --from-positions with --pos)")
+        mobile = dos.mobile_atoms(vel)
+        frozen = int((~mobile).sum())
+        v = vel
+        if frozen:
+            # Frozen-shell/core runs: the fixed atoms carry no rigid-body motion to remove.
+            notes.append(f"{frozen} fixed atoms (v = 0): no rigid-body removal, n_dof = 3 N_mobile")
+            n_dof = args.n_dof or 3 * int(mobile.sum())
+        elif pos is not None and not args.no_align:
+            v = rigid.remove_rigid_body(pos, masses, velocities=vel, reference="first")["velocities"]
+            notes.append("translation and rotation removed (Eckart frame), n_dof = 3N - 6")
+            n_dof = args.n_dof or 3 * len(symbols) - 6
+        else:
+            notes.append("no positions: velocities used as read, n_dof = 3N")
+            n_dof = args.n_dof or 3 * len(symbols)
+        table = dos.phonon_dos(v, masses, dt, symbols=symbols, temperature_K=args.temperature,
+                               normalize=args.normalize, n_dof=n_dof, window=args.window,
+                               smoothing_meV=args.smoothing, quantum_correction=args.quantum_correction)
+    for note in notes:
+        print(f"note: {note}")
+    at = table.attrs
+    d_e = at["bin_meV"]
+    e = table["energy_meV"].to_numpy()
+    print(f"{len(symbols)} atoms, dt {dt:g} fs, resolution {d_e:.3f} meV, n_dof {at['n_dof']:g}, "
+          f"integral {at['integral']:.4f}, kinetic T {at['temperature_K']:.2f} K")
+    for col in [c for c in table.columns if c.startswith("dos_")]:
+        g = table[col].to_numpy()
+        mean_e = float((g * e).sum() / g.sum()) if g.sum() > 0 else float("nan")
+        print(f"  {col:<22s} integral {g.sum() * d_e:10.4f}   mean energy {mean_e:7.3f} meV   "
+              f"peak {e[np.argmax(g)]:7.3f} meV")
+    out = _out(args)
+    if out is not None:
+        params = {k: v for k, v in vars(args).items() if k not in ("func",)}
+        params["dt_fs"] = dt
+        write_table(out / "dos.csv", table, parameters=params, inputs=[args.pos, args.vel],
+                    results=dict(at))
+
+        def draw(fig):
+            ax = fig.add_subplot()
+            emax = args.max_energy or e[-1]
+            sel = e <= emax
+            for col in [c for c in table.columns if c.startswith("dos_")]:
+                label = "total" if col == "dos_per_meV" else col[4:-8]
+                ax.plot(e[sel], table[col].to_numpy()[sel], lw=1.4 if label == "total" else 1.0,
+                        color="k" if label == "total" else None, label=label)
+            ax.set_xlabel("energy (meV)")
+            ax.set_ylabel("DOS (states / meV)")
+            ax.legend()
+
+        _plot(out / "dos.png", draw)
+        print(f"wrote {out / 'dos.csv'}, {out / 'dos.png'}")
+    return 0
+
+
+def _windows(args):
+    from ..aimd.huang_rhys import DEFAULT_WINDOWS_MEV
+
+    if not args.window:
+        return DEFAULT_WINDOWS_MEV
+    return [_parse_pair(w, "--window") for w in args.window]
+
+
+def _n_free(args):
+    if args.n_free is not None:
+        return args.n_free
+    if args.vel:
+        from ..aimd import dos, readers
+
+        return int(dos.mobile_atoms(readers.read_xyz_trajectory(args.vel, kind="velocities").values).sum())
+    return None
+
+
+def _cmd_huang_rhys(args):
+    import importlib
+
+    hr = importlib.import_module("stemqd.aimd.huang_rhys")
+    from ..aimd import linewidth
+    from ..aimd._io import write_table
+
+    gap, dt, _ = _gap_series(args.gap, args.style, args.dt, args.skip_frames)
+    res = hr.huang_rhys(gap, dt, args.temperature, windows=_windows(args), convention=args.convention,
+                        window=args.taper, detrend=args.detrend)
+    windows = res["windows"]
+    n_free = _n_free(args)
+    if n_free:
+        windows = hr.effective_s_per_free_atom(windows, n_free)
+    fwhm_t = linewidth.linewidth_fwhm(args.temperature, [res["reorganization_meV"]], [1.0])
+    print(f"{len(gap)} gap samples, dt {dt:g} fs, T {args.temperature:g} K, resolution "
+          f"{res['resolution_meV']:.3f} meV, sigma {res['sigma_meV']:.3f} meV")
+    print(windows.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    print(f"S_total {res['S_total']:.5g}   Lambda {res['reorganization_meV']:.5g} meV   "
+          f"Gamma({args.temperature:g} K) {fwhm_t:.4f} meV" + (f"   free atoms {n_free}" if n_free else ""))
+    out = _out(args)
+    if out is not None:
+        params = {k: v for k, v in vars(args).items() if k != "func"}
+        params.update(dt_fs=dt, windows=[list(w) for w in _windows(args)])
+        results = {k: v for k, v in res.items() if k not in ("spectrum", "windows")}
+        results.update(n_free=n_free, fwhm_at_T_meV=fwhm_t)
+        inputs = [args.gap] + ([args.vel] if args.vel else [])
+        write_table(out / "huang_rhys_spectrum.csv", res["spectrum"], parameters=params, inputs=inputs,
+                    results=results)
+        write_table(out / "huang_rhys_windows.csv", windows, parameters=params, inputs=inputs, results=results)
+        spec = res["spectrum"]
+
+        def draw(fig):
+            ax = fig.add_subplot()
+            e = spec["energy_meV"].to_numpy()
+            sel = (e > 0) & (e <= args.max_energy)
+            ax.plot(e[sel], spec["S_per_meV"].to_numpy()[sel], color="k", lw=1.0)
+            for _, w in windows.iterrows():
+                ax.axvspan(w["lo_meV"], w["hi_meV"], alpha=0.15)
+            ax.set_xlabel("energy (meV)")
+            ax.set_ylabel("S (1/meV)")
+            ax.set_title(f"Huang-Rhys spectrum, T = {args.temperature:g} K, Λ = {res['reorganization_meV']:.3g} meV")
+
+        _plot(out / "huang_rhys.png", draw)
+        print(f"wrote {out / 'huang_rhys_spectrum.csv'}, {out / 'huang_rhys_windows.csv'}, {out / 'huang_rhys.png'}")
+    return 0
+
+
+def _cmd_linewidth(args):
+    from ..aimd import linewidth
+    from ..aimd._io import write_table
+
+    if not args.mode:
+        raise InputError("give at least one --mode ENERGY_meV:S")
+    modes = [_parse_pair(m, "--mode") for m in args.mode]
+    energy = [m[0] for m in modes]
+    s = [m[1] for m in modes]
+    temps = _temperatures(args.temperature)
+    lam = linewidth.reorganization_energy(s, energy)
+    table = linewidth.linewidth_table(temps, s, energy)
+    if len(temps) == 1:
+        print(f"{table['fwhm_meV'].iloc[0]:.4f}")
+    else:
+        print(f"# Lambda = {lam:.6g} meV")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    params = {"modes_meV_S": modes, "temperature": args.temperature}
+    if args.output:
+        write_table(args.output, table, parameters=params, results={"reorganization_meV": lam})
+    if args.plot:
+        def draw(fig):
+            ax = fig.add_subplot()
+            ax.plot(table["temperature_K"], table["fwhm_meV"], "o-", color="k")
+            ax.set_xlabel("temperature (K)")
+            ax.set_ylabel("FWHM Γ (meV)")
+            ax.set_title(f"Γ(T) = 2√(2 ln2)·√(2Λ k_B T), Λ = {lam:.3g} meV")
+
+        _plot(args.plot, draw)
+    return 0
+
+
+def _cmd_dephasing(args):
+    import importlib
+
+    dph = importlib.import_module("stemqd.aimd.dephasing")
+    from ..aimd._io import write_table
+
+    gap, dt, _ = _gap_series(args.gap, args.style, args.dt, args.skip_frames)
+    res = dph.dephasing(gap, dt, max_time_fs=args.max_time, fit=args.fit, estimator=args.estimator)
+    hist = dph.gap_histogram(gap)
+    print(f"{len(gap)} gap samples, dt {dt:g} fs, sigma {res['sigma_meV']:.4f} meV")
+    print(f"dephasing ({args.fit} fit): tau {res['tau_fs']:.3f} ± {res['tau_err_fs']:.3f} fs, "
+          f"FWHM {res['fwhm_meV']:.4f} meV")
+    print(f"gap histogram (Gaussian fit): sigma {hist['sigma_meV']:.4f} meV, FWHM {hist['fwhm_meV']:.4f} meV")
+    out = _out(args)
+    if out is not None:
+        params = {k: v for k, v in vars(args).items() if k != "func"}
+        params["dt_fs"] = dt
+        results = {"tau_fs": res["tau_fs"], "tau_err_fs": res["tau_err_fs"], "fwhm_meV": res["fwhm_meV"],
+                   "sigma_meV": res["sigma_meV"], "histogram_sigma_meV": hist["sigma_meV"],
+                   "histogram_fwhm_meV": hist["fwhm_meV"]}
+        write_table(out / "dephasing.csv", res["table"], parameters=params, inputs=[args.gap], results=results)
+        write_table(out / "gap_histogram.csv", hist["table"], parameters=params, inputs=[args.gap],
+                    results=results)
+        tab, ht = res["table"], hist["table"]
+
+        def draw(fig):
+            a1, a2 = fig.subplots(1, 2)
+            a1.plot(tab["time_fs"], tab["D"], color="k", label="D(t)")
+            a1.plot(tab["time_fs"], tab["D_fit"], "--", label=f"{args.fit} fit, τ = {res['tau_fs']:.1f} fs")
+            a1.set_xlabel("time (fs)")
+            a1.set_ylabel("D(t)")
+            a1.legend()
+            a2.bar(ht["center_meV"], ht["density_per_meV"], width=np.diff(ht["center_meV"]).mean() if len(ht) > 1 else 1.0,
+                   color="0.7")
+            a2.plot(ht["center_meV"], ht["fit"], color="k", label=f"FWHM {hist['fwhm_meV']:.2f} meV")
+            a2.set_xlabel("gap - <gap> (meV)")
+            a2.set_ylabel("density (1/meV)")
+            a2.legend()
+
+        _plot(out / "dephasing.png", draw, figsize=(9.0, 3.6))
+        print(f"wrote {out / 'dephasing.csv'}, {out / 'gap_histogram.csv'}, {out / 'dephasing.png'}")
+    return 0
+
+
+def _cmd_rmsf(args):
+    import pandas as pd
+
+    import importlib
+
+    from ..aimd import rigid
+
+    rmsf = importlib.import_module("stemqd.aimd.rmsf")
+    from ..aimd._io import write_table
+
+    symbols, masses, pos, _, _ = _trajectories(args)
+    if pos is None:
+        raise InputError("rmsf needs --pos")
+    if args.no_align:
+        aligned, ref = pos, pos[0]
+    elif args.icp:
+        res = rigid.icp_align(pos, pos[0], symbols=symbols, reference_symbols=symbols, masses=masses)
+        if np.any(res["match"] != np.arange(len(symbols))[None, :]):
+            print("note: ICP matched some atoms to other reference sites (atoms swapped places)")
+        aligned, ref = res["positions"], pos[0]
+    else:
+        res = rigid.remove_rigid_body(pos, masses, reference=args.reference)
+        aligned, ref = res["positions"], res["reference"]
+    rho = rmsf.rmsf(aligned)
+    layers = rmsf.layer_index(ref if args.layer_reference == "reference" else pos[0],
+                              args.lattice_constant, rounding=args.rounding)
+    per_atom = pd.DataFrame({"atom": np.arange(len(symbols)), "element": symbols, "layer": layers,
+                             "rmsf_A": rho})
+    table = rmsf.rmsf_by_layer(rho, symbols, layers)
+    print(f"{len(symbols)} atoms, {len(aligned)} frames")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    out = _out(args)
+    if out is not None:
+        params = {k: v for k, v in vars(args).items() if k != "func"}
+        write_table(out / "rmsf_atoms.csv", per_atom, parameters=params, inputs=[args.pos])
+        write_table(out / "rmsf_layers.csv", table, parameters=params, inputs=[args.pos])
+
+        def draw(fig):
+            ax = fig.add_subplot()
+            sub = table[(table["layer"] >= 0) & (table["element"] != "all")]
+            for el, grp in sub.groupby("element"):
+                ax.errorbar(grp["layer"], grp["rmsf_mean_A"], yerr=grp["rmsf_std_A"], marker="o",
+                            capsize=3, label=el)
+            ax.set_xlabel("layer below the surface (unit cells)")
+            ax.set_ylabel("RMSF (Å)")
+            ax.legend()
+
+        _plot(out / "rmsf.png", draw)
+        print(f"wrote {out / 'rmsf_atoms.csv'}, {out / 'rmsf_layers.csv'}, {out / 'rmsf.png'}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def _traj_args(p, vel=True):
+    p.add_argument("--pos", help="CP2K *-pos-1.xyz trajectory (Å)")
+    if vel:
+        p.add_argument("--vel", help="CP2K *-vel-1.xyz trajectory (bohr/au_t)")
+    p.add_argument("--dt", type=float, help="time between frames (fs); default from the frame titles")
+    p.add_argument("--skip-frames", type=int, default=0, help="discard this many leading frames")
+    p.add_argument("-o", "--out", help="output folder for CSV, JSON and PNG")
+
+
+def _gap_args(p):
+    p.add_argument("gap", help="CP2K .out log (or .out.gz) or a CSV with a gap_eV column")
+    p.add_argument("--style", default="auto", choices=["auto", "mo_cubes", "mo"], help="log print style")
+    p.add_argument("--dt", type=float, help="time step (fs); default from the log")
+    p.add_argument("--skip-frames", type=int, default=0, help="discard this many leading steps")
+    p.add_argument("-o", "--out", help="output folder for CSV, JSON and PNG")
+
+
+def add_parser(subparsers):
+    """Register ``stemqd aimd`` and its subcommands."""
+    aimd = subparsers.add_parser("aimd", help="AIMD (CP2K) dots, inputs and analyses",
+                                 description="Build dots, write CP2K inputs and analyse AIMD output "
+                                             "(phonon DOS, Huang-Rhys factors, linewidth, dephasing, RMSF).")
+    sub = aimd.add_subparsers(dest="aimd_command", metavar="SUBCOMMAND")
+    aimd.set_defaults(func=lambda args: (aimd.print_help(), 2)[1])
+
+    p = sub.add_parser("build", help="build a cubic CsPbBr3 (core/shell) dot")
+    p.add_argument("--size", required=True, help="3.6nm, 36A or the edge n in octahedra")
+    p.add_argument("--shell", choices=["CsCaBr3"], help="core/shell: Ca replaces Pb in the outer layers")
+    p.add_argument("--shell-layers", type=int, default=1, help="outer octahedral layers of the shell")
+    p.add_argument("-o", "--out", help="output folder for the structure files")
+    p.add_argument("--format", nargs="+", default=["xyz", "cif"], choices=["xyz", "cif"])
+    p.add_argument("--name", help="file stem (default dot_n<N>[_shell])")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("cp2k", help="write CP2K inputs (GEO_OPT + NVT stages) for a dot")
+    p.add_argument("--size", required=True)
+    p.add_argument("--shell", choices=["CsCaBr3"])
+    p.add_argument("--shell-layers", type=int, default=1)
+    p.add_argument("-o", "--out", required=True, help="folder for the inputs and run.sh")
+    p.add_argument("--project", default="dot")
+    p.add_argument("--temperature", type=float, default=300.0, help="K")
+    p.add_argument("--cool-to", type=float, help="cool to this temperature (K) before production")
+    p.add_argument("--equilibration-ps", type=float, default=3.0)
+    p.add_argument("--production-ps", type=float, default=10.0)
+    p.add_argument("--timestep", type=float, default=10.0, help="fs")
+    p.add_argument("--cutoff", type=float, default=300.0, help="Ry")
+    p.add_argument("--charge-mode", default="electrons", choices=["electrons", "closed-shell"],
+                   help="CHARGE 0 with the q extra electrons (study) or CHARGE q")
+    p.add_argument("--frozen", choices=["shell", "core"], help="hold the shell or the core fixed")
+    p.add_argument("--frozen-cells", type=float, default=1.0, help="shell thickness in unit cells")
+    p.add_argument("--mo-print", nargs="+", default=["MO_CUBES"], choices=["MO_CUBES", "MO"],
+                   help="HOMO/LUMO print styles (MO switches to diagonalisation)")
+    p.add_argument("--no-geo-opt", action="store_true")
+    p.set_defaults(func=_cmd_cp2k)
+
+    p = sub.add_parser("gaps", help="per-step HOMO, LUMO and gap from CP2K logs")
+    p.add_argument("logs", nargs="+", help="CP2K .out logs in run order (restarts last)")
+    p.add_argument("--style", default="auto", choices=["auto", "mo_cubes", "mo"])
+    p.add_argument("--missing", default="error", choices=["error", "drop"])
+    p.add_argument("-o", "--output", help="CSV file")
+    p.set_defaults(func=_cmd_gaps)
+
+    p = sub.add_parser("dos", help="phonon DOS and partial DOS (mass-weighted VACF)")
+    _traj_args(p)
+    p.add_argument("--temperature", type=float, help="K (normalize=temperature, quantum factor)")
+    p.add_argument("--normalize", default="dof", choices=["dof", "temperature"])
+    p.add_argument("--n-dof", type=float, help="degrees of freedom (default 3N-6 aligned, 3N_mobile frozen)")
+    p.add_argument("--no-align", action="store_true", help="keep translation and rotation")
+    p.add_argument("--from-positions", action="store_true", help="DOS from positions (omega^2 |x(omega)|^2)")
+    p.add_argument("--derivative", default="spectral", choices=["spectral", "central"])
+    p.add_argument("--window", choices=["hann"], help="taper")
+    p.add_argument("--smoothing", type=float, default=0.0, help="Gaussian broadening sigma (meV)")
+    p.add_argument("--quantum-correction", choices=["harmonic", "energy"])
+    p.add_argument("--max-energy", type=float, default=40.0, help="plot range (meV)")
+    p.set_defaults(func=_cmd_dos)
+
+    p = sub.add_parser("huang-rhys", help="Huang-Rhys spectrum and window sums from a gap series")
+    _gap_args(p)
+    p.add_argument("--temperature", type=float, required=True, help="trajectory temperature (K)")
+    p.add_argument("--window", action="append", metavar="LO:HI",
+                   help="energy window in meV (repeatable); default 0.5:3.5, 5.5:8.5, 15.5:18.5")
+    p.add_argument("--convention", default="classical", choices=["classical", "quantum"])
+    p.add_argument("--taper", choices=["hann"], help="window function of the gap series")
+    p.add_argument("--detrend", default="constant", choices=["constant", "linear"])
+    p.add_argument("--n-free", type=int, help="free atoms, for the effective S per free atom")
+    p.add_argument("--vel", help="velocity trajectory: counts the free atoms of a frozen run")
+    p.add_argument("--max-energy", type=float, default=40.0, help="plot range (meV)")
+    p.set_defaults(func=_cmd_huang_rhys)
+
+    p = sub.add_parser("linewidth", help="Gaussian FWHM Gamma(T) from Huang-Rhys modes")
+    p.add_argument("--mode", action="append", metavar="ENERGY_meV:S", help="mode energy and S (repeatable)")
+    p.add_argument("--temperature", default="300", help="K: 300, 10,77,300 or 10:300:10")
+    p.add_argument("-o", "--output", help="CSV file")
+    p.add_argument("--plot", help="PNG file of Gamma(T)")
+    p.set_defaults(func=_cmd_linewidth)
+
+    p = sub.add_parser("dephasing", help="cumulant dephasing D(t), its FWHM and the gap histogram")
+    _gap_args(p)
+    p.add_argument("--max-time", type=float, help="longest lag (fs); default a quarter of the series")
+    p.add_argument("--fit", default="gaussian", choices=["gaussian", "exponential"])
+    p.add_argument("--estimator", default="biased", choices=["biased", "unbiased", "circular"])
+    p.set_defaults(func=_cmd_dephasing)
+
+    p = sub.add_parser("rmsf", help="RMSF per atom, element and layer below the surface")
+    _traj_args(p, vel=False)
+    p.add_argument("--lattice-constant", type=float, default=5.87, help="a (Å) for the layer index")
+    p.add_argument("--reference", default="mean", choices=["first", "mean"])
+    p.add_argument("--layer-reference", default="reference", choices=["reference", "first"],
+                   help="structure whose depths define the layers")
+    p.add_argument("--rounding", default="floor", choices=["floor", "round"])
+    p.add_argument("--icp", action="store_true", help="nearest-neighbour ICP instead of index Kabsch")
+    p.add_argument("--no-align", action="store_true")
+    p.set_defaults(func=_cmd_rmsf)
+    return aimd
