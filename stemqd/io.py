@@ -34,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -165,6 +166,7 @@ class _Raw:
     pixel_size_A: float | None = None
     pixel_size_source: str | None = None
     calibration_note: str | None = None  # why there is no pixel size, for the error
+    calibration_error: str | None = None  # a calibration that is there but unusable
     voltage_kv: float | None = None
     convergence_mrad: float | None = None
     metadata: dict = field(default_factory=dict)
@@ -214,11 +216,12 @@ def load(path: str | os.PathLike, pixel_size_A: float | str | None = None) -> St
     override = _check_override(pixel_size_A)
     ext = _check_path(path)
 
-    with warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught, _LogCapture(("rsciio", "tifffile", "hyperspy")) as log:
         warnings.simplefilter("always")
         raw = _read(path, ext)
-    if caught:
-        raw.metadata["reader_warnings"] = sorted({str(w.message) for w in caught})
+    notes = sorted({str(w.message) for w in caught} | set(log.errors))
+    if notes:
+        raw.metadata["reader_warnings"] = notes
 
     frames, dtype = _to_frames(raw.data, path)
 
@@ -229,6 +232,8 @@ def load(path: str | os.PathLike, pixel_size_A: float | str | None = None) -> St
         pixel_size, source = override, "override"
     elif raw.pixel_size_A is not None:
         pixel_size, source = raw.pixel_size_A, raw.pixel_size_source or "metadata"
+    elif raw.calibration_error is not None:
+        raise CalibrationError(raw.calibration_error)
     else:
         note = f" ({raw.calibration_note})" if raw.calibration_note else ""
         raise CalibrationError(f"{path}: no pixel size in the file's metadata{note}; {_PIXEL_SIZE_HINT}")
@@ -435,11 +440,10 @@ def to_signal(stack: Stack):
 
     data = stack.frames[0] if stack.n_frames == 1 else stack.frames
     signal = hs.signals.Signal2D(np.array(data))
-    names = ("y", "x") if stack.n_frames == 1 else ("frame", "y", "x")
-    for axis, name in zip(signal.axes_manager._axes, names, strict=True):
-        axis.name = name
-        if name != "frame":
-            axis.scale, axis.units = stack.pixel_size_A / 10.0, "nm"
+    for axis, name in zip(signal.axes_manager.signal_axes, ("x", "y"), strict=True):
+        axis.name, axis.scale, axis.units = name, stack.pixel_size_A / 10.0, "nm"
+    for axis in signal.axes_manager.navigation_axes:
+        axis.name = "frame"
     signal.metadata.General.title = Path(stack.path).name
     signal.metadata.General.original_filename = Path(stack.path).name
     if stack.voltage_kv is not None:
@@ -511,7 +515,8 @@ def _to_frames(data: Any, path: str) -> tuple[np.ndarray, str]:
             f"{path}: frames are {ny} x {nx} px; at least {MIN_FRAME_PX} x {MIN_FRAME_PX} px are "
             "needed (is this a thumbnail or a cropped patch?)"
         )
-    frames = np.array(data, dtype=np.float32, order="C")  # always a fresh array
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow is reported just below
+        frames = np.array(data, dtype=np.float32, order="C")  # always a fresh array
     finite = np.isfinite(frames)
     if not finite.all():
         bad = np.argwhere(~finite)
@@ -648,7 +653,7 @@ def _read_npy(path: str) -> _Raw:
 def _read_tiff(path: str) -> _Raw:
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
+    with _LogCapture(("tifffile",), logging.ERROR) as log, tifffile.TiffFile(path) as tif:
         series = tif.series
         if not series:
             raise InputError(f"{path}: TIFF without image data; export it again")
@@ -673,6 +678,11 @@ def _read_tiff(path: str) -> _Raw:
         else:
             data = first.asarray()
             axes = first.axes
+        expected = (tif.imagej_metadata or {}).get("images", 1) if tif.is_imagej else 1
+        if log.errors or data.size < expected * data.shape[-1] * data.shape[-2]:
+            # tifffile logs (rather than raises) a broken page chain and returns fewer frames
+            reason = log.errors[0] if log.errors else f"{expected} images announced"
+            raise InputError(f"{path}: TIFF is damaged or truncated ({reason}); copy or export it again")
         raw = _Raw(data=data)
         kind = "ImageJ" if tif.is_imagej else "OME" if tif.is_ome else "FEI" if tif.is_fei else "plain"
         raw.metadata = {
@@ -683,6 +693,36 @@ def _read_tiff(path: str) -> _Raw:
         }
         _tiff_calibration(tif, page, raw, path)
     return raw
+
+
+class _LogCapture(logging.Handler):
+    """Collect what the readers log while a file is read, instead of printing it.
+
+    Readers log (rather than raise) many problems; Python would print those to stderr,
+    which breaks the CLI's one-line-per-file promise.
+    """
+
+    def __init__(self, names: tuple[str, ...], level: int = logging.WARNING) -> None:
+        super().__init__(level=level)
+        self.names = names
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.errors.append(" ".join(record.getMessage().split())[:200])
+
+    def __enter__(self) -> _LogCapture:
+        self._saved = []
+        for name in self.names:
+            logger = logging.getLogger(name)
+            self._saved.append((logger, logger.propagate))
+            logger.addHandler(self)
+            logger.propagate = False
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for logger, propagate in self._saved:
+            logger.removeHandler(self)
+            logger.propagate = propagate
 
 
 def _check_tiff_complete(tif: Any, path: str) -> None:
@@ -779,10 +819,12 @@ def _square(sx: float, sy: float, raw: _Raw, where: str, path: str) -> float | N
         raw.calibration_note = f"{where} calibration is not positive"
         return None
     if abs(sx - sy) > 1e-3 * max(sx, sy):
-        raise InputError(
-            f"{path}: non-square pixels ({where}: x {sx:g}, y {sy:g}); "
-            "resample the image to square pixels, or pass --pixel-size to override"
+        # Only an error if nothing else calibrates the file; an override settles it.
+        raw.calibration_error = (
+            f"{path}: non-square pixels ({where}: x {sx:g}, y {sy:g}); resample the image to "
+            f"square pixels, or {_PIXEL_SIZE_HINT} to use one size for both"
         )
+        return None
     return sx
 
 

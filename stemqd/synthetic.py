@@ -335,3 +335,106 @@ def perovskite_dot(shape=(256, 256), *, pixel_size_A=0.2, lattice_constant_A=5.8
                   extra={"edge_cells": edge_cells, "shell_cells": shell_cells,
                          "shell_factor": shell_factor})
     return frames, truth
+
+
+def crystal_stack(cell, shape=(256, 256), *, pixel_size_A=0.2, extent_cells=None,
+                  amplitudes=None, rotation_deg=0.0, mirror=False, centre_px=None,
+                  sigma_A=0.5, psf=None, background_level=0.0, background_scale_A=25.0,
+                  dose=200.0, n_frames=1, drift_px=0.0, jitter_px=0.0, seed=0):
+    """ADF-STEM stack of any crystal from its projected cell, with its ground truth.
+
+    Parameters
+    ----------
+    cell : stemqd.cell.ProjectedCell
+        The projected cell (:func:`stemqd.cell.projected_cell`).
+    shape : tuple of int
+        (ny, nx) of each frame, px.
+    pixel_size_A : float
+        Å per pixel.
+    extent_cells : int or (int, int), optional
+        Crystal size in cells along a and b, centred on ``centre_px``; columns on the far
+        edges are included so that the crystal is closed. None fills the frame (columns
+        at least 3 sigma inside it).
+    amplitudes : dict, optional
+        Peak height per column label (or site name); columns not named take the default,
+        their expected contrast relative to the brightest column.
+    rotation_deg : float
+        Direction of the cell vector a in the image, degrees from +x towards +y (rows).
+    mirror : bool
+        Mirror the cell (y -> -y in the cell frame) before rotating.
+    centre_px : tuple, optional
+        (x, y) of the crystal centre; default the image centre.
+    sigma_A, psf, dose, n_frames, drift_px, jitter_px, seed
+        See :func:`synthesize_stack`.
+    background_level, background_scale_A : float
+        Carbon support (see :func:`carbon_background`); level 0 gives none.
+
+    Returns
+    -------
+    frames : ndarray, float32, shape (n_frames, ny, nx)
+    truth : Truth
+        ``types`` holds the column labels; ``extra`` holds ``sites`` (role names),
+        ``frac`` (fractional coordinates within the cell), ``rotation_deg`` and ``mirror``.
+    """
+    ny, nx = shape
+    centre = np.array(((nx - 1) / 2, (ny - 1) / 2) if centre_px is None else centre_px,
+                      float)
+    t = np.deg2rad(rotation_deg)
+    rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])  # row-vector form
+    flip = np.diag([1.0, -1.0]) if mirror else np.eye(2)
+    vectors = cell.vectors_A @ flip @ rot / pixel_size_A  # rows a, b in px
+    fracs = cell.fracs
+    sigma_px = sigma_A / pixel_size_A
+    if extent_cells is None:
+        corners = np.array([[0, 0], [nx, 0], [0, ny], [nx, ny]], float) - centre
+        fc = corners @ np.linalg.inv(vectors)
+        lo = np.floor(fc.min(axis=0)).astype(int) - 1
+        hi = np.ceil(fc.max(axis=0)).astype(int) + 1
+        ni_range, nj_range = range(lo[0], hi[0] + 1), range(lo[1], hi[1] + 1)
+        n_cells = None
+    else:
+        n_cells = np.broadcast_to(np.asarray(extent_cells, int), (2,))
+        ni_range, nj_range = range(n_cells[0] + 1), range(n_cells[1] + 1)
+        centre = centre - (n_cells / 2.0) @ vectors
+    ii, jj, kk = np.meshgrid(np.array(ni_range), np.array(nj_range), np.arange(len(fracs)),
+                             indexing="ij")
+    ii, jj, kk = ii.ravel(), jj.ravel(), kk.ravel()
+    total = np.column_stack([ii, jj]) + fracs[kk]
+    if n_cells is not None:
+        keep = np.all((total >= -1e-9) & (total <= n_cells + 1e-9), axis=1)
+    else:
+        p = total @ vectors + centre
+        margin = 3 * sigma_px
+        keep = ((p[:, 0] >= margin) & (p[:, 0] <= nx - 1 - margin) & (p[:, 1] >= margin)
+                & (p[:, 1] <= ny - 1 - margin))
+    ii, jj, kk, total = ii[keep], jj[keep], kk[keep], total[keep]
+    positions = total @ vectors + centre
+    labels = np.array([cell.columns[k].label for k in kk])
+    sites = np.array([cell.columns[k].site for k in kk])
+    rel = cell.relative_contrast()
+    table = dict(amplitudes or {})
+    amp = np.array([table.get(cell.columns[k].label, table.get(cell.columns[k].site, rel[k]))
+                    for k in kk], float)
+    if n_cells is not None:
+        depth = np.minimum(np.minimum(ii, n_cells[0] - 1 - ii),
+                           np.minimum(jj, n_cells[1] - 1 - jj))
+        depth = np.clip(depth, 0, None)
+    else:
+        depth = np.full(len(kk), -1)
+    rng = np.random.default_rng(seed)
+    background = (carbon_background(shape, pixel_size_A, level=background_level,
+                                    scale_A=background_scale_A, rng=rng.integers(2**32))
+                  if background_level > 0 else np.zeros(shape))
+    frames, shifts, jitter, clean = synthesize_stack(
+        shape, positions, amp, pixel_size_A=pixel_size_A, sigma_A=sigma_A, psf=psf,
+        dose=dose, background=background, n_frames=n_frames, drift_px=drift_px,
+        jitter_px=jitter_px, seed=int(rng.integers(2**32)))
+    truth = Truth(positions_px=positions, types=labels, amplitudes=amp,
+                  cell_index=np.column_stack([ii, jj]).astype(int), depth_uc=depth,
+                  shifts_px=shifts, jitter_px=jitter, sigma_px=sigma_px, psf=psf,
+                  background=background, clean=clean, pixel_size_A=pixel_size_A,
+                  lattice_constant_A=cell.a_A, dose=dose, lattice_vectors_px=vectors,
+                  extra={"sites": sites, "frac": fracs[kk], "cell_name": cell.name,
+                         "zone_axis": cell.zone_axis, "rotation_deg": rotation_deg,
+                         "mirror": mirror})
+    return frames, truth

@@ -209,8 +209,9 @@ def icp_align(positions, reference, *, symbols=None, reference_symbols=None, mas
     Each frame alternates (i) matching every atom to its nearest reference atom of the same
     element (a KD-tree per element) and (ii) the weighted Kabsch step on the matched pairs,
     until the matching stops changing and the RMS displacement of an iteration is below
-    ``tolerance_A``. Frame k starts from frame k-1's transformation, so a trajectory whose
-    frames move little between steps converges in a few iterations. With index
+    ``tolerance_A``. Frame k starts from frame k-1's rotation (re-centred), so a trajectory
+    whose frames turn little between steps converges in a few iterations; like any ICP it
+    needs the start to be within about half a neighbour distance of the answer. With index
     correspondence (matching = identity) it is the Kabsch fit of :func:`remove_rigid_body`.
 
     Parameters
@@ -257,13 +258,14 @@ def icp_align(positions, reference, *, symbols=None, reference_symbols=None, mas
     matches = np.empty((nf, n), dtype=int)
     rms = np.empty(nf)
     iters = np.empty(nf, dtype=int)
-    # Start from the centroid alignment; afterwards from the previous frame's transformation.
+    # Start from the centroid alignment; afterwards from the previous frame's rotation.
     rot = np.eye(3)
-    t = ref.mean(axis=0) - x[0].T.dot(w) / w.sum()
     for f in range(nf):
         sym = frame_sym[f]
         if len(sym) != n:
             raise InputError(f"frame {f}: {len(sym)} symbols for {n} atoms")
+        # Keep the previous rotation but re-centre, so a drifting structure starts matched.
+        t = ref.mean(axis=0) - rot @ (x[f].T.dot(w) / w.sum())
         match = np.full(n, -1)
         for it in range(1, int(max_iterations) + 1):
             cur = x[f] @ rot.T + t

@@ -53,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"stemqd {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `stemqd info ... | head`): stop quietly, as cat does.
+        sys.stderr.close()
+        return 141
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from ..errors import StemqdError
+from ..errors import InputError, StemqdError
 from ..io import load, parse_length
 
 
@@ -41,7 +41,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def handler(args: argparse.Namespace) -> int:
     """Print the summary of every file; return 0, or 2 if any file failed."""
     # A bad --pixel-size is the user's mistake for all files: one error, via the dispatcher.
-    override = parse_length(args.pixel_size) if args.pixel_size is not None else None
+    try:
+        override = parse_length(args.pixel_size) if args.pixel_size is not None else None
+    except InputError as exc:
+        raise InputError(f"--pixel-size: {exc}") from None
     results = []
     failed = 0
     for path in args.files:
@@ -52,8 +55,6 @@ def handler(args: argparse.Namespace) -> int:
             message = " ".join(str(exc).split())  # one line, whatever the reader said
             print(f"stemqd info: error: {message}", file=sys.stderr)
             results.append({"path": path, "ok": False, "error": message})
-            if not args.json:
-                sys.stdout.flush()
             continue
         results.append({"ok": True, **summary})
         if not args.json:
@@ -66,27 +67,23 @@ def handler(args: argparse.Namespace) -> int:
 def _format(s: dict) -> str:
     n, ny, nx = s["shape"]
     md = s["metadata"]
-    lines = [
-        s["path"],
-        f"  format:       {md.get('format', '?')}",
-        f"  shape:        {n} x {ny} x {nx} (frames x y x x)",
-        f"  frames:       {n}",
-        f"  dtype:        {s['dtype']}",
-        f"  pixel size:   {s['pixel_size_A']:.5g} Å  [{s['pixel_size_source']}]",
+    voltage, conv = s["voltage_kv"], s["convergence_mrad"]
+    rows = [
+        ("format", md.get("format", "?")),
+        ("shape", f"{n} x {ny} x {nx} (frames, y, x)"),
+        ("frames", n),
+        ("dtype", s["dtype"]),
+        ("pixel size", f"{s['pixel_size_A']:.5g} Å  [{s['pixel_size_source']}]"),
     ]
     if "pixel_size_A_file" in md:
-        lines.append(f"                (the file says {md['pixel_size_A_file']:.5g} Å, {md['pixel_size_source_file']})")
-    lines.append(
-        f"  field of view: {ny * s['pixel_size_A'] / 10:.4g} x {nx * s['pixel_size_A'] / 10:.4g} nm"
-    )
-    voltage = s["voltage_kv"]
-    conv = s["convergence_mrad"]
-    lines.append(f"  voltage:      {f'{voltage:g} kV' if voltage is not None else 'not in file'}")
-    lines.append(f"  convergence:  {f'{conv:g} mrad' if conv is not None else 'not in file'}")
+        rows.append(("", f"(the file says {md['pixel_size_A_file']:.5g} Å, {md['pixel_size_source_file']})"))
+    rows += [
+        ("field of view", f"{ny * s['pixel_size_A'] / 10:.4g} x {nx * s['pixel_size_A'] / 10:.4g} nm"),
+        ("voltage", f"{voltage:g} kV" if voltage is not None else "not in file"),
+        ("convergence", f"{conv:g} mrad" if conv is not None else "not in file"),
+    ]
     if md.get("n_signals", 1) > 1:
-        lines.append(
-            f"  signal:       {md.get('title') or '#' + str(md.get('signal_index'))} "
-            f"(of {md['n_signals']}: {', '.join(map(str, md.get('signal_titles', [])))})"
-        )
-    lines.append(f"  sha256:       {s['sha256']}")
-    return "\n".join(lines)
+        titles = ", ".join(map(str, md.get("signal_titles", [])))
+        rows.append(("signal", f"{md.get('title') or '#' + str(md.get('signal_index'))} (of {md['n_signals']}: {titles})"))
+    rows.append(("sha256", s["sha256"]))
+    return "\n".join([s["path"]] + [f"  {k + ':' if k else '':<15}{v}" for k, v in rows])
