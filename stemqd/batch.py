@@ -659,3 +659,134 @@ def run_batch(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, c
     }
     atomic_write_text(out / "run.json", _dumps(run))
     return pd.DataFrame(summary_rows)
+
+
+# --------------------------------------------------------------------------------------
+# Reading results back, and comparing groups of dots
+
+
+def collect_results(folder: str | os.PathLike) -> pd.DataFrame:
+    """The per-stack rows of a ``stemqd process`` output folder.
+
+    Every ``folder/<name>/summary.json`` gives one row (see :func:`summary_row`), except for
+    stacks that ``folder/summary.csv`` lists as failed in the latest run (their old results
+    are stale).
+
+    Raises
+    ------
+    InputError
+        The folder does not exist or holds no results.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder; give the --out folder of 'stemqd process'")
+    status = {}
+    if (folder / "summary.csv").is_file():
+        table = pd.read_csv(folder / "summary.csv")
+        status = dict(zip(table["name"].astype(str), table["status"]))
+    rows = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        summary = read_summary(sub)
+        if summary is None or status.get(sub.name) == "failed":
+            continue
+        run = summary.get("run") or {}
+        rows.append(summary_row(sub.name, run.get("file") or (summary.get("input") or {}).get("path"),
+                                summary, status.get(sub.name, "processed"), run.get("elapsed_s")))
+    if not rows:
+        raise InputError(f"{folder}: holds no stack results (no <name>/summary.json); "
+                         "run 'stemqd process ... --out' on it first")
+    return pd.DataFrame(rows)
+
+
+def _holm(pvalues) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (family-wise error over the pairwise tests)."""
+    p = np.asarray(pvalues, float)
+    out = np.full(len(p), np.nan)
+    ok = np.flatnonzero(np.isfinite(p))
+    order = ok[np.argsort(p[ok])]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (len(order) - rank) * p[i]))
+        out[i] = running
+    return out
+
+
+def compare_batches(groups: dict[str, str | os.PathLike], *, permutations: int = 10000,
+                    bootstrap: int = 10000, seed: int = 0, confidence: float = 0.95) -> dict:
+    """Group statistics and tests of the per-dot ratios of several ``process`` folders.
+
+    Parameters
+    ----------
+    groups : dict of str to path
+        Group name to ``stemqd process`` output folder, in display order (at least two).
+    permutations, bootstrap, seed, confidence
+        Passed to :func:`stemqd.statistics.compare_groups`.
+
+    Returns
+    -------
+    dict
+        ``dots`` (DataFrame: one row per dot with its ``group``), ``groups`` (DataFrame:
+        per group ``n``, ``mean``, ``std``, ``sem``, ``min``, ``max``, ``config_hashes``),
+        ``tests`` (DataFrame: one row per pair of groups with every output of
+        :func:`~stemqd.statistics.compare_groups`, ``difference`` = mean b - mean a, and
+        Holm-adjusted p-values when there are several pairs), ``ratio_label`` and
+        ``warnings`` (list of str).
+
+    Raises
+    ------
+    InputError
+        Fewer than two groups, a group without usable ratios, or groups measuring
+        different ratios.
+    """
+    from .statistics import compare_groups
+
+    if len(groups) < 2:
+        raise InputError("compare needs at least two groups, e.g. core=out/core core-shell=out/cs")
+    frames, warnings = [], []
+    for name, folder in groups.items():
+        rows = collect_results(folder)
+        rows.insert(0, "group", name)
+        bad = rows["ratio"].isna()
+        if bad.any():
+            warnings.append(f"group {name!r}: {int(bad.sum())} dot(s) without a ratio left out "
+                            f"({', '.join(rows.loc[bad, 'name'].astype(str))})")
+        rows = rows[~bad]
+        if rows.empty:
+            raise InputError(f"group {name!r} ({folder}): no dot with a measured ratio")
+        frames.append(rows)
+    dots = pd.concat(frames, ignore_index=True)
+    labels = sorted(set(dots["ratio_label"].dropna()))
+    if len(labels) > 1:
+        raise InputError(f"the groups measure different ratios ({', '.join(labels)}); "
+                         "process them with the same material.ratio")
+    hashes = {g: sorted(set(d["config_hash"].dropna())) for g, d in dots.groupby("group", sort=False)}
+    if len({h for hs in hashes.values() for h in hs}) > 1:
+        warnings.append("the dots were processed with different configs (hashes "
+                        + "; ".join(f"{g}: {', '.join(h)}" for g, h in hashes.items())
+                        + "); differences may come from the settings")
+    stats_rows = []
+    for g in groups:
+        r = dots.loc[dots["group"] == g, "ratio"].to_numpy(float)
+        stats_rows.append({"group": g, "n": len(r), "mean": r.mean(),
+                           "std": r.std(ddof=1) if len(r) > 1 else np.nan,
+                           "sem": r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan,
+                           "min": r.min(), "max": r.max(),
+                           "config_hashes": " ".join(hashes.get(g, []))})
+    tests = []
+    names = list(groups)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            ra = dots.loc[dots["group"] == a, "ratio"].to_numpy(float)
+            rb = dots.loc[dots["group"] == b, "ratio"].to_numpy(float)
+            if min(len(ra), len(rb)) < 2:
+                warnings.append(f"{a} vs {b}: fewer than two dots in a group, no test")
+            res = compare_groups(ra, rb, permutations=permutations, bootstrap=bootstrap,
+                                 seed=seed, confidence=confidence)
+            tests.append({"group_a": a, "group_b": b} | to_jsonable(res))
+    tests = pd.DataFrame(tests)
+    if len(tests) > 1:
+        for col in ("welch_p", "permutation_p"):
+            if col in tests:
+                tests[f"{col}_holm"] = _holm(tests[col])
+    return {"dots": dots, "groups": pd.DataFrame(stats_rows), "tests": tests,
+            "ratio_label": labels[0] if labels else None, "warnings": warnings}

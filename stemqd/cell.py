@@ -359,7 +359,8 @@ def load_structure(material):
     try:
         atoms = ase.io.read(name)
     except Exception as exc:  # ASE raises many types for unreadable files
-        raise InputError(f"cannot read structure {name!r}: {exc}") from exc
+        reason = str(exc).strip() or f"not a structure file ({type(exc).__name__})"
+        raise InputError(f"cannot read structure {name!r}: {reason}") from exc
     if isinstance(atoms, list):
         atoms = atoms[-1]
     return atoms, os.path.splitext(os.path.basename(name))[0]
@@ -522,7 +523,10 @@ def projected_cell(material="CsPbBr3", zone_axis=(0, 0, 1), *, lattice_constant_
         cell = cell * (float(lattice_constant_A) / np.linalg.norm(cell[0]))
     frac = atoms.get_scaled_positions(wrap=True)
     numbers = atoms.numbers.copy()
-    centrings = _centring_translations(frac, numbers, cell, merge_tol_A)
+    occupancy = _site_occupancies(atoms)
+    # Symmetry is judged on the sites as ASE built them (one atom per mixed site).
+    species = np.array([hash(tuple(sorted(o.items()))) for o in occupancy])
+    centrings = _centring_translations(frac, species, cell, merge_tol_A)
 
     # The shortest lattice vector along [uvw]: zone/k is one when it equals a centring
     # translation modulo the cell (k divides the number of centrings).
@@ -561,13 +565,14 @@ def projected_cell(material="CsPbBr3", zone_axis=(0, 0, 1), *, lattice_constant_
     for members, centre in groups:
         comp = {}
         for m in members:
-            comp[int(numbers[m])] = comp.get(int(numbers[m]), 0.0) + weight
+            for z, occ in occupancy[m].items():
+                comp[z] = comp.get(z, 0.0) + weight * occ
         ordered = sorted(comp, reverse=True)
         composition = {chemical_symbols[z]: _tidy_count(comp[z]) for z in ordered}
         label = "".join(sym + _count_str(n) for sym, n in composition.items())
         contrast = sum(comp[z] * z ** exponent for z in ordered) / repeat
         if roles:
-            site = "".join(r for r in "ABX" if roles[r] in comp)
+            site = "".join(r for r in "ABX" if any(roles[r] == numbers[m] for m in members))
         else:
             site = label
         columns.append(ProjectedColumn(label=label, site=site, frac=centre,
@@ -576,6 +581,28 @@ def projected_cell(material="CsPbBr3", zone_axis=(0, 0, 1), *, lattice_constant_
     vectors.setflags(write=False)
     return ProjectedCell(name=name, zone_axis=zone, vectors_A=vectors, repeat_A=repeat,
                          columns=tuple(columns), exponent=float(exponent))
+
+
+def _site_occupancies(atoms):
+    """{Z: occupancy} of every atom: 1 for its own element unless the file gave partial or
+    mixed occupancies (ASE's CIF reader keeps them in ``info['occupancy']`` keyed by the
+    ``spacegroup_kinds`` of the atoms, or by their tags)."""
+    from ase.data import atomic_numbers
+
+    plain = [{int(z): 1.0} for z in atoms.numbers]
+    table = atoms.info.get("occupancy")
+    if not table:
+        return plain
+    kinds = atoms.arrays.get("spacegroup_kinds", atoms.get_tags())
+    out = []
+    for atom, kind in zip(plain, kinds):
+        occ = table.get(str(int(kind)), table.get(int(kind)))
+        try:
+            out.append({atomic_numbers[el]: float(v) for el, v in occ.items()} if occ
+                       else atom)
+        except KeyError:
+            out.append(atom)
+    return out
 
 
 def _merge_columns(uv, vectors, tol_A):
@@ -653,14 +680,17 @@ def describe(cell: ProjectedCell) -> str:
         f"repeat along the beam = {cell.repeat_A:.4f} Å",
         f"  nearest-neighbour column distance = {nearest_neighbour_A(cell):.4f} Å; "
         f"contrast = sum Z^{cell.exponent:g} per Å",
-        f"  {'label':<10}{'site':<7}{'u':>8}{'v':>8}  {'atoms per repeat':<22}"
-        f"{'contrast/Å':>11}{'relative':>10}",
     ]
-    for c, r in zip(cell.columns, rel):
-        comp = " ".join(f"{el}{'' if n == 1 else ' x' + str(n)}" for el, n in
-                        c.composition.items())
-        lines.append(f"  {c.label:<10}{c.site:<7}{c.frac[0]:>8.4f}{c.frac[1]:>8.4f}  "
-                     f"{comp:<22}{c.contrast:>11.2f}{r:>10.3f}")
+    comps = [" ".join(f"{el}{'' if n == 1 else ' x' + str(n)}" for el, n in
+                      c.composition.items()) for c in cell.columns]
+    wl = max([10] + [len(c.label) + 2 for c in cell.columns])
+    ws = max([7] + [len(c.site) + 2 for c in cell.columns])
+    wc = max([22] + [len(c) + 2 for c in comps])
+    lines.append(f"  {'label':<{wl}}{'site':<{ws}}{'u':>8}{'v':>8}  "
+                 f"{'atoms per repeat':<{wc}}{'contrast/Å':>11}{'relative':>10}")
+    for c, comp, r in zip(cell.columns, comps, rel):
+        lines.append(f"  {c.label:<{wl}}{c.site:<{ws}}{c.frac[0]:>8.4f}{c.frac[1]:>8.4f}  "
+                     f"{comp:<{wc}}{c.contrast:>11.2f}{r:>10.3f}")
     labels = cell.labels
     pairs = [(l1, l2) for i, l1 in enumerate(labels) for l2 in labels[i + 1:]]
     if pairs:

@@ -71,7 +71,7 @@ class LatticeFit:
     gamma_deg, expected_gamma_deg : float
         Measured and expected angle between a and b, degrees.
     n_assigned, n_unexpected : int
-        Columns assigned to a site, and flagged as unexpected.
+        Columns assigned to a site (duplicates excluded), and flagged as unexpected.
     contrast_correlation : float
         Spearman correlation between the expected contrast of the assigned sites and the
         measured intensities (NaN if undefined).
@@ -172,6 +172,8 @@ def assign_sublattices(positions_px, intensities, pixel_size_A, cell: ProjectedC
 
     rel = cell.relative_contrast()
     offered = np.flatnonzero(rel >= min_relative_contrast)
+    if len(offered) == 0:
+        raise InputError(f"min_relative_contrast={min_relative_contrast} leaves no site")
     sites = cell.fracs[offered]
     contrast = rel[offered]
     nn_A = cell.nearest_neighbour_A()
@@ -189,10 +191,10 @@ def assign_sublattices(positions_px, intensities, pixel_size_A, cell: ProjectedC
     span = 8.0 * max(cell.a_A, cell.b_A) / pixel_size_A
     local = np.linalg.norm(pos - ref[0], axis=1) <= span
     best = None
+    to_px = np.linalg.inv(cell.vectors_A)
     for basis0 in _candidate_bases(pos, cell, pixel_size_A):
         # Unmirrored hypotheses first: where the projection has a mirror line both fit
         # equally and the first one found is kept.
-        to_px = np.linalg.inv(cell.vectors_A)
         ordered = sorted(ops, key=lambda p: np.linalg.det(to_px @ p @ basis0) < 0)
         for op in ordered:
             basis = op @ basis0
@@ -397,13 +399,16 @@ def _refine(pos, res, sites, origin, basis):
 
 
 def _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, origin, basis):
-    n = len(pos)
     inl = res["inlier"]
     k = res["site"]
     cols = [cell.columns[m] for m in offered]
     labels = np.array([cols[m].label if inl[t] else "" for t, m in enumerate(k)], object)
     site_names = np.array([cols[m].site if inl[t] else "" for t, m in enumerate(k)], object)
-    f = res["frac"]
+    # Report the cell origin nearest the centroid of the columns, indices relative to it.
+    shift = np.round((pos.mean(axis=0) - origin) @ np.linalg.inv(basis))
+    origin = origin + shift @ basis
+    f = res["frac"] - shift
+    res = dict(res, cell=res["cell"] - shift.astype(int))
     uv = np.where(inl[:, None], sites[k], f - np.floor(f))
     ij = np.where(inl[:, None], res["cell"], np.floor(f).astype(int))
     misfit = res["dist"] * pixel_size_A
@@ -424,9 +429,6 @@ def _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, ori
         "expected_contrast": np.where(inl, contrast[k], np.nan), "assign_flag": flags,
     })
     good = flags == ""
-    # Report the cell origin nearest the centroid of the columns.
-    f_centre = (pos.mean(axis=0) - origin) @ np.linalg.inv(basis)
-    origin = origin + np.round(f_centre) @ basis
     m = np.linalg.solve(cell.vectors_A, basis * pixel_size_A)  # Å (cell frame) -> Å (image)
     a_len, b_len = np.linalg.norm(basis, axis=1) * pixel_size_A
     gamma = np.degrees(np.arccos(basis[0] @ basis[1] / np.prod(np.linalg.norm(basis, axis=1))))

@@ -225,3 +225,32 @@ def test_format_exact_fixture(tmp_path):
     # Without the gap line (diagonalisation, spin-polarised) the eigenvalues give it.
     (tmp_path / "nogapline.out").write_text(log.replace(" HOMO - LUMO gap [eV] :", " (removed)"))
     assert np.allclose(read_gaps(tmp_path / "nogapline.out")["gap_eV"], gaps, atol=1e-6)
+
+
+def test_spin_polarised_blocks(tmp_path):
+    """UKS: one MO_CUBES block per spin; the gap is min LUMO - max HOMO over both spins."""
+    def spin_block(spin, occ, lumo):
+        return (f"  Eigenvalues of the occupied subspace spin{spin:13d}\n"
+                " ---------------------------------------------\n"
+                + "".join(f" {v:16.8f}" for v in occ) + "\n"
+                f" Fermi Energy [eV] : {occ[-1] * HARTREE_EV:11.6f}\n"
+                f"  Lowest Eigenvalues of the unoccupied subspace spin{spin:13d}\n"
+                " -----------------------------------------------------\n"
+                f" {lumo:16.8f}\n"
+                f" HOMO - LUMO gap [eV] :{(lumo - occ[-1]) * HARTREE_EV:12.6f}\n")
+    log = ""
+    for k in range(3):
+        log += spin_block(1, [-0.30, -0.20 - 0.001 * k], -0.12) + spin_block(2, [-0.31, -0.22], -0.10)
+        log += _md_block(k + 1, 10.0 * (k + 1))
+    (tmp_path / "uks.out").write_text(log)
+    g = read_gaps(tmp_path / "uks.out")
+    assert np.allclose(g["gap_eV"], [(-0.12 - (-0.20 - 0.001 * k)) * HARTREE_EV for k in range(3)], atol=1e-9)
+    mo = ("".join(f" MO| {spin} EIGENVALUES AND OCCUPATION NUMBERS\n MO|\n"
+                  " MO|  Index      Eigenvalue [a.u.]        Eigenvalue [eV]             Occupation\n"
+                  + "".join(f" MO|{i:7d}{e:23.6f}{e * HARTREE_EV:23.6f}{o:23.6f}\n"
+                            for i, (e, o) in enumerate(rows, 1))
+                  for spin, rows in (("ALPHA", [(-0.2, 1.0), (-0.12, 0.0)]), ("BETA", [(-0.22, 1.0), (-0.10, 0.0)])))
+          + _md_block(1, 10.0))
+    (tmp_path / "uks_mo.out").write_text(mo)
+    g = read_gaps(tmp_path / "uks_mo.out", style="mo")
+    assert g["gap_eV"].iloc[0] == pytest.approx(0.08 * HARTREE_EV, abs=1e-5)

@@ -33,6 +33,9 @@ FORMAL_CHARGE = {"Cs": 1, "Pb": 2, "Ca": 2, "Br": -1}
 #: The study's nominal sizes (nm) and their edge in octahedra, n·a ≈ size.
 NOMINAL_SIZES_NM = {1.8: 3, 2.4: 4, 3.0: 5, 3.6: 6, 4.2: 7}
 
+#: The study's cubic cell edge (nm) by dot edge n (sizes 1.8, 2.4, 3.0, 3.6, 4.2 nm).
+STUDY_CELL_NM = {3: 5.0, 4: 6.0, 5: 7.0, 6: 7.5, 7: 7.5}
+
 #: Shell compositions understood by ``shell=``: the B-site element replacing Pb.
 SHELL_B_SITE = {"CsCaBr3": "Ca"}
 
@@ -67,6 +70,30 @@ def edge_from_size(size):
     if n < 1:
         raise InputError(f"dot size {size!r} is smaller than one unit cell")
     return n
+
+
+def cell_size_A(n, lattice_constant_A=5.87, vacuum_nm=3.0):
+    """Cubic cell edge (Å) for a dot of n octahedra.
+
+    The study's cells (5.0/6.0/7.0/7.5/7.5 nm for n = 3..7) are used where defined; other
+    sizes get the dot edge plus ``vacuum_nm``, rounded up to 0.5 nm.
+    """
+    n = int(n)
+    if n in STUDY_CELL_NM:
+        return STUDY_CELL_NM[n] * 10.0
+    edge_nm = n * lattice_constant_A / 10.0 + vacuum_nm
+    return float(np.ceil(edge_nm * 2.0) / 2.0) * 10.0
+
+
+def depth_in_cells(positions, lattice_constant_A):
+    """Depth of each atom below the dot surface, in unit cells (algorithms.md §1.8).
+
+    d_i = min over the 6 faces of (distance to the outermost atomic plane) / a, with the
+    outermost planes taken as the extreme coordinates of the structure along x, y and z.
+    """
+    p = np.asarray(positions, dtype=float)
+    lo, hi = p.min(axis=0), p.max(axis=0)
+    return np.min(np.concatenate([p - lo, hi - p], axis=1), axis=1) / float(lattice_constant_A)
 
 
 def dot_composition(n, shell_layers=0):
@@ -133,7 +160,7 @@ def build_dot(size, *, shell=None, shell_layers=1, lattice_constant_A=LATTICE_CO
         Not None: a cubic cell of the dot's extent plus this vacuum on every side.
     cell_A : float or None
         Edge of the cubic cell (Å). Default: the study's cell for this size
-        (:func:`stemqd.aimd.cp2k.cell_size_A`). The dot is centred in the cell.
+        (:func:`cell_size_A`). The dot is centred in the cell.
 
     Returns
     -------
@@ -161,7 +188,6 @@ def build_dot(size, *, shell=None, shell_layers=1, lattice_constant_A=LATTICE_CO
         if vacuum_A is not None:
             cell_A = (n * a) + 2.0 * float(vacuum_A)
         else:
-            from .cp2k import cell_size_A
             cell_A = cell_size_A(n, lattice_constant_A=a)
     atoms = Atoms(symbols=symbols, positions=positions, cell=[cell_A] * 3, pbc=False)
     # Centre the ideal block (its outer planes at -a/2 and (n - 1/2) a) in the cell.

@@ -15,19 +15,16 @@ electron count switches on UKS with the lowest multiplicity.
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
 from ._io import atomic_write_text
+from .build import STUDY_CELL_NM, cell_size_A, depth_in_cells  # noqa: F401  (re-exported)
 
 #: Valence electrons of the GTH-PBE pseudopotentials in CP2K's GTH_POTENTIALS.
 GTH_VALENCE = {"Cs": 9, "Pb": 4, "Br": 7, "Ca": 10, "H": 1, "C": 4, "N": 5, "O": 6}
-
-#: The study's cubic cell edge (nm) by dot edge n (sizes 1.8, 2.4, 3.0, 3.6, 4.2 nm).
-STUDY_CELL_NM = {3: 5.0, 4: 6.0, 5: 7.0, 6: 7.5, 7: 7.5}
 
 HARTREE_EV = 27.211386245988
 BOHR_A = 0.529177210903
@@ -35,19 +32,6 @@ BOHR_A = 0.529177210903
 #: methods.md §4 thermostat time constants (fs).
 TIMECON_EQUILIBRATION_FS = 15.0
 TIMECON_PRODUCTION_FS = 1000.0
-
-
-def cell_size_A(n, lattice_constant_A=5.87, vacuum_nm=3.0):
-    """Cubic cell edge (Å) for a dot of n octahedra.
-
-    The study's cells (5.0/6.0/7.0/7.5/7.5 nm for n = 3..7) are used where defined; other
-    sizes get the dot edge plus ``vacuum_nm``, rounded up to 0.5 nm.
-    """
-    n = int(n)
-    if n in STUDY_CELL_NM:
-        return STUDY_CELL_NM[n] * 10.0
-    edge_nm = n * lattice_constant_A / 10.0 + vacuum_nm
-    return float(np.ceil(edge_nm * 2.0) / 2.0) * 10.0
 
 
 def electron_count(symbols, charge=0):
@@ -81,17 +65,6 @@ def _ranges(indices):
         line += (" " if line else "") + tok
     lines.append(line)
     return " \\\n            ".join(lines)
-
-
-def depth_in_cells(positions, lattice_constant_A):
-    """Depth of each atom below the dot surface, in unit cells (algorithms.md §1.8).
-
-    d_i = min over the 6 faces of (distance to the outermost atomic plane) / a, with the
-    outermost planes taken as the extreme coordinates of the structure along x, y and z.
-    """
-    p = np.asarray(positions, dtype=float)
-    lo, hi = p.min(axis=0), p.max(axis=0)
-    return np.min(np.concatenate([p - lo, hi - p], axis=1), axis=1) / float(lattice_constant_A)
 
 
 def frozen_indices(atoms, shell_cells, which="shell", lattice_constant_A=None):

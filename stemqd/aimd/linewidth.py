@@ -37,6 +37,17 @@ def reorganization_energy(huang_rhys, energy_meV):
     return float(np.sum(s * e))
 
 
+def fwhm_from_reorganization(temperature_K, reorganization_meV):
+    """Gamma(T) = 2 sqrt(2 ln 2) sqrt(2 Lambda k_B T) (meV) for a given Lambda (meV)."""
+    t = np.asarray(temperature_K, dtype=float)
+    if np.any(t < 0) or not np.all(np.isfinite(t)):
+        raise InputError("temperatures must be finite and >= 0 K")
+    if not reorganization_meV >= 0:
+        raise InputError("the reorganisation energy must be >= 0 meV")
+    gamma = FWHM_PER_SIGMA * np.sqrt(2.0 * float(reorganization_meV) * KB_MEV_K * t)
+    return float(gamma) if gamma.ndim == 0 else gamma
+
+
 def linewidth_fwhm(temperature_K, huang_rhys, energy_meV):
     """Gaussian FWHM Gamma(T) = 2 sqrt(2 ln 2) sqrt(2 Lambda k_B T) in meV.
 
@@ -52,12 +63,7 @@ def linewidth_fwhm(temperature_K, huang_rhys, energy_meV):
     float or ndarray
         Gamma (meV), same shape as ``temperature_K``.
     """
-    lam = reorganization_energy(huang_rhys, energy_meV)
-    t = np.asarray(temperature_K, dtype=float)
-    if np.any(t < 0) or not np.all(np.isfinite(t)):
-        raise InputError("temperatures must be finite and >= 0 K")
-    gamma = FWHM_PER_SIGMA * np.sqrt(2.0 * lam * KB_MEV_K * t)
-    return float(gamma) if gamma.ndim == 0 else gamma
+    return fwhm_from_reorganization(temperature_K, reorganization_energy(huang_rhys, energy_meV))
 
 
 def linewidth_table(temperatures_K, huang_rhys, energy_meV):

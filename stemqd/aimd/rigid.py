@@ -61,7 +61,7 @@ def kabsch_rotation(mobile, reference, weights=None):
     w = _weights(weights, x.shape[1])
     # Cross-covariance H_ab = sum_i w_i x_ia ref_ib; R = V diag(1, 1, d) U^T with H = U S V^T
     # and d = sign det(V U^T) to exclude reflections.
-    h = np.einsum("fna,n,nb->fab", x, w, ref)
+    h = np.swapaxes(x * w[None, :, None], 1, 2) @ ref
     u, _, vt = np.linalg.svd(h)
     d = np.sign(np.linalg.det(np.einsum("fba,fcb->fac", vt, u)))
     d[d == 0] = 1.0
@@ -71,13 +71,13 @@ def kabsch_rotation(mobile, reference, weights=None):
 
 
 def _centre(x, w):
-    com = np.einsum("fna,n->fa", x, w) / w.sum()
+    com = np.swapaxes(x, 1, 2) @ w / w.sum()
     return x - com[:, None, :], com
 
 
 def _align_to(x_c, ref_c, w):
     rot = kabsch_rotation(x_c, ref_c, w)
-    return np.einsum("fab,fnb->fna", rot, x_c), rot
+    return x_c @ np.swapaxes(rot, 1, 2), rot
 
 
 def remove_rigid_body(positions, masses=None, velocities=None, *, reference="first",
@@ -170,20 +170,30 @@ def internal_velocities(centred_positions, velocities, masses, rotation=None):
     r = np.asarray(centred_positions, dtype=float)
     v = np.asarray(velocities, dtype=float)
     m = np.asarray(masses, dtype=float)
-    vcom = np.einsum("fna,n->fa", v, m) / m.sum()
+    # Everything as batched 3x3 matrix products (much faster than einsum/cross on
+    # (frames, atoms, 3) arrays).
+    vcom = np.swapaxes(v, 1, 2) @ m / m.sum()
     dv = v - vcom[:, None, :]
-    ang = np.einsum("n,fna->fa", m, np.cross(r, dv))
-    r2 = np.einsum("n,fna,fna->f", m, r, r)
-    inertia = r2[:, None, None] * np.eye(3) - np.einsum("n,fna,fnb->fab", m, r, r)
+    mr = np.swapaxes(r * m[None, :, None], 1, 2)  # (F, 3, N)
+    moment = mr @ dv  # sum_i m_i r_a v_b
+    ang = np.stack([moment[:, 1, 2] - moment[:, 2, 1], moment[:, 2, 0] - moment[:, 0, 2],
+                    moment[:, 0, 1] - moment[:, 1, 0]], axis=1)  # L = sum m r x v
+    second = mr @ r  # sum_i m_i r_a r_b
+    inertia = np.trace(second, axis1=1, axis2=2)[:, None, None] * np.eye(3) - second
     # A linear or single-atom structure has a singular inertia tensor; lstsq gives the
     # minimum-norm omega (no rotation about the molecular axis).
     try:
         omega = np.linalg.solve(inertia, ang[..., None])[..., 0]
     except np.linalg.LinAlgError:
         omega = np.stack([np.linalg.lstsq(i, a, rcond=None)[0] for i, a in zip(inertia, ang)])
-    v_int = dv - np.cross(omega[:, None, :], r)
+    # omega x r = r @ W^T with W the skew matrix of omega.
+    wx, wy, wz = omega.T
+    zero = np.zeros_like(wx)
+    skew = np.stack([np.stack([zero, -wz, wy], -1), np.stack([wz, zero, -wx], -1),
+                     np.stack([-wy, wx, zero], -1)], axis=1)
+    v_int = dv - r @ np.swapaxes(skew, 1, 2)
     if rotation is not None:
-        v_int = np.einsum("fab,fnb->fna", rotation, v_int)
+        v_int = v_int @ np.swapaxes(rotation, 1, 2)
     return v_int, omega
 
 

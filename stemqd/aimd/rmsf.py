@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .cp2k import depth_in_cells
+from .build import depth_in_cells
 
 
 def rmsf(positions):

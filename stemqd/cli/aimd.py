@@ -7,7 +7,6 @@ atomically.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -299,7 +298,7 @@ def _cmd_huang_rhys(args):
     n_free = _n_free(args)
     if n_free:
         windows = hr.effective_s_per_free_atom(windows, n_free)
-    fwhm_t = linewidth.linewidth_fwhm(args.temperature, [res["reorganization_meV"]], [1.0])
+    fwhm_t = linewidth.fwhm_from_reorganization(args.temperature, res["reorganization_meV"])
     print(f"{len(gap)} gap samples, dt {dt:g} fs, T {args.temperature:g} K, resolution "
           f"{res['resolution_meV']:.3f} meV, sigma {res['sigma_meV']:.3f} meV")
     print(windows.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
