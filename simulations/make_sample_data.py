@@ -43,7 +43,7 @@ from stemqd.synthetic import perovskite_dot
 ROOT = Path(__file__).resolve().parents[1]
 SERIES = ROOT / "simulations" / "reference" / "cspbbr3_001_adf_series.csv"
 
-PIXEL_SIZE_A = 0.25
+PIXEL_SIZE_A = 0.3
 VOLTAGE_KV = 300.0
 CONVERGENCE_MRAD = 18.0
 N_FRAMES = 10
@@ -72,10 +72,11 @@ def amplitudes_source():
 
 
 def frame_shape(edge_cells: int, rotation_deg: float, lattice_constant_A: float = 5.87) -> tuple:
-    """Square frame (px, a multiple of 32) holding the rotated dot with >= 6 Å of support."""
+    """Square frame (px, a multiple of 32, >= 256) holding the rotated dot with >= 12 Å
+    (two unit cells) of support on every side, for the background and the segmentation."""
     t = np.deg2rad(abs(rotation_deg))
-    extent_A = edge_cells * lattice_constant_A * (np.cos(t) + np.sin(t)) + 12.0
-    n = int(np.ceil(extent_A / PIXEL_SIZE_A / 32.0) * 32)
+    extent_A = edge_cells * lattice_constant_A * (np.cos(t) + np.sin(t)) + 2 * 12.0
+    n = max(256, int(np.ceil(extent_A / PIXEL_SIZE_A / 32.0) * 32))
     return (n, n)
 
 
@@ -125,7 +126,7 @@ def make(out: Path) -> pd.DataFrame:
     atomic_write_text(out / "truth.csv", truth_table.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "provenance.json", json.dumps({
         "generator": "simulations/make_sample_data.py", "amplitudes": source,
-        "psf": "stemqd.probe.probe_psf(0.25 A/px, 300 kV, 18 mrad, source_size_A=0.25)",
+        "psf": f"stemqd.probe.probe_psf({PIXEL_SIZE_A} A/px, 300 kV, 18 mrad, source_size_A=0.25)",
         "numpy": np.__version__}, indent=2) + "\n")
     print(f"amplitudes: {source}", file=sys.stderr)
     return truth_table
