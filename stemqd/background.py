@@ -12,11 +12,11 @@ def disk_radius_px(lattice_constant_A, pixel_size_A, radius_lattice=3.0):
     return radius_lattice * lattice_constant_A / pixel_size_A
 
 
-def _block_min(image, f):
+def _block_mean(image, f):
     ny, nx = image.shape
     py, px = -ny % f, -nx % f
     padded = np.pad(image, ((0, py), (0, px)), mode="edge")
-    return padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).min(axis=(1, 3))
+    return padded.reshape(padded.shape[0] // f, f, padded.shape[1] // f, f).mean(axis=(1, 3))
 
 
 def remove_background(image, radius_px):
@@ -28,9 +28,9 @@ def remove_background(image, radius_px):
     every column and keeps the slowly varying carbon support; the smoothing removes the
     disk's facets.
 
-    Large radii are computed on a coarse grid: the image is reduced by a block minimum of
-    f = floor(r / 12) px (which commutes with the erosion up to one block), opened with a
-    disk of r / f px decomposed into a short sequence of small footprints
+    The opening is computed on a coarse grid: the image is reduced by block means of
+    f = max(2, floor(r / 12)) px, opened with a disk of r / f px decomposed into a short
+    sequence of small footprints
     (``skimage.morphology.disk(..., decomposition="sequence")``), smoothed with sigma r / f,
     and interpolated back with cubic splines. The background is smooth on the scale of
     sigma = r, so the coarse grid loses nothing measurable, and the cost no longer grows
@@ -53,19 +53,18 @@ def remove_background(image, radius_px):
     background : ndarray, float32
     """
     image = np.asarray(image, dtype=np.float32)
-    if radius_px < 1:
-        raise ValueError(f"background radius must be >= 1 px, got {radius_px}")
-    f = max(1, int(radius_px // 12))
-    small = _block_min(image, f) if f > 1 else image
+    if radius_px < 2:
+        raise ValueError(f"background radius must be >= 2 px, got {radius_px}")
+    f = max(2, int(radius_px // 12))
+    small = _block_mean(image, f)
     r_small = radius_px / f
     footprint = morphology.disk(max(1, int(round(r_small))), decomposition="sequence")
     opened = morphology.opening(small, footprint).astype(np.float64)
     smooth = ndimage.gaussian_filter(opened, r_small, mode="reflect")
-    if f > 1:
-        # Block k covers pixels [k f, (k + 1) f); its centre is at k f + (f - 1) / 2.
-        yy = (np.arange(image.shape[0]) - (f - 1) / 2) / f
-        xx = (np.arange(image.shape[1]) - (f - 1) / 2) / f
-        grid = np.meshgrid(yy, xx, indexing="ij")
-        smooth = ndimage.map_coordinates(smooth, grid, order=3, mode="nearest")
+    # Block k covers pixels [k f, (k + 1) f); its centre is at k f + (f - 1) / 2.
+    yy = (np.arange(image.shape[0]) - (f - 1) / 2) / f
+    xx = (np.arange(image.shape[1]) - (f - 1) / 2) / f
+    grid = np.meshgrid(yy, xx, indexing="ij")
+    smooth = ndimage.map_coordinates(smooth, grid, order=3, mode="nearest")
     background = smooth.astype(np.float32)
     return image - background, background

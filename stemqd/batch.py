@@ -70,9 +70,9 @@ FAILURE_COLUMNS = ["file", "name", "error_class", "message"]
 # Leading columns of columns.csv, in reading order; any others follow as the pipeline gives them.
 _COLUMN_ORDER = [
     "x_px", "y_px", "x_nm", "y_nm", "site", "label", "i", "j", "depth_uc", "flag",
-    "amplitude", "amplitude_err", "x0", "x0_err", "y0", "y0_err", "sigma_x", "sigma_x_err",
-    "sigma_y", "sigma_y_err", "rotation", "rotation_err", "background", "background_err",
-    "volume", "cross_section", "intensity",
+    "amplitude", "amplitude_err", "x_px_err", "y_px_err", "sigma_x_px", "sigma_x_px_err",
+    "sigma_y_px", "sigma_y_px_err", "theta_rad", "theta_rad_err", "offset", "offset_err",
+    "volume", "volume_err", "cross_section", "intensity",
 ]  # fmt: skip
 
 

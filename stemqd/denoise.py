@@ -11,7 +11,8 @@ averaged noise floor (R. Kilaas, J. Microsc. 190 (1998) 45).
 from __future__ import annotations
 
 import numpy as np
-from scipy import fft, ndimage
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy import fft
 
 __all__ = ["du_filter", "anscombe_forward", "anscombe_inverse"]
 
@@ -79,6 +80,20 @@ def _taper_pad(image):
     padded *= tapers[0][:, None] * tapers[1][None, :]
     padded += mean
     return padded, (slice(by, by + ny), slice(bx, bx + nx))
+
+
+def _median5(a, rows=128):
+    """5 x 5 median filter with edge replication, exact.
+
+    A partial sort of the 25 neighbours (``np.partition``) over row blocks is ~5x faster
+    than ``scipy.ndimage.median_filter`` for this small, fixed footprint.
+    """
+    padded = np.pad(a, 2, mode="edge")
+    out = np.empty_like(a)
+    for i in range(0, a.shape[0], rows):
+        win = sliding_window_view(padded[i:i + rows + 4], (5, 5))
+        out[i:i + rows] = np.partition(win.reshape(*win.shape[:2], 25), 12, axis=-1)[..., 12]
+    return out
 
 
 def _annulus_floor(values, bins, counts, delta):
@@ -178,7 +193,7 @@ def du_filter(image, pixel_size_A, *, cutoff_inv_A=None, cycles=10, delta_percen
 
     padded, crop = _taper_pad(x)
     ny, nx = padded.shape
-    spec = fft.rfft2(padded, workers=-1)
+    spec = spec0 = fft.rfft2(padded, workers=-1)
     ky = fft.fftfreq(ny, pixel_size_A)
     kx = fft.rfftfreq(nx, pixel_size_A)
     k = np.hypot(ky[:, None], kx[None, :])  # Å⁻¹
@@ -192,8 +207,9 @@ def du_filter(image, pixel_size_A, *, cutoff_inv_A=None, cycles=10, delta_percen
     for _ in range(int(cycles)):
         resid = one_minus_g * spec
         mag = np.abs(resid)
-        smooth = ndimage.median_filter(np.fft.fftshift(mag, axes=0), size=5, mode="nearest")
-        floor = _annulus_floor(smooth.ravel(), bins, counts, delta)
+        # float32 is ample for a noise-floor estimate and halves the median's memory traffic.
+        smooth = _median5(np.fft.fftshift(mag, axes=0).astype(np.float32))
+        floor = _annulus_floor(smooth.ravel().astype(np.float64), bins, counts, delta)
         noise = np.fft.ifftshift(floor[bins].reshape(mag.shape), axes=0)
         with np.errstate(divide="ignore", invalid="ignore"):
             w = np.where(mag > 0, 1.0 - (noise / np.where(mag > 0, mag, 1.0)) ** 2, 0.0)
@@ -202,5 +218,19 @@ def du_filter(image, pixel_size_A, *, cutoff_inv_A=None, cycles=10, delta_percen
         spec = g * spec + w * resid
     filtered = fft.irfft2(spec, s=(ny, nx), workers=-1)[crop]
     if anscombe:
-        filtered = anscombe_inverse(filtered)
+        # The unbiased inverse assumes the filtered value is E[f(z)]; the filter leaves a
+        # residual noise of variance v (Anscombe units) and f^-1 ~ D^2 / 4 turns it into a
+        # bias of +v / 4 (delta method). In the Anscombe domain the noise is white with unit
+        # variance, i.e. E|S0(k)|^2 = N per coefficient, so v is the power the cycles pass
+        # over the noise-dominated coefficients (|S0|^2 < 9 N, which excludes the signal),
+        # relative to their input power. The power ratio, not the mean gain, because W keeps
+        # exactly the coefficients where the noise happens to be large.
+        p0, p1 = np.abs(spec0) ** 2, np.abs(spec) ** 2
+        weight = np.full(p0.shape[1], 2.0)
+        weight[0] = 1.0
+        if nx % 2 == 0:
+            weight[-1] = 1.0  # the kx = 0 and Nyquist columns are not mirrored in rfft
+        noise_like = (p0 < 9.0 * ny * nx) * weight
+        residual_var = float((p1 * noise_like).sum() / max((p0 * noise_like).sum(), 1e-300))
+        filtered = anscombe_inverse(filtered) - 0.25 * residual_var
     return filtered.astype(out_dtype)

@@ -134,13 +134,17 @@ def _solve7(m, rhs):
 
 
 @numba.njit(parallel=True, cache=True)
-def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol):
+def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius):
     """Levenberg-Marquardt (Marquardt scaling) on every window, in parallel.
 
     scipy's ``least_squares`` solves one problem per Python call and numpy has no batched
     LM; with thousands of 7-parameter windows the per-call overhead would dominate, so the
     loop is compiled and runs over the windows in parallel threads. The normal equations
     are accumulated pixel by pixel with the analytic Jacobian of :func:`gaussian2d`.
+
+    A step is rejected (like one that raises the cost) if it takes the centre more than
+    ``radius`` from the seed or makes a width non-positive or wider than the window: the
+    model is then no longer a column in this window, and an unconstrained LM would run off.
 
     Returns parameters (N, 7), iterations (N,), converged (N,) and cost (N,).
     """
@@ -174,8 +178,9 @@ def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol):
                     lhs[a, a] = 1.0
             step = _solve7(lhs, grad)
             trial = pi + step
-            if trial[3] <= 0.0 or trial[4] <= 0.0:
-                # Widths must stay positive: such a step is rejected like a bad one.
+            off = np.hypot(trial[1] - seeds[i, 0], trial[2] - seeds[i, 1])
+            if trial[3] <= 0.0 or trial[4] <= 0.0 or off > radius or max(trial[3],
+                                                                        trial[4]) > 2 * radius:
                 lam *= 4.0
                 done = lam > 1e8
                 continue
@@ -351,7 +356,7 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         ``volume`` = 2 pi A sx sy (integrated intensity above the offset) and
         ``volume_err``; ``seed_x_px``, ``seed_y_px``; ``redchi`` (residual variance);
         ``sweeps``; ``converged``; ``flag`` ("" for a good fit, else the reasons, e.g.
-        "not converged", "negative amplitude", "centre left window", "width out of range",
+        "not converged", "negative amplitude", "centre at window edge", "width out of range",
         "elongated (sx/sy > 4)", "too few pixels", "singular covariance"). Failed fits are
         flagged, never replaced by another estimate.
     """
@@ -397,9 +402,9 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
             if sweep == 0:
                 # Fit with the rotation fixed first: theta is undefined for a round start.
                 p, _, _, _ = _lm_batch(p, xs, ys, data, weights, round_first, max_iterations,
-                                       1e-8)
+                                       1e-8, seeds, radius_px)
             p, iterations, converged, cost = _lm_batch(p, xs, ys, data, weights, all_free,
-                                                       max_iterations, 1e-8)
+                                                       max_iterations, 1e-8, seeds, radius_px)
         else:
             for i in range(n):
                 if sweep == 0:
@@ -446,9 +451,9 @@ def _flags(p, seeds, radius_px, converged, weights, err):
 
     mark(~converged, "not converged")
     mark(p[:, _A] <= 0, "negative amplitude")
-    mark(np.hypot(p[:, _X] - seeds[:, 0], p[:, _Y] - seeds[:, 1]) > radius_px,
-         "centre left window")
-    mark((p[:, _SY] <= 0.05) | (p[:, _SX] > 2 * radius_px), "width out of range")
+    mark(np.hypot(p[:, _X] - seeds[:, 0], p[:, _Y] - seeds[:, 1]) > 0.95 * radius_px,
+         "centre at window edge")
+    mark((p[:, _SY] <= 0.05) | (p[:, _SX] > 1.9 * radius_px), "width out of range")
     mark(p[:, _SX] > 4 * p[:, _SY], "elongated (sx/sy > 4)")
     mark(weights.astype(bool).sum(axis=1) < 8, "too few pixels")
     mark(~np.isfinite(err[:, [_A, _X, _Y, _B]]).all(axis=1), "singular covariance")

@@ -8,7 +8,7 @@ user (or the report) can inspect each step.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -21,13 +21,18 @@ from .columns import find_columns
 from .config import Config, config_hash, config_to_dict
 from .deconvolve import deconvolve_blind
 from .denoise import du_filter
-from .dot import column_flags, segment_dot, surface_depth
+from .dot import column_flags, edge_lengths_from_columns, segment_dot, surface_depth
 from .errors import FitError
 from .fit import refine_columns
 from .lattice import peak_pair_spacing
 from .probe import probe_psf
 from .statistics import intensity_ratio, ratio_by_depth, type_statistics, voronoi_cross_sections
 from .sublattice import assign_sublattices
+
+
+#: A column inside the dot whose intensity is below this fraction of the median of its type
+#: is flagged "weak" (a noise peak on a lattice site, not a column).
+WEAK_FRACTION = 0.2
 
 
 @dataclass
@@ -172,7 +177,23 @@ def analyse_image(image, pixel_size_A, config: Config):
         col = np.full(len(fit), default, dtype=object if isinstance(default, str) else float)
         col[inside] = assigned[name].to_numpy()
         fit[name] = col
-    fit["depth_uc"] = surface_depth(pos, inside, a_px)
+    # A noise peak on the support next to the dot can land on a lattice site; its intensity
+    # is a small fraction of its type's, whereas even a strongly depleted column keeps far
+    # more, so such columns are flagged (and kept out of the statistics).
+    intensity = fit["intensity"].to_numpy()
+    typical = fit[inside].groupby("label")["intensity"].median()
+    weak = inside & (intensity < WEAK_FRACTION * fit["label"].map(typical).fillna(0).to_numpy())
+    fit.loc[weak, "assign_flag"] = [
+        "; ".join(f for f in (old, "weak") if f) for old in fit.loc[weak, "assign_flag"]]
+    # The surface is the hull of the two sublattices of the ratio: they are found reliably,
+    # whereas a weak column at the edge may be a noise peak that would push the hull out.
+    numerator, denominator = parse_ratio(config.material.ratio, cell)
+    frame = inside & ~weak & fit["label"].isin([numerator.label, denominator.label]).to_numpy() & (
+        fit["flag"] == "").to_numpy()
+    fit["depth_uc"] = surface_depth(pos, frame, a_px, others=inside,
+                                    vectors_px=lattice.vectors_px)
+    dot = replace(dot, edge_lengths_nm=edge_lengths_from_columns(pos[frame], lattice.vectors_px,
+                                                                 pixel_size_A))
     fit["x_nm"] = fit["x_px"] * pixel_size_A / 10
     fit["y_nm"] = fit["y_px"] * pixel_size_A / 10
     fit["flag"] = [
@@ -211,7 +232,9 @@ def _summarise(columns, cell, config, pixel_size_A, dot, lattice):
         "material": config.material.name,
         "zone_axis": list(config.material.zone_axis),
         "intensity_measure": a.intensity,
-        "dot": {"edge_lengths_nm": list(dot.edge_lengths_nm), "area_nm2": dot.area_nm2},
+        "dot": {"edge_lengths_nm": list(dot.edge_lengths_nm), "area_nm2": dot.area_nm2,
+                "edge_lengths_method": "extent of the A and BX column centres along the two "
+                                       "lattice vectors"},
         "columns": {"total": int(len(columns)), "used": int(len(use)),
                     "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()}},
         "per_type": {k: {kk: float(vv) for kk, vv in row.items()}

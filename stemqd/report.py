@@ -178,10 +178,11 @@ def overlay_figure(image, columns: pd.DataFrame, pixel_size_A: float, *, title: 
                               label=f"outside dot  ({int(outside.sum())})"))
     if dot_mask is not None and np.any(dot_mask):
         handles.append(Line2D([], [], color="#FFFFFF", ls="--", lw=1.0, label="dot outline"))
-    leg = ax.legend(handles=handles, loc="upper right", fontsize=9, framealpha=0.75,
-                    facecolor="#202020", edgecolor="#606060", labelcolor="white",
-                    borderpad=0.5, handletextpad=0.4)
-    leg.set_zorder(5)
+    # Below the image, so that it never hides a column.
+    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.005),
+              ncol=min(3, len(handles)), fontsize=9, framealpha=1.0, facecolor="#2A2A2A",
+              edgecolor="#2A2A2A", labelcolor="white", borderpad=0.6, handletextpad=0.4,
+              columnspacing=1.5)
 
     width_nm = nx * pixel_size_A / 10
     bar_nm = _scale_bar_nm(width_nm)
@@ -232,8 +233,9 @@ def _ratio_text(r: dict) -> str:
     if not r or r.get("ratio") is None or not np.isfinite(float(r["ratio"])):
         return "ratio: not measured"
     conf = r.get("confidence") or 0.95
-    return (f"{r.get('numerator')}:{r.get('denominator')} = {float(r['ratio']):.3f} "
-            f"[{_fmt(r.get('ci_low'), 3)}, {_fmt(r.get('ci_high'), 3)}] ({conf:.0%} CI)")
+    lo, hi = (r.get(k) for k in ("ci_low", "ci_high"))
+    ci = f" [{float(lo):.3f}, {float(hi):.3f}] ({conf:.0%} CI)" if lo is not None and hi is not None else ""
+    return f"{r.get('numerator')}:{r.get('denominator')} = {float(r['ratio']):.3f}{ci}"
 
 
 def _stack_title(name: str, summary: dict) -> str:
@@ -280,6 +282,7 @@ def depth_profile_figure(records, ratio: dict | None = None):
                         (row["depth_uc"], row["ratio"]), textcoords="offset points",
                         xytext=(4, 6), fontsize=7, color="#555555")
         ax.set_xticks(sorted(df["depth_uc"].astype(int).unique()))
+        ax.margins(x=0.12)
     ax.set_xlabel("depth below surface (unit cells; 0 = outermost)")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
@@ -592,6 +595,16 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
     src = pd.DataFrame([{"group": g, "folder": p} for g, p in (data.get("groups") or {}).items()])
     if len(groups):
         doc.table(groups.merge(src, on="group", how="left"), left=("group", "config_hashes", "folder"))
+    links = []
+    for g, p in (data.get("groups") or {}).items():
+        page = Path(p) / "report.html"
+        if page.is_file():
+            rel = os.path.relpath(page, folder)
+            links.append((g, rel))
+    if links:
+        doc.raw_html("<p class='meta'>Per-stack reports: " + " · ".join(
+            f"<a href='{html.escape(rel)}'>{html.escape(g)}</a>" for g, rel in links) + "</p>")
+        doc.md.append("Per-stack reports: " + " · ".join(f"[{g}]({rel})" for g, rel in links) + "\n")
     if (folder / "compare.png").is_file():
         doc.figure_file(folder / "compare.png", "per-dot ratios by group")
     doc.heading("Tests")
