@@ -1,0 +1,80 @@
+"""The columns stage end to end on synthetic dots with known truth (Columns issue)."""
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from stemqd.config import load_config
+from stemqd.pipeline import analyse_image, preprocess
+from stemqd.synthetic import perovskite_dot
+
+PIXEL = 0.16
+NO_RESTORATION = ["denoise.enabled=false", "deconvolve.enabled=false"]
+
+
+def _run(frames, config, pixel=PIXEL):
+    images, _ = preprocess(frames, pixel, config)
+    return analyse_image(images["final"], pixel, config)
+
+
+def _matched(result, truth):
+    cols = result.columns
+    good = cols[cols["flag"].isin(["", "edge margin"])]
+    d, j = cKDTree(good[["x_px", "y_px"]].to_numpy()).query(truth.positions_px)
+    return good, d, j
+
+
+@pytest.fixture(scope="module")
+def core():
+    frames, truth = perovskite_dot((560, 560), pixel_size_A=PIXEL, edge_cells=10, dose=300,
+                                   n_frames=4, sigma_A=0.45, seed=4)
+    return _run(frames, load_config(overrides=NO_RESTORATION)), truth
+
+
+def test_all_columns_found_none_extra_and_labelled(core):
+    result, truth = core
+    good, d, j = _matched(result, truth)
+    assert (d < 0.5).all()
+    assert len(good) == len(truth.types)
+    names = {"A": "Cs", "BX": "PbBr", "X": "Br"}
+    assert (good["label"].to_numpy()[j] == np.vectorize(names.get)(truth.types)).all()
+    assert (good["site"].to_numpy()[j] == truth.types).all()
+
+
+def test_core_ratio_within_one_percent(core):
+    result, truth = core
+    ratio = result.summary["ratio"]
+    assert ratio["ratio"] == pytest.approx(truth.ratio("A", "BX"), rel=0.01)
+    lattice = result.summary["lattice"]
+    assert lattice["a_A"] == pytest.approx(5.87, rel=0.002)
+    assert result.summary["spacing"]["Cs"]["spacing_a_nm_mean"] == pytest.approx(0.587,
+                                                                                  rel=0.002)
+    assert np.allclose(result.summary["dot"]["edge_lengths_nm"], 10 * 0.587, atol=0.02)
+
+
+def test_core_shell_depth_profile_shows_the_shell():
+    frames, truth = perovskite_dot((560, 560), pixel_size_A=PIXEL, edge_cells=10, dose=300,
+                                   n_frames=4, sigma_A=0.45, seed=5, shell_cells=2,
+                                   shell_factor=0.6)
+    result = _run(frames, load_config(overrides=NO_RESTORATION))
+    profile = result.extra["depth_profile"].dropna(subset=["ratio"]).set_index("depth_uc")
+    core_ratio = 0.41
+    for depth, row in profile.iterrows():
+        expected = core_ratio / 0.6 if depth < 2 else core_ratio
+        assert row["ratio"] == pytest.approx(expected, rel=0.02), depth
+
+
+def test_srtio3_assigns_the_bright_columns_to_sr():
+    # SrTiO3 [001]: Sr columns are brighter than Ti-O (sum Z**1.7 per column).
+    frames, truth = perovskite_dot((400, 400), pixel_size_A=0.1, lattice_constant_A=3.905,
+                                   edge_cells=10, amplitudes={"A": 1.0, "BX": 0.47, "X": 0.07},
+                                   dose=400, n_frames=2, sigma_A=0.35, seed=6)
+    config = load_config(overrides=NO_RESTORATION + ["material.name=SrTiO3",
+                                                     "material.ratio=TiO:Sr"])
+    result = _run(frames, config, pixel=0.1)
+    good, d, j = _matched(result, truth)
+    bright = truth.types[d < 0.5] == "A"
+    labels = good["label"].to_numpy()[j][d < 0.5]
+    assert (labels[bright] == "Sr").all()
+    assert (labels[truth.types[d < 0.5] == "BX"] == "TiO").all()
+    assert result.summary["ratio"]["ratio"] == pytest.approx(0.47, rel=0.02)
