@@ -78,8 +78,10 @@ def deconvolve_blind(image, psf, *, iterations=10, damping=0.0, readout=0.0, wei
     iterations : int
         Number of iterations (NUMIT).
     damping : float
-        DAMPAR: deviations of the reblurred image from the data below about this value
-        (image units; for Poisson counts a few sqrt(counts)) are damped. 0 = no damping.
+        DAMPAR: the threshold deviation between reblurred estimate and data below which
+        the update is damped, in standard deviations of the Poisson noise when the image
+        is in counts (the damping function is g = deviance / (damping^2 / 2), and the
+        Poisson deviance is ~ z^2 / 2 for a z-sigma deviation). 0 = no damping.
     readout : float
         READOUT: additive noise/background level of the data (image units).
     weight : array_like, optional
@@ -116,6 +118,15 @@ def deconvolve_blind(image, psf, *, iterations=10, damping=0.0, readout=0.0, wei
     * psf2otf / otf2psf use the circular shift by floor(n / 2), exact for odd PSF sizes
       (the centre of an even PSF would be ambiguous, so even shapes are rejected).
     * The loop runs in float64 with real FFTs (``scipy.fft``, all cores).
+    * The blind problem is degenerate: PSF = delta with image = data fits the data
+      exactly, and Richardson-Lucy, a maximum-likelihood iteration, drifts towards it the
+      faster the noisier the data (the PSF update correlates the noise in J with the
+      noise in the ratio). The iteration count is the regulariser, as in MATLAB; denoise
+      first, and keep ``iterations`` near the default. On a synthetic CsPbBr3 [001]
+      lattice (columns sigma 0.4 Å, true PSF FWHM 0.80 Å, ~2000 counts per column, start
+      1.12 Å) 10 iterations return 0.82 Å; with little noise the width stays within
+      10 % of the truth for 40 iterations, while at 2000 counts it is 0.60 Å after 20
+      and 0.28 Å after 40.
 
     References
     ----------

@@ -168,7 +168,7 @@ def du_filter(image, pixel_size_A, *, cutoff_inv_A=None, cycles=10, delta_percen
       needed.
     * The whole cycle is a per-coefficient product, so the filter stays in Fourier space:
       one forward and one inverse real FFT in all.
-    * Units: annuli are 1 frequency pixel wide, i.e. 1 / (max(ny, nx) p) Å⁻¹ after
+    * Units: annuli are 1 frequency pixel wide, i.e. 1 / (min(ny, nx) p) Å⁻¹ after
       padding; sigma_k is in Å⁻¹ so that the cutoff does not depend on the image size.
     * The extra Butterworth low-pass of the newer port is not applied (probably not Du's).
 

@@ -41,27 +41,6 @@ def gaussian2d(x, y, amplitude, x0, y0, sigma_x, sigma_y, theta, offset):
     return amplitude * np.exp(-0.5 * (u**2 / sigma_x**2 + v**2 / sigma_y**2)) + offset
 
 
-def _model_and_jacobian(p, x, y):
-    """Batched model (N, P) and Jacobian (N, P, 7) for parameter rows p (N, 7)."""
-    A, x0, y0, sx, sy, t, B = (p[:, k:k + 1] for k in range(7))
-    c, s = np.cos(t), np.sin(t)
-    dx, dy = x - x0, y - y0
-    u = c * dx + s * dy
-    v = -s * dx + c * dy
-    isx2, isy2 = 1.0 / sx**2, 1.0 / sy**2
-    g = np.exp(-0.5 * (u * u * isx2 + v * v * isy2))
-    ag = A * g
-    jac = np.empty(x.shape + (7,))
-    jac[..., _A] = g
-    jac[..., _X] = ag * (u * c * isx2 - v * s * isy2)
-    jac[..., _Y] = ag * (u * s * isx2 + v * c * isy2)
-    jac[..., _SX] = ag * u * u * isx2 / sx
-    jac[..., _SY] = ag * v * v * isy2 / sy
-    jac[..., _T] = -ag * u * v * (isx2 - isy2)
-    jac[..., _B] = 1.0
-    return ag + B, jac
-
-
 @numba.njit(cache=True, fastmath=False)
 def _normal_equations(p, x, y, data, weights):
     """JᵀJ (7 x 7), Jᵀr (7) and the cost of one window, without storing the Jacobian."""
@@ -99,6 +78,17 @@ def _normal_equations(p, x, y, data, weights):
         for b in range(a):
             jtj[b, a] = jtj[a, b]
     return jtj, grad, cost
+
+
+@numba.njit(parallel=True, cache=True)
+def _normal_batch(p, x, y, data, weights):
+    """JᵀJ (N, 7, 7) and cost (N,) of every window at parameters p (N, 7)."""
+    n = p.shape[0]
+    jtj = np.empty((n, 7, 7))
+    cost = np.empty(n)
+    for i in numba.prange(n):
+        jtj[i], _, cost[i] = _normal_equations(p[i], x[i], y[i], data[i], weights[i])
+    return jtj, cost
 
 
 @numba.njit(cache=True)
@@ -197,7 +187,7 @@ def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius
                 lam = max(lam / 3.0, 1e-12)
                 # Converged when an undamped step no longer changes the parameters or the
                 # cost; a step shrunk by heavy damping says nothing about convergence.
-                if (small or rel < 1e-12) and lam < 1e-2:
+                if (small or rel < 1e-10) and lam < 1e-2:
                     done = True
             else:
                 lam *= 4.0
@@ -231,11 +221,9 @@ def _lmfit_window(p0, x, y, data, weights, max_iterations, vary_theta=True):
     return p, result.nfev, bool(result.success)
 
 
-def _covariance(p, x, y, weights, cost):
-    """Parameter covariance (JᵀJ)⁻¹ s² per window, s² = RSS / (n - 7)."""
-    _, jac = _model_and_jacobian(p, x, y)
-    jw = jac * weights[..., None]
-    jtj = jw.transpose(0, 2, 1) @ jw
+def _covariance(p, x, y, data, weights):
+    """Parameter covariance (JᵀJ)⁻¹ s² per window, s² = RSS / (n - 7), and s²."""
+    jtj, cost = _normal_batch(p, x, y, data, weights)
     dof = np.maximum(weights.astype(bool).sum(axis=1) - 7, 1)
     s2 = cost / dof
     cov = np.full_like(jtj, np.nan)
@@ -245,16 +233,11 @@ def _covariance(p, x, y, weights, cost):
         cov[ok] = np.linalg.inv(jtj[ok]) * s2[ok, None, None]
     # A round column leaves theta undetermined; the other six parameters are still well
     # defined, so invert the 6 x 6 block without theta for those.
-    bad = np.flatnonzero(~ok)
-    if bad.size:
-        keep = [k for k in range(7) if k != _T]
-        sub = jtj[bad][:, keep][:, :, keep]
-        cond6 = np.linalg.cond(sub)
-        ok6 = np.isfinite(cond6) & (cond6 < 1e14)
-        for b, good in zip(bad, ok6):
-            if good:
-                inv = np.linalg.inv(jtj[b][np.ix_(keep, keep)]) * s2[b]
-                cov[b][np.ix_(keep, keep)] = inv
+    keep = [k for k in range(7) if k != _T]
+    for b in np.flatnonzero(~ok):
+        sub = jtj[b][np.ix_(keep, keep)]
+        if np.isfinite(np.linalg.cond(sub)) and np.linalg.cond(sub) < 1e14:
+            cov[b][np.ix_(keep, keep)] = np.linalg.inv(sub) * s2[b]
     return cov, s2
 
 
@@ -381,19 +364,19 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
     p[:, _SX] = p[:, _SY] = sigma0
     p[:, _T] = 0.0
     p[:, _B] = low
-    # Neighbour models are rendered as far as they reach into a window: the window radius
-    # plus five widths (exp(-12.5) of the peak), never beyond 2.5 window radii.
+    # Each column's model is rendered out to five widths (exp(-12.5) of its peak), using the
+    # 99th percentile of the widths so that one runaway fit does not inflate every tile; the
+    # column's own contribution is removed with exactly the same truncation (_own).
     iterations = np.zeros(n, int)
     converged = np.zeros(n, bool)
-    cost = np.zeros(n)
     sweeps = 0
     all_free = np.ones(7, np.bool_)
     round_first = all_free.copy()
     round_first[_T] = False
     for sweep in range(max(1, neighbour_iterations)):
         sweeps = sweep + 1
-        reach = radius_px + 5 * np.max(np.maximum(p[:, _SX], p[:, _SY]))
-        half = int(np.ceil(min(reach, 2.5 * radius_px)))
+        reach = 5 * np.percentile(np.maximum(p[:, _SX], p[:, _SY]), 99)
+        half = int(np.ceil(np.clip(reach, 3, 2.5 * radius_px)))
         total, cx, cy = _render(image.shape, p, half)
         others = total[flat] - _own(p, xs, ys, cx, cy, half)
         data = data_raw - others
@@ -403,7 +386,7 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
                 # Fit with the rotation fixed first: theta is undefined for a round start.
                 p, _, _, _ = _lm_batch(p, xs, ys, data, weights, round_first, max_iterations,
                                        1e-8, seeds, radius_px)
-            p, iterations, converged, cost = _lm_batch(p, xs, ys, data, weights, all_free,
+            p, iterations, converged, _ = _lm_batch(p, xs, ys, data, weights, all_free,
                                                        max_iterations, 1e-8, seeds, radius_px)
         else:
             for i in range(n):
@@ -412,12 +395,10 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
                                                max_iterations, vary_theta=False)
                 p[i], iterations[i], converged[i] = _lmfit_window(
                     p[i], xs[i], ys[i], data[i], weights[i], max_iterations)
-            model, _ = _model_and_jacobian(p, xs, ys)
-            cost = (((data - model) * weights) ** 2).sum(axis=1)
         moved = np.hypot(p[:, _X] - previous[:, _X], p[:, _Y] - previous[:, _Y])
         if np.all(moved[np.isfinite(moved)] < tolerance_px) and sweep > 0:
             break
-    cov, s2 = _covariance(p, xs, ys, weights, cost)
+    cov, s2 = _covariance(p, xs, ys, data, weights)
     p, cov = _canonical(p, cov)
     err = np.sqrt(np.einsum("nii->ni", cov))
     volume = 2 * np.pi * p[:, _A] * p[:, _SX] * p[:, _SY]
