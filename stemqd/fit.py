@@ -41,7 +41,7 @@ def gaussian2d(x, y, amplitude, x0, y0, sigma_x, sigma_y, theta, offset):
     return amplitude * np.exp(-0.5 * (u**2 / sigma_x**2 + v**2 / sigma_y**2)) + offset
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True, fastmath=True)
 def _normal_equations(p, x, y, data, weights):
     """JᵀJ (7 x 7), Jᵀr (7) and the cost of one window, without storing the Jacobian."""
     jtj = np.zeros((7, 7))
