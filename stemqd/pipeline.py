@@ -163,7 +163,8 @@ def analyse_image(image, pixel_size_A, config: Config):
                          neighbour_iterations=c.neighbour_iterations,
                          tolerance_px=c.position_tolerance_px)
     pos = fit[["x_px", "y_px"]].to_numpy()
-    fit["cross_section"] = voronoi_cross_sections(image, pos, max_radius_px=0.5 * a_px)
+    fit["cross_section"] = voronoi_cross_sections(image, pos, max_radius_px=0.5 * a_px,
+                                                  offsets=fit["offset"].to_numpy())
     dot = segment_dot(image, pixel_size_A, smoothing_px=config.dot.smoothing_lattice * 0.5 * a_px)
     position_flags = column_flags(pos, dot, margin_px=config.dot.edge_margin_lattice * a_px)
     inside = position_flags != "outside dot"

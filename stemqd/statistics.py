@@ -16,11 +16,13 @@ from scipy import stats
 from scipy.spatial import cKDTree
 
 
-def voronoi_cross_sections(image, positions_px, *, max_radius_px):
+def voronoi_cross_sections(image, positions_px, *, max_radius_px, offsets=None):
     """Integrated intensity of the Voronoi cell of every column (scattering cross-section).
 
     Each pixel is given to its nearest column, provided it lies within ``max_radius_px`` of
-    it (so that the open cells of edge columns do not collect the support).
+    it (so that the open cells of edge columns do not collect the support). With
+    ``offsets`` (one per column, e.g. the fitted local background) each pixel counts above
+    its column's offset, so that what the background removal left does not enter.
 
     Returns
     -------
@@ -36,7 +38,10 @@ def voronoi_cross_sections(image, positions_px, *, max_radius_px):
     dist, owner = cKDTree(pos).query(np.column_stack([xx.ravel(), yy.ravel()]),
                                      distance_upper_bound=max_radius_px)
     keep = np.isfinite(dist)
-    return np.bincount(owner[keep], weights=image.ravel()[keep], minlength=len(pos))
+    values = image.ravel()[keep]
+    if offsets is not None:
+        values = values - np.asarray(offsets, float)[owner[keep]]
+    return np.bincount(owner[keep], weights=values, minlength=len(pos))
 
 
 def type_statistics(intensities, labels):
