@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+from scipy import fft, ndimage
 from skimage.filters import window
 from skimage.registration import phase_cross_correlation
 
@@ -14,7 +14,7 @@ def _shift(frame, shift):
     return ndimage.shift(frame, shift, order=3, mode="nearest", prefilter=True)
 
 
-def align_frames(frames, *, upsample_factor=100, reference_iterations=3):
+def align_frames(frames, *, upsample_factor=100, reference_iterations=2):
     """Register every frame to a refined reference and average them.
 
     The first reference is the first frame. Each iteration registers all frames to the
@@ -50,21 +50,31 @@ def align_frames(frames, *, upsample_factor=100, reference_iterations=3):
     # A Hann window removes the edge discontinuity of the periodic FFT (the support's
     # gradient would otherwise pin the correlation peak at zero shift).
     taper = window("hann", frames.shape[1:])
-
-    def prepare(image):
-        return (image - image.mean()) * taper
-
-    moving = [prepare(f) for f in frames]
-    reference = frames[0].astype(np.float64)
+    # Everything until the final average stays in Fourier space: each windowed frame is
+    # transformed once, the refined reference is the mean of the phase-shifted transforms,
+    # and the registration takes transforms directly (space="fourier").
+    spectra = [fft.fft2((f - f.mean()) * taper, workers=-1) for f in frames]
+    reference = spectra[0]
     shifts = np.zeros((n, 2))
-    for _ in range(max(1, int(reference_iterations))):
-        ref = prepare(reference)
+    fy = fft.fftfreq(frames.shape[1])[:, None]
+    fx = fft.fftfreq(frames.shape[2])[None, :]
+    iterations = max(1, int(reference_iterations))
+    for it in range(iterations):
         for k in range(n):
             # phase_cross_correlation returns the shift that registers the moving image
             # onto the reference, i.e. minus the content displacement.
             correction, _, _ = phase_cross_correlation(
-                ref, moving[k], upsample_factor=upsample_factor, normalization=None)
+                reference, spectra[k], upsample_factor=upsample_factor, space="fourier",
+                normalization=None)
             shifts[k] = -correction
         shifts -= shifts[0]
-        reference = np.mean([_shift(f, -s) for f, s in zip(frames, shifts)], axis=0)
-    return reference.astype(np.float32), shifts
+        if it == iterations - 1:
+            break
+        # Shift theorem, separable in y and x: moving content by -s multiplies the
+        # spectrum by exp(2 pi i f.s).
+        reference = np.zeros_like(spectra[0])
+        for spec, (sy, sx) in zip(spectra, shifts):
+            reference += spec * np.exp(2j * np.pi * fy * sy) * np.exp(2j * np.pi * fx * sx)
+        reference /= n
+    average = np.mean([_shift(f, -sh) for f, sh in zip(frames, shifts)], axis=0)
+    return average.astype(np.float32), shifts

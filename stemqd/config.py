@@ -68,7 +68,7 @@ class AlignConfig:
 
     enabled: bool = True
     upsample_factor: int = 100
-    reference_iterations: int = 3
+    reference_iterations: int = 2
 
 
 @dataclass(frozen=True)
