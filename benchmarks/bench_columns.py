@@ -16,7 +16,8 @@ import time
 import numpy as np
 
 from stemqd.fit import refine_columns
-from stemqd.synthetic import perovskite_dot
+from stemqd.precision import cramer_rao_bound
+from stemqd.synthetic import perovskite_dot, render_columns
 
 PIXEL_A = 0.15
 NN_PX = 2.935 / PIXEL_A
@@ -58,6 +59,28 @@ def run_atomap(image, seeds, truth, idx):
     # Atomap's amplitude_gaussian is the volume of its normalised Gaussian.
     volume = np.array([a.amplitude_gaussian for a in sub.atom_list])
     return dt, *accuracy(x, y, volume, truth, idx)
+
+
+def precision_table(seed=0):
+    """Position RMS error of the fast path against the Cramér-Rao bound at three doses."""
+    sigma, background, radius = 2.5, 0.1, 0.5 * 2.935 / 0.2
+    grid = np.arange(20, 500, 18.0)
+    truth = np.array([(gx, gy) for gy in grid for gx in grid]) + 0.3
+    model = render_columns((512, 512), truth, 1.0, sigma) + background
+    rng = np.random.default_rng(seed)
+    print(f"\nPrecision on {len(truth)} round columns (sigma {sigma} px, background "
+          f"{background} of the peak, fit radius {radius:.1f} px)")
+    print(f"{'counts at peak':>15s} {'RMS x px':>10s} {'CRB x px':>10s} {'RMS/CRB':>8s} "
+          f"{'median SE/CRB':>14s}")
+    for dose in (25, 100, 400):
+        noisy = rng.poisson(dose * model).astype(float)
+        df = refine_columns(noisy, truth + rng.normal(0, 0.5, truth.shape), radius_px=radius,
+                            sigma_px=sigma)
+        ok = (df.flag == "").to_numpy()
+        rms = np.sqrt(np.mean((df.x_px.to_numpy() - truth[:, 0])[ok] ** 2))
+        bound = cramer_rao_bound(1.0, sigma, background, dose, radius)["x_px"]
+        print(f"{dose:15d} {rms:10.4f} {bound:10.4f} {rms / bound:8.2f} "
+              f"{np.median(df.x_px_err[ok]) / bound:14.2f}")
 
 
 def main():
@@ -107,6 +130,7 @@ def main():
     for name, n, rate, t, pos, ratio in rows:
         speed = f"{rate / atomap_rate:9.0f}" if atomap_rate else f"{'-':>9s}"
         print(f"{name:30s} {n:8d} {rate:11.0f} {t:9.3f} {pos:11.4f} {ratio:+10.2%} {speed}")
+    precision_table()
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from stemqd.fit import PARAMS, gaussian2d, refine_columns
+from stemqd.precision import cramer_rao_bound
 from stemqd.synthetic import perovskite_dot, render_columns
 
 PIXEL = 0.2
@@ -96,22 +97,6 @@ def test_failed_fit_is_flagged_not_replaced():
     assert np.isfinite(df.x_px[0])
 
 
-def _fisher_bound_x(amplitude, sigma, background, radius, dose):
-    """sqrt((F⁻¹)_x0x0) for Poisson counts on the pixel grid of one fit disk, px."""
-    w = int(np.ceil(radius))
-    y, x = np.mgrid[-w:w + 1, -w:w + 1].astype(float)
-    inside = x**2 + y**2 <= radius**2
-    x, y = x[inside], y[inside]
-    g = np.exp(-0.5 * (x**2 + y**2) / sigma**2)
-    lam = dose * (amplitude * g + background)
-    # Derivatives for (A, x0, y0, sx, sy, B); theta is undefined for a round column.
-    d = dose * np.stack([g, amplitude * g * x / sigma**2, amplitude * g * y / sigma**2,
-                         amplitude * g * x**2 / sigma**3, amplitude * g * y**2 / sigma**3,
-                         np.ones_like(g)])
-    fisher = (d / lam) @ d.T
-    return float(np.sqrt(np.linalg.inv(fisher)[1, 1]))
-
-
 def test_position_precision_near_cramer_rao_bound():
     """RMS position error within 1.5x the Cramér-Rao bound computed from the dose."""
     sigma, amplitude, background, dose = 2.5, 1.0, 0.1, 100.0
@@ -129,7 +114,7 @@ def test_position_precision_near_cramer_rao_bound():
         ok = df.flag == ""
         errors.append((df.x_px - truth[:, 0])[ok])
     rms = np.sqrt(np.mean(np.concatenate(errors) ** 2))
-    bound = _fisher_bound_x(amplitude, sigma, background, radius, dose)
+    bound = cramer_rao_bound(amplitude, sigma, background, dose, radius)["x_px"]
     assert rms / bound < 1.5
     # The reported standard errors match the bound too.
     assert df.x_px_err.median() == pytest.approx(bound, rel=0.25)
