@@ -1,0 +1,18 @@
+import numpy as np
+import pandas as pd
+
+from stemqd.io import Stack, to_signal
+from stemqd.markers import column_markers
+
+
+def test_markers_sit_on_the_columns_in_nm():
+    columns = pd.DataFrame({"x_nm": [0.1, 0.5], "y_nm": [0.2, 0.7], "label": ["Cs", "PbBr"]})
+    markers = column_markers(columns)
+    assert np.allclose(markers.kwargs["offsets"], [[0.1, 0.2], [0.5, 0.7]])
+    frames = np.zeros((1, 40, 40), np.float32)
+    stack = Stack(frames=frames, pixel_size_A=0.5, pixel_size_source="override",
+                  voltage_kv=300.0, convergence_mrad=18.0, path="x.tif", sha256="0",
+                  dtype="float32", metadata={})
+    signal = to_signal(stack)
+    signal.add_marker(markers, permanent=True)
+    assert signal.axes_manager.signal_axes[0].units == "nm"
