@@ -25,7 +25,8 @@ def test_linewidth_prints_fwhm(capsys):
                  "--temperature", "300"]) == 0
     lam = 2 * 0.5 + 7 * 0.3 + 17 * 0.1
     expected = FWHM_PER_SIGMA * np.sqrt(2 * lam * KB_MEV_K * 300)
-    assert float(capsys.readouterr().out.strip()) == pytest.approx(expected, abs=1e-4)
+    value, unit = capsys.readouterr().out.split()
+    assert unit == "meV" and float(value) == pytest.approx(expected, abs=1e-4)
 
 
 def test_linewidth_table_and_plot(tmp_path, capsys):

@@ -345,7 +345,7 @@ def _cmd_linewidth(args):
     lam = linewidth.reorganization_energy(s, energy)
     table = linewidth.linewidth_table(temps, s, energy)
     if len(temps) == 1:
-        print(f"{table['fwhm_meV'].iloc[0]:.4f}")
+        print(f"{table['fwhm_meV'].iloc[0]:.4f} meV")
     else:
         print(f"# Lambda = {lam:.6g} meV")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
