@@ -249,6 +249,9 @@ def summary_row(name: str, file: str, summary: dict, status: str, elapsed_s: flo
         "error_class": None,
         "message": None,
     }
+    for key in ("n_numerator", "n_denominator", "n_columns", "n_used"):
+        if isinstance(row[key], (int, float, np.number)) and np.isfinite(row[key]):
+            row[key] = int(row[key])
     for label, sp in (summary.get("spacing") or {}).items():
         row[f"spacing_a_nm_{label}"] = (sp or {}).get("spacing_a_nm_mean")
         row[f"spacing_b_nm_{label}"] = (sp or {}).get("spacing_b_nm_mean")

@@ -167,7 +167,9 @@ def test_dask_scheduler_gives_the_same_results(tmp_path, clean_run):
     make_dot(data / "shell.tif", shell_cells=1, seed=5)
     local = stemqd("process", data, "--out", tmp_path / "local", "--quiet", "--jobs", "2")
     assert local.returncode == 0, local.stderr
+    # threads in this process, reachable over TCP by the CLI's own process
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  protocol="tcp", host="127.0.0.1",
                                   dashboard_address=None) as cluster:
         result = stemqd("process", data, "--out", tmp_path / "dask", "--quiet",
                         "--scheduler", cluster.scheduler_address)

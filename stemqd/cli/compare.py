@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,6 +48,15 @@ def _parse_groups(items) -> dict:
     return groups
 
 
+def _num(value, spec: str) -> str:
+    """A number formatted with `spec`, or "n/a" where it is missing or not finite."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return format(v, spec) if math.isfinite(v) else "n/a"
+
+
 def handler(args: argparse.Namespace) -> int:
     """Compare the groups, write the tables and the plot; return 0."""
     from ..batch import compare_batches, to_jsonable
@@ -79,15 +89,14 @@ def handler(args: argparse.Namespace) -> int:
     atomic_write_text(out / "compare.json",
                       json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n")
     label = result["ratio_label"]
-    for row in stats.itertuples():
-        print(f"{row.group}: {label} = {row.mean:.4f} ± {row.std:.4f} (mean ± s.d., n = {row.n})")
-    for row in tests.itertuples():
-        p = getattr(row, "welch_p", float("nan"))
-        perm = getattr(row, "permutation_p", float("nan"))
-        print(f"{row.group_b} - {row.group_a}: {row.difference:+.4f} "
-              f"[{getattr(row, 'diff_ci_low', float('nan')):+.4f}, "
-              f"{getattr(row, 'diff_ci_high', float('nan')):+.4f}], "
-              f"Welch p = {p:.3g}, permutation p = {perm:.3g}, "
-              f"Hedges g = {getattr(row, 'hedges_g', float('nan')):.2f}")
+    for row in stats.to_dict(orient="records"):
+        print(f"{row['group']}: {label} = {_num(row['mean'], '.4f')} ± {_num(row['std'], '.4f')} "
+              f"(mean ± s.d., n = {row['n']})")
+    for row in tests.to_dict(orient="records"):
+        print(f"{row['group_b']} - {row['group_a']}: {_num(row.get('difference'), '+.4f')} "
+              f"[{_num(row.get('diff_ci_low'), '+.4f')}, {_num(row.get('diff_ci_high'), '+.4f')}], "
+              f"Welch p = {_num(row.get('welch_p'), '.3g')}, "
+              f"permutation p = {_num(row.get('permutation_p'), '.3g')}, "
+              f"Hedges g = {_num(row.get('hedges_g'), '.2f')}")
     print(f"tables and plot in {out}", file=sys.stderr)
     return 0

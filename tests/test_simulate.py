@@ -1,0 +1,279 @@
+"""Tests of stemqd.simulate (abTEM thickness series) and ``stemqd simulate``.
+
+The quick mode runs once per session (module fixture, ~20 s on 2 cores); everything else
+uses closed-form checks or a thin slab.
+"""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from stemqd import simulate as sim
+from stemqd.cli import main
+from stemqd.errors import InputError
+from stemqd.thickness import thickness_from_ratio
+
+
+# Closed-form pieces ---------------------------------------------------------------------
+
+def test_focal_spread_follows_the_stated_convention():
+    sigma_e = 0.8 / (2 * math.sqrt(2 * math.log(2)))  # FWHM -> standard deviation, eV
+    expected = 1.6e7 * sigma_e / 300e3  # Cc (Å) sigma_E / E0
+    assert sim.focal_spread_A(0.8, 1.6, 300.0) == pytest.approx(expected)
+    nodes, weights = sim.focal_nodes(2, 18.0)
+    assert nodes == pytest.approx([-18.0, 18.0]) and weights == pytest.approx([0.5, 0.5])
+    nodes, weights = sim.focal_nodes(3, 2.0)
+    assert weights.sum() == pytest.approx(1.0)
+    assert np.sum(weights * nodes**2) == pytest.approx(4.0)  # variance sigma^2
+    assert np.sum(weights * nodes**4) == pytest.approx(3 * 16.0)  # Gaussian 4th moment
+
+
+def test_total_blur_adds_fwhm_source_and_extra_sigma_in_quadrature():
+    p = sim.SeriesParameters()
+    assert p.total_blur_sigma_A == pytest.approx(math.hypot(0.25 / 2.35482, 0.3), rel=1e-4)
+
+
+def test_grid_and_scan_satisfy_the_sampling_limits():
+    p = sim.SeriesParameters()
+    lam = p.wavelength_A
+    assert lam == pytest.approx(0.019687, rel=1e-4)  # 300 kV
+    # Outer detector angle inside abTEM's 2/3 anti-aliasing aperture.
+    assert p.sampling_A <= lam / (3 * 0.190) + 1e-12
+    assert sim.smooth_size(p.grid_points) == p.grid_points
+    # Scan step at or below the Nyquist step of the ADF image, lambda / (4 alpha).
+    assert p.lattice_constant_A / p.scan_points <= lam / (4 * 0.018)
+    assert p.derived()["scanned_positions"] == len(sim.wedge_indices(p.scan_points))
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 11, 542, 1000])
+def test_smooth_size_is_the_next_2357_smooth_number(n):
+    def smooth(k):
+        for q in (2, 3, 5, 7):
+            while k % q == 0:
+                k //= q
+        return k == 1
+
+    m = sim.smooth_size(n)
+    assert m >= n and smooth(m)
+    assert not any(smooth(k) for k in range(n, m))
+
+
+def test_parameters_reject_bad_input():
+    with pytest.raises(InputError):
+        sim.SeriesParameters(cells=2)
+    with pytest.raises(InputError):
+        sim.SeriesParameters(thicknesses_uc=(4, 2))
+    with pytest.raises(InputError):
+        sim.SeriesParameters(phonon_sigmas_A={"Cs": 0.1})
+    with pytest.raises(InputError):
+        sim.SeriesParameters(device="tpu")
+
+
+def test_slab_geometry_and_mid_slice_planes():
+    a, cells, t = 5.87, 3, 4
+    atoms = sim.cspbbr3_slab(t, lattice_constant_A=a, cells=cells)
+    symbols = atoms.get_chemical_symbols()
+    assert len(atoms) == 5 * cells**2 * t
+    assert symbols.count("Cs") == symbols.count("Pb") == cells**2 * t
+    assert symbols.count("Br") == 3 * cells**2 * t
+    assert np.allclose(np.diag(atoms.cell), [cells * a, cells * a, t * a])
+    # Atomic planes at a/4 and 3a/4 of every cell: the middle of the a/2 slices.
+    assert np.allclose(np.mod(atoms.positions[:, 2], a / 2), a / 4)
+    # Ordered by depth: a thin slab is the top of a thick one.
+    thick = sim.cspbbr3_slab(2 * t, lattice_constant_A=a, cells=cells)
+    assert np.allclose(thick.positions[: len(atoms)], atoms.positions)
+
+
+def test_displacements_have_the_requested_rms_and_do_not_depend_on_box_or_thickness():
+    sig = {"Cs": 0.2, "Pb": 0.1, "Br": 0.3}
+    slab = sim.cspbbr3_slab(30, cells=4)
+    moved = sim.displaced_configuration(slab, sig, seed=3, config=0)
+    d = moved.positions - slab.positions
+    box = np.diag(slab.cell)[:2]
+    d[:, :2] -= box * np.round(d[:, :2] / box)  # undo the wrap
+    symbols = np.array(slab.get_chemical_symbols())
+    for el, s in sig.items():
+        rms = np.sqrt(np.mean(d[symbols == el] ** 2, axis=0))
+        assert rms == pytest.approx([s, s, s], rel=0.12)
+    thin = sim.cspbbr3_slab(5, cells=4)
+    thin_moved = sim.displaced_configuration(thin, sig, seed=3, config=0)
+    assert np.array_equal(thin_moved.positions, moved.positions[: len(thin)])
+    # Same relative cell -> same draws in a 3 x 3 and a 4 x 4 box.
+    small = sim.cspbbr3_slab(2, cells=3)
+    big = sim.cspbbr3_slab(2, cells=4)
+    ds = sim.displaced_configuration(small, sig, 3, 0).positions - small.positions
+    db = sim.displaced_configuration(big, sig, 3, 0).positions - big.positions
+    key = lambda atoms: {tuple(c) + (s,): i for i, (c, s) in enumerate(  # noqa: E731
+        zip(atoms.get_array("stemqd_cell"), atoms.get_array("stemqd_site")))}
+    ks, kb = key(small), key(big)
+    common = [k for k in ks if k in kb and k[0] == 0 and k[1] == 0]
+    assert common
+    for k in common:
+        assert np.allclose(ds[ks[k], 2], db[kb[k], 2])
+    other = sim.displaced_configuration(small, sig, 3, 1).positions
+    assert not np.allclose(other, small.positions + ds)
+
+
+def test_wedge_unfolds_a_p4mm_symmetric_image():
+    n = 22
+    assert len(sim.wedge_indices(n)) == 78  # docs/abtem.md: 78 of 484 positions
+    k = np.arange(n)
+    x, y = np.meshgrid(k, k, indexing="xy")  # [y, x]
+    f = np.cos(2 * np.pi * x / n) + np.cos(2 * np.pi * y / n) + 0.3 * np.cos(
+        2 * np.pi * x / n) * np.cos(2 * np.pi * y / n) + 0.1 * np.cos(4 * np.pi * x / n) * \
+        np.cos(4 * np.pi * y / n)
+    wedge = sim.wedge_indices(n)
+    values = f[wedge[:, 1], wedge[:, 0]]
+    assert np.allclose(sim.unfold_wedge(values, n), f)
+
+
+def test_cell_images_interpolate_exactly_and_blur_by_the_gaussian_multiplier():
+    p = sim.SeriesParameters(source_size_fwhm_A=0.0, blur_sigma_A=0.0)
+    a, n = p.lattice_constant_A, p.scan_points
+    m = p.fit_pixels_per_cell
+
+    def field(num):
+        u = np.arange(num) * a / num
+        x, y = np.meshgrid(u, u, indexing="xy")
+        return 1.0 + 0.5 * np.cos(2 * np.pi * 3 * x / a) * np.cos(2 * np.pi * 2 * y / a)
+
+    out = sim._cell_images(field(n)[None], p)[0]
+    assert out.shape == (m, m)
+    assert np.allclose(out, field(m), atol=1e-12)
+    blurred = sim.SeriesParameters(source_size_fwhm_A=0.0, blur_sigma_A=0.4)
+    k2 = (3 / a) ** 2 + (2 / a) ** 2
+    expected = 1.0 + 0.5 * np.exp(-2 * np.pi**2 * 0.4**2 * k2) * (field(m) - 1.0) / 0.5
+    assert np.allclose(sim._cell_images(field(n)[None], blurred)[0], expected, atol=1e-12)
+
+
+def test_disc_integrals_match_direct_quadrature():
+    p = sim.SeriesParameters()
+    a, m, r = p.lattice_constant_A, p.fit_pixels_per_cell, p.lattice_constant_A / 4
+    q = 2.0 / a
+
+    def f(x, y):
+        return 0.2 + np.cos(2 * np.pi * q * x) * (1 + 0.5 * np.cos(2 * np.pi * q * y))
+
+    u = np.arange(m) * a / m
+    xx, yy = np.meshgrid(u, u, indexing="xy")
+    out = sim._disc_integrals(f(xx, yy)[None], p)
+    # Polar quadrature around the A column at (a/2, a/2).
+    rho, phi = np.polynomial.legendre.leggauss(80), np.linspace(0, 2 * np.pi, 400,
+                                                                 endpoint=False)
+    rr = 0.5 * r * (rho[0] + 1)
+    w = 0.5 * r * rho[1]
+    R, PH = np.meshgrid(rr, phi, indexing="ij")
+    vals = f(a / 2 + R * np.cos(PH), a / 2 + R * np.sin(PH)) * R
+    direct = np.sum(vals * w[:, None]) * (2 * np.pi / len(phi))
+    assert out["A"][0] == pytest.approx(direct, rel=1e-9)
+
+
+# abTEM runs ------------------------------------------------------------------------------
+
+def test_exit_planes_equal_separate_single_thickness_runs():
+    """One pass with exit planes == a separate slab per thickness, same seed."""
+    p = sim.SeriesParameters(thicknesses_uc=(2, 4, 6))
+    single_pass = sim.simulate_scans(p, [0, 1], seed=11)
+    separate = sim.simulate_scans(p, [0, 1], seed=11, exit_planes=False)
+    assert single_pass.shape == separate.shape == (2, 3, len(sim.wedge_indices(p.scan_points)))
+    assert np.all(np.isfinite(single_pass)) and np.all(single_pass > 0)
+    np.testing.assert_allclose(single_pass, separate, rtol=1e-5, atol=0)
+    # A different seed gives different phonons, hence a different signal.
+    other = sim.simulate_scans(p, [0], seed=12, thicknesses_uc=(6,))
+    assert not np.allclose(other[0, 0], single_pass[0, 2], rtol=1e-3)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("series") / "quick.csv"
+    code = main(["simulate", "thickness-series", "--quick", "--out", str(out),
+                 "--device", "cpu"])
+    assert code == 0
+    return out
+
+
+def test_quick_mode_writes_csv_sidecar_raw_and_plot(quick_run):
+    out = quick_run
+    table = pd.read_csv(out)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert out.with_suffix(".png").stat().st_size > 0
+    assert sim.raw_path_for(out).is_file()
+    p = sim.SeriesParameters()
+    assert list(table.thickness_uc) == list(range(2, 31, 2))
+    assert np.allclose(table.thickness_nm, table.thickness_uc * p.lattice_constant_A / 10)
+    assert table.thickness_nm.iloc[-1] == pytest.approx(17.61)
+    assert side["mode"] == "quick" and side["num_configs"] == sim.QUICK_NUM_CONFIGS
+    assert side["complete"] is True
+    assert side["versions"]["abtem"].startswith("1.0")
+    for key in ("stemqd", "ase", "numpy"):
+        assert key in side["versions"]
+    assert side["parameters"]["phonon_sigmas_A"] == sim.DEFAULT_PHONON_SIGMAS_A
+    assert side["run_time_s"] > 0 and "thickness-series" in side["command"]
+    assert side["frozen_phonon_convergence"]["target_se"] == sim.TARGET_RATIO_SE
+
+
+def test_quick_mode_intensities_are_positive_finite_and_ordered(quick_run):
+    table = pd.read_csv(quick_run)
+    for meth, unit in (("volume", "_A2"), ("peak", ""), ("disc", "_A2")):
+        for prefix in ("cs", "pbbr", "br"):
+            col = f"{prefix}_{meth}{unit}"
+            assert np.all(np.isfinite(table[col])) and np.all(table[col] > 0), col
+            assert np.all(np.isfinite(table[col + "_err"])) and np.all(table[col + "_err"] >= 0)
+        assert np.all(np.isfinite(table[f"ratio_{meth}"]))
+        # Pb-Br (Z 82 + 35) scatters more than Cs (55) at every thickness.
+        assert np.all(table[f"pbbr_{meth}{unit}"] > table[f"cs_{meth}{unit}"])
+    assert np.all((table.ratio > 0) & (table.ratio < 1))
+    assert np.array_equal(table.ratio, table.ratio_volume)
+    # The cross-section of a Pb-Br column grows with thickness over the series.
+    assert table.pbbr_disc_A2.iloc[-1] > 3 * table.pbbr_disc_A2.iloc[0]
+
+
+def test_thickness_inference_inverts_a_point_of_the_quick_series(quick_run):
+    table = pd.read_csv(quick_run)
+    row = table[table.thickness_uc == 14].iloc[0]
+    est = thickness_from_ratio(float(row.ratio), 1e-6, table, include_series_error=False)
+    assert any(lo <= 14 <= hi for lo, hi in est.ranges_uc)
+    assert est.monotonic == bool(np.all(np.diff(table.ratio) > 0)
+                                 or np.all(np.diff(table.ratio) < 0))
+    if not est.monotonic:
+        assert "non-monotonic" in est.flag
+
+
+def test_series_amplitudes_feed_the_synthetic_dot(quick_run):
+    from stemqd.synthetic import perovskite_dot
+
+    table = pd.read_csv(quick_run)
+    f = sim.series_amplitudes(quick_run)
+    amp = f(np.array(["A", "BX", "X"]), np.zeros(3, int), 10)
+    row = table[table.thickness_uc == 10].iloc[0]
+    assert amp == pytest.approx([row.ratio_volume, 1.0, row.br_volume_A2 / row.pbbr_volume_A2])
+    mid = f(np.array(["A"]), np.zeros(1, int), 11)[0]
+    r12 = table[table.thickness_uc == 12].iloc[0]
+    cs = 0.5 * (row.cs_volume_A2 + r12.cs_volume_A2)  # linear in each intensity
+    pbbr = 0.5 * (row.pbbr_volume_A2 + r12.pbbr_volume_A2)
+    assert mid == pytest.approx(cs / pbbr)
+    frames, truth = perovskite_dot((96, 96), edge_cells=10, amplitudes=f, shell_cells=1,
+                                   n_frames=1, seed=1)
+    core_a = truth.amplitudes[(truth.types == "A")]
+    assert core_a == pytest.approx(np.full(len(core_a), row.ratio_volume))
+    shell_bx = truth.amplitudes[(truth.types == "BX") & (truth.depth_uc < 1)]
+    assert shell_bx == pytest.approx(0.6)  # shell applied by perovskite_dot
+    with pytest.raises(InputError):
+        f(np.array(["A"]), np.zeros(1, int), 40)
+    absolute = sim.series_amplitudes(table, method="disc", relative_to=None)
+    assert absolute(np.array(["BX"]), np.zeros(1, int), 10)[0] == pytest.approx(
+        row.pbbr_disc_A2)
+
+
+def test_cli_rejects_bad_input(tmp_path, capsys):
+    assert main(["simulate", "thickness-series", "--quick", "--out",
+                 str(tmp_path / "x.txt")]) == 2
+    assert main(["simulate", "thickness-series", "--quick", "--thicknesses", "a:b",
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert main(["simulate", "thickness-series", "--quick", "--cells", "2",
+                 "--out", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "error" in err and "Traceback" not in err
