@@ -8,51 +8,28 @@ input file.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-
-def sha256_file(path):
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write(path, write, mode):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode) as fh:
-            write(fh)
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+from .. import io
 
 
 def atomic_write_text(path, text):
-    """Write text to ``path`` atomically (temp file in the same folder, then os.replace)."""
-    return _atomic_write(path, lambda fh: fh.write(text), "w")
+    """Write text to ``path`` atomically, creating its folder (see :func:`stemqd.io.atomic_write`)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_text(path, text)
+    return path
 
 
 def atomic_write_bytes(path, data):
-    """Write bytes to ``path`` atomically."""
-    return _atomic_write(path, lambda fh: fh.write(data), "wb")
+    """Write bytes to ``path`` atomically, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.atomic_write_bytes(path, data)
+    return path
 
 
 def _jsonable(obj):
@@ -76,7 +53,7 @@ def provenance(parameters=None, inputs=()):
     return {
         "stemqd_version": __version__,
         "parameters": _jsonable(parameters or {}),
-        "inputs": {str(p): sha256_file(p) for p in inputs if p is not None},
+        "inputs": {str(p): io.sha256_file(p) for p in inputs if p is not None},
     }
 
 
@@ -118,8 +95,8 @@ def write_table(path, frame, *, parameters=None, inputs=(), results=None):
 
 def save_figure(fig, path, dpi=120):
     """Save a matplotlib Figure atomically as PNG."""
-    import io
+    from io import BytesIO
 
-    buf = io.BytesIO()
+    buf = BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     return atomic_write_bytes(path, buf.getvalue())

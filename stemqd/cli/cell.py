@@ -9,14 +9,12 @@ Examples::
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import numpy as np
 
 from ..cell import BUILTIN_MATERIALS, describe, parse_ratio, projected_cell
 from ..config import MaterialConfig
 from ..errors import InputError
+from ..io import atomic_write
 
 
 def add_parser(subparsers):
@@ -101,14 +99,6 @@ def write_cell_png(cell, path, *, cells=2, dpi=120):
                  f"γ={cell.gamma_deg:.1f}°", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".cell-", suffix=".png", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
     return path
