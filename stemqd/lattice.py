@@ -72,7 +72,8 @@ def peak_pair_spacing(positions_px, vectors_px, pixel_size_A, *, tolerance=0.25,
     sa = np.hypot(*pa.T) * to_nm
     sb = np.hypot(*pb.T) * to_nm
     if reference is None:
-        ref = np.array([np.nanmedian(pa, axis=0), np.nanmedian(pb, axis=0)])
+        ref = np.array([np.median(v[np.isfinite(v).all(axis=1)], axis=0)
+                        if np.isfinite(v).any() else [np.nan, np.nan] for v in (pa, pb)])
     else:
         ref = np.asarray(reference, float)
     strain = np.full((len(pos), 3), np.nan)
