@@ -17,8 +17,9 @@ Jacobian below; the reference path hands each window to ``lmfit.Model`` (MINPACK
 minimise the same sum of squares on the same pixels, so they agree to the convergence
 tolerance.
 
-Standard errors are the square roots of the diagonal of (JᵀJ)⁻¹ s² at the optimum, with
-s² = RSS / (n_pixels - 7) (the residual variance). Parameters are reported in the canonical
+Standard errors come from the Jacobian at the optimum: by default the sandwich estimator
+(JᵀJ)⁻¹ [Σ r² j jᵀ] (JᵀJ)⁻¹, which is right when the noise variance varies across the window
+as Poisson noise does; optionally the classical (JᵀJ)⁻¹ s², s² = RSS / (n_pixels - 7). Parameters are reported in the canonical
 form sx >= sy, t in [0, pi).
 """
 
@@ -42,8 +43,12 @@ def gaussian2d(x, y, amplitude, x0, y0, sigma_x, sigma_y, theta, offset):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _normal_equations(p, x, y, data, weights):
-    """JᵀJ (7 x 7), Jᵀr (7) and the cost of one window, without storing the Jacobian."""
+def _normal_equations(p, x, y, data, weights, meat=False):
+    """JᵀJ (7 x 7), Jᵀr (7) and the cost of one window, without storing the Jacobian.
+
+    With ``meat`` the first output is instead sum_k r_k² j_k j_kᵀ, the middle factor of the
+    heteroscedasticity-consistent (sandwich) covariance.
+    """
     jtj = np.zeros((7, 7))
     grad = np.zeros(7)
     cost = 0.0
@@ -69,11 +74,12 @@ def _normal_equations(p, x, y, data, weights):
         j[4] = ag * v * v * isy2 / sy
         j[5] = -ag * u * v * (isx2 - isy2)
         j[6] = 1.0
+        scale = r * r if meat else 1.0
         for a in range(7):
             ja = j[a] * w
             grad[a] += ja * r
             for b in range(a + 1):
-                jtj[a, b] += ja * j[b] * w
+                jtj[a, b] += ja * j[b] * w * scale
     for a in range(7):
         for b in range(a):
             jtj[b, a] = jtj[a, b]
@@ -81,13 +87,13 @@ def _normal_equations(p, x, y, data, weights):
 
 
 @numba.njit(parallel=True, cache=True)
-def _normal_batch(p, x, y, data, weights):
-    """JᵀJ (N, 7, 7) and cost (N,) of every window at parameters p (N, 7)."""
+def _normal_batch(p, x, y, data, weights, meat):
+    """JᵀJ (N, 7, 7) (or the sandwich's middle factor) and cost (N,) of every window."""
     n = p.shape[0]
     jtj = np.empty((n, 7, 7))
     cost = np.empty(n)
     for i in numba.prange(n):
-        jtj[i], _, cost[i] = _normal_equations(p[i], x[i], y[i], data[i], weights[i])
+        jtj[i], _, cost[i] = _normal_equations(p[i], x[i], y[i], data[i], weights[i], meat)
     return jtj, cost
 
 
@@ -202,7 +208,7 @@ def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius
 
 
 def _lmfit_window(p0, x, y, data, weights, max_iterations, vary_theta=True):
-    """Fit one window with ``lmfit.Model``; returns parameters, iterations, success."""
+    """Fit one window with ``lmfit.Model``; parameters, evaluations, success, ModelResult."""
     import lmfit
 
     model = lmfit.Model(gaussian2d, independent_vars=["x", "y"])
@@ -218,26 +224,41 @@ def _lmfit_window(p0, x, y, data, weights, max_iterations, vary_theta=True):
     v = result.params
     p = np.array([v["amplitude"].value, v["x0"].value, v["y0"].value, v["sigma_x"].value,
                   v["sigma_y"].value, v["theta"].value, v["offset"].value])
-    return p, result.nfev, bool(result.success)
+    return p, result.nfev, bool(result.success), result
 
 
-def _covariance(p, x, y, data, weights):
-    """Parameter covariance (JᵀJ)⁻¹ s² per window, s² = RSS / (n - 7), and s²."""
-    jtj, cost = _normal_batch(p, x, y, data, weights)
+def _covariance(p, x, y, data, weights, errors="classical"):
+    """Parameter covariance per window, and the residual variance s² = RSS / (n - 7).
+
+    ``classical``: (JᵀJ)⁻¹ s², the textbook least-squares covariance (what lmfit reports).
+    ``robust``: the sandwich (JᵀJ)⁻¹ [sum_k r_k² j_k j_kᵀ] (JᵀJ)⁻¹ (White's HC0 estimator),
+    correct when the noise variance varies over the window, as Poisson noise does (largest
+    at the column peak, where the position information is).
+    """
+    jtj, cost = _normal_batch(p, x, y, data, weights, False)
     dof = np.maximum(weights.astype(bool).sum(axis=1) - 7, 1)
     s2 = cost / dof
+    meat = _normal_batch(p, x, y, data, weights, True)[0] if errors == "robust" else None
     cov = np.full_like(jtj, np.nan)
-    cond = np.linalg.cond(jtj)
-    ok = np.isfinite(cond) & (cond < 1e14)
-    if ok.any():
-        cov[ok] = np.linalg.inv(jtj[ok]) * s2[ok, None, None]
     # A round column leaves theta undetermined; the other six parameters are still well
-    # defined, so invert the 6 x 6 block without theta for those.
-    keep = [k for k in range(7) if k != _T]
-    for b in np.flatnonzero(~ok):
-        sub = jtj[b][np.ix_(keep, keep)]
-        if np.isfinite(np.linalg.cond(sub)) and np.linalg.cond(sub) < 1e14:
-            cov[b][np.ix_(keep, keep)] = np.linalg.inv(sub) * s2[b]
+    # defined, so those windows use the 6 x 6 block without theta.
+    remaining = np.ones(len(p), bool)
+    for idx in (np.arange(7), np.array([k for k in range(7) if k != _T])):
+        block = np.ix_(idx, idx)
+        sub = jtj[:, idx][:, :, idx]
+        cond = np.linalg.cond(sub)
+        ok = remaining & np.isfinite(cond) & (cond < 1e14)
+        if not ok.any():
+            continue
+        inv = np.linalg.inv(sub[ok])
+        if meat is None:
+            values = inv * s2[ok, None, None]
+        else:
+            values = inv @ meat[ok][:, idx][:, :, idx] @ inv
+        full = cov[ok]
+        full[:, block[0], block[1]] = values
+        cov[ok] = full
+        remaining &= ~ok
     return cov, s2
 
 
@@ -306,7 +327,8 @@ def _render(shape, p, half_width):
 
 
 def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fast",
-                   max_iterations=50, neighbour_iterations=20, tolerance_px=1e-4):
+                   max_iterations=50, neighbour_iterations=20, tolerance_px=1e-4,
+                   errors="robust"):
     """Refine column positions and intensities by overlap-aware 2D Gaussian fits.
 
     Parameters
@@ -329,6 +351,11 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         Maximum number of neighbour-subtraction sweeps.
     tolerance_px : float
         The sweeps stop when no centre moves by more than this, px.
+    errors : {"robust", "classical"}
+        Standard errors from the sandwich estimator (default), which stays right under
+        Poisson noise, or from (JᵀJ)⁻¹ s² (classical, what lmfit reports), which is about
+        15 % too small there (``benchmarks/bench_columns.py`` prints both against the
+        Cramér-Rao bound).
 
     Returns
     -------
@@ -336,6 +363,8 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         One row per seed, in order: the seven parameters ``amplitude``, ``x_px``, ``y_px``,
         ``sigma_x_px``, ``sigma_y_px``, ``theta_rad``, ``offset`` and their standard errors
         (suffix ``_err``; NaN where undetermined, e.g. theta of a round column);
+        with ``method="lmfit"``, ``attrs["lmfit_reports"]`` holds lmfit's fit report of
+        every column;
         ``volume`` = 2 pi A sx sy (integrated intensity above the offset) and
         ``volume_err``; ``seed_x_px``, ``seed_y_px``; ``redchi`` (residual variance);
         ``sweeps``; ``converged``; ``flag`` ("" for a good fit, else the reasons, e.g.
@@ -345,6 +374,8 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
     """
     if method not in ("fast", "lmfit"):
         raise ValueError(f"method must be 'fast' or 'lmfit', got {method!r}")
+    if errors not in ("classical", "robust"):
+        raise ValueError(f"errors must be 'classical' or 'robust', got {errors!r}")
     image = np.asarray(image, dtype=np.float64)
     seeds = np.asarray(positions_px, dtype=np.float64).reshape(-1, 2)
     n = len(seeds)
@@ -371,6 +402,7 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
     converged = np.zeros(n, bool)
     sweeps = 0
     all_free = np.ones(7, np.bool_)
+    reports = [None] * n
     round_first = all_free.copy()
     round_first[_T] = False
     for sweep in range(max(1, neighbour_iterations)):
@@ -391,14 +423,15 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         else:
             for i in range(n):
                 if sweep == 0:
-                    p[i], _, _ = _lmfit_window(p[i], xs[i], ys[i], data[i], weights[i],
-                                               max_iterations, vary_theta=False)
-                p[i], iterations[i], converged[i] = _lmfit_window(
+                    p[i], _, _, _ = _lmfit_window(p[i], xs[i], ys[i], data[i], weights[i],
+                                                  max_iterations, vary_theta=False)
+                p[i], iterations[i], converged[i], result = _lmfit_window(
                     p[i], xs[i], ys[i], data[i], weights[i], max_iterations)
+                reports[i] = result.fit_report()
         moved = np.hypot(p[:, _X] - previous[:, _X], p[:, _Y] - previous[:, _Y])
         if np.all(moved[np.isfinite(moved)] < tolerance_px) and sweep > 0:
             break
-    cov, s2 = _covariance(p, xs, ys, data, weights)
+    cov, s2 = _covariance(p, xs, ys, data, weights, errors)
     p, cov = _canonical(p, cov)
     err = np.sqrt(np.einsum("nii->ni", cov))
     volume = 2 * np.pi * p[:, _A] * p[:, _SX] * p[:, _SY]
@@ -413,7 +446,11 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
     out.update(volume=volume, volume_err=volume_err, seed_x_px=seeds[:, 0],
                seed_y_px=seeds[:, 1], redchi=s2, sweeps=sweeps, converged=converged,
                flag=flags)
-    return pd.DataFrame(out, columns=columns)
+    table = pd.DataFrame(out, columns=columns)
+    if method == "lmfit":
+        # lmfit's own report of each column's last fit (neighbours subtracted), in order.
+        table.attrs["lmfit_reports"] = reports
+    return table
 
 
 def _own(p, xs, ys, cx, cy, half):

@@ -161,7 +161,7 @@ def analyse_image(image, pixel_size_A, config: Config):
     fit = refine_columns(image, seeds, radius_px=c.fit_radius_nn * nn_px, method=c.method,
                          max_iterations=c.max_iterations,
                          neighbour_iterations=c.neighbour_iterations,
-                         tolerance_px=c.position_tolerance_px)
+                         tolerance_px=c.position_tolerance_px, errors=c.errors)
     pos = fit[["x_px", "y_px"]].to_numpy()
     fit["cross_section"] = voronoi_cross_sections(image, pos, max_radius_px=0.5 * a_px,
                                                   offsets=fit["offset"].to_numpy())
