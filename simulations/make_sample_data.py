@@ -65,9 +65,11 @@ def amplitudes_source():
         simulate = importlib.import_module("stemqd.simulate")
     except ModuleNotFoundError:
         simulate = None
-    factory = getattr(simulate, "amplitudes_from_series", None) if simulate else None
+    factory = getattr(simulate, "series_amplitudes", None) if simulate else None
     if SERIES.is_file() and factory is not None:
-        return factory(SERIES), f"multislice thickness series {SERIES.relative_to(ROOT)}"
+        return (factory(SERIES, method="volume", relative_to="BX"),
+                f"multislice thickness series {SERIES.relative_to(ROOT)} "
+                "(stemqd.simulate.series_amplitudes, fitted volumes relative to Pb-Br)")
     return None, "default Z^1.7 amplitudes (stemqd.synthetic.CSPBBR3_AMPLITUDES)"
 
 

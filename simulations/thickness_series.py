@@ -4,8 +4,14 @@ Runs the base parameters and a finer potential grid, a finer scan and a larger b
 same phonon displacements (see :func:`stemqd.simulate.convergence_check`) and writes the
 per-thickness ratio differences to a CSV with a JSON sidecar (command, versions, run time).
 
-    nice -n 10 .venv/bin/python simulations/thickness_series.py \
+    nice -n 10 .venv/bin/python simulations/thickness_series.py --check numerics \
         --out simulations/reference/convergence_checks.csv --configs 2
+    nice -n 10 .venv/bin/python simulations/thickness_series.py --check sampling \
+        --out simulations/reference/convergence_sampling.csv --configs 2
+
+``numerics`` compares a finer grid (sampling factor 0.7), a finer scan (28 per cell) and a
+4 x 4 box with the quick grid (sampling factor 1); ``sampling`` refines the grid in steps
+(factors 0.9, 0.8, 0.5) against factor 1.
 """
 
 from __future__ import annotations
@@ -24,21 +30,26 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="CSV of the checks")
     ap.add_argument("--configs", type=int, default=2, help="configurations per variant")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--check", choices=("numerics", "sampling"), default="numerics")
     args = ap.parse_args(argv)
-    base = SeriesParameters()
-    variants = {
-        "grid x1.43 finer (sampling_factor 0.7)": SeriesParameters(sampling_factor=0.7),
-        "scan 28 per cell": SeriesParameters(scan_per_cell=28),
-        "box 4 x 4 cells": SeriesParameters(cells=4),
-    }
+    base = SeriesParameters(sampling_factor=1.0)
+    if args.check == "numerics":
+        variants = {
+            "grid x1.43 finer (sampling_factor 0.7)": SeriesParameters(sampling_factor=0.7),
+            "scan 28 per cell": SeriesParameters(sampling_factor=1.0, scan_per_cell=28),
+            "box 4 x 4 cells": SeriesParameters(sampling_factor=1.0, cells=4),
+        }
+    else:
+        variants = {f"sf{f}": SeriesParameters(sampling_factor=f) for f in (0.9, 0.8, 0.5)}
     t0 = time.perf_counter()
     table = convergence_check(base, variants, num_configs=args.configs, seed=args.seed)
     elapsed = time.perf_counter() - t0
     atomic_write_text(args.out, table.to_csv(index=False, float_format="%.6g"))
     side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
             "base": base.to_dict(), "base_derived": base.derived(),
-            "variants": {k: {"gpts": v.grid_points, "scan_per_cell": v.scan_points,
-                             "cells": v.cells} for k, v in variants.items()},
+            "variants": {k: {"gpts": v.grid_points, "sampling_A": v.sampling_A,
+                             "scan_per_cell": v.scan_points, "cells": v.cells}
+                         for k, v in variants.items()},
             "run_time_s": elapsed, "versions": versions()}
     atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
     summary = table.groupby("variant").agg(max_abs_delta=("delta", lambda d: d.abs().max()),

@@ -139,7 +139,7 @@ def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius
     are accumulated pixel by pixel with the analytic Jacobian of :func:`gaussian2d`.
 
     A step is rejected (like one that raises the cost) if it takes the centre more than
-    ``radius`` from the seed or makes a width non-positive or wider than the window: the
+    ``radius`` from the seed or makes a width non-positive or wider than the window radius: the
     model is then no longer a column in this window, and an unconstrained LM would run off.
 
     Returns parameters (N, 7), iterations (N,), converged (N,) and cost (N,).
@@ -176,7 +176,7 @@ def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius
             trial = pi + step
             off = np.hypot(trial[1] - seeds[i, 0], trial[2] - seeds[i, 1])
             if trial[3] <= 0.0 or trial[4] <= 0.0 or off > radius or max(trial[3],
-                                                                        trial[4]) > 2 * radius:
+                                                                        trial[4]) > radius:
                 lam *= 4.0
                 done = lam > 1e8
                 continue
@@ -471,7 +471,7 @@ def _flags(p, seeds, radius_px, converged, weights, err):
     mark(p[:, _A] <= 0, "negative amplitude")
     mark(np.hypot(p[:, _X] - seeds[:, 0], p[:, _Y] - seeds[:, 1]) > 0.95 * radius_px,
          "centre at window edge")
-    mark((p[:, _SY] <= 0.05) | (p[:, _SX] > 1.9 * radius_px), "width out of range")
+    mark((p[:, _SY] <= 0.05) | (p[:, _SX] > 0.95 * radius_px), "width out of range")
     mark(p[:, _SX] > 4 * p[:, _SY], "elongated (sx/sy > 4)")
     mark(weights.astype(bool).sum(axis=1) < 8, "too few pixels")
     mark(~np.isfinite(err[:, [_A, _X, _Y, _B]]).all(axis=1), "singular covariance")

@@ -614,7 +614,11 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
                  "difference of means, Hedges' g, and a bootstrap CI of the difference"
                  + ("; *_holm: Holm-adjusted over all pairs." if "welch_p_holm" in tests else "."),
                  cls="meta")
-        doc.table(tests, left=("group_a", "group_b"))
+        # one column per pair of groups: the statistics read down, and the page stays narrow
+        shown = tests.copy()
+        shown.index = [f"{a} → {b}" for a, b in zip(shown.pop("group_a"), shown.pop("group_b"))]
+        shown = shown.T.reset_index().rename(columns={"index": "statistic"})
+        doc.table(shown, left=("statistic",))
     doc.heading("Dots")
     dots = pd.DataFrame(data.get("dots") or [])
     if len(dots):

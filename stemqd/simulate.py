@@ -36,9 +36,11 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
   (sigma ``blur_sigma_A``): 0.25 Å FWHM and 0.3 Å give a total sigma of 0.318 Å.
 * **Sampling.** The potential sampling must keep the ADF outer angle inside abTEM's 2/3
   anti-aliasing aperture: dx <= lambda / (3 theta_out) (0.0345 Å for 190 mrad at 300 kV); the
-  grid size is the smallest 2-3-5-7-smooth number that satisfies it. The ADF image of a
-  probe of semi-angle alpha is band-limited to 2 alpha / lambda, so a periodic scan with a step
-  <= lambda / (4 alpha) (0.273 Å) samples it exactly and Fourier interpolation is exact. Only
+  grid size is the smallest 2-3-5-7-smooth number that satisfies it, refined by
+  ``sampling_factor`` (default 0.5) because the ratio was not converged at the limit. The
+  ADF image of a probe of semi-angle alpha is band-limited to 2 alpha / lambda, so a periodic
+  scan with a step <= lambda / (4 alpha) (0.273 Å) samples it exactly and Fourier
+  interpolation is exact. Only
   the irreducible 1/8 of the p4mm cell is scanned and unfolded. Both choices are checked by
   :func:`convergence_check`.
 * **Measurement.** The per-cell image is Fourier-interpolated to about ``fit_pixel_A``, tiled
@@ -48,9 +50,8 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
   cross-sections in Å², peak amplitudes are dimensionless. Disc integrals (radius
   ``disc_radius_A``) are computed exactly from the Fourier series of the periodic image.
 * **Frozen-phonon error.** Reported values are fitted on the phonon-averaged image (what an
-  experiment sees); their standard errors come from the scatter of the same quantities fitted
-  on each configuration's image, linearised for the ratio, with the stratified-sampling
-  variance sum_j w_j² s² / n_j (s² pooled over all configurations).
+  experiment sees); their standard errors come from a delete-a-group jackknife of that whole
+  measurement over the configurations (see :func:`analyse_series`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ __all__ = [
     "DEFAULT_NUM_CONFIGS",
     "DEFAULT_PHONON_SIGMAS_A",
     "QUICK_NUM_CONFIGS",
+    "QUICK_SAMPLING_FACTOR",
     "TARGET_RATIO_SE",
     "COLUMN_PREFIX",
     "SeriesParameters",
@@ -115,6 +117,10 @@ DEFAULT_NUM_CONFIGS = 400
 
 #: Configurations of ``--quick`` (one per focal node): a smoke run, not a reference.
 QUICK_NUM_CONFIGS = 2
+
+#: Potential-sampling factor of ``--quick``: the coarsest grid that still reaches the ADF
+#: outer angle (about 3x cheaper than the reference grid, ratio ~0.007 low at 30 uc).
+QUICK_SAMPLING_FACTOR = 1.0
 
 #: Column type (as in :mod:`stemqd.synthetic`) -> prefix of its CSV columns.
 COLUMN_PREFIX = {"A": "cs", "BX": "pbbr", "X": "br"}
@@ -167,7 +173,12 @@ class SeriesParameters:
         Potential grid points per side; None: the smallest 2-3-5-7-smooth size with a
         sampling <= lambda / (3 theta_out) (``sampling_factor`` scales that limit).
     sampling_factor : float
-        Multiplies the largest admissible sampling (< 1 refines the grid; convergence checks).
+        Multiplies the largest admissible sampling lambda / (3 theta_out). Default 0.5
+        (0.0172 Å, 1024² for 3 x 3 cells), from the convergence check at a fixed seed
+        (simulations/reference/convergence_sampling.csv): refining 0.0344 -> 0.0310 ->
+        0.0275 -> 0.0241 -> 0.0172 Å raised the 30 uc ratio by 0.001, 0.003, 0.0045 and
+        0.0074, so the admissible grid (factor 1) is biased by more than the 0.005 target;
+        convergence below 0.0172 Å is not yet demonstrated. ``--quick`` uses factor 1.
     scan_per_cell : int or None
         Probe positions per cell side; None: the fewest with a step <= lambda / (4 alpha).
     parametrization, projection : str
@@ -199,7 +210,7 @@ class SeriesParameters:
     detector_outer_mrad: float = 190.0
     phonon_sigmas_A: tuple = tuple(sorted(DEFAULT_PHONON_SIGMAS_A.items()))
     gpts: int | None = None
-    sampling_factor: float = 1.0
+    sampling_factor: float = 0.5
     scan_per_cell: int | None = None
     parametrization: str = "lobato"
     projection: str = "infinite"
@@ -747,51 +758,124 @@ class SeriesResult:
     info: dict = field(default_factory=dict)
 
 
+#: Most groups of the delete-a-group jackknife of the frozen-phonon error.
+JACKKNIFE_GROUPS = 20
+
+
+def _ensemble_weights(nodes, weights, keep=None):
+    """Weight of every configuration in the ensemble mean (node weight shared by its configs)."""
+    keep = np.ones(len(nodes), bool) if keep is None else keep
+    counts = np.bincount(nodes[keep], minlength=len(weights)).astype(float)
+    w = np.where(keep & (counts[nodes] > 0), weights[nodes] / np.maximum(counts[nodes], 1), 0.0)
+    return w / w.sum()
+
+
+def _jackknife_groups(nodes, n_nodes):
+    """Groups of configurations, each holding about the same share of every focal node."""
+    members = [np.flatnonzero(nodes == j) for j in range(n_nodes)]
+    members = [m for m in members if len(m)]
+    b = min(JACKKNIFE_GROUPS, min(len(m) for m in members))
+    if b < 2:
+        return []
+    parts = [np.array_split(m, b) for m in members]
+    return [np.concatenate([p[g] for p in parts]) for g in range(b)]
+
+
+def _estimates(measured: dict) -> dict:
+    """Intensities and ratios per (type or "ratio", method) from :func:`measure_cell_images`."""
+    out = {}
+    for meth in ("volume", "peak", "disc"):
+        for typ in COLUMN_PREFIX:
+            out[(typ, meth)] = measured[(typ, meth)]
+        out[("ratio", meth)] = measured[("A", meth)] / measured[("BX", meth)]
+    return out
+
+
 def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters) -> tuple:
-    """Table of intensities and ratios (with frozen-phonon errors) from raw wedge scans."""
+    """Table of intensities and ratios, with frozen-phonon errors, from raw wedge scans.
+
+    Values are measured on the phonon- and focus-averaged image. Their standard errors come
+    from a delete-a-group jackknife of that whole measurement (groups balanced over the
+    focal nodes; up to :data:`JACKKNIFE_GROUPS`), which includes the non-linearity of the
+    fit. With fewer than two configurations per node, the scatter of the per-configuration
+    fits is used instead (stratified variance sum_j w_j² s² / n_j, ratio linearised). The
+    per-configuration error of the default ratio is also reported as
+    ``ratio_err_per_config`` for comparison.
+
+    Returns
+    -------
+    table : pandas.DataFrame
+    per_config : dict
+        ``{(type, method): (configs, thicknesses)}`` per-configuration intensities.
+    flags : list of str
+        Fitter flags raised on any centre-tile column.
+    error_method : str
+        "jackknife (B groups)" or "per-configuration scatter".
+    """
     n = params.scan_points
     _, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
     counts = np.bincount(nodes, minlength=len(weights)).astype(float)
     present = counts > 0
-    # Weighted ensemble mean: node weight shared by that node's configurations.
-    w_cfg = np.where(present[nodes], weights[nodes] / np.maximum(counts[nodes], 1), 0.0)
-    w_cfg /= w_cfg.sum()
-    # Stratified variance factor sum_j w_j² / n_j (1 / N for proportional allocation).
     wj = weights[present] / weights[present].sum()
     var_factor = float(np.sum(wj**2 / counts[present]))
     full = unfold_wedge(raw, n)  # (configs, thicknesses, n, n)
-    per_cfg_images = _cell_images(full, params)
-    mean_images = np.tensordot(w_cfg, per_cfg_images, axes=(0, 0))
-    per = measure_cell_images(per_cfg_images, params)
-    mean = measure_cell_images(mean_images, params)
+    images = _cell_images(full, params)
+    per = measure_cell_images(images, params)
+    mean = measure_cell_images(np.tensordot(_ensemble_weights(nodes, weights), images,
+                                            axes=(0, 0)), params)
+    est = _estimates(mean)
     n_cfg = raw.shape[0]
-    thick = np.array(params.thicknesses_uc)
-    table = {"thickness_uc": thick, "thickness_nm": thick * params.lattice_constant_A / 10.0}
-    units = {"volume": "_A2", "peak": "", "disc": "_A2"}
 
-    def se(values):
+    def per_config_se(values):
         if n_cfg < 2:
             return np.full(values.shape[1:], np.nan)
         return np.sqrt(np.var(values, axis=0, ddof=1) * var_factor)
 
+    scatter = {}
+    for meth in ("volume", "peak", "disc"):
+        for typ in COLUMN_PREFIX:
+            scatter[(typ, meth)] = per_config_se(per[(typ, meth)])
+        r = est[("ratio", meth)]
+        z = (per[("A", meth)] - r * per[("BX", meth)]) / mean[("BX", meth)]
+        scatter[("ratio", meth)] = per_config_se(z)
+    groups = _jackknife_groups(nodes, len(weights))
+    if groups:
+        leave_out = []
+        for g in groups:
+            keep = np.ones(n_cfg, bool)
+            keep[g] = False
+            sub = np.tensordot(_ensemble_weights(nodes, weights, keep), images, axes=(0, 0))
+            leave_out.append(_estimates(measure_cell_images(sub, params)))
+        b = len(groups)
+        errors = {k: np.sqrt((b - 1) / b * np.sum(
+            (np.array([lo[k] for lo in leave_out]) - np.mean([lo[k] for lo in leave_out],
+                                                               axis=0)) ** 2, axis=0))
+            for k in est}
+        error_method = f"jackknife ({b} groups)"
+    else:
+        errors = scatter
+        error_method = "per-configuration scatter"
+    thick = np.array(params.thicknesses_uc)
+    table = {"thickness_uc": thick, "thickness_nm": thick * params.lattice_constant_A / 10.0}
+    units = {"volume": "_A2", "peak": "", "disc": "_A2"}
     for meth in ("volume", "peak", "disc"):
         for typ, prefix in COLUMN_PREFIX.items():
             name = f"{prefix}_{meth}{units[meth]}"
-            table[name] = mean[(typ, meth)]
-            table[name + "_err"] = se(per[(typ, meth)])
-        ratio = mean[("A", meth)] / mean[("BX", meth)]
-        z = (per[("A", meth)] - ratio * per[("BX", meth)]) / mean[("BX", meth)]
-        table[f"ratio_{meth}"] = ratio
-        table[f"ratio_{meth}_err"] = se(z)
+            table[name] = est[(typ, meth)]
+            table[name + "_err"] = errors[(typ, meth)]
+        table[f"ratio_{meth}"] = est[("ratio", meth)]
+        table[f"ratio_{meth}_err"] = errors[("ratio", meth)]
     table["ratio"] = table["ratio_volume"]
     table["ratio_err"] = table["ratio_volume_err"]
+    table["ratio_err_per_config"] = scatter[("ratio", "volume")]
     table["num_configs"] = np.full(len(thick), n_cfg)
     flags = sorted(per["flags"] | mean["flags"])
     per_config = {k: v for k, v in per.items() if k != "flags"}
-    return pd.DataFrame(table), per_config, flags
+    return pd.DataFrame(table), per_config, flags, error_method
 
 
-def thickness_series(params: SeriesParameters | None = None, *, num_configs: int = QUICK_NUM_CONFIGS,
+def thickness_series(params: SeriesParameters | None = None, *,
+                     num_configs: int = QUICK_NUM_CONFIGS,
                      seed: int = 0, batch_configs: int | None = None,
                      max_time_s: float | None = None, raw_path=None, resume: bool = False,
                      progress=None, num_workers: int | None = None) -> SeriesResult:
@@ -839,6 +923,7 @@ def thickness_series(params: SeriesParameters | None = None, *, num_configs: int
                 done = len(raw)
     if batch_configs is None:
         batch_configs = params.focal_nodes * max(1, (num_workers or os.cpu_count() or 1))
+    resumed = done
     batch_times = []
     while done < num_configs:
         if max_time_s is not None and batch_times:
@@ -857,15 +942,17 @@ def thickness_series(params: SeriesParameters | None = None, *, num_configs: int
             progress(done, num_configs, time.perf_counter() - t0)
     nodes = all_nodes[:done]
     t_sim = time.perf_counter() - t0
-    table, per_config, flags = analyse_series(raw, nodes, params)
+    table, per_config, flags, error_method = analyse_series(raw, nodes, params)
     info = {
         "num_configs_requested": int(num_configs),
         "num_configs": int(done),
+        "resumed_configs": int(resumed),
         "configs_per_node": np.bincount(nodes, minlength=len(weights)).tolist(),
         "complete": bool(done == num_configs),
         "simulation_time_s": t_sim,
         "run_time_s": time.perf_counter() - t0,
         "fit_flags": flags,
+        "error_method": error_method,
         "device": params.device,
     }
     return SeriesResult(table=table, params=params, seed=seed, raw=raw, nodes=nodes,
@@ -999,9 +1086,11 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
         "frozen_phonon_convergence": {
             "thickness_uc": int(last["thickness_uc"]),
             "ratio_se": float(last["ratio_err"]),
+            "ratio_se_method": result.info.get("error_method"),
+            "ratio_se_per_config_scatter": float(last["ratio_err_per_config"]),
             "target_se": TARGET_RATIO_SE,
             "target_met": bool(float(last["ratio_err"]) < TARGET_RATIO_SE),
-            "single_config_scatter": s1,
+            "single_config_equivalent_se": s1,
             "configs_needed_for_target": (math.ceil((s1 / TARGET_RATIO_SE) ** 2)
                                           if math.isfinite(s1) else None),
         },
@@ -1059,13 +1148,13 @@ def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
     ax1.set_xlabel("thickness (unit cells)")
     ax1.set_ylabel("Cs : Pb/Br ratio")
     ax1.legend(fontsize=8)
-    names = {"cs": "Cs", "pbbr": "Pb-Br", "br": "Br"}
-    for prefix, label in names.items():
+    names = {"cs": ("Cs", "C0"), "pbbr": ("Pb-Br", "C3"), "br": ("Br", "C2")}
+    for prefix, (label, colour) in names.items():
         col = f"{prefix}_volume_A2"
         ax2.errorbar(t, table[col], yerr=table[col + "_err"], fmt="o-", ms=3, capsize=2,
-                     label=f"{label} (fit)")
+                     color=colour, label=f"{label} (fit)")
         col = f"{prefix}_disc_A2"
-        ax2.plot(t, table[col], "--", lw=1, label=f"{label} (disc)")
+        ax2.plot(t, table[col], "--", lw=1, color=colour, label=f"{label} (disc)")
     ax2.set_xlabel("thickness (unit cells)")
     ax2.set_ylabel("cross-section (Å²)")
     ax2.legend(fontsize=7, ncol=2)

@@ -157,7 +157,6 @@ def test_rerun_skips_and_force_redoes(tmp_path, clean_run):
     assert changed.returncode == 0 and "1 processed" in changed.stderr
 
 
-@pytest.mark.slow
 def test_dask_scheduler_gives_the_same_results(tmp_path, clean_run):
     distributed = pytest.importorskip("distributed")
     base, out0, _, _ = clean_run

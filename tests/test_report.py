@@ -120,6 +120,7 @@ def test_process_report_is_self_contained(process_dir):
     assert "dot1/overlay.png" in md
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # two identical groups
 def test_compare_report(tmp_path, process_dir):
     from stemqd.cli import main
 

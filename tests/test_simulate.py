@@ -175,7 +175,7 @@ def test_disc_integrals_match_direct_quadrature():
 
 def test_exit_planes_equal_separate_single_thickness_runs():
     """One pass with exit planes == a separate slab per thickness, same seed."""
-    p = sim.SeriesParameters(thicknesses_uc=(2, 4, 6))
+    p = sim.SeriesParameters(thicknesses_uc=(2, 4, 6), sampling_factor=1.0)
     single_pass = sim.simulate_scans(p, [0, 1], seed=11)
     separate = sim.simulate_scans(p, [0, 1], seed=11, exit_planes=False)
     assert single_pass.shape == separate.shape == (2, 3, len(sim.wedge_indices(p.scan_points)))
@@ -202,6 +202,7 @@ def test_quick_mode_writes_csv_sidecar_raw_and_plot(quick_run):
     assert out.with_suffix(".png").stat().st_size > 0
     assert sim.raw_path_for(out).is_file()
     p = sim.SeriesParameters()
+    assert side["parameters"]["sampling_factor"] == sim.QUICK_SAMPLING_FACTOR
     assert list(table.thickness_uc) == list(range(2, 31, 2))
     assert np.allclose(table.thickness_nm, table.thickness_uc * p.lattice_constant_A / 10)
     assert table.thickness_nm.iloc[-1] == pytest.approx(17.61)

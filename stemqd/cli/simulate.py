@@ -67,6 +67,9 @@ def add_parser(subparsers):
                    help=f"extra Gaussian blur sigma, Å (default {d.blur_sigma_A})")
     s.add_argument("--gpts", type=int, default=None,
                    help="potential grid points per side (default: from the detector angle)")
+    s.add_argument("--sampling-factor", type=float, default=None, metavar="F",
+                   help="potential sampling as a fraction of the coarsest admissible one "
+                        f"(default {d.sampling_factor}; --quick 1.0)")
     s.add_argument("--scan-per-cell", type=int, default=None,
                    help="probe positions per cell side (default: Nyquist)")
     s.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
@@ -108,11 +111,54 @@ def _parse_sigmas(items):
     return out
 
 
+def _command_line(args) -> str:
+    """The equivalent command with every option spelled out (for the sidecar)."""
+    parts = ["stemqd", "simulate", "thickness-series"]
+    for key, value in sorted(vars(args).items()):
+        if key in ("func", "command", "simulate_command") or value is None or value is False \
+                or (isinstance(value, list) and not value):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if value is True:
+            parts.append(flag)
+        elif isinstance(value, list):
+            parts += [p for v in value for p in (flag, shlex.quote(str(v)))]
+        else:
+            parts += [flag, shlex.quote(str(value))]
+    return " ".join(parts)
+
+
+def _previous_sessions(out, params, seed) -> list:
+    """Sessions recorded in the sidecar of the run being resumed (same physics and seed)."""
+    import json
+
+    from ..simulate import _params_key, SeriesParameters, sidecar_path
+
+    path = sidecar_path(out)
+    try:
+        old = json.loads(path.read_text())
+        old_params = SeriesParameters(**{
+            k: (tuple(v) if k == "thicknesses_uc" else v)
+            for k, v in old["parameters"].items()})
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    if _params_key(old_params, old.get("seed")) != _params_key(params, seed):
+        return []
+    if "sessions" in old:
+        return list(old["sessions"])
+    return [{"command": old.get("command"),
+             "configs_simulated": old.get("num_configs", 0) - old.get("resumed_configs", 0),
+             "configs_total": old.get("num_configs"),
+             "simulation_time_s": old.get("simulation_time_s"),
+             "run_time_s": old.get("run_time_s"), "device": old.get("device"),
+             "finished": old.get("finished")}]
+
+
 def handler(args) -> int:
     """Run the series and write CSV, sidecar, raw archive and plot."""
-    from ..simulate import (DEFAULT_NUM_CONFIGS, QUICK_NUM_CONFIGS, SeriesParameters,
-                            plot_series, raw_path_for, resolve_device, thickness_series,
-                            write_series)
+    from ..simulate import (DEFAULT_NUM_CONFIGS, QUICK_NUM_CONFIGS, QUICK_SAMPLING_FACTOR,
+                            SeriesParameters, plot_series, raw_path_for, resolve_device,
+                            thickness_series, write_series)
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
@@ -122,6 +168,10 @@ def handler(args) -> int:
     configs = args.configs or (QUICK_NUM_CONFIGS if args.quick else DEFAULT_NUM_CONFIGS)
     device = resolve_device(args.device)
     kwargs = {}
+    if args.sampling_factor is not None:
+        kwargs["sampling_factor"] = args.sampling_factor
+    elif args.quick:
+        kwargs["sampling_factor"] = QUICK_SAMPLING_FACTOR
     if args.thicknesses:
         kwargs["thicknesses_uc"] = _parse_thicknesses(args.thicknesses)
     params = SeriesParameters(
@@ -146,9 +196,20 @@ def handler(args) -> int:
                               raw_path=raw_path_for(out), resume=args.resume,
                               progress=progress)
     result.info["run_time_s"] = time.perf_counter() - t0
-    command = "stemqd " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] \
-        else None
-    side = write_series(result, out, command=command, mode=mode)
+    command = _command_line(args)
+    sessions = _previous_sessions(out, params, args.seed) if result.info["resumed_configs"] \
+        else []
+    sessions.append({
+        "command": command,
+        "configs_simulated": result.info["num_configs"] - result.info["resumed_configs"],
+        "configs_total": result.info["num_configs"],
+        "simulation_time_s": result.info["simulation_time_s"],
+        "run_time_s": result.info["run_time_s"], "device": device,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    known = [x["simulation_time_s"] for x in sessions if x.get("simulation_time_s") is not None]
+    extra = {"sessions": sessions, "simulation_time_total_s": float(sum(known)),
+             "simulation_time_total_complete": len(known) == len(sessions)}
+    side = write_series(result, out, command=command, mode=mode, extra=extra)
     plot = None if (args.plot or "").lower() == "none" else (args.plot or out.with_suffix(".png"))
     if plot:
         plot_series(result.table, plot, title=f"CsPbBr3 [001] ADF {mode}: "
