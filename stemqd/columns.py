@@ -8,7 +8,7 @@ from skimage.feature import peak_local_max
 from skimage.morphology import disk
 
 
-def find_columns(image, *, min_separation_px, com_radius_px, threshold_rel=0.05,
+def find_columns(image, *, min_separation_px, com_radius_px, threshold_rel=0.1,
                  smoothing_px=1.0, com_iterations=3, exclude_border_px=None):
     """Column seeds from local maxima, refined by centre of mass.
 

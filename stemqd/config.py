@@ -138,7 +138,7 @@ class ColumnsConfig:
     """
 
     min_separation_nn: float = 0.6
-    threshold_rel: float = 0.05
+    threshold_rel: float = 0.1
     com_radius_nn: float = 0.3
     fit_radius_nn: float = 0.5
     method: str = "fast"

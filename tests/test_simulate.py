@@ -278,3 +278,25 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
                  "--out", str(tmp_path / "x.csv")]) == 2
     err = capsys.readouterr().err
     assert "error" in err and "Traceback" not in err
+
+
+def test_resume_continues_the_checkpoint_and_records_every_session(tmp_path):
+    out = tmp_path / "tiny.csv"
+    common = ["simulate", "thickness-series", "--out", str(out), "--thicknesses", "2,4",
+              "--scan-per-cell", "8", "--sampling-factor", "1", "--plot", "none",
+              "--device", "cpu"]
+    assert main(common + ["--configs", "2"]) == 0
+    first = np.load(sim.raw_path_for(out))["raw"]
+    assert main(common + ["--configs", "4", "--resume"]) == 0
+    raw = np.load(sim.raw_path_for(out))["raw"]
+    assert raw.shape[0] == 4 and np.array_equal(raw[:2], first)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert [s["configs_simulated"] for s in side["sessions"]] == [2, 2]
+    assert side["resumed_configs"] == 2 and side["num_configs"] == 4
+    assert side["simulation_time_total_s"] == pytest.approx(
+        sum(s["simulation_time_s"] for s in side["sessions"]))
+    assert side["error_method"].startswith("jackknife")
+    # Configurations are independent of the run they were made in.
+    fresh = sim.simulate_scans(sim.SeriesParameters(thicknesses_uc=(2, 4), scan_per_cell=8,
+                                                    sampling_factor=1.0), [2, 3], seed=0)
+    np.testing.assert_allclose(fresh, raw[2:], rtol=1e-6)
