@@ -1102,6 +1102,13 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     }
     if extra:
         sidecar.update(extra)
+    fp = sidecar["frozen_phonon_convergence"]
+    sidecar["status"] = (
+        f"{'complete' if sidecar.get('complete') else 'INCOMPLETE'}: "
+        f"{sidecar.get('num_configs')} of {sidecar.get('num_configs_requested')} "
+        f"configurations; ratio SE at {fp['thickness_uc']} uc {fp['ratio_se']:.4f} "
+        f"({fp['ratio_se_method']}) vs target {TARGET_RATIO_SE}: "
+        f"{'met' if fp['target_met'] else 'NOT met'}")
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.8g"))
     atomic_write_text(sidecar_path(csv_path), json.dumps(sidecar, indent=2, default=str) + "\n")
     return sidecar

@@ -148,6 +148,7 @@ def _previous_sessions(out, params, seed) -> list:
         return list(old["sessions"])
     return [{"command": old.get("command"),
              "configs_simulated": old.get("num_configs", 0) - old.get("resumed_configs", 0),
+             "configs_requested": old.get("num_configs_requested"),
              "configs_total": old.get("num_configs"),
              "simulation_time_s": old.get("simulation_time_s"),
              "run_time_s": old.get("run_time_s"), "device": old.get("device"),
@@ -166,6 +167,7 @@ def handler(args) -> int:
     if not out.parent.is_dir():
         raise InputError(f"{out}: folder {str(out.parent)!r} does not exist")
     configs = args.configs or (QUICK_NUM_CONFIGS if args.quick else DEFAULT_NUM_CONFIGS)
+    args.configs = configs  # recorded explicitly in the sidecar's command
     device = resolve_device(args.device)
     kwargs = {}
     if args.sampling_factor is not None:
@@ -201,11 +203,16 @@ def handler(args) -> int:
         else []
     sessions.append({
         "command": command,
+        "configs_requested": result.info["num_configs_requested"],
         "configs_simulated": result.info["num_configs"] - result.info["resumed_configs"],
         "configs_total": result.info["num_configs"],
         "simulation_time_s": result.info["simulation_time_s"],
         "run_time_s": result.info["run_time_s"], "device": device,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    # A resumed run is complete only when it reaches the largest request of any session.
+    requested = max([configs] + [x.get("configs_requested") or 0 for x in sessions])
+    result.info["num_configs_requested"] = requested
+    result.info["complete"] = result.info["num_configs"] >= requested
     known = [x["simulation_time_s"] for x in sessions if x.get("simulation_time_s") is not None]
     extra = {"sessions": sessions, "simulation_time_total_s": float(sum(known)),
              "simulation_time_total_complete": len(known) == len(sessions)}
@@ -218,8 +225,8 @@ def handler(args) -> int:
             "ratio_disc_err"]
     print(result.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     fp = side["frozen_phonon_convergence"]
-    state = "complete" if result.info["complete"] else "INCOMPLETE (time budget)"
-    print(f"{result.info['num_configs']}/{configs} configurations ({state}) in "
+    state = "complete" if result.info["complete"] else "INCOMPLETE"
+    print(f"{result.info['num_configs']}/{requested} configurations ({state}) in "
           f"{result.info['run_time_s']:.1f} s; ratio SE at {fp['thickness_uc']} uc "
           f"{fp['ratio_se']:.4f} (target {fp['target_se']})")
     print(f"wrote {out}, {out.with_suffix('.json')}, {raw_path_for(out)}"
