@@ -201,7 +201,9 @@ def assign_sublattices(positions_px, intensities, pixel_size_A, cell: ProjectedC
             inv = np.linalg.inv(basis)
             for origin in _origin_candidates(ref, sites, basis):
                 res = _match(pos[local], origin, basis, inv, sites, tol_px)
-                score = _score(res, inten[local] if inten is not None else None, contrast)
+                mirrored = bool(np.linalg.det(to_px @ op @ basis0) < 0)
+                score = (*_score(res, inten[local] if inten is not None else None, contrast),
+                         (mirrored, abs(np.degrees(np.arctan2(basis[0, 1], basis[0, 0])))))
                 if best is None or _better(score, best[0], local.sum()):
                     best = (score, origin, basis)
     _, origin, basis = best
@@ -382,7 +384,13 @@ def _better(score, best, n):
         return score[2] > best[2]
     if score[0] != best[0]:
         return score[0] > best[0]
-    return score[3] < best[3] - 1e-9
+    if abs(score[3] - best[3]) > 1e-9:
+        return score[3] < best[3]
+    # Symmetry-equivalent choices fit alike: keep an unmirrored one, and of those the a
+    # closest to +x, so a dot turned by 1.5° reports 1.5°, not -88.5°.
+    if score[4][0] != best[4][0]:
+        return not score[4][0]
+    return score[4][1] < best[4][1] - 1e-6
 
 
 def _refine(pos, res, sites, origin, basis):
