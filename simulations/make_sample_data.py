@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stemqd.io import atomic_write, atomic_write_text, parse_length
+from stemqd.io import atomic_write_text, write_stack_tiff
 from stemqd.probe import probe_psf
 from stemqd.synthetic import perovskite_dot
 
@@ -82,22 +82,6 @@ def frame_shape(edge_cells: int, rotation_deg: float, lattice_constant_A: float 
     return (n, n)
 
 
-def write_uint16_stack(path, frames, pixel_size_A, voltage_kv, convergence_mrad):
-    """Calibrated ImageJ TIFF of uint16 counts, with write_stack_tiff's metadata layout."""
-    import tifffile
-
-    counts = np.rint(frames)
-    if counts.min() < 0 or counts.max() > np.iinfo(np.uint16).max:
-        raise ValueError(f"{path}: counts outside the uint16 range")
-    pixel_size_A = parse_length(pixel_size_A)
-    info = [f"stemqd_pixel_size_A = {pixel_size_A!r}", f"stemqd_voltage_kv = {float(voltage_kv)!r}",
-            f"stemqd_convergence_mrad = {float(convergence_mrad)!r}"]
-    with atomic_write(path, "wb") as fh:
-        tifffile.imwrite(fh, counts.astype(np.uint16), imagej=True,
-                         resolution=(10.0 / pixel_size_A, 10.0 / pixel_size_A),
-                         metadata={"axes": "TYX", "unit": "nm", "Info": "\n".join(info)})
-
-
 def make(out: Path) -> pd.DataFrame:
     """Write all stacks under `out` and return the truth table."""
     amplitudes, source = amplitudes_source()
@@ -114,7 +98,8 @@ def make(out: Path) -> pd.DataFrame:
                 psf=psf, shell_cells=spec["shell_cells"], shell_factor=0.6,
                 rotation_deg=rot, dose=dose, n_frames=N_FRAMES, drift_px=1.0, seed=seed)
             name = f"{spec['prefix']}_{k + 1:02d}.tif"
-            write_uint16_stack(folder / name, frames, PIXEL_SIZE_A, VOLTAGE_KV, CONVERGENCE_MRAD)
+            write_stack_tiff(folder / name, frames, PIXEL_SIZE_A, VOLTAGE_KV, CONVERGENCE_MRAD,
+                             dtype="uint16")
             rows.append({"group": group, "file": f"{group}/{name}", "edge_cells": edge,
                          "edge_nm": edge * truth.lattice_constant_A / 10, "rotation_deg": rot,
                          "shell_cells": spec["shell_cells"],

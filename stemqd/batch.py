@@ -429,9 +429,13 @@ def run_stack(path: str, name: str, out_dir: str, config: Config, *, file: str |
         stack = load(path, config.acquisition.pixel_size_A)
         if progress:
             progress("load")
-        analysis = (process or _default_process())(stack, config)
-        if progress:
-            progress("analyse")
+        if process is None:
+            # The pipeline reports its own stages (pipeline.PIPELINE_STAGES).
+            analysis = _default_process()(stack, config, progress=progress)
+        else:
+            analysis = process(stack, config)
+            if progress:
+                progress("analyse")
         write_stack_results(folder, analysis, name=name, file=file,
                             elapsed_s=time.perf_counter() - t0, render=render,
                             save_intermediates=save_intermediates, progress=progress)
@@ -599,7 +603,10 @@ def run_batch(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, c
 
     serial = scheduler is None and (jobs <= 1 or len(tasks) <= 1)
     single = serial and len(tasks) == 1
-    stage_total = 3 + bool(render) + bool(save_intermediates)
+    from .pipeline import PIPELINE_STAGES
+
+    analyse_stages = len(PIPELINE_STAGES) if process is None else 1
+    stage_total = 2 + analyse_stages + bool(render) + bool(save_intermediates)
     bar = tqdm(total=stage_total if single else len(tasks), unit="stage" if single else "stack",
                desc=names[0] if single else "stacks", file=sys.stderr,
                disable=not progress or not tasks, dynamic_ncols=True, leave=True)

@@ -386,8 +386,9 @@ def write_stack_tiff(
     pixel_size_A: float,
     voltage_kv: float | None = None,
     convergence_mrad: float | None = None,
+    dtype: str = "float32",
 ) -> None:
-    """Write frames as a calibrated float32 ImageJ hyperstack TIFF, atomically.
+    """Write frames as a calibrated ImageJ hyperstack TIFF, atomically.
 
     The pixel size is stored as ImageJ expects it (``unit=nm`` in the description, pixels
     per nm in the X/YResolution tags), so Fiji shows the calibration; the voltage and
@@ -399,13 +400,16 @@ def write_stack_tiff(
     path : str or path-like
         Output file (``.tif``).
     frames : array_like, shape (n, y, x) or (y, x)
-        Image or stack; written as float32.
+        Image or stack.
     pixel_size_A : float
         Pixel size in Å.
     voltage_kv : float, optional
         Accelerating voltage in kV.
     convergence_mrad : float, optional
         Convergence semi-angle in mrad.
+    dtype : {"float32", "uint16"}
+        Pixel type on disk; ``uint16`` stores rounded counts (4x smaller than float32
+        with ImageJ's layout) and refuses values outside 0..65535.
     """
     import tifffile
 
@@ -421,10 +425,19 @@ def write_stack_tiff(
         info.append(f"stemqd_voltage_kv = {float(voltage_kv)!r}")
     if convergence_mrad is not None:
         info.append(f"stemqd_convergence_mrad = {float(convergence_mrad)!r}")
+    if dtype == "uint16":
+        counts = np.rint(frames)
+        if counts.min() < 0 or counts.max() > np.iinfo(np.uint16).max:
+            raise InputError(f"{path}: values outside 0..65535 cannot be written as uint16")
+        data = counts.astype(np.uint16)
+    elif dtype == "float32":
+        data = frames.astype(np.float32, copy=False)
+    else:
+        raise InputError(f"{path}: dtype must be 'float32' or 'uint16', not {dtype!r}")
     with atomic_write(path, "wb") as fh:
         tifffile.imwrite(
             fh,
-            frames.astype(np.float32, copy=False),
+            data,
             imagej=True,
             resolution=(px_per_nm, px_per_nm),
             metadata={"axes": "TYX", "unit": "nm", "Info": "\n".join(info)},

@@ -30,6 +30,9 @@ from .statistics import intensity_ratio, ratio_by_depth, type_statistics, vorono
 from .sublattice import assign_sublattices
 
 
+#: Stages reported to a ``progress`` callback, in order.
+PIPELINE_STAGES = ("align", "background", "denoise", "deconvolve", "columns", "statistics")
+
 #: A column inside the dot whose intensity is below this fraction of the median of its type
 #: is flagged "weak" (a noise peak on a lattice site, not a column).
 WEAK_FRACTION = 0.2
@@ -70,7 +73,7 @@ def lattice_constant_A(cell) -> float:
 
 
 def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
-               convergence_mrad=None):
+               convergence_mrad=None, progress=None):
     """Align, remove the background, denoise and deconvolve a frame series.
 
     Parameters
@@ -81,6 +84,9 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
     config : Config
     voltage_kv, convergence_mrad : float, optional
         From the file's metadata; the config's acquisition values otherwise.
+    progress : callable, optional
+        Called with each stage's name (:data:`PIPELINE_STAGES`) when it is done, whether
+        the stage is enabled or not.
 
     Returns
     -------
@@ -96,6 +102,7 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
     cell = cell_for(config)
     a_A = lattice_constant_A(cell)
     images, info = {}, {}
+    tick = progress or (lambda stage: None)
     if config.align.enabled and len(frames) > 1:
         average, shifts = align_frames(frames, upsample_factor=config.align.upsample_factor,
                                        reference_iterations=config.align.reference_iterations)
@@ -103,6 +110,7 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
         average, shifts = frames.mean(axis=0), np.zeros((len(frames), 2))
     images["average"] = average
     info["shifts_px"] = shifts
+    tick("align")
     current = average
     if config.background.enabled:
         radius = config.background.radius_px or disk_radius_px(
@@ -111,12 +119,14 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
         images["background"] = background
         images["background_removed"] = current
         info["background_radius_px"] = float(radius)
+    tick("background")
     if config.denoise.enabled:
         d = config.denoise
         current = du_filter(current, pixel_size_A, cutoff_inv_A=d.cutoff_inv_A,
                             cycles=d.cycles, delta_percent=d.delta_percent,
                             anscombe=d.anscombe)
         images["denoised"] = current
+    tick("denoise")
     info["psf_initial"] = info["psf"] = None
     if config.deconvolve.enabled:
         p, dc = config.probe, config.deconvolve
@@ -130,11 +140,12 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
                                         blind=dc.blind, pad_px=dc.pad_px)
         images["deconvolved"] = current
         info["psf_initial"], info["psf"] = psf0, psf
+    tick("deconvolve")
     images["final"] = current
     return images, info
 
 
-def analyse_image(image, pixel_size_A, config: Config):
+def analyse_image(image, pixel_size_A, config: Config, *, progress=None):
     """Find, fit and assign the columns of one preprocessed image, and measure the dot.
 
     Returns
@@ -146,7 +157,9 @@ def analyse_image(image, pixel_size_A, config: Config):
         ``site`` (A, BX, X for a perovskite), cell indices ``i``, ``j``, ``misfit_A``,
         ``depth_uc`` (unit cells below the surface; -1 outside the dot) and ``flag``
         (fit, assignment and position flags joined by "; "; "" for a clean column).
+        ``progress`` is called with "columns" after the fit and "statistics" at the end.
     """
+    tick = progress or (lambda stage: None)
     image = np.asarray(image, dtype=np.float64)
     cell = cell_for(config)
     a_A = lattice_constant_A(cell)
@@ -162,6 +175,7 @@ def analyse_image(image, pixel_size_A, config: Config):
                          max_iterations=c.max_iterations,
                          neighbour_iterations=c.neighbour_iterations,
                          tolerance_px=c.position_tolerance_px, errors=c.errors)
+    tick("columns")
     pos = fit[["x_px", "y_px"]].to_numpy()
     fit["cross_section"] = voronoi_cross_sections(image, pos, max_radius_px=0.5 * a_px,
                                                   offsets=fit["offset"].to_numpy())
@@ -203,6 +217,7 @@ def analyse_image(image, pixel_size_A, config: Config):
     ]
     fit = fit.drop(columns="assign_flag")
     summary, extra = _summarise(fit, cell, config, pixel_size_A, dot, lattice)
+    tick("statistics")
     return Analysis(columns=fit, summary=summary, extra=extra)
 
 
@@ -264,16 +279,17 @@ def versions() -> dict:
     return out
 
 
-def process_stack(stack, config: Config) -> Analysis:
+def process_stack(stack, config: Config, *, progress=None) -> Analysis:
     """The whole pipeline on a loaded stack (:class:`stemqd.io.Stack`).
 
     The summary also records the effective config, its hash, the versions and the input's
-    SHA-256, so that every number can be traced back.
+    SHA-256, so that every number can be traced back. ``progress`` is called with the name
+    of each of :data:`PIPELINE_STAGES` as it completes.
     """
     pixel = config.acquisition.pixel_size_A or stack.pixel_size_A
     images, info = preprocess(stack.frames, pixel, config, voltage_kv=stack.voltage_kv,
-                              convergence_mrad=stack.convergence_mrad)
-    analysis = analyse_image(images["final"], pixel, config)
+                              convergence_mrad=stack.convergence_mrad, progress=progress)
+    analysis = analyse_image(images["final"], pixel, config, progress=progress)
     analysis.images = images
     analysis.extra.update(info)
     analysis.summary.update({

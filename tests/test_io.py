@@ -619,3 +619,14 @@ def test_non_square_pixels(tmp_path):
     with pytest.raises(CalibrationError, match="rect.tif.*non-square"):
         io.load(path)
     assert io.load(path, pixel_size_A=0.25).pixel_size_A == 0.25  # an override settles it
+
+
+def test_write_stack_tiff_uint16_round_trip(tmp_path):
+    frames = np.random.default_rng(0).poisson(50, (3, 40, 40)).astype(np.float32)
+    path = tmp_path / "counts.tif"
+    io.write_stack_tiff(path, frames, 0.2, voltage_kv=300, convergence_mrad=18, dtype="uint16")
+    stack = io.load(path)
+    assert stack.dtype == "uint16" and np.array_equal(stack.frames, frames)
+    assert stack.pixel_size_A == pytest.approx(0.2) and stack.voltage_kv == 300
+    with pytest.raises(InputError):
+        io.write_stack_tiff(tmp_path / "neg.tif", -frames, 0.2, dtype="uint16")

@@ -300,3 +300,10 @@ def test_resume_continues_the_checkpoint_and_records_every_session(tmp_path):
     fresh = sim.simulate_scans(sim.SeriesParameters(thicknesses_uc=(2, 4), scan_per_cell=8,
                                                     sampling_factor=1.0), [2, 3], seed=0)
     np.testing.assert_allclose(fresh, raw[2:], rtol=1e-6)
+
+
+def test_quick_mode_does_not_claim_the_error_target(quick_run):
+    side = json.loads(quick_run.with_suffix(".json").read_text())
+    fp = side["frozen_phonon_convergence"]
+    assert fp["se_reliable"] is False and fp["target_met"] is False
+    assert "unreliable" in side["status"]
