@@ -2,8 +2,8 @@
 
 Runs, exactly as a user would type them::
 
-    stemqd process sample_data/core       --out OUT/core       --jobs 2 --set columns.threshold_rel=0.1
-    stemqd process sample_data/core-shell --out OUT/core-shell --jobs 2 --set columns.threshold_rel=0.1
+    stemqd process sample_data/core       --out OUT/core       --jobs 2
+    stemqd process sample_data/core-shell --out OUT/core-shell --jobs 2
     stemqd compare core=OUT/core core-shell=OUT/core-shell --out OUT/compare
     stemqd report OUT/core ; stemqd report OUT/core-shell ; stemqd report OUT/compare
 
@@ -51,11 +51,6 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, str(ROOT / "simulations" / "make_sample_data.py"),
                         "--out", str(data)], check=True)
     extra = ["--force"] if args.force else []
-    # With the default columns.threshold_rel = 0.05, find_columns also seeds noise peaks on
-    # the carbon support, and the neighbour-subtraction sweeps of stemqd.fit.refine_columns
-    # can then run away on 3 of the 8 stacks (their runaway fits corrupt the neighbours'
-    # windows). 0.1 keeps every Cs, Pb-Br and Br column and drops the noise seeds.
-    extra += ["--set", "columns.threshold_rel=0.1"]
     for group in ("core", "core-shell"):
         run(["process", str(data / group), "--out", str(out / group), "--jobs", str(args.jobs), *extra])
     run(["compare", f"core={out / 'core'}", f"core-shell={out / 'core-shell'}",
