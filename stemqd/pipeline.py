@@ -266,6 +266,21 @@ def _summarise(columns, cell, config, pixel_size_A, dot, lattice):
     return summary, {"dot": dot, "lattice": lattice, "depth_profile": depth}
 
 
+def thickness_summary(ratio: dict, series_path: str) -> dict:
+    """Thicknesses consistent with the measured ratio under a reference series.
+
+    The measured ratio and its (propagated) standard error are read against the series'
+    fitted-volume ratio (the same measure as the default ``analysis.intensity``); every
+    consistent range is returned, with a flag where the series is not monotonic.
+    """
+    from .thickness import thickness_from_ratio
+
+    if not np.isfinite(ratio.get("ratio", np.nan)):
+        return {"series": str(series_path), "flag": "no ratio measured"}
+    estimate = thickness_from_ratio(ratio["ratio"], ratio["stderr"], series_path)
+    return {"series": str(series_path), **estimate.to_dict()}
+
+
 def versions() -> dict:
     """Versions of stemqd, Python and the libraries that shape the numbers."""
     import importlib.metadata as md
@@ -292,6 +307,9 @@ def process_stack(stack, config: Config, *, progress=None) -> Analysis:
     analysis = analyse_image(images["final"], pixel, config, progress=progress)
     analysis.images = images
     analysis.extra.update(info)
+    if config.reference_series:
+        analysis.summary["thickness"] = thickness_summary(analysis.summary["ratio"],
+                                                          config.reference_series)
     analysis.summary.update({
         "input": {"path": str(stack.path), "sha256": stack.sha256,
                   "frames": int(stack.frames.shape[0]), "shape": list(stack.frames.shape[1:]),

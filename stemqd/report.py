@@ -568,6 +568,14 @@ def _process_report(folder: Path, doc: _Doc) -> str:
                          f"(expected {_fmt(lat.get('expected_a_A'), 4)}, {_fmt(lat.get('expected_b_A'), 4)}), "
                          f"rotation {_fmt(lat.get('rotation_deg'), 3)}°, rms misfit "
                          f"{_fmt(lat.get('rms_misfit_A'), 2)} Å.", cls="meta")
+        thick = s.get("thickness") or {}
+        if thick.get("ranges_nm") is not None:
+            ranges = ", ".join(f"{lo:.1f}-{hi:.1f} nm ({lo_uc:.1f}-{hi_uc:.1f} uc)"
+                               for (lo, hi), (lo_uc, hi_uc)
+                               in zip(thick["ranges_nm"], thick["ranges_uc"])) or "none"
+            doc.para(f"Thickness consistent with the ratio under {thick.get('series')}: "
+                     f"{ranges}" + (f" ({thick['flag']})" if thick.get("flag") else ""),
+                     cls="meta")
         cols = s.get("columns") or {}
         flags = cols.get("flags") or {}
         doc.para(f"Columns: {cols.get('total', '?')} found, {cols.get('used', '?')} used"
