@@ -2,12 +2,14 @@
 
 Runs, exactly as a user would type them::
 
-    stemqd process sample_data/core       --out OUT/core       --jobs 2
-    stemqd process sample_data/core-shell --out OUT/core-shell --jobs 2
+    stemqd process sample_data/core       --out OUT/core       --jobs 2 --set reference_series=SERIES
+    stemqd process sample_data/core-shell --out OUT/core-shell --jobs 2 --set reference_series=SERIES
     stemqd compare core=OUT/core core-shell=OUT/core-shell --out OUT/compare
     stemqd report OUT/core ; stemqd report OUT/core-shell ; stemqd report OUT/compare
 
-and prints where the reports are. ``sample_data/`` is made first if it is missing
+with SERIES the committed multislice reference
+(``simulations/reference/cspbbr3_001_adf_series.csv``, so that every dot's ratio is also read
+as a thickness), and prints where the reports are. ``sample_data/`` is made first if it is missing
 (``simulations/make_sample_data.py``). A second run reuses the processed stacks
 (``--force`` redoes them).
 """
@@ -51,6 +53,9 @@ def main(argv=None) -> int:
         subprocess.run([sys.executable, str(ROOT / "simulations" / "make_sample_data.py"),
                         "--out", str(data)], check=True)
     extra = ["--force"] if args.force else []
+    series = Path("simulations") / "reference" / "cspbbr3_001_adf_series.csv"
+    if (ROOT / series).is_file():
+        extra += ["--set", f"reference_series={series}"]
     for group in ("core", "core-shell"):
         run(["process", str(data / group), "--out", str(out / group), "--jobs", str(args.jobs), *extra])
     run(["compare", f"core={out / 'core'}", f"core-shell={out / 'core-shell'}",
