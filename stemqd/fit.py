@@ -292,38 +292,52 @@ def _windows(shape, seeds, radius_px):
     return flat, xs.astype(float), ys.astype(float), valid.astype(float)
 
 
-def _quadratic_coefficients(p):
-    """a, b, c of the exponent a dx² + 2b dx dy + c dy² of :func:`gaussian2d`, per column."""
-    c2, s2 = np.cos(p[:, _T]) ** 2, np.sin(p[:, _T]) ** 2
-    ix, iy = 0.5 / p[:, _SX] ** 2, 0.5 / p[:, _SY] ** 2
-    a = c2 * ix + s2 * iy
-    b = 0.5 * np.sin(2 * p[:, _T]) * (ix - iy)  # for u = cos(t) dx + sin(t) dy
-    c = s2 * ix + c2 * iy
-    return a[:, None, None], b[:, None, None], c[:, None, None]
+@numba.njit(cache=True)
+def _quadratic_form(p):
+    """A, x0, y0 and the a, b, c of A exp(-(a dx² + 2b dx dy + c dy²)) for one column."""
+    c2, s2 = np.cos(p[_T]) ** 2, np.sin(p[_T]) ** 2
+    ix, iy = 0.5 / (p[_SX] * p[_SX]), 0.5 / (p[_SY] * p[_SY])
+    # For u = cos(t) dx + sin(t) dy, v = -sin(t) dx + cos(t) dy as in gaussian2d.
+    return (p[_A], p[_X], p[_Y], c2 * ix + s2 * iy, 0.5 * np.sin(2 * p[_T]) * (ix - iy),
+            s2 * ix + c2 * iy)
 
 
-def _render(shape, p, half_width):
-    """Sum of all column Gaussians (no offsets) and each column's own tile box.
+@numba.njit(cache=True, fastmath=True)
+def _value(form, xk, yk):
+    # The same arithmetic wherever a column is added or taken back out, so that the two
+    # cancel exactly.
+    A, x0, y0, a, b, c = form
+    dx, dy = xk - x0, yk - y0
+    return A * np.exp(-(a * dx * dx + 2.0 * b * dx * dy + c * dy * dy))
 
-    The tiles are evaluated in float32 on a shared (2h + 1)² offset grid: this is the
-    largest array of the fit, and single precision is ample for the neighbour tails it
-    feeds (the fitted column itself is always evaluated in float64).
+
+@numba.njit(cache=True)
+def _neighbour_models(ny, nx, p, half, flat, xs, ys, weights):
+    """Sum of all other columns' models on every window (N, P).
+
+    Every column is rendered into one image within the box of half-width ``half`` around
+    its rounded centre; each window then reads that image and takes its own column back
+    out (same box, same arithmetic). A serial loop: the scatter into the image would race
+    in parallel, and it is a small part of the fit.
     """
-    ny, nx = shape
-    off = np.arange(-half_width, half_width + 1)
-    cx = np.rint(p[:, _X]).astype(int)
-    cy = np.rint(p[:, _Y]).astype(int)
-    dx = (cx[:, None] - p[:, _X:_X + 1] + off).astype(np.float32)[:, None, :]
-    dy = (cy[:, None] - p[:, _Y:_Y + 1] + off).astype(np.float32)[:, :, None]
-    a, b, c = (v.astype(np.float32) for v in _quadratic_coefficients(p))
-    vals = p[:, _A, None, None].astype(np.float32) * np.exp(
-        -(a * dx * dx + 2 * b * dx * dy + c * dy * dy))
-    xs = cx[:, None, None] + off[None, None, :]
-    ys = cy[:, None, None] + off[None, :, None]
-    valid = (xs >= 0) & (xs < nx) & (ys >= 0) & (ys < ny)
-    flat = (ys * nx + xs)[valid]
-    image = np.bincount(flat, weights=vals[valid], minlength=ny * nx)
-    return image, cx, cy
+    n = p.shape[0]
+    total = np.zeros(ny * nx)
+    for i in range(n):
+        form = _quadratic_form(p[i])
+        cx, cy = int(np.rint(p[i, _X])), int(np.rint(p[i, _Y]))
+        for yy in range(max(cy - half, 0), min(cy + half + 1, ny)):
+            for xx in range(max(cx - half, 0), min(cx + half + 1, nx)):
+                total[yy * nx + xx] += _value(form, xx, yy)
+    others = np.empty(xs.shape)
+    for i in range(n):
+        form = _quadratic_form(p[i])
+        cx, cy = int(np.rint(p[i, _X])), int(np.rint(p[i, _Y]))
+        for k in range(xs.shape[1]):
+            value = total[flat[i, k]]
+            if weights[i, k] != 0.0 and abs(xs[i, k] - cx) <= half and abs(ys[i, k] - cy) <= half:
+                value -= _value(form, xs[i, k], ys[i, k])
+            others[i, k] = value
+    return others
 
 
 def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fast",
@@ -397,7 +411,7 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
     p[:, _B] = low
     # Each column's model is rendered out to five widths (exp(-12.5) of its peak), using the
     # 99th percentile of the widths so that one runaway fit does not inflate every tile; the
-    # column's own contribution is removed with exactly the same truncation (_own).
+    # column's own contribution is removed with exactly the same truncation.
     iterations = np.zeros(n, int)
     converged = np.zeros(n, bool)
     sweeps = 0
@@ -409,8 +423,8 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         sweeps = sweep + 1
         reach = 5 * np.percentile(np.maximum(p[:, _SX], p[:, _SY]), 99)
         half = int(np.ceil(np.clip(reach, 3, 2.5 * radius_px)))
-        total, cx, cy = _render(image.shape, p, half)
-        others = total[flat] - _own(p, xs, ys, cx, cy, half)
+        others = _neighbour_models(image.shape[0], image.shape[1], p, half, flat, xs, ys,
+                                   weights)
         data = data_raw - others
         previous = p.copy()
         if method == "fast":
@@ -451,13 +465,6 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         # lmfit's own report of each column's last fit (neighbours subtracted), in order.
         table.attrs["lmfit_reports"] = reports
     return table
-
-
-def _own(p, xs, ys, cx, cy, half):
-    """Each column's own model on its window, truncated to the same box as in _render."""
-    own = gaussian2d(xs, ys, *(p[:, k:k + 1] for k in range(6)), 0.0)
-    inside = (np.abs(xs - cx[:, None]) <= half) & (np.abs(ys - cy[:, None]) <= half)
-    return np.where(inside, own, 0.0)
 
 
 def _flags(p, seeds, radius_px, converged, weights, err):
