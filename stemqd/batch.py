@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import glob
 import json
-import math
 import os
 import shutil
 import sys
@@ -42,14 +41,15 @@ import pandas as pd
 
 from .config import Config, config_hash, config_to_toml
 from .errors import InputError, StemqdError
-from .io import SUPPORTED_EXTENSIONS, atomic_write_text, load, sha256_file, write_stack_tiff
+from .io import (SUPPORTED_EXTENSIONS, atomic_write_text, load, sha256_file, to_jsonable,
+                 write_stack_tiff)
+from .provenance import versions
 
 __all__ = [
     "SUMMARY_COLUMNS",
     "FAILURE_COLUMNS",
     "discover_inputs",
     "stack_names",
-    "to_jsonable",
     "read_summary",
     "summary_row",
     "run_stack",
@@ -165,35 +165,6 @@ def stack_names(paths: Sequence[Path]) -> list[str]:
 
 # --------------------------------------------------------------------------------------
 # Outputs
-
-
-def to_jsonable(obj):
-    """A copy of `obj` that :func:`json.dumps` writes as strict JSON.
-
-    NaN and infinities become None (``null``), numpy scalars and arrays become Python
-    numbers and lists, tuples become lists, paths strings, DataFrames lists of records.
-    """
-    if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return to_jsonable(obj.to_dict(orient="records"))
-    if isinstance(obj, pd.Series):
-        return to_jsonable(obj.to_dict())
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    return str(obj)
 
 
 def _dumps(obj) -> str:
@@ -517,14 +488,6 @@ def _run_dask(tasks, on_done, scheduler):
             client.close()
 
 
-def _versions() -> dict:
-    try:
-        from .pipeline import versions
-    except ImportError as exc:  # a broken install: record why instead of failing the batch
-        return {"error": f"versions unavailable: {exc}"}
-    return versions()
-
-
 def _write_table(path: Path, rows: list[dict], columns: list[str]) -> None:
     frame = pd.DataFrame(rows)
     for c in columns:
@@ -664,7 +627,7 @@ def run_batch(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, c
         "elapsed_s": round(time.perf_counter() - t0, 3),
         "executor": ("dask" if scheduler is not None else "serial" if serial else f"processes ({jobs})"),
         "counts": counts,
-        "versions": _versions(),
+        "versions": versions(),
         "stacks": [{"name": r["name"], "file": r["file"], "status": r["status"]} for r in summary_rows],
     }
     atomic_write_text(out / "run.json", _dumps(run))

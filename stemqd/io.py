@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import os
@@ -58,7 +57,9 @@ __all__ = [
     "atomic_write_text",
     "load",
     "parse_length",
+    "save_figure",
     "sha256_file",
+    "to_jsonable",
     "to_signal",
     "write_stack_tiff",
 ]
@@ -247,7 +248,7 @@ def load(path: str | os.PathLike, pixel_size_A: float | str | None = None) -> St
         path=path,
         sha256=sha256_file(path),
         dtype=dtype,
-        metadata=_jsonable(raw.metadata),
+        metadata=to_jsonable(raw.metadata, max_array=16),
     )
 
 
@@ -378,6 +379,56 @@ def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8
     """Write `text` to `path` atomically (see :func:`atomic_write`)."""
     with atomic_write(path, "w", encoding=encoding) as fh:
         fh.write(text)
+
+
+def save_figure(fig, path: str | os.PathLike, *, dpi: float = 120, **savefig_kwargs) -> None:
+    """Write a matplotlib figure to `path` as PNG, atomically (see :func:`atomic_write`)."""
+    with atomic_write(path, "wb") as fh:
+        fig.savefig(fh, format="png", dpi=dpi, **savefig_kwargs)
+
+
+def to_jsonable(obj: Any, *, max_array: int | None = None, _depth: int = 0) -> Any:
+    """A copy of `obj` that :func:`json.dumps` writes as strict JSON.
+
+    NaN and infinities become None (``null``); numpy scalars and arrays become Python
+    numbers and lists (arrays larger than `max_array` elements, when given, become a short
+    description instead, as for file metadata); tuples and sets become lists, paths strings,
+    bytes text, DataFrames lists of records; anything else its ``str``. Nesting deeper than
+    12 levels is written as its ``repr``.
+    """
+    import pandas as pd
+
+    if _depth > 12:
+        return repr(obj)
+
+    def rec(value):
+        return to_jsonable(value, max_array=max_array, _depth=_depth + 1)
+
+    if isinstance(obj, dict):
+        return {str(k): rec(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set)):
+        return [rec(v) for v in obj]
+    if isinstance(obj, pd.DataFrame):
+        return rec(obj.to_dict(orient="records"))
+    if isinstance(obj, pd.Series):
+        return rec(obj.to_dict())
+    if isinstance(obj, np.ndarray):
+        if max_array is not None and obj.size > max_array:
+            return f"<array {obj.dtype} {list(obj.shape)}>"
+        return rec(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, bytes):
+        return obj.decode("utf-8", "replace")
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    return str(obj)
 
 
 def write_stack_tiff(
@@ -577,27 +628,6 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _jsonable(obj: Any, depth: int = 0) -> Any:
-    """A JSON-able copy of `obj`: numpy scalars to Python, bytes to str, big arrays summarised."""
-    if depth > 12:
-        return repr(obj)
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v, depth + 1) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist() if obj.size <= 16 else f"<array {obj.dtype} {list(obj.shape)}>"
-    if isinstance(obj, np.generic):
-        return _jsonable(obj.item(), depth + 1)
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)
 
 
 def _get_path(tree: Any, dotted: str) -> Any:

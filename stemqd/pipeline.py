@@ -7,13 +7,11 @@ user (or the report) can inspect each step.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
-from . import __version__
 from .align import align_frames
 from .background import disk_radius_px, remove_background
 from .cell import nearest_neighbour_A, parse_ratio, projected_cell
@@ -22,13 +20,17 @@ from .config import Config, config_hash, config_to_dict
 from .deconvolve import deconvolve_blind
 from .denoise import du_filter
 from .dot import column_flags, edge_lengths_from_columns, segment_dot, surface_depth
-from .errors import FitError
+from .errors import ConfigError, FitError
 from .fit import refine_columns
 from .lattice import peak_pair_spacing
 from .probe import probe_psf
+from .provenance import versions
 from .statistics import intensity_ratio, ratio_by_depth, type_statistics, voronoi_cross_sections
 from .sublattice import assign_sublattices
 
+
+#: Column intensities ``analysis.intensity`` may name (columns of the column table).
+INTENSITY_MEASURES = ("volume", "cross_section", "amplitude")
 
 #: Stages reported to a ``progress`` callback, in order.
 PIPELINE_STAGES = ("align", "background", "denoise", "deconvolve", "columns", "statistics")
@@ -182,9 +184,10 @@ def analyse_image(image, pixel_size_A, config: Config, *, progress=None):
     dot = segment_dot(image, pixel_size_A, smoothing_px=config.dot.smoothing_lattice * 0.5 * a_px)
     position_flags = column_flags(pos, dot, margin_px=config.dot.edge_margin_lattice * a_px)
     inside = position_flags != "outside dot"
-    intensity_name = config.analysis.intensity
-    fit["intensity"] = fit[{"volume": "volume", "cross_section": "cross_section",
-                            "amplitude": "amplitude"}[intensity_name]]
+    if config.analysis.intensity not in INTENSITY_MEASURES:
+        raise ConfigError(f"analysis.intensity must be one of {INTENSITY_MEASURES}, "
+                          f"not {config.analysis.intensity!r}")
+    fit["intensity"] = fit[config.analysis.intensity]
     assigned, lattice = assign_sublattices(pos[inside], fit["intensity"].to_numpy()[inside],
                                            pixel_size_A, cell)
     for name in ("label", "site", "i", "j", "misfit_A", "assign_flag"):
@@ -216,26 +219,26 @@ def analyse_image(image, pixel_size_A, config: Config, *, progress=None):
         for parts in zip(fit["flag"], fit["assign_flag"], position_flags)
     ]
     fit = fit.drop(columns="assign_flag")
-    summary, extra = _summarise(fit, cell, config, pixel_size_A, dot, lattice)
+    summary, extra = _summarise(fit, numerator.label, denominator.label, config, pixel_size_A,
+                                dot, lattice)
     tick("statistics")
     return Analysis(columns=fit, summary=summary, extra=extra)
 
 
-def _summarise(columns, cell, config, pixel_size_A, dot, lattice):
-    numerator, denominator = parse_ratio(config.material.ratio, cell)
+def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, lattice):
     # Columns in the edge margin are flagged but kept for the statistics when the margin is
     # their only flag: the outermost cells are where a depleted shell shows. Failed fits,
     # unassigned columns and columns outside the dot never enter them.
     use = columns[(columns["flag"] == "") | (columns["flag"] == "edge margin")]
     stats_table = type_statistics(use["intensity"], use["label"])
     a = config.analysis
-    ratio = intensity_ratio(use["intensity"], use["label"], numerator.label, denominator.label,
+    ratio = intensity_ratio(use["intensity"], use["label"], numerator, denominator,
                             bootstrap=a.bootstrap, seed=a.seed)
     inside = use[use["depth_uc"] >= 0]
     depth = ratio_by_depth(inside["intensity"], inside["label"], inside["depth_uc"],
-                           numerator.label, denominator.label)
+                           numerator, denominator)
     spacing = {}
-    for label in (numerator.label, denominator.label):
+    for label in (numerator, denominator):
         sel = columns[(columns["label"] == label) & (columns["depth_uc"] >= 0)]
         cols, summ = peak_pair_spacing(sel[["x_px", "y_px"]].to_numpy(), lattice.vectors_px,
                                        pixel_size_A)
@@ -279,19 +282,6 @@ def thickness_summary(ratio: dict, series_path: str) -> dict:
         return {"series": str(series_path), "flag": "no ratio measured"}
     estimate = thickness_from_ratio(ratio["ratio"], ratio["stderr"], series_path)
     return {"series": str(series_path), **estimate.to_dict()}
-
-
-def versions() -> dict:
-    """Versions of stemqd, Python and the libraries that shape the numbers."""
-    import importlib.metadata as md
-
-    out = {"stemqd": __version__, "python": platform.python_version()}
-    for pkg in ("numpy", "scipy", "scikit-image", "lmfit", "pandas", "tifffile", "rosettasciio"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def process_stack(stack, config: Config, *, progress=None) -> Analysis:

@@ -69,6 +69,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import provenance
 from .errors import InputError
 
 __all__ = [
@@ -1024,16 +1025,8 @@ def convergence_check(base: SeriesParameters, variants: dict, *, num_configs: in
 # Files ------------------------------------------------------------------------------------
 
 def versions() -> dict:
-    """Versions of stemqd and the libraries that shape the numbers."""
-    import abtem
-    import ase
-    import scipy
-
-    from . import __version__
-
-    return {"stemqd": __version__, "abtem": abtem.__version__, "ase": ase.__version__,
-            "numpy": np.__version__, "scipy": scipy.__version__, "pandas": pd.__version__,
-            "python": platform.python_version()}
+    """Versions of stemqd, abTEM, ASE and the libraries that shape the numbers."""
+    return provenance.versions(extra=("abtem", "ase"))
 
 
 def sidecar_path(csv_path) -> Path:
@@ -1153,7 +1146,7 @@ def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .io import atomic_write_bytes
+    from .io import save_figure
 
     fig = Figure(figsize=(9.0, 3.8))
     FigureCanvasAgg(fig)
@@ -1183,11 +1176,7 @@ def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    import io as _io
-
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=120)
 
 
 def _nm_per_uc(table):

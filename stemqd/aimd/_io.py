@@ -11,8 +11,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-
 from .. import io
 
 
@@ -24,42 +22,20 @@ def atomic_write_text(path, text):
     return path
 
 
-def atomic_write_bytes(path, data):
-    """Write bytes to ``path`` atomically, creating its folder."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    io.atomic_write_bytes(path, data)
-    return path
-
-
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    return obj
-
-
 def provenance(parameters=None, inputs=()):
     """Provenance record: stemqd version, parameters and the SHA-256 of each input file."""
     from .. import __version__
 
     return {
         "stemqd_version": __version__,
-        "parameters": _jsonable(parameters or {}),
+        "parameters": io.to_jsonable(parameters or {}),
         "inputs": {str(p): io.sha256_file(p) for p in inputs if p is not None},
     }
 
 
 def write_json(path, data):
     """Write a JSON document atomically."""
-    return atomic_write_text(path, json.dumps(_jsonable(data), indent=2, sort_keys=True) + "\n")
+    return atomic_write_text(path, json.dumps(io.to_jsonable(data), indent=2, sort_keys=True) + "\n")
 
 
 def write_table(path, frame, *, parameters=None, inputs=(), results=None):
@@ -88,15 +64,14 @@ def write_table(path, frame, *, parameters=None, inputs=(), results=None):
     record = provenance(parameters, inputs)
     record["table"] = path.name
     if results is not None:
-        record["results"] = _jsonable(results)
+        record["results"] = io.to_jsonable(results)
     write_json(path.with_suffix(".json"), record)
     return path
 
 
 def save_figure(fig, path, dpi=120):
-    """Save a matplotlib Figure atomically as PNG."""
-    from io import BytesIO
-
-    buf = BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    return atomic_write_bytes(path, buf.getvalue())
+    """Save a matplotlib Figure atomically as PNG, creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    io.save_figure(fig, path, dpi=dpi, bbox_inches="tight")
+    return path

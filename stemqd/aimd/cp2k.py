@@ -330,7 +330,7 @@ def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cut
         add(f"    &KIND {el}")
         add(f"      BASIS_SET {basis}")
         add(f"      POTENTIAL GTH-PBE-q{GTH_VALENCE[el]}")
-        add(f"    &END KIND")
+        add("    &END KIND")
     add("  &END SUBSYS")
     add("&END FORCE_EVAL")
     return "\n".join(lines) + "\n"

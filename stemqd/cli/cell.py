@@ -14,7 +14,7 @@ import numpy as np
 from ..cell import BUILTIN_MATERIALS, describe, parse_ratio, projected_cell
 from ..config import MaterialConfig
 from ..errors import InputError
-from ..io import atomic_write
+from ..io import save_figure
 
 
 def add_parser(subparsers):
@@ -99,6 +99,5 @@ def write_cell_png(cell, path, *, cells=2, dpi=120):
                  f"γ={cell.gamma_deg:.1f}°", fontsize=9)
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
     fig.tight_layout()
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=dpi, bbox_inches="tight")
+    save_figure(fig, path, dpi=dpi, bbox_inches="tight")
     return path

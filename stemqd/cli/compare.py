@@ -59,9 +59,9 @@ def _num(value, spec: str) -> str:
 
 def handler(args: argparse.Namespace) -> int:
     """Compare the groups, write the tables and the plot; return 0."""
-    from ..batch import compare_batches, to_jsonable
-    from ..io import atomic_write_bytes, atomic_write_text
-    from ..pipeline import versions
+    from ..batch import compare_batches
+    from ..io import atomic_write_bytes, atomic_write_text, to_jsonable
+    from ..provenance import versions
     from ..report import compare_figure, figure_png
 
     groups = _parse_groups(args.groups)
