@@ -142,13 +142,12 @@ def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius
     ``radius`` from the seed or makes a width non-positive or wider than the window radius: the
     model is then no longer a column in this window, and an unconstrained LM would run off.
 
-    Returns parameters (N, 7), iterations (N,), converged (N,) and cost (N,).
+    Returns parameters (N, 7), iterations (N,) and converged (N,).
     """
     n = p0.shape[0]
     p = p0.copy()
     iterations = np.zeros(n, np.int64)
     converged = np.zeros(n, np.bool_)
-    costs = np.zeros(n)
     for i in numba.prange(n):
         pi = p0[i].copy()
         lam = 1e-3
@@ -203,19 +202,25 @@ def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius
         p[i] = pi
         iterations[i] = it
         converged[i] = done
-        costs[i] = cost
-    return p, iterations, converged, costs
+    return p, iterations, converged
 
 
-def _lmfit_window(p0, x, y, data, weights, max_iterations, vary_theta=True):
-    """Fit one window with ``lmfit.Model``; parameters, evaluations, success, ModelResult."""
+def _lmfit_window(p0, x, y, data, weights, max_iterations, seed, radius, vary_theta=True):
+    """Fit one window with ``lmfit.Model``; parameters, evaluations, success, ModelResult.
+
+    The bounds hold the model inside its window as the fast path does (centre within
+    ``radius`` of the seed along each axis, widths at most ``radius``), so that neither path
+    lets a runaway fit spill into its neighbours' windows.
+    """
     import lmfit
 
     model = lmfit.Model(gaussian2d, independent_vars=["x", "y"])
     params = model.make_params(amplitude=p0[_A], x0=p0[_X], y0=p0[_Y], sigma_x=p0[_SX],
                                sigma_y=p0[_SY], theta=p0[_T], offset=p0[_B])
-    params["sigma_x"].set(min=1e-6)
-    params["sigma_y"].set(min=1e-6)
+    for name, centre in (("x0", seed[0]), ("y0", seed[1])):
+        params[name].set(min=centre - radius, max=centre + radius)
+    for name in ("sigma_x", "sigma_y"):
+        params[name].set(min=1e-6, max=radius)
     params["theta"].set(vary=vary_theta)
     keep = weights > 0
     result = model.fit(data[keep], params, x=x[keep], y=y[keep],
@@ -409,9 +414,6 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
     p[:, _SX] = p[:, _SY] = sigma0
     p[:, _T] = 0.0
     p[:, _B] = low
-    # Each column's model is rendered out to five widths (exp(-12.5) of its peak), using the
-    # 99th percentile of the widths so that one runaway fit does not inflate every tile; the
-    # column's own contribution is removed with exactly the same truncation.
     iterations = np.zeros(n, int)
     converged = np.zeros(n, bool)
     sweeps = 0
@@ -421,6 +423,9 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
     round_first[_T] = False
     for sweep in range(max(1, neighbour_iterations)):
         sweeps = sweep + 1
+        # Each column's model is rendered out to five widths (exp(-12.5) of its peak), using
+        # the 99th percentile of the widths so that one runaway fit does not inflate every
+        # tile; the column's own contribution is removed with the same truncation.
         reach = 5 * np.percentile(np.maximum(p[:, _SX], p[:, _SY]), 99)
         half = int(np.ceil(np.clip(reach, 3, 2.5 * radius_px)))
         others = _neighbour_models(image.shape[0], image.shape[1], p, half, flat, xs, ys,
@@ -430,17 +435,19 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         if method == "fast":
             if sweep == 0:
                 # Fit with the rotation fixed first: theta is undefined for a round start.
-                p, _, _, _ = _lm_batch(p, xs, ys, data, weights, round_first, max_iterations,
-                                       1e-8, seeds, radius_px)
-            p, iterations, converged, _ = _lm_batch(p, xs, ys, data, weights, all_free,
-                                                       max_iterations, 1e-8, seeds, radius_px)
+                p, _, _ = _lm_batch(p, xs, ys, data, weights, round_first, max_iterations,
+                                    1e-8, seeds, radius_px)
+            p, iterations, converged = _lm_batch(p, xs, ys, data, weights, all_free,
+                                                 max_iterations, 1e-8, seeds, radius_px)
         else:
             for i in range(n):
                 if sweep == 0:
                     p[i], _, _, _ = _lmfit_window(p[i], xs[i], ys[i], data[i], weights[i],
-                                                  max_iterations, vary_theta=False)
+                                                  max_iterations, seeds[i], radius_px,
+                                                  vary_theta=False)
                 p[i], iterations[i], converged[i], result = _lmfit_window(
-                    p[i], xs[i], ys[i], data[i], weights[i], max_iterations)
+                    p[i], xs[i], ys[i], data[i], weights[i], max_iterations, seeds[i],
+                    radius_px)
                 reports[i] = result.fit_report()
         moved = np.hypot(p[:, _X] - previous[:, _X], p[:, _Y] - previous[:, _Y])
         if np.all(moved[np.isfinite(moved)] < tolerance_px) and sweep > 0:
