@@ -4,6 +4,7 @@ The quick mode runs once per session (module fixture, ~20 s on 2 cores); everyth
 uses closed-form checks or a thin slab.
 """
 
+import dataclasses
 import json
 import math
 
@@ -42,7 +43,9 @@ def test_grid_and_scan_satisfy_the_sampling_limits():
     assert lam == pytest.approx(0.019687, rel=1e-4)  # 300 kV
     # Outer detector angle inside abTEM's 2/3 anti-aliasing aperture.
     assert p.sampling_A <= lam / (3 * 0.190) + 1e-12
-    assert sim.smooth_size(p.grid_points) == p.grid_points
+    # A whole, 2-3-5-smooth number of grid points per cell.
+    assert p.grid_points % p.cells == 0
+    assert sim.smooth_size(p.grid_points // p.cells, (2, 3, 5)) == p.grid_points // p.cells
     # Scan step at or below the Nyquist step of the ADF image, lambda / (4 alpha).
     assert p.lattice_constant_A / p.scan_points <= lam / (4 * 0.018)
     assert p.derived()["scanned_positions"] == len(sim.wedge_indices(p.scan_points))
@@ -70,6 +73,9 @@ def test_parameters_reject_bad_input():
         sim.SeriesParameters(phonon_sigmas_A={"Cs": 0.1})
     with pytest.raises(InputError):
         sim.SeriesParameters(device="tpu")
+    with pytest.raises(InputError, match="whole number of grid points per cell"):
+        sim.SeriesParameters(gpts=1024)
+    assert sim.SeriesParameters(gpts=1024, spread_scan=False).grid_points == 1024
 
 
 def test_slab_geometry_and_mid_slice_planes():
@@ -128,6 +134,36 @@ def test_wedge_unfolds_a_p4mm_symmetric_image():
     wedge = sim.wedge_indices(n)
     values = f[wedge[:, 1], wedge[:, 0]]
     assert np.allclose(sim.unfold_wedge(values, n), f)
+
+
+def test_spread_scan_maps_every_wedge_point_to_a_symmetry_equivalent_position():
+    p = sim.SeriesParameters()
+    a, n = p.lattice_constant_A, p.scan_points
+    spread = sim.scan_positions(p)
+    centre = sim.scan_positions(dataclasses.replace(p, spread_scan=False))
+    assert spread.shape == centre.shape == (len(sim.wedge_indices(n)), 2)
+    assert np.all((spread >= 0) & (spread < p.box_A))
+    # Reduced into one cell and folded by p4mm about the BX column, each point is the
+    # wedge point it stands for.
+    frac = np.mod(spread / a + 0.5, 1.0) - 0.5
+    folded = np.sort(np.abs(frac), axis=1)[:, ::-1]
+    assert np.allclose(folded, sim.wedge_indices(n) / n, atol=1e-9)
+    # Spread over every cell of the box (the BX column a point is mapped about is ambiguous
+    # on the cell edge, |frac| = 1/2, so those points are left out of the count).
+    inside = np.all(np.abs(frac) < 0.5 - 1e-9, axis=1)
+    cells = np.round(spread / a - frac).astype(int)[inside] % p.cells
+    counts = np.bincount(cells[:, 0] + p.cells * cells[:, 1], minlength=p.cells**2)
+    assert counts.min() >= 0.5 * counts.mean()
+    assert np.allclose(np.mod(centre / a, 1.0), sim.wedge_indices(n) / n)
+
+
+def test_spread_scan_gives_the_centre_cell_signal_for_a_static_lattice():
+    """Without displacements every cell and mirror image is the same: identical signal."""
+    p = sim.SeriesParameters(thicknesses_uc=(3,), sampling_factor=1.0, focal_nodes=1,
+                             phonon_sigmas_A={"Cs": 0.0, "Pb": 0.0, "Br": 0.0})
+    spread = sim.simulate_scans(p, [0], seed=0)
+    centre = sim.simulate_scans(dataclasses.replace(p, spread_scan=False), [0], seed=0)
+    np.testing.assert_allclose(spread, centre, rtol=2e-5)
 
 
 def test_cell_images_interpolate_exactly_and_blur_by_the_gaussian_multiplier():

@@ -72,6 +72,10 @@ def add_parser(subparsers):
                         f"(default {d.sampling_factor}; --quick 1.0)")
     s.add_argument("--scan-per-cell", type=int, default=None,
                    help="probe positions per cell side (default: Nyquist)")
+    s.add_argument("--no-spread-scan", dest="spread_scan", action="store_false",
+                   help="scan the whole wedge in the centre cell instead of spreading its "
+                        "points over the cells and p4mm images of the box (more phonon "
+                        "noise per configuration; for fixed-seed comparisons)")
     s.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                    help="abTEM device; auto uses the GPU when CuPy sees one (default auto)")
     s.add_argument("--max-time", type=float, default=None, metavar="S",
@@ -115,6 +119,9 @@ def _command_line(args) -> str:
     """The equivalent command with every option spelled out (for the sidecar)."""
     parts = ["stemqd", "simulate", "thickness-series"]
     for key, value in sorted(vars(args).items()):
+        if key == "spread_scan":  # store_false flag
+            parts += [] if value else ["--no-spread-scan"]
+            continue
         if key in ("func", "command", "simulate_command") or value is None or value is False \
                 or (isinstance(value, list) and not value):
             continue
@@ -181,7 +188,8 @@ def handler(args) -> int:
         phonon_sigmas_A=_parse_sigmas(args.sigma), chromatic_aberration_mm=args.cc,
         energy_spread_fwhm_eV=args.energy_spread, focal_nodes=args.focal_nodes,
         source_size_fwhm_A=args.source_size, blur_sigma_A=args.blur, gpts=args.gpts,
-        scan_per_cell=args.scan_per_cell, device=device, **kwargs)
+        scan_per_cell=args.scan_per_cell, spread_scan=args.spread_scan, device=device,
+        **kwargs)
     der = params.derived()
     mode = "quick" if args.quick else "reference"
     print(f"stemqd simulate thickness-series ({mode}): {configs} configurations, seed "
