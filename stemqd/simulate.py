@@ -82,6 +82,8 @@ from .errors import InputError
 
 __all__ = [
     "DEFAULT_NUM_CONFIGS",
+    "DEFAULT_PHONON_SAMPLING_FACTOR",
+    "DEFAULT_CORRECTION_CONFIGS",
     "DEFAULT_PHONON_SIGMAS_A",
     "QUICK_NUM_CONFIGS",
     "QUICK_SAMPLING_FACTOR",
@@ -132,6 +134,16 @@ MIN_CONFIGS_FOR_SE = 20
 #: 0.0042 at 30 uc. (Without the spread scan s1 was 0.114 on the same grid and 0.088 on
 #: 1024², needing 300-500 configurations.)
 DEFAULT_NUM_CONFIGS = 128
+
+#: Sampling factor of the phonon level of a two-level reference run (the admissible grid,
+#: 180 points per cell, about 5x cheaper per configuration than the target grid) and the
+#: number of grid-correction configurations run on both grids. The correction (target grid
+#: minus phonon grid at the same displacements) is a smooth numerical effect (+0.0071 at
+#: 30 uc, 0.004-0.010 over the series, in the sampling check) against a phonon scatter of
+#: ~0.05 per configuration of the ratio itself, so a few configurations pin it down; its
+#: own error is reported (``ratio_grid_correction_err``).
+DEFAULT_PHONON_SAMPLING_FACTOR = 1.0
+DEFAULT_CORRECTION_CONFIGS = 8
 
 #: Configurations of ``--quick`` (one per focal node): a smoke run, not a reference.
 QUICK_NUM_CONFIGS = 2
@@ -193,11 +205,12 @@ class SeriesParameters:
         (``sampling_factor`` scales that limit).
     sampling_factor : float
         Multiplies the largest admissible sampling lambda / (3 theta_out). Default 0.5
-        (0.0172 Å, 1024² for 3 x 3 cells), from the convergence check at a fixed seed
-        (simulations/reference/convergence_sampling.csv): refining 0.0344 -> 0.0310 ->
-        0.0275 -> 0.0241 -> 0.0172 Å raised the 30 uc ratio by 0.001, 0.003, 0.0045 and
-        0.0074, so the admissible grid (factor 1) is biased by more than the 0.005 target;
-        convergence below 0.0172 Å is not yet demonstrated. ``--quick`` uses factor 1.
+        (360 points per cell, 0.0163 Å, 1080² for 3 x 3 cells), from the convergence check at
+        a fixed seed (simulations/reference/convergence_sampling.csv): refining 180 -> 243
+        -> 360 -> 486 points per cell (0.0326 -> 0.0242 -> 0.0163 -> 0.0121 Å) raised the
+        30 uc ratio by 0.0037, 0.0071 and 0.0089, so the admissible grid (factor 1) is biased
+        by more than the 0.005 target; the step from 360 to 486 points changes the ratio by
+        at most 0.0024 at any thickness. ``--quick`` uses factor 1.
     scan_per_cell : int or None
         Probe positions per cell side; None: the fewest with a step <= lambda / (4 alpha).
     spread_scan : bool
@@ -593,7 +606,7 @@ def scan_positions(params: SeriesParameters) -> np.ndarray:
 
 # Multislice ---------------------------------------------------------------------------------
 
-def simulate_scans(params: SeriesParameters, configs, seed: int, *,
+def simulate_scans(params: SeriesParameters, configs, seed: int, *, nodes=None,
                    thicknesses_uc=None, exit_planes: bool = True, num_workers: int | None = None):
     """ADF signal on the wedge scan for the given phonon configurations, every thickness.
 
@@ -604,6 +617,9 @@ def simulate_scans(params: SeriesParameters, configs, seed: int, *,
         Configuration indices (each has its own displacements and focal node).
     seed : int
         Seed of the displacements.
+    nodes : sequence of int, optional
+        Focal node of each configuration (default: the prefix-stable allocation of
+        configurations 0, 1, ... over the nodes).
     thicknesses_uc : sequence of int, optional
         Thicknesses to record (default ``params.thicknesses_uc``).
     exit_planes : bool
@@ -625,9 +641,9 @@ def simulate_scans(params: SeriesParameters, configs, seed: int, *,
     thick = tuple(params.thicknesses_uc if thicknesses_uc is None else
                   (int(t) for t in thicknesses_uc))
     configs = np.atleast_1d(np.asarray(configs, int))
-    nodes, _ = focal_nodes(params.focal_nodes, params.focal_spread_A)
-    node_of = _config_nodes(int(configs.max()) + 1, focal_nodes(
-        params.focal_nodes, params.focal_spread_A)[1])[configs]
+    defocus_nodes, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
+    node_of = (_config_nodes(int(configs.max()) + 1, weights)[configs] if nodes is None
+               else np.asarray(nodes, int))
     a = params.lattice_constant_A
     positions = scan_positions(params)
     scan = abtem.CustomScan(positions)
@@ -650,7 +666,7 @@ def simulate_scans(params: SeriesParameters, configs, seed: int, *,
         return probe.scan(potential, scan=scan, detectors=detector)
 
     jobs = []  # (config rows, thickness columns, lazy measurement)
-    for j, defocus in enumerate(nodes):
+    for j, defocus in enumerate(defocus_nodes):
         rows = np.flatnonzero(node_of == j)
         if len(rows) == 0:
             continue
@@ -821,6 +837,11 @@ class SeriesResult:
         Per-configuration intensities ``{(type, method): (configs, thicknesses)}``.
     info : dict
         Run metadata (time, configurations requested and reached, device, flags, ...).
+    correction : ndarray, shape (2, correction configs, thicknesses, wedge positions)
+        Two-level runs only: the grid-correction configurations on the phonon grid [0] and
+        on the target grid [1].
+    correction_nodes : ndarray of int
+        Focal node of every grid-correction configuration.
     """
 
     table: pd.DataFrame
@@ -830,6 +851,8 @@ class SeriesResult:
     nodes: np.ndarray
     per_config: dict
     info: dict = field(default_factory=dict)
+    correction: np.ndarray | None = None
+    correction_nodes: np.ndarray | None = None
 
 
 #: Most groups of the delete-a-group jackknife of the frozen-phonon error.
@@ -865,7 +888,8 @@ def _estimates(measured: dict) -> dict:
     return out
 
 
-def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters) -> tuple:
+def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters, *,
+                   correction=None) -> tuple:
     """Table of intensities and ratios, with frozen-phonon errors, from raw wedge scans.
 
     Values are measured on the phonon- and focus-averaged image. Their standard errors come
@@ -876,6 +900,24 @@ def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters)
     per-configuration error of the default ratio is also reported as
     ``ratio_err_per_config`` for comparison.
 
+    Two-level Monte Carlo (``correction`` given; Giles, Oper. Res. 56, 607 (2008)): the
+    averaged image is the phonon average of ``raw`` (a cheaper potential grid) plus the mean
+    difference target-grid minus phonon-grid over independent correction configurations
+    simulated on both. Both terms are linear in the scans, so the sum is an unbiased
+    estimate of the target-grid average; the two levels are jackknifed separately and their
+    variances added. ``ratio_grid_correction`` is the change of the ratio that the second
+    term makes (NaN for a one-level run).
+
+    Parameters
+    ----------
+    raw : ndarray, shape (configs, thicknesses, wedge positions)
+    nodes : ndarray of int
+        Focal node of every configuration of ``raw``.
+    params : SeriesParameters
+    correction : tuple (ndarray of shape (2, m, thicknesses, positions), ndarray), optional
+        Scans of the correction configurations on the phonon grid and on the target grid,
+        and their focal nodes.
+
     Returns
     -------
     table : pandas.DataFrame
@@ -884,7 +926,7 @@ def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters)
     flags : list of str
         Fitter flags raised on any centre-tile column.
     error_method : str
-        "jackknife (B groups)" or "per-configuration scatter".
+        "jackknife (B groups)" or "per-configuration scatter" (two-level: both levels named).
     """
     n = params.scan_points
     _, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
@@ -892,11 +934,17 @@ def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters)
     present = counts > 0
     wj = weights[present] / weights[present].sum()
     var_factor = float(np.sum(wj**2 / counts[present]))
-    full = unfold_wedge(raw, n)  # (configs, thicknesses, n, n)
-    images = _cell_images(full, params)
+    images = _cell_images(unfold_wedge(raw, n), params)  # (configs, thicknesses, m, m)
+    phonon_mean = np.tensordot(_ensemble_weights(nodes, weights), images, axes=(0, 0))
+    if correction is not None:
+        corr_raw, corr_nodes = correction
+        # Interpolation and blur are linear: difference first, then one image per config.
+        diffs = _cell_images(unfold_wedge(corr_raw[1] - corr_raw[0], n), params)
+        grid_delta = np.tensordot(_ensemble_weights(corr_nodes, weights), diffs, axes=(0, 0))
+    else:
+        grid_delta = np.zeros_like(phonon_mean)
     per = measure_cell_images(images, params)
-    mean = measure_cell_images(np.tensordot(_ensemble_weights(nodes, weights), images,
-                                            axes=(0, 0)), params)
+    mean = measure_cell_images(phonon_mean + grid_delta, params)
     est = _estimates(mean)
     n_cfg = raw.shape[0]
 
@@ -912,23 +960,43 @@ def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters)
         r = est[("ratio", meth)]
         z = (per[("A", meth)] - r * per[("BX", meth)]) / mean[("BX", meth)]
         scatter[("ratio", meth)] = per_config_se(z)
-    groups = _jackknife_groups(nodes, len(weights))
-    if groups:
-        leave_out = []
+
+    def jackknife_variance(level_nodes, leave_out_image):
+        groups = _jackknife_groups(level_nodes, len(weights))
+        if not groups:
+            return None, 0
+        values = []
         for g in groups:
-            keep = np.ones(n_cfg, bool)
+            keep = np.ones(len(level_nodes), bool)
             keep[g] = False
-            sub = np.tensordot(_ensemble_weights(nodes, weights, keep), images, axes=(0, 0))
-            leave_out.append(_estimates(measure_cell_images(sub, params)))
+            values.append(_estimates(measure_cell_images(leave_out_image(keep), params)))
         b = len(groups)
-        errors = {k: np.sqrt((b - 1) / b * np.sum(
-            (np.array([lo[k] for lo in leave_out]) - np.mean([lo[k] for lo in leave_out],
-                                                               axis=0)) ** 2, axis=0))
-            for k in est}
-        error_method = f"jackknife ({b} groups)"
-    else:
-        errors = scatter
+        return {k: (b - 1) / b * np.sum((np.array([v[k] for v in values])
+                                         - np.mean([v[k] for v in values], axis=0)) ** 2,
+                                        axis=0) for k in est}, b
+
+    var0, b0 = jackknife_variance(nodes, lambda keep: np.tensordot(
+        _ensemble_weights(nodes, weights, keep), images, axes=(0, 0)) + grid_delta)
+    if var0 is None:
+        var0 = {k: v**2 for k, v in scatter.items()}
         error_method = "per-configuration scatter"
+    else:
+        error_method = f"jackknife ({b0} groups)"
+    grid_corr = {k: np.full(len(params.thicknesses_uc), np.nan) for k in ("ratio", "err")}
+    var = dict(var0)
+    if correction is not None:
+        var1, b1 = jackknife_variance(corr_nodes, lambda keep: phonon_mean + np.tensordot(
+            _ensemble_weights(corr_nodes, weights, keep), diffs, axes=(0, 0)))
+        if var1 is None:
+            raise InputError("the grid correction needs at least two configurations per "
+                             "focal node")
+        var = {k: var0[k] + var1[k] for k in est}
+        error_method = (f"two-level: phonon grid {error_method}, grid correction "
+                        f"jackknife ({b1} groups)")
+        phonon_only = _estimates(measure_cell_images(phonon_mean, params))
+        grid_corr = {"ratio": est[("ratio", "volume")] - phonon_only[("ratio", "volume")],
+                     "err": np.sqrt(var1[("ratio", "volume")])}
+    errors = {k: np.sqrt(v) for k, v in var.items()}
     thick = np.array(params.thicknesses_uc)
     table = {"thickness_uc": thick, "thickness_nm": thick * params.lattice_constant_A / 10.0}
     units = {"volume": "_A2", "peak": "", "disc": "_A2"}
@@ -941,39 +1009,58 @@ def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters)
         table[f"ratio_{meth}_err"] = errors[("ratio", meth)]
     table["ratio"] = table["ratio_volume"]
     table["ratio_err"] = table["ratio_volume_err"]
+    table["ratio_err_phonon"] = np.sqrt(var0[("ratio", "volume")])
     table["ratio_err_per_config"] = scatter[("ratio", "volume")]
+    table["ratio_grid_correction"] = grid_corr["ratio"]
+    table["ratio_grid_correction_err"] = grid_corr["err"]
     table["num_configs"] = np.full(len(thick), n_cfg)
     flags = sorted(per["flags"] | mean["flags"])
     per_config = {k: v for k, v in per.items() if k != "flags"}
     return pd.DataFrame(table), per_config, flags, error_method
 
 
+#: Configuration indices of the grid-correction level start here, so that its displacements
+#: are independent of those of the phonon level (configurations 0, 1, ...).
+CORRECTION_CONFIG_OFFSET = 2**30
+
+
 def thickness_series(params: SeriesParameters | None = None, *,
-                     num_configs: int = QUICK_NUM_CONFIGS,
-                     seed: int = 0, batch_configs: int | None = None,
-                     max_time_s: float | None = None, raw_path=None, resume: bool = False,
-                     progress=None, num_workers: int | None = None) -> SeriesResult:
+                     num_configs: int = QUICK_NUM_CONFIGS, seed: int = 0,
+                     phonon_sampling_factor: float | None = None, correction_configs: int = 0,
+                     batch_configs: int | None = None, max_time_s: float | None = None,
+                     raw_path=None, resume: bool = False, progress=None,
+                     num_workers: int | None = None) -> SeriesResult:
     """ADF-STEM thickness series of CsPbBr3 [001], measured through the column fitter.
 
     Parameters
     ----------
     params : SeriesParameters, optional
-        Physics and numerics (defaults: methods.md §3).
+        Physics and numerics (defaults: methods.md §3); the series is for these.
     num_configs : int
         Frozen-phonon configurations requested (spread over the focal nodes).
     seed : int
         Seed of every displacement; configuration c is the same in any run with this seed.
+    phonon_sampling_factor : float, optional
+        Two-level Monte Carlo: take the frozen-phonon average on the coarser potential grid
+        of this sampling factor and add the grid correction (target grid minus phonon grid)
+        measured on ``correction_configs`` further configurations simulated on both grids
+        (see :func:`analyse_series`). The correction varies little between configurations,
+        so a few suffice, while the many phonon configurations cost a fraction of the target
+        grid's. None, or the factor of ``params``: one level on the grid of ``params``.
+    correction_configs : int
+        Configurations of the grid correction (two-level runs; at least two per focal node).
     batch_configs : int, optional
         Configurations simulated per batch (default: one per focal node times the cores).
     max_time_s : float, optional
         Wall-time budget: no batch is started that is expected to end after it. The result
-        then holds the configurations reached (``info["complete"]`` is False).
+        then holds the configurations reached (``info["complete"]`` is False). The grid
+        correction is simulated first.
     raw_path : path, optional
         Checkpoint of the raw wedge scans (.npz), rewritten atomically after every batch.
     resume : bool
         Continue from ``raw_path`` if it holds configurations of the same parameters and seed.
     progress : callable, optional
-        ``progress(done, total, elapsed_s)`` after every batch.
+        ``progress(done, total, elapsed_s)`` after every batch (corrections included).
     num_workers : int, optional
         Dask threads.
 
@@ -984,53 +1071,121 @@ def thickness_series(params: SeriesParameters | None = None, *,
     params = params or SeriesParameters()
     if num_configs < 1:
         raise InputError(f"need at least one configuration, got {num_configs}")
+    level0 = _phonon_level(params, phonon_sampling_factor)
+    two_level = level0 != params
+    if two_level and correction_configs < 2 * params.focal_nodes:
+        raise InputError(f"a coarser phonon grid needs at least {2 * params.focal_nodes} "
+                         f"grid-correction configurations (two per focal node), got "
+                         f"{correction_configs}")
+    m_corr = int(correction_configs) if two_level else 0
     t0 = time.perf_counter()
     _, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
     all_nodes = _config_nodes(num_configs, weights)
-    key = _params_key(params, seed)
-    done = 0
-    raw = np.empty((0, len(params.thicknesses_uc), len(wedge_indices(params.scan_points))))
+    corr_nodes_all = _config_nodes(max(m_corr, 1), weights)[:m_corr]
+    key, corr_key = _params_key(level0, seed), _correction_key(level0, params, seed)
+    shape = (len(params.thicknesses_uc), len(wedge_indices(params.scan_points)))
+    raw = np.empty((0,) + shape)
+    corr = np.empty((2, 0) + shape)
     if resume and raw_path is not None and Path(raw_path).exists():
         with np.load(raw_path, allow_pickle=False) as z:
             if str(z["key"]) == key:
                 raw = z["raw"][:num_configs]
-                done = len(raw)
+            if two_level and "corr_key" in z and str(z["corr_key"]) == corr_key:
+                corr = z["corr"][:, :m_corr]
     if batch_configs is None:
         batch_configs = params.focal_nodes * max(1, (num_workers or os.cpu_count() or 1))
-    resumed = done
-    batch_times = []
-    while done < num_configs:
-        if max_time_s is not None and batch_times:
-            elapsed = time.perf_counter() - t0
-            if elapsed + max(batch_times) > max_time_s:
-                break
+    resumed, resumed_corr = len(raw), corr.shape[1]
+    total = num_configs + m_corr
+    batch_times = {"correction": [], "phonon": []}
+    stopped = False
+
+    def save():
+        if raw_path is not None:
+            _save_raw(raw_path, raw, all_nodes[:len(raw)], key, seed,
+                      correction=(corr, corr_nodes_all[:corr.shape[1]], corr_key)
+                      if two_level else None)
+
+    def over_budget(stage):
+        times = batch_times[stage]
+        return (max_time_s is not None and bool(times)
+                and time.perf_counter() - t0 + max(times) > max_time_s)
+
+    while corr.shape[1] < m_corr and not stopped:
+        if over_budget("correction"):
+            stopped = True
+            break
+        k0 = corr.shape[1]
+        k1 = min(m_corr, k0 + batch_configs)
+        cfgs, nds = CORRECTION_CONFIG_OFFSET + np.arange(k0, k1), corr_nodes_all[k0:k1]
+        tb = time.perf_counter()
+        pair = np.stack([simulate_scans(p, cfgs, seed, nodes=nds, num_workers=num_workers)
+                         for p in (level0, params)])
+        batch_times["correction"].append(time.perf_counter() - tb)
+        corr = np.concatenate([corr, pair], axis=1)
+        save()
+        if progress is not None:
+            progress(len(raw) + corr.shape[1], total, time.perf_counter() - t0)
+    while len(raw) < num_configs and not stopped:
+        if over_budget("phonon"):
+            break
+        done = len(raw)
         stop = min(num_configs, done + batch_configs)
         tb = time.perf_counter()
-        chunk = simulate_scans(params, np.arange(done, stop), seed, num_workers=num_workers)
-        batch_times.append(time.perf_counter() - tb)
+        chunk = simulate_scans(level0, np.arange(done, stop), seed, num_workers=num_workers)
+        batch_times["phonon"].append(time.perf_counter() - tb)
         raw = np.concatenate([raw, chunk])
-        done = stop
-        if raw_path is not None:
-            _save_raw(raw_path, raw, all_nodes[:done], key, seed)
+        save()
         if progress is not None:
-            progress(done, num_configs, time.perf_counter() - t0)
+            progress(len(raw) + corr.shape[1], total, time.perf_counter() - t0)
+    done = len(raw)
     nodes = all_nodes[:done]
+    corr_nodes = corr_nodes_all[:corr.shape[1]]
     t_sim = time.perf_counter() - t0
-    table, per_config, flags, error_method = analyse_series(raw, nodes, params)
+    use_corr = two_level and corr.shape[1] >= 2 * params.focal_nodes
+    table, per_config, flags, error_method = analyse_series(
+        raw, nodes, params, correction=(corr, corr_nodes) if use_corr else None)
     info = {
         "num_configs_requested": int(num_configs),
         "num_configs": int(done),
         "resumed_configs": int(resumed),
         "configs_per_node": np.bincount(nodes, minlength=len(weights)).tolist(),
-        "complete": bool(done == num_configs),
+        "two_level": bool(two_level),
+        "complete": bool(done == num_configs and corr.shape[1] == m_corr),
         "simulation_time_s": t_sim,
         "run_time_s": time.perf_counter() - t0,
         "fit_flags": flags,
         "error_method": error_method,
         "device": params.device,
     }
+    if two_level:
+        info["phonon_grid"] = {"sampling_factor": level0.sampling_factor,
+                               "gpts": level0.grid_points, "sampling_A": level0.sampling_A}
+        info["correction_configs_requested"] = m_corr
+        info["correction_configs"] = int(corr.shape[1])
+        info["resumed_correction_configs"] = int(resumed_corr)
+        info["correction_applied"] = bool(use_corr)
     return SeriesResult(table=table, params=params, seed=seed, raw=raw, nodes=nodes,
-                        per_config=per_config, info=info)
+                        per_config=per_config, info=info,
+                        correction=corr if two_level else None,
+                        correction_nodes=corr_nodes if two_level else None)
+
+
+def _phonon_level(params: SeriesParameters, phonon_sampling_factor: float | None):
+    """Parameters of the phonon level: ``params`` on the grid of the given sampling factor."""
+    if phonon_sampling_factor is None or (params.gpts is None and
+                                          phonon_sampling_factor == params.sampling_factor):
+        return params
+    level0 = dataclasses.replace(params, sampling_factor=float(phonon_sampling_factor),
+                                 gpts=None)
+    if level0.grid_points >= params.grid_points:
+        raise InputError(f"the phonon grid ({level0.grid_points}²) must be coarser than the "
+                         f"target grid ({params.grid_points}²)")
+    return level0
+
+
+def _correction_key(level0: SeriesParameters, params: SeriesParameters, seed: int) -> str:
+    return json.dumps({"phonon": _params_key(level0, seed),
+                       "target": _params_key(params, seed)}, sort_keys=True)
 
 
 def _params_key(params: SeriesParameters, seed: int) -> str:
@@ -1042,14 +1197,20 @@ def _params_key(params: SeriesParameters, seed: int) -> str:
     return json.dumps({"params": d, "seed": seed}, sort_keys=True)
 
 
-def _save_raw(path, raw, nodes, key, seed):
+def _save_raw(path, raw, nodes, key, seed, correction=None):
+    """Checkpoint: phonon-level scans, and (two-level runs) the grid-correction scans."""
     import io as _io
 
     from .io import atomic_write_bytes
 
+    extra = {}
+    if correction is not None:
+        corr, corr_nodes, corr_key = correction
+        extra = {"corr": corr.astype(np.float64), "corr_nodes": corr_nodes,
+                 "corr_key": np.array(corr_key)}
     buf = _io.BytesIO()
     np.savez_compressed(buf, raw=raw.astype(np.float64), nodes=nodes, key=np.array(key),
-                        seed=np.array(seed))
+                        seed=np.array(seed), **extra)
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -1129,12 +1290,18 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
 
     csv_path = Path(csv_path)
     raw = raw_path_for(csv_path)
-    _save_raw(raw, result.raw, result.nodes, _params_key(result.params, result.seed),
-              result.seed)
+    level0 = result.params
+    correction = None
+    if result.correction is not None:
+        level0 = _phonon_level(result.params, result.info["phonon_grid"]["sampling_factor"])
+        correction = (result.correction, result.correction_nodes,
+                      _correction_key(level0, result.params, result.seed))
+    _save_raw(raw, result.raw, result.nodes, _params_key(level0, result.seed), result.seed,
+              correction=correction)
     table = result.table
     last = table.iloc[-1]
     n_cfg = result.info.get("num_configs", len(result.raw))
-    s1 = float(last["ratio_err"]) * math.sqrt(n_cfg)
+    s1 = float(last["ratio_err_phonon"]) * math.sqrt(n_cfg)
     reliable = bool(n_cfg >= MIN_CONFIGS_FOR_SE)
     sidecar = {
         "description": "ADF-STEM thickness series of CsPbBr3 [001] (abTEM multislice, frozen "
@@ -1158,13 +1325,18 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
             "thickness_uc": int(last["thickness_uc"]),
             "ratio_se": float(last["ratio_err"]),
             "ratio_se_method": result.info.get("error_method"),
+            "ratio_se_phonon_level": float(last["ratio_err_phonon"]),
             "ratio_se_per_config_scatter": float(last["ratio_err_per_config"]),
+            "ratio_grid_correction": float(last["ratio_grid_correction"]),
+            "ratio_grid_correction_se": float(last["ratio_grid_correction_err"]),
             "target_se": TARGET_RATIO_SE,
             "se_reliable": reliable,
             "target_met": bool(reliable and float(last["ratio_err"]) < TARGET_RATIO_SE),
             "single_config_equivalent_se": s1,
             "configs_needed_for_target": (math.ceil((s1 / TARGET_RATIO_SE) ** 2)
                                           if math.isfinite(s1) else None),
+            "single_config_equivalent_se_note": "phonon level: ratio_se_phonon_level x "
+                                                "sqrt(configurations)",
         },
         **{k: v for k, v in result.info.items()},
         "versions": versions(),

@@ -343,3 +343,67 @@ def test_quick_mode_does_not_claim_the_error_target(quick_run):
     fp = side["frozen_phonon_convergence"]
     assert fp["se_reliable"] is False and fp["target_met"] is False
     assert "unreliable" in side["status"]
+
+
+# Two-level Monte Carlo ---------------------------------------------------------------------
+
+def _wedge_scans(params, amplitudes, rng, noise):
+    """Wedge scans of periodic Gaussian columns: amplitudes (configs, thicknesses, 3 types)."""
+    n, a = params.scan_points, params.lattice_constant_A
+    x = np.arange(n) * a / n
+    def bump(c):  # periodic Gaussian of sigma 0.4 Å centred at c, Å
+        d = (x - c + a / 2) % a - a / 2
+        return np.exp(-d**2 / (2 * 0.4**2))
+    gx = {f: bump(f * a) for f in (0.0, 0.5)}
+    shapes = [np.outer(gx[0.0], gx[0.0]), np.outer(gx[0.5], gx[0.5]),  # BX, A
+              np.outer(gx[0.0], gx[0.5]) + np.outer(gx[0.5], gx[0.0])]  # X [y, x]
+    wedge = sim.wedge_indices(n)
+    basis = np.stack([s[wedge[:, 1], wedge[:, 0]] for s in shapes])  # (3, positions)
+    scans = np.einsum("ctk,kp->ctp", amplitudes, basis)
+    return scans + noise * rng.standard_normal(scans.shape)
+
+
+def test_two_level_estimate_is_the_target_grid_average_when_the_levels_share_configurations():
+    """mean(coarse) + mean(fine - coarse) over the same configurations == mean(fine)."""
+    p = sim.SeriesParameters(thicknesses_uc=(2, 4), scan_per_cell=12, fit_pixel_A=0.25)
+    rng = np.random.default_rng(5)
+    amp = np.array([[1.0, 0.35, 0.2], [1.8, 0.6, 0.35]])  # BX, A, X per thickness
+    coarse = _wedge_scans(p, amp * (1 + 0.05 * rng.standard_normal((6, 2, 3))), rng, 1e-3)
+    fine = coarse + _wedge_scans(p, np.tile([0.02, 0.03, 0.0], (6, 2, 1)), rng, 1e-4)
+    nodes = sim._config_nodes(6, sim.focal_nodes(p.focal_nodes, p.focal_spread_A)[1])
+    two, _, _, method = sim.analyse_series(coarse, nodes, p,
+                                           correction=(np.stack([coarse, fine]), nodes))
+    direct, _, _, _ = sim.analyse_series(fine, nodes, p)
+    one, _, _, _ = sim.analyse_series(coarse, nodes, p)
+    np.testing.assert_allclose(two.ratio, direct.ratio, rtol=1e-9)
+    np.testing.assert_allclose(two.ratio_grid_correction, direct.ratio - one.ratio, rtol=1e-9)
+    # The correction raised A more than BX (0.03 / 0.35 vs 0.02 / 1): the ratio goes up.
+    assert np.all(two.ratio_grid_correction > 0)
+    assert method.startswith("two-level") and np.all(two.ratio_err >= two.ratio_err_phonon)
+    assert np.all(np.isnan(one.ratio_grid_correction))
+
+
+def test_two_level_run_checkpoints_resumes_and_records_both_grids(tmp_path):
+    out = tmp_path / "two.csv"
+    common = ["simulate", "thickness-series", "--out", str(out), "--thicknesses", "2",
+              "--scan-per-cell", "8", "--sampling-factor", "0.9", "--plot", "none",
+              "--device", "cpu", "--phonon-sampling-factor", "1.0",
+              "--correction-configs", "4"]
+    assert main(common + ["--configs", "2"]) == 0
+    z = np.load(sim.raw_path_for(out))
+    assert z["raw"].shape == (2, 1, len(sim.wedge_indices(8))) and z["corr"].shape[:2] == (2, 4)
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["two_level"] and side["phonon_grid"]["gpts"] == 540
+    assert side["derived"]["gpts"] == 576 and side["correction_configs"] == 4
+    assert side["error_method"].startswith("two-level")
+    table = pd.read_csv(out)
+    assert np.all(np.isfinite(table.ratio_grid_correction))
+    # The correction configurations are independent of the phonon level's.
+    assert not np.allclose(z["corr"][0, :2], z["raw"], rtol=1e-3)
+    # Resuming with more phonon configurations re-uses both levels.
+    assert main(common + ["--configs", "4", "--resume"]) == 0
+    z2 = np.load(sim.raw_path_for(out))
+    assert np.array_equal(z2["corr"], z["corr"]) and np.array_equal(z2["raw"][:2], z["raw"])
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert [s["configs_simulated"] for s in side["sessions"]] == [2, 2]
+    assert [s["correction_configs_simulated"] for s in side["sessions"]] == [4, 0]

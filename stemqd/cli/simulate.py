@@ -19,8 +19,9 @@ from ..errors import InputError
 
 def add_parser(subparsers):
     """Register ``simulate`` and its ``thickness-series`` subcommand."""
-    from ..simulate import (DEFAULT_NUM_CONFIGS, DEFAULT_PHONON_SIGMAS_A, QUICK_NUM_CONFIGS,
-                            SeriesParameters)
+    from ..simulate import (DEFAULT_CORRECTION_CONFIGS, DEFAULT_NUM_CONFIGS,
+                            DEFAULT_PHONON_SAMPLING_FACTOR, DEFAULT_PHONON_SIGMAS_A,
+                            QUICK_NUM_CONFIGS, SeriesParameters)
 
     d = SeriesParameters()
     p = subparsers.add_parser("simulate", help="abTEM multislice references",
@@ -70,6 +71,14 @@ def add_parser(subparsers):
     s.add_argument("--sampling-factor", type=float, default=None, metavar="F",
                    help="potential sampling as a fraction of the coarsest admissible one "
                         f"(default {d.sampling_factor}; --quick 1.0)")
+    s.add_argument("--phonon-sampling-factor", type=float, default=None, metavar="F",
+                   help="two-level Monte Carlo: take the frozen-phonon average on this "
+                        "coarser grid and add a grid correction from --correction-configs "
+                        f"configurations run on both grids (default {DEFAULT_PHONON_SAMPLING_FACTOR}; "
+                        "--quick and a value equal to --sampling-factor: one level)")
+    s.add_argument("--correction-configs", type=int, default=DEFAULT_CORRECTION_CONFIGS,
+                   metavar="M", help="configurations of the grid correction (default "
+                                     f"{DEFAULT_CORRECTION_CONFIGS})")
     s.add_argument("--scan-per-cell", type=int, default=None,
                    help="probe positions per cell side (default: Nyquist)")
     s.add_argument("--no-spread-scan", dest="spread_scan", action="store_false",
@@ -135,11 +144,11 @@ def _command_line(args) -> str:
     return " ".join(parts)
 
 
-def _previous_sessions(out, params, seed) -> list:
-    """Sessions recorded in the sidecar of the run being resumed (same physics and seed)."""
+def _previous_sessions(out, level0, seed) -> list:
+    """Sessions recorded in the sidecar of the run being resumed (same phonon level, seed)."""
     import json
 
-    from ..simulate import _params_key, SeriesParameters, sidecar_path
+    from ..simulate import _params_key, _phonon_level, SeriesParameters, sidecar_path
 
     path = sidecar_path(out)
     try:
@@ -147,9 +156,11 @@ def _previous_sessions(out, params, seed) -> list:
         old_params = SeriesParameters(**{
             k: (tuple(v) if k == "thicknesses_uc" else v)
             for k, v in old["parameters"].items()})
-    except (OSError, ValueError, KeyError, TypeError):
+        old_level0 = _phonon_level(old_params, old.get("phonon_grid", {}).get(
+            "sampling_factor"))
+    except (OSError, ValueError, KeyError, TypeError, InputError):
         return []
-    if _params_key(old_params, old.get("seed")) != _params_key(params, seed):
+    if _params_key(old_level0, old.get("seed")) != _params_key(level0, seed):
         return []
     if "sessions" in old:
         return list(old["sessions"])
@@ -164,8 +175,9 @@ def _previous_sessions(out, params, seed) -> list:
 
 def handler(args) -> int:
     """Run the series and write CSV, sidecar, raw archive and plot."""
-    from ..simulate import (DEFAULT_NUM_CONFIGS, QUICK_NUM_CONFIGS, QUICK_SAMPLING_FACTOR,
-                            SeriesParameters, plot_series, raw_path_for, resolve_device,
+    from ..simulate import (DEFAULT_NUM_CONFIGS, DEFAULT_PHONON_SAMPLING_FACTOR,
+                            QUICK_NUM_CONFIGS, QUICK_SAMPLING_FACTOR, SeriesParameters,
+                            _phonon_level, plot_series, raw_path_for, resolve_device,
                             thickness_series, write_series)
 
     out = Path(args.out)
@@ -190,37 +202,52 @@ def handler(args) -> int:
         source_size_fwhm_A=args.source_size, blur_sigma_A=args.blur, gpts=args.gpts,
         scan_per_cell=args.scan_per_cell, spread_scan=args.spread_scan, device=device,
         **kwargs)
+    if args.phonon_sampling_factor is None:
+        args.phonon_sampling_factor = (params.sampling_factor if args.quick or args.gpts
+                                       else DEFAULT_PHONON_SAMPLING_FACTOR)
+    level0 = _phonon_level(params, args.phonon_sampling_factor)
     der = params.derived()
     mode = "quick" if args.quick else "reference"
     print(f"stemqd simulate thickness-series ({mode}): {configs} configurations, seed "
           f"{args.seed}, {device}; grid {der['gpts']}^2 ({der['sampling_A']:.4f} Å), "
           f"{der['scanned_positions']} probe positions, thicknesses "
-          f"{params.thicknesses_uc[0]}-{params.thicknesses_uc[-1]} uc", file=sys.stderr)
+          f"{params.thicknesses_uc[0]}-{params.thicknesses_uc[-1]} uc"
+          + (f"; phonon average on {level0.grid_points}^2, grid correction from "
+             f"{args.correction_configs} configurations" if level0 != params else ""),
+          file=sys.stderr)
 
     def progress(done, total, elapsed):
         print(f"  {done}/{total} configurations, {elapsed:.0f} s", file=sys.stderr)
 
     t0 = time.perf_counter()
     result = thickness_series(params, num_configs=configs, seed=args.seed,
+                              phonon_sampling_factor=args.phonon_sampling_factor,
+                              correction_configs=args.correction_configs,
                               batch_configs=args.batch, max_time_s=args.max_time,
                               raw_path=raw_path_for(out), resume=args.resume,
                               progress=progress)
     result.info["run_time_s"] = time.perf_counter() - t0
     command = _command_line(args)
-    sessions = _previous_sessions(out, params, args.seed) if result.info["resumed_configs"] \
-        else []
+    resumed = result.info["resumed_configs"] or result.info.get("resumed_correction_configs")
+    sessions = _previous_sessions(out, level0, args.seed) if resumed else []
     sessions.append({
         "command": command,
         "configs_requested": result.info["num_configs_requested"],
         "configs_simulated": result.info["num_configs"] - result.info["resumed_configs"],
         "configs_total": result.info["num_configs"],
+        **({"correction_configs_simulated": result.info["correction_configs"]
+            - result.info["resumed_correction_configs"],
+            "correction_configs_total": result.info["correction_configs"]}
+           if result.info["two_level"] else {}),
         "simulation_time_s": result.info["simulation_time_s"],
         "run_time_s": result.info["run_time_s"], "device": device,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     # A resumed run is complete only when it reaches the largest request of any session.
     requested = max([configs] + [x.get("configs_requested") or 0 for x in sessions])
     result.info["num_configs_requested"] = requested
-    result.info["complete"] = result.info["num_configs"] >= requested
+    result.info["complete"] = result.info["num_configs"] >= requested and (
+        result.info.get("correction_configs", 0)
+        >= result.info.get("correction_configs_requested", 0))
     known = [x["simulation_time_s"] for x in sessions if x.get("simulation_time_s") is not None]
     extra = {"sessions": sessions, "simulation_time_total_s": float(sum(known)),
              "simulation_time_total_complete": len(known) == len(sessions)}
