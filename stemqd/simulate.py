@@ -51,6 +51,11 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
   translations and p4mm operations of the box); the frozen-phonon standard error of the
   30 uc ratio per configuration fell from 0.114 to 0.047 (16 configurations each, same
   seed and grid), i.e. about 6x fewer configurations for the same error.
+* **Two-level Monte Carlo (cost reduction).** The reference takes the frozen-phonon average
+  on the admissible grid (180 points per cell) and adds the grid correction, target grid
+  (360 per cell) minus admissible grid at the same displacements, averaged over a few
+  independent configurations simulated on both (Giles 2008; :func:`analyse_series`). The
+  sum is an unbiased estimate of the target-grid average at about a fifth of its cost.
 * **Measurement.** The per-cell image is Fourier-interpolated to about ``fit_pixel_A``, tiled
   ``fit_tiles`` x ``fit_tiles`` and fitted with :func:`stemqd.fit.refine_columns` (disk radius
   ``fit_radius_A``); the columns of the centre tile are kept. Intensities are ADF signals as a

@@ -163,7 +163,8 @@ def test_spread_scan_gives_the_centre_cell_signal_for_a_static_lattice():
                              phonon_sigmas_A={"Cs": 0.0, "Pb": 0.0, "Br": 0.0})
     spread = sim.simulate_scans(p, [0], seed=0)
     centre = sim.simulate_scans(dataclasses.replace(p, spread_scan=False), [0], seed=0)
-    np.testing.assert_allclose(spread, centre, rtol=2e-5)
+    # float32 multislice: agreement to ~1e-7 of the incident intensity (1).
+    np.testing.assert_allclose(spread, centre, rtol=2e-5, atol=1e-6)
 
 
 def test_cell_images_interpolate_exactly_and_blur_by_the_gaussian_multiplier():
