@@ -9,7 +9,7 @@ Medians over ``--repeats``.
 
     nice -n 10 .venv/bin/python benchmarks/bench_simulate.py --repeats 3
 
-The quick grid (sampling factor 1, 512²) is used; the default ``--scan-per-cell 8`` (15 probe positions) keeps the benchmark short; the cost of
+The quick grid (sampling factor 1, 540²) is used; the default ``--scan-per-cell 8`` (15 probe positions) keeps the benchmark short; the cost of
 both cases is linear in the number of positions, so the speed-up does not depend on it (use
 ``--scan-per-cell 22`` for the production scan).
 """
