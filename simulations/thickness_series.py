@@ -13,6 +13,10 @@ per-thickness ratio differences to a CSV with a JSON sidecar (command, versions,
 4 x 4 box with the quick grid (sampling factor 1); ``sampling`` refines the grid in steps
 (factors 0.7, 0.5, 0.35: 243, 360 and 486 points per cell) against factor 1 (180 per cell).
 Every run scans the wedge in the centre cell (see :func:`stemqd.simulate.convergence_check`).
+``sampling-limit`` adds 648 points per cell (1944²) against the stored 486-per-cell run:
+
+    nice -n 10 .venv/bin/python simulations/thickness_series.py --check sampling-limit \
+        --out simulations/reference/convergence_sampling_limit.csv --configs 2
 """
 
 from __future__ import annotations
@@ -31,8 +35,11 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="CSV of the checks")
     ap.add_argument("--configs", type=int, default=2, help="configurations per variant")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--check", choices=("numerics", "sampling"), default="numerics")
+    ap.add_argument("--check", choices=("numerics", "sampling", "sampling-limit"),
+                    default="numerics")
     args = ap.parse_args(argv)
+    if args.check == "sampling-limit":
+        return _sampling_limit(args)
     base = SeriesParameters(sampling_factor=1.0)
     if args.check == "numerics":
         variants = {
@@ -59,6 +66,38 @@ def main(argv=None) -> int:
                                                               lambda d: d.abs().max()),
                                           time_s=("time_s", "first"))
     print(summary.to_string())
+    return 0
+
+
+def _sampling_limit(args) -> int:
+    """One finer grid (648 points per cell, 1944²) against the finest of ``--check sampling``.
+
+    Configurations are deterministic in (seed, index), so the 486-per-cell ratios stored in
+    ``convergence_sampling.csv`` (variant sf0.35, same seed and configurations) are the
+    reference; only the finer grid is simulated.
+    """
+    import dataclasses
+
+    import pandas as pd
+
+    from stemqd.simulate import thickness_series
+
+    stored = pd.read_csv(args.out.replace("_limit", ""))
+    stored = stored[stored.variant == "sf0.35"].set_index("thickness_uc")
+    fine = dataclasses.replace(SeriesParameters(gpts=1944), spread_scan=False)
+    t0 = time.perf_counter()
+    table = thickness_series(fine, num_configs=args.configs, seed=args.seed).table
+    elapsed = time.perf_counter() - t0
+    out = pd.DataFrame({"thickness_uc": table.thickness_uc,
+                        "ratio_486": stored.loc[table.thickness_uc, "ratio"].to_numpy(),
+                        "ratio_648": table.ratio.to_numpy()})
+    out["delta"] = out.ratio_648 - out.ratio_486
+    atomic_write_text(args.out, out.to_csv(index=False, float_format="%.6g"))
+    side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
+            "fine": fine.to_dict(), "fine_derived": fine.derived(), "run_time_s": elapsed,
+            "versions": versions()}
+    atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
+    print(out.to_string(index=False))
     return 0
 
 
