@@ -1291,7 +1291,7 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     dict
         The sidecar content.
     """
-    from .io import atomic_write_text
+    from .io import atomic_write_text, to_jsonable
 
     csv_path = Path(csv_path)
     raw = raw_path_for(csv_path)
@@ -1361,7 +1361,7 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
         + ("" if reliable else f" (error estimate unreliable with fewer than "
                                f"{MIN_CONFIGS_FOR_SE} configurations)"))
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.8g"))
-    atomic_write_text(sidecar_path(csv_path), json.dumps(sidecar, indent=2, default=str) + "\n")
+    atomic_write_text(sidecar_path(csv_path), json.dumps(to_jsonable(sidecar), indent=2) + "\n")
     return sidecar
 
 

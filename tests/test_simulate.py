@@ -235,7 +235,9 @@ def quick_run(tmp_path_factory):
 def test_quick_mode_writes_csv_sidecar_raw_and_plot(quick_run):
     out = quick_run
     table = pd.read_csv(out)
-    side = json.loads(out.with_suffix(".json").read_text())
+    text = out.with_suffix(".json").read_text()
+    side = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the sidecar"))
+    assert side["frozen_phonon_convergence"]["ratio_grid_correction"] is None  # one level
     assert out.with_suffix(".png").stat().st_size > 0
     assert sim.raw_path_for(out).is_file()
     p = sim.SeriesParameters()
