@@ -214,8 +214,9 @@ class SeriesParameters:
         a fixed seed (simulations/reference/convergence_sampling.csv): refining 180 -> 243
         -> 360 -> 486 points per cell (0.0326 -> 0.0242 -> 0.0163 -> 0.0121 Å) raised the
         30 uc ratio by 0.0037, 0.0071 and 0.0089, so the admissible grid (factor 1) is biased
-        by more than the 0.005 target; the step from 360 to 486 points changes the ratio by
-        at most 0.0024 at any thickness. ``--quick`` uses factor 1.
+        by more than the 0.005 target; 486 -> 648 points per cell moved it by 0.0004, and
+        the default grid is 0.0015-0.0027 below the 648-point result from 4 uc on
+        (convergence_sampling_limit.csv). ``--quick`` uses factor 1.
     scan_per_cell : int or None
         Probe positions per cell side; None: the fewest with a step <= lambda / (4 alpha).
     spread_scan : bool
