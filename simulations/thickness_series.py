@@ -25,6 +25,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 from stemqd.io import atomic_write_text
 from stemqd.simulate import SeriesParameters, convergence_check, versions
@@ -82,7 +83,7 @@ def _sampling_limit(args) -> int:
 
     from stemqd.simulate import thickness_series
 
-    stored = pd.read_csv(args.out.replace("_limit", ""))
+    stored = pd.read_csv(Path(args.out).with_name("convergence_sampling.csv"))
     stored = stored[stored.variant == "sf0.35"].set_index("thickness_uc")
     fine = dataclasses.replace(SeriesParameters(gpts=1944), spread_scan=False)
     t0 = time.perf_counter()

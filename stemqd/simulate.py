@@ -843,6 +843,9 @@ class SeriesResult:
         Per-configuration intensities ``{(type, method): (configs, thicknesses)}``.
     info : dict
         Run metadata (time, configurations requested and reached, device, flags, ...).
+    phonon_params : SeriesParameters or None
+        Parameters of the phonon level (``params`` on the coarser grid) of a two-level
+        run; None for one level.
     correction : ndarray, shape (2, correction configs, thicknesses, wedge positions)
         Two-level runs only: the grid-correction configurations on the phonon grid [0] and
         on the target grid [1].
@@ -857,6 +860,7 @@ class SeriesResult:
     nodes: np.ndarray
     per_config: dict
     info: dict = field(default_factory=dict)
+    phonon_params: SeriesParameters | None = None
     correction: np.ndarray | None = None
     correction_nodes: np.ndarray | None = None
 
@@ -1087,7 +1091,7 @@ def thickness_series(params: SeriesParameters | None = None, *,
     t0 = time.perf_counter()
     _, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
     all_nodes = _config_nodes(num_configs, weights)
-    corr_nodes_all = _config_nodes(max(m_corr, 1), weights)[:m_corr]
+    corr_nodes_all = _config_nodes(m_corr, weights)
     key, corr_key = _params_key(level0, seed), _correction_key(level0, params, seed)
     shape = (len(params.thicknesses_uc), len(wedge_indices(params.scan_points)))
     raw = np.empty((0,) + shape)
@@ -1107,16 +1111,15 @@ def thickness_series(params: SeriesParameters | None = None, *,
 
     def save():
         if raw_path is not None:
-            _save_raw(raw_path, raw, all_nodes[:len(raw)], key, seed,
-                      correction=(corr, corr_nodes_all[:corr.shape[1]], corr_key)
-                      if two_level else None)
+            _save_raw(raw_path, params, seed, raw, all_nodes[:len(raw)],
+                      (level0, corr, corr_nodes_all[:corr.shape[1]]) if two_level else None)
 
     def over_budget(stage):
         times = batch_times[stage]
         return (max_time_s is not None and bool(times)
                 and time.perf_counter() - t0 + max(times) > max_time_s)
 
-    while corr.shape[1] < m_corr and not stopped:
+    while corr.shape[1] < m_corr:
         if over_budget("correction"):
             stopped = True
             break
@@ -1172,6 +1175,7 @@ def thickness_series(params: SeriesParameters | None = None, *,
         info["correction_applied"] = bool(use_corr)
     return SeriesResult(table=table, params=params, seed=seed, raw=raw, nodes=nodes,
                         per_config=per_config, info=info,
+                        phonon_params=level0 if two_level else None,
                         correction=corr if two_level else None,
                         correction_nodes=corr_nodes if two_level else None)
 
@@ -1203,17 +1207,22 @@ def _params_key(params: SeriesParameters, seed: int) -> str:
     return json.dumps({"params": d, "seed": seed}, sort_keys=True)
 
 
-def _save_raw(path, raw, nodes, key, seed, correction=None):
-    """Checkpoint: phonon-level scans, and (two-level runs) the grid-correction scans."""
+def _save_raw(path, params, seed, raw, nodes, two_level=None):
+    """Checkpoint: phonon-level scans, and the grid-correction scans of a two-level run.
+
+    ``two_level`` is ``(phonon_params, correction scans, correction nodes)`` or None; the
+    keys that :func:`thickness_series` checks on resume are derived here.
+    """
     import io as _io
 
     from .io import atomic_write_bytes
 
-    extra = {}
-    if correction is not None:
-        corr, corr_nodes, corr_key = correction
+    level0, extra = params, {}
+    if two_level is not None:
+        level0, corr, corr_nodes = two_level
         extra = {"corr": corr.astype(np.float64), "corr_nodes": corr_nodes,
-                 "corr_key": np.array(corr_key)}
+                 "corr_key": np.array(_correction_key(level0, params, seed))}
+    key = _params_key(level0, seed)
     buf = _io.BytesIO()
     np.savez_compressed(buf, raw=raw.astype(np.float64), nodes=nodes, key=np.array(key),
                         seed=np.array(seed), **extra)
@@ -1296,14 +1305,9 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
 
     csv_path = Path(csv_path)
     raw = raw_path_for(csv_path)
-    level0 = result.params
-    correction = None
-    if result.correction is not None:
-        level0 = _phonon_level(result.params, result.info["phonon_grid"]["sampling_factor"])
-        correction = (result.correction, result.correction_nodes,
-                      _correction_key(level0, result.params, result.seed))
-    _save_raw(raw, result.raw, result.nodes, _params_key(level0, result.seed), result.seed,
-              correction=correction)
+    _save_raw(raw, result.params, result.seed, result.raw, result.nodes,
+              None if result.phonon_params is None else
+              (result.phonon_params, result.correction, result.correction_nodes))
     table = result.table
     last = table.iloc[-1]
     n_cfg = result.info.get("num_configs", len(result.raw))
