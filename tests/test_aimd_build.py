@@ -118,6 +118,19 @@ def test_cp2k_input_settings():
         cp2k_input(atoms, mo_print=("MO",))  # MO needs diagonalisation
 
 
+def test_cp2k_input_periodic_bulk():
+    """The bulk supercell behind the frozen-phonon sigmas: periodic cell and Poisson solver,
+    no MO printout, the screening threshold as given."""
+    from stemqd.simulate import cspbbr3_slab
+
+    bulk = cspbbr3_slab(2, cells=2)
+    text = cp2k_input(bulk, periodic=True, mo_print=(), cutoff_Ry=200, eps_default=1e-10)
+    assert text.count("PERIODIC XYZ") == 2 and "PERIODIC NONE" not in text
+    assert "POISSON_SOLVER PERIODIC" in text and "POISSON_SOLVER MT" not in text
+    assert "ABC 11.7400 11.7400 11.7400" in text and "EPS_DEFAULT 1.0E-10" in text
+    assert "CHARGE 0" in text and "UKS" not in text and "MO_CUBES" not in text  # Cs8Pb8Br24
+
+
 def test_frozen_regions_and_stages(tmp_path):
     atoms = build_dot(5)
     shell = frozen_indices(atoms, 1.0, "shell")

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from stemqd.aimd import build_dot, layer_index, remove_rigid_body, rmsf, rmsf_by_layer
+from stemqd.aimd import build_dot, element_msd, layer_index, remove_rigid_body, rmsf, rmsf_by_layer
+from stemqd.errors import InputError
 
 
 def test_rmsf_of_known_vibrations():
@@ -57,3 +58,42 @@ def test_rmsf_by_layer_recovers_planted_amplitudes():
     assert per_el["n_atoms"].sum() == len(atoms)
     whole = table[table["layer"] == -1].set_index("element")
     assert whole.loc["Cs", "n_atoms"] == (sym == "Cs").sum()
+
+
+def test_element_msd_recovers_planted_sigmas_under_drift():
+    """Independent Gaussian displacements of known rms per element and direction (Br: small
+    along x, large across), on top of a random-walk drift of the whole crystal."""
+    from stemqd.simulate import cspbbr3_slab
+
+    rng = np.random.default_rng(5)
+    atoms = cspbbr3_slab(2, cells=2)
+    symbols = np.array(atoms.get_chemical_symbols())
+    truth = {"Cs": (0.20, 0.20, 0.20), "Pb": (0.12, 0.12, 0.12), "Br": (0.10, 0.25, 0.25)}
+    scale = np.array([truth[s] for s in symbols])
+    n_frames = 3000
+    drift = np.cumsum(rng.normal(0.0, 0.05, (n_frames, 1, 3)), axis=0)
+    x = atoms.positions + rng.normal(size=(n_frames, len(atoms), 3)) * scale + drift
+    table = element_msd(x, symbols, n_blocks=6)
+    # Removing the mass-weighted centre of mass c = sum_j w_j u_j (w = m / M) leaves
+    # <(u_i - c)^2> = s_i^2 (1 - 2 w_i) + sum_j w_j^2 s_j^2 per direction.
+    w = atoms.get_masses() / atoms.get_masses().sum()
+    com_var = (w[:, None] ** 2 * scale ** 2).sum(axis=0)
+    expected = scale ** 2 * (1 - 2 * w[:, None]) + com_var
+    for el, s in truth.items():
+        u_true = float(np.mean(np.square(s)))
+        row = table.loc[el]
+        assert row["n_atoms"] == (symbols == el).sum()
+        assert row["u_iso_A2"] == pytest.approx(expected[symbols == el].mean(), rel=0.015)
+        assert abs(row["u_iso_A2"] - u_true) < 0.06 * u_true
+        assert row["sigma_A"] == pytest.approx(np.sqrt(row["u_iso_A2"]))
+        assert row["sigma_min_A"] == pytest.approx(min(s), rel=0.04)
+        assert row["sigma_max_A"] == pytest.approx(max(s), rel=0.04)
+        # The block error is the size of the scatter of independent frames.
+        assert 0.3 < row["u_iso_err_A2"] / (u_true * np.sqrt(2.0 / (3 * n_frames * row["n_atoms"]))) < 3
+
+
+def test_element_msd_rejects_too_few_frames():
+    with pytest.raises(InputError, match="frames"):
+        element_msd(np.zeros((5, 2, 3)), ["Cs", "Pb"], n_blocks=5)
+    with pytest.raises(InputError, match="symbols"):
+        element_msd(np.zeros((20, 2, 3)), ["Cs"], n_blocks=5)

@@ -11,12 +11,12 @@ from .huang_rhys import DEFAULT_WINDOWS_MEV, effective_s_per_free_atom, gap_spec
 from .linewidth import fwhm_from_reorganization, linewidth_fwhm, linewidth_table, reorganization_energy
 from .readers import Trajectory, read_ener, read_gap_table, read_gaps, read_xyz_trajectory
 from .rigid import eckart_residual, icp_align, internal_velocities, kabsch_rotation, remove_rigid_body
-from .rmsf import layer_index, rmsf, rmsf_by_layer
+from .rmsf import element_msd, layer_index, rmsf, rmsf_by_layer
 
 __all__ = [
     "DEFAULT_WINDOWS_MEV", "Trajectory", "autocorrelation", "build_dot", "cell_size_A", "cp2k_input",
     "cumulant", "depth_in_cells", "dephasing", "dot_composition", "eckart_residual",
-    "edge_from_size", "effective_s_per_free_atom", "formula", "frozen_indices", "fwhm_from_reorganization", "gap_histogram",
+    "edge_from_size", "effective_s_per_free_atom", "element_msd", "formula", "frozen_indices", "fwhm_from_reorganization", "gap_histogram",
     "gap_spectrum", "huang_rhys", "icp_align", "internal_velocities", "kabsch_rotation",
     "layer_index", "linewidth_fwhm", "linewidth_table", "mobile_atoms", "periodogram",
     "phonon_dos", "phonon_dos_from_positions", "quantum_factor", "read_ener", "read_gap_table",

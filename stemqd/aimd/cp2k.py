@@ -101,12 +101,12 @@ def frozen_indices(atoms, shell_cells, which="shell", lattice_constant_A=None):
 
 
 def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cutoff_Ry=300.0,
-               rel_cutoff_Ry=60.0, eps_scf=1e-8, charge_mode="electrons", temperature_K=300.0,
+               rel_cutoff_Ry=60.0, eps_scf=1e-8, eps_default=1e-12, charge_mode="electrons", temperature_K=300.0,
                steps=300, timestep_fs=10.0, timecon_fs=TIMECON_EQUILIBRATION_FS,
                max_force_eV_A=0.024, fixed=None, mo_print=("MO_CUBES",), solver="OT",
                added_mos=4, mo_window=2, basis="DZVP-MOLOPT-SR-GTH", cell_A=None,
-               restart_file=None, seed=None):
-    """Text of a CP2K input for geometry optimisation or NVT AIMD of a dot.
+               periodic=False, restart_file=None, seed=None):
+    """Text of a CP2K input for geometry optimisation or NVT AIMD of a dot or a bulk cell.
 
     Parameters
     ----------
@@ -122,6 +122,8 @@ def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cut
         Plane-wave cutoff and relative cutoff of the multigrid (Ry).
     eps_scf : float
         SCF convergence (Hartree).
+    eps_default : float
+        Quickstep's default integral/density screening threshold (``QS/EPS_DEFAULT``).
     charge_mode : {"electrons", "closed-shell"}
         ``CHARGE 0`` (q extra electrons) or ``CHARGE q``; see the module notes.
     temperature_K, steps, timestep_fs, timecon_fs : float, int, float, float
@@ -142,6 +144,10 @@ def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cut
         Basis set name in BASIS_MOLOPT.
     cell_A : float, optional
         Cubic cell edge (Å); default ``atoms.cell[0, 0]``.
+    periodic : bool
+        ``False``: an isolated dot in a non-periodic cell (Martyna-Tuckerman Poisson solver).
+        ``True``: a periodic bulk supercell (``PERIODIC XYZ``, plane-wave Poisson solver),
+        as for the phonon rms displacements of the thickness series.
     restart_file : str, optional
         ``EXT_RESTART`` file to continue from (positions, velocities, thermostat).
     seed : int, optional
@@ -255,11 +261,11 @@ def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cut
     add(f"      REL_CUTOFF {rel_cutoff_Ry:g}")
     add("    &END MGRID")
     add("    &QS")
-    add("      EPS_DEFAULT 1.0E-12")
+    add(f"      EPS_DEFAULT {eps_default:.1E}")
     add("    &END QS")
     add("    &POISSON")
-    add("      PERIODIC NONE")
-    add("      POISSON_SOLVER MT")
+    add(f"      PERIODIC {'XYZ' if periodic else 'NONE'}")
+    add(f"      POISSON_SOLVER {'PERIODIC' if periodic else 'MT'}")
     add("    &END POISSON")
     add("    &SCF")
     add(f"      EPS_SCF {eps_scf:.1e}")
@@ -318,7 +324,7 @@ def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cut
     add("  &SUBSYS")
     add("    &CELL")
     add(f"      ABC {cell:.4f} {cell:.4f} {cell:.4f}")
-    add("      PERIODIC NONE")
+    add(f"      PERIODIC {'XYZ' if periodic else 'NONE'}")
     add("    &END CELL")
     add("    &TOPOLOGY")
     add(f"      COORD_FILE_NAME {coord_file}")

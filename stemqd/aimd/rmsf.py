@@ -96,3 +96,70 @@ def rmsf_by_layer(rmsf_A, symbols, layers):
     out = pd.concat([per, layer_all, element_all], ignore_index=True)
     return out[["layer", "element", "n_atoms", "rmsf_mean_A", "rmsf_std_A"]].sort_values(
         ["layer", "element"], kind="stable").reset_index(drop=True)
+
+
+def element_msd(positions, symbols, masses=None, *, n_blocks=5):
+    """Per-element mean-square thermal displacement of a periodic crystal (U_iso, Å²).
+
+    The single-site quantity the frozen-phonon model needs: each atom's displacement from its
+    mean position, after removing the mass-weighted centre-of-mass drift of every frame (no
+    rotation: a periodic cell cannot rotate), averaged over frames, atoms of the element and
+    the three Cartesian directions.
+
+    Parameters
+    ----------
+    positions : array_like, shape (n_frames, n_atoms, 3)
+        Unwrapped positions (Å), as CP2K writes them.
+    symbols : sequence of str
+        Element per atom.
+    masses : array_like, optional
+        Atomic masses (u); default ASE's standard masses.
+    n_blocks : int
+        Contiguous blocks of frames for the standard error (block averaging); the blocks
+        should be longer than the slowest displacement correlation time.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Indexed by element: ``n_atoms``, ``u_iso_A2``, ``u_iso_err_A2`` (block standard
+        error), ``sigma_A`` = sqrt(U_iso) (rms displacement per direction, the sigma of
+        ``abtem.FrozenPhonons``), ``sigma_err_A``, and ``sigma_min_A``, ``sigma_max_A``:
+        the smallest and largest of each atom's three Cartesian rms displacements, averaged
+        over the element (for Br in a cubic perovskite: along and across the Pb-Br bond).
+
+    Notes
+    -----
+    Mean positions come from the same frames, which biases U_iso low by about the fraction
+    of the run that the slowest mode's correlation time makes up.
+    """
+    x = np.asarray(positions, dtype=float)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise InputError(f"positions must have shape (n_frames, n_atoms, 3), not {x.shape}")
+    symbols = np.asarray(symbols)
+    if len(symbols) != x.shape[1]:
+        raise InputError(f"{len(symbols)} symbols for {x.shape[1]} atoms")
+    n_blocks = int(n_blocks)
+    if n_blocks < 2 or x.shape[0] < 2 * n_blocks:
+        raise InputError(f"need n_blocks >= 2 and at least 2 frames per block; got "
+                         f"{x.shape[0]} frames for {n_blocks} blocks")
+    if masses is None:
+        from ase.data import atomic_masses, atomic_numbers
+
+        masses = [atomic_masses[atomic_numbers[s]] for s in symbols]
+    m = np.asarray(masses, dtype=float)
+    x = x - np.einsum("n,fna->fa", m / m.sum(), x)[:, None, :]
+    dev2 = (x - x.mean(axis=0)) ** 2                        # (frames, atoms, 3)
+    blocks = np.array_split(np.arange(x.shape[0]), n_blocks)
+    rows = {}
+    for el in sorted(set(symbols.tolist())):
+        sel = symbols == el
+        per_dir = dev2[:, sel].mean(axis=0)                   # (atoms of el, 3)
+        u = float(per_dir.mean())
+        u_blocks = np.array([dev2[b][:, sel].mean() for b in blocks])
+        u_err = float(u_blocks.std(ddof=1) / np.sqrt(n_blocks))
+        ordered = np.sqrt(np.sort(per_dir, axis=1))
+        rows[el] = {"n_atoms": int(sel.sum()), "u_iso_A2": u, "u_iso_err_A2": u_err,
+                    "sigma_A": np.sqrt(u), "sigma_err_A": u_err / (2.0 * np.sqrt(u)),
+                    "sigma_min_A": float(ordered[:, 0].mean()),
+                    "sigma_max_A": float(ordered[:, -1].mean())}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("element")
