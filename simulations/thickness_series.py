@@ -17,6 +17,15 @@ Every run scans the wedge in the centre cell (see :func:`stemqd.simulate.converg
 
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check sampling-limit \
         --out simulations/reference/convergence_sampling_limit.csv --configs 2
+
+``sigmas`` compares the default phonon sigmas with the AIMD ones of
+``simulations/reference/cspbbr3_bulk_aimd/a6.00/phonon_sigmas.json`` (simulations/cp2k/phonon_sigmas.py; ``--sigmas-json`` for another run),
+about the ideal cubic sites and about the atoms' mean positions. The same seed draws the
+same standard-normal displacements, scaled by each set's sigmas, so the differences are
+nearly free of phonon noise:
+
+    nice -n 10 .venv/bin/python simulations/thickness_series.py --check sigmas \
+        --out simulations/reference/convergence_sigmas.csv --configs 8
 """
 
 from __future__ import annotations
@@ -30,14 +39,18 @@ from pathlib import Path
 from stemqd.io import atomic_write_text
 from stemqd.simulate import SeriesParameters, convergence_check, versions
 
+AIMD_SIGMAS = Path(__file__).parent / "reference" / "cspbbr3_bulk_aimd" / "a6.00" / "phonon_sigmas.json"
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, help="CSV of the checks")
     ap.add_argument("--configs", type=int, default=2, help="configurations per variant")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--check", choices=("numerics", "sampling", "sampling-limit"),
+    ap.add_argument("--check", choices=("numerics", "sampling", "sampling-limit", "sigmas"),
                     default="numerics")
+    ap.add_argument("--sigmas-json", default=str(AIMD_SIGMAS),
+                    help="AIMD sigmas for --check sigmas (simulations/cp2k/phonon_sigmas.py)")
     args = ap.parse_args(argv)
     if args.check == "sampling-limit":
         return _sampling_limit(args)
@@ -48,6 +61,14 @@ def main(argv=None) -> int:
             "scan 28 per cell": SeriesParameters(sampling_factor=1.0, scan_per_cell=28),
             "box 4 x 4 cells": SeriesParameters(sampling_factor=1.0, cells=4),
         }
+    elif args.check == "sigmas":
+        aimd = json.loads(Path(args.sigmas_json).read_text())
+        variants = {
+            "AIMD, ideal cubic sites": SeriesParameters(sampling_factor=1.0,
+                                                        phonon_sigmas_A=aimd["sigma_A"]),
+            "AIMD, thermal only": SeriesParameters(sampling_factor=1.0,
+                                                   phonon_sigmas_A=aimd["thermal_sigma_A"]),
+        }
     else:
         variants = {f"sf{f}": SeriesParameters(sampling_factor=f) for f in (0.7, 0.5, 0.35)}
     t0 = time.perf_counter()
@@ -57,7 +78,8 @@ def main(argv=None) -> int:
     side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
             "base": base.to_dict(), "base_derived": base.derived(),
             "variants": {k: {"gpts": v.grid_points, "sampling_A": v.sampling_A,
-                             "scan_per_cell": v.scan_points, "cells": v.cells}
+                             "scan_per_cell": v.scan_points, "cells": v.cells,
+                             "phonon_sigmas_A": v.sigmas}
                          for k, v in variants.items()},
             "run_time_s": elapsed, "versions": versions()}
     atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
@@ -66,6 +88,7 @@ def main(argv=None) -> int:
                                           max_abs_delta_disc=("delta_disc",
                                                               lambda d: d.abs().max()),
                                           time_s=("time_s", "first"))
+    print(table.pivot(index="thickness_uc", columns="variant", values="ratio").to_string())
     print(summary.to_string())
     return 0
 

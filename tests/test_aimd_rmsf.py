@@ -92,6 +92,28 @@ def test_element_msd_recovers_planted_sigmas_under_drift():
         assert 0.3 < row["u_iso_err_A2"] / (u_true * np.sqrt(2.0 / (3 * n_frames * row["n_atoms"]))) < 3
 
 
+def test_element_msd_about_reference_sites_counts_static_offsets():
+    """A static offset d of every Br (a frozen tilt) adds d^2 / 3 per direction to U_iso
+    about the ideal sites, and nothing about the atoms' own mean positions."""
+    from stemqd.simulate import cspbbr3_slab
+
+    rng = np.random.default_rng(2)
+    atoms = cspbbr3_slab(2, cells=2)
+    symbols = np.array(atoms.get_chemical_symbols())
+    br = symbols == "Br"
+    offset = np.zeros((len(atoms), 3))
+    offset[br] = rng.choice([-1.0, 1.0], size=(br.sum(), 3)) * 0.3 / np.sqrt(3)  # |d| = 0.3 Å
+    x = atoms.positions + offset + rng.normal(0.0, 0.1, (2000, len(atoms), 3))
+    thermal = element_msd(x, symbols, n_blocks=4)
+    total = element_msd(x, symbols, reference=atoms.positions, n_blocks=4)
+    assert thermal.loc["Br", "u_iso_A2"] == pytest.approx(0.01, rel=0.05)
+    # The planted offsets sum to nearly zero mass-weighted, so the centre barely moves.
+    assert total.loc["Br", "u_iso_A2"] == pytest.approx(0.01 + 0.09 / 3, rel=0.05)
+    assert total.loc["Pb", "u_iso_A2"] == pytest.approx(thermal.loc["Pb", "u_iso_A2"], rel=0.1)
+    with pytest.raises(InputError, match="reference"):
+        element_msd(x, symbols, reference=atoms.positions[:3], n_blocks=4)
+
+
 def test_element_msd_rejects_too_few_frames():
     with pytest.raises(InputError, match="frames"):
         element_msd(np.zeros((5, 2, 3)), ["Cs", "Pb"], n_blocks=5)

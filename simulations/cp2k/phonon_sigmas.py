@@ -16,8 +16,11 @@ from NVT AIMD of a periodic supercell of cubic CsPbBr3:
   (:func:`stemqd.aimd.cp2k.study_stages`): CSVR NVT at 300 K, 10 fs steps, equilibration
   with a 15 fs time constant, then production with 1 ps;
 * analysis (:func:`stemqd.aimd.rmsf.element_msd`): production frames with the
-  mass-weighted centre-of-mass drift removed; sigma = sqrt(<|u|²>/3) per element about each
-  atom's mean position; error from block averages.
+  mass-weighted centre-of-mass drift removed; sigma = sqrt(<|u|²>/3) per element, error
+  from block averages. Two references: the ideal cubic sites (``sigma_A``: what a cubic
+  structure model such as the thickness series needs, since static or slow octahedral
+  tilts displace the atoms from those sites as far as the simulation is concerned) and each
+  atom's own mean position (``thermal_sigma_A``: vibration about the tilted structure).
 
 Limits, stated in the output: a 2 x 2 x 2 cell holds only the Gamma, X, M and R phonons
 (the zone-boundary octahedral tilts and the Cs rattling that dominate the displacements
@@ -25,20 +28,26 @@ are among them; long-wavelength acoustic modes are missing); nuclei are classica
 300 K, hbar omega < kT for all modes of CsPbBr3, < 5 THz); a few ps do not fully sample
 the slowest tilt dynamics, which the block error reflects.
 
-Exact commands (from the repository root; Debian's ``apt-get install cp2k``)::
+Exact commands (from the repository root; Debian's ``apt-get install cp2k``), for the
+a = 5.87 Å run (``--lattice-constant 6.00`` and ``a6.00`` for the other)::
 
-    .venv/bin/python simulations/cp2k/phonon_sigmas.py run --workdir runs/bulk_aimd
-    .venv/bin/python simulations/cp2k/phonon_sigmas.py analyse --workdir runs/bulk_aimd \\
-        -o simulations/reference/cspbbr3_phonon_sigmas.json
+    .venv/bin/python simulations/cp2k/phonon_sigmas.py run --workdir runs/bulk_aimd_a5.87
+    .venv/bin/python simulations/cp2k/phonon_sigmas.py collect --workdir runs/bulk_aimd_a5.87 \
+        simulations/reference/cspbbr3_bulk_aimd/a5.87
+    .venv/bin/python simulations/cp2k/phonon_sigmas.py analyse \
+        --workdir simulations/reference/cspbbr3_bulk_aimd/a5.87 --blocks 4 \
+        -o simulations/reference/cspbbr3_bulk_aimd/a5.87/phonon_sigmas.json
 
 ``run`` writes the inputs and runs them (``--inputs-only`` to stop after writing);
+``collect`` keeps the inputs, energies and production positions (gzipped, about 80 kB);
 ``analyse`` reads whatever production frames exist, so a run stopped early still gives a
-(less precise) answer.
+(less precise) answer, and gives the same checksums on a run folder and its collected copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import os
@@ -48,10 +57,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+from ase.io import read
 
 from stemqd.aimd.cp2k import study_stages, write_cp2k_inputs
-from stemqd.aimd.readers import read_xyz_trajectory
+from stemqd.aimd.readers import read_ener, read_xyz_trajectory
 from stemqd.aimd.rmsf import element_msd
 from stemqd.provenance import versions
 from stemqd.simulate import cspbbr3_slab
@@ -93,37 +102,82 @@ def run(args):
     return 0
 
 
+def _find(workdir, name):
+    """``workdir/name``, or its gzipped copy (as :func:`collect` stores it)."""
+    path = Path(workdir) / name
+    return path if path.exists() or not path.with_name(name + ".gz").exists() else \
+        path.with_name(name + ".gz")
+
+
+KEPT = ("dot.xyz", "equilibration.inp", "production.inp", f"{PROJECT}-equilibration-1.ener",
+        f"{PROJECT}-production-1.ener", f"{PROJECT}-production-pos-1.xyz")
+
+
+def collect(args):
+    """Copy what the analysis needs (inputs, energies, production positions) to a folder."""
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in KEPT:
+        src = Path(args.workdir) / name
+        if name.endswith((".xyz", ".ener")) and name != "dot.xyz":
+            (dest / (name + ".gz")).write_bytes(gzip.compress(src.read_bytes(), mtime=0))
+        else:
+            shutil.copyfile(src, dest / name)
+    print("copied", ", ".join(KEPT), "to", dest)
+    return 0
+
+
 def analyse(args):
     workdir = Path(args.workdir)
-    pos = workdir / f"{PROJECT}-production-pos-1.xyz"
+    pos = _find(workdir, f"{PROJECT}-production-pos-1.xyz")
     traj = read_xyz_trajectory(pos)
     frames = traj.values[args.skip:]
     if len(frames) < 2 * args.blocks:
         print(f"error: {len(frames)} production frames in {pos}; need at least "
               f"{2 * args.blocks}", file=sys.stderr)
         return 2
-    table = element_msd(frames, traj.symbols, n_blocks=args.blocks)
+    start = read(workdir / "dot.xyz")
+    sites = start.positions
+    cells = round(start.get_chemical_symbols().count("Pb") ** (1 / 3))
+    if len(sites) != len(traj.symbols):
+        print(f"error: {workdir / 'dot.xyz'} does not match the trajectory", file=sys.stderr)
+        return 2
+    cubic = element_msd(frames, traj.symbols, reference=sites, n_blocks=args.blocks)
+    thermal = element_msd(frames, traj.symbols, n_blocks=args.blocks)
+
+    def col(table, name, digits=4):
+        return {el: round(float(v), digits) for el, v in table[name].items()}
+
     inp = workdir / "production.inp"
     result = {
-        "what": "per-element rms thermal displacement per Cartesian direction of bulk cubic "
-                "CsPbBr3 from PBE AIMD (simulations/cp2k/phonon_sigmas.py)",
-        "sigma_A": {el: round(float(r.sigma_A), 4) for el, r in table.iterrows()},
-        "sigma_err_A": {el: round(float(r.sigma_err_A), 4) for el, r in table.iterrows()},
-        "u_iso_A2": {el: round(float(r.u_iso_A2), 5) for el, r in table.iterrows()},
-        "sigma_parallel_perpendicular_A": {
+        "what": "per-element rms displacement per Cartesian direction of bulk CsPbBr3 from "
+                "PBE AIMD (simulations/cp2k/phonon_sigmas.py); sigma_A about the ideal "
+                "cubic sites (the frozen-phonon sigmas of a cubic model), thermal_sigma_A "
+                "about each atom's mean position",
+        "sigma_A": col(cubic, "sigma_A"),
+        "sigma_err_A": col(cubic, "sigma_err_A"),
+        "u_iso_A2": col(cubic, "u_iso_A2", 5),
+        "sigma_min_max_A": {el: [round(float(r.sigma_min_A), 4), round(float(r.sigma_max_A), 4)]
+                            for el, r in cubic.iterrows()},
+        "thermal_sigma_A": col(thermal, "sigma_A"),
+        "thermal_sigma_err_A": col(thermal, "sigma_err_A"),
+        "thermal_sigma_min_max_A": {
             el: [round(float(r.sigma_min_A), 4), round(float(r.sigma_max_A), 4)]
-            for el, r in table.iterrows()},
+            for el, r in thermal.iterrows()},
+        "skipped_frames": args.skip,
         "frames": int(len(frames)),
         "production_ps": float((traj.time_fs[-1] - traj.time_fs[args.skip]) / 1000.0),
         "timestep_fs": traj.timestep_fs,
         "blocks": args.blocks,
         "atoms": len(traj.symbols),
+        "supercell": [cells] * 3,
+        "lattice_constant_A": round(float(start.cell[0, 0]) / cells, 4),
         "mean_temperature_K": _mean_temperature(workdir),
         "dft": DFT,
         "limits": "2x2x2 supercell (Gamma, X, M, R phonons only); classical nuclei; "
                   "PBE at the experimental pseudo-cubic a = 5.87 Å",
         "input_sha256": hashlib.sha256(inp.read_bytes()).hexdigest() if inp.exists() else None,
-        "trajectory_sha256": hashlib.sha256(pos.read_bytes()).hexdigest(),
+        "trajectory_sha256": _sha256_text(pos),
         "versions": versions(),
     }
     text = json.dumps(result, indent=2) + "\n"
@@ -136,11 +190,17 @@ def analyse(args):
     return 0
 
 
+def _sha256_text(path):
+    """Checksum of the uncompressed content, the same for a file and its gzipped copy."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
 def _mean_temperature(workdir):
-    ener = workdir / f"{PROJECT}-production-1.ener"
+    ener = _find(workdir, f"{PROJECT}-production-1.ener")
     if not ener.exists():
         return None
-    from stemqd.aimd.readers import read_ener
     return round(float(read_ener(ener)["temperature_K"].mean()), 1)
 
 
@@ -164,6 +224,10 @@ def main(argv=None):
     a.add_argument("--blocks", type=int, default=5, help="blocks for the standard error")
     a.add_argument("-o", "--output", help="JSON file to write (atomically)")
     a.set_defaults(func=analyse)
+    c = sub.add_parser("collect", help="keep the inputs, energies and production positions")
+    c.add_argument("--workdir", required=True)
+    c.add_argument("dest", help="folder to copy them to (trajectories gzipped)")
+    c.set_defaults(func=collect)
     args = parser.parse_args(argv)
     return args.func(args)
 

@@ -98,13 +98,13 @@ def rmsf_by_layer(rmsf_A, symbols, layers):
         ["layer", "element"], kind="stable").reset_index(drop=True)
 
 
-def element_msd(positions, symbols, masses=None, *, n_blocks=5):
+def element_msd(positions, symbols, masses=None, *, reference=None, n_blocks=5):
     """Per-element mean-square thermal displacement of a periodic crystal (U_iso, Å²).
 
     The single-site quantity the frozen-phonon model needs: each atom's displacement from its
-    mean position, after removing the mass-weighted centre-of-mass drift of every frame (no
-    rotation: a periodic cell cannot rotate), averaged over frames, atoms of the element and
-    the three Cartesian directions.
+    site, after removing the mass-weighted centre-of-mass drift of every frame (no rotation:
+    a periodic cell cannot rotate), averaged over frames, atoms of the element and the three
+    Cartesian directions.
 
     Parameters
     ----------
@@ -114,6 +114,11 @@ def element_msd(positions, symbols, masses=None, *, n_blocks=5):
         Element per atom.
     masses : array_like, optional
         Atomic masses (u); default ASE's standard masses.
+    reference : array_like, shape (n_atoms, 3), optional
+        Sites to measure the displacements from, e.g. the ideal cubic lattice (their
+        mass-weighted centre is matched to each frame's). Then static offsets such as
+        octahedral tilts count as displacements, as they do for a structure model on those
+        sites. Default: each atom's mean position over the frames (thermal motion only).
     n_blocks : int
         Contiguous blocks of frames for the standard error (block averaging); the blocks
         should be longer than the slowest displacement correlation time.
@@ -129,8 +134,8 @@ def element_msd(positions, symbols, masses=None, *, n_blocks=5):
 
     Notes
     -----
-    Mean positions come from the same frames, which biases U_iso low by about the fraction
-    of the run that the slowest mode's correlation time makes up.
+    Without ``reference`` the mean positions come from the same frames, which biases U_iso
+    low by about the fraction of the run that the slowest mode's correlation time makes up.
     """
     x = np.asarray(positions, dtype=float)
     if x.ndim != 3 or x.shape[-1] != 3:
@@ -147,8 +152,16 @@ def element_msd(positions, symbols, masses=None, *, n_blocks=5):
 
         masses = [atomic_masses[atomic_numbers[s]] for s in symbols]
     m = np.asarray(masses, dtype=float)
-    x = x - np.einsum("n,fna->fa", m / m.sum(), x)[:, None, :]
-    dev2 = (x - x.mean(axis=0)) ** 2                        # (frames, atoms, 3)
+    w = m / m.sum()
+    x = x - np.einsum("n,fna->fa", w, x)[:, None, :]
+    if reference is None:
+        sites = x.mean(axis=0)
+    else:
+        sites = np.asarray(reference, dtype=float)
+        if sites.shape != x.shape[1:]:
+            raise InputError(f"reference must have shape {x.shape[1:]}, not {sites.shape}")
+        sites = sites - w @ sites
+    dev2 = (x - sites) ** 2                                 # (frames, atoms, 3)
     blocks = np.array_split(np.arange(x.shape[0]), n_blocks)
     rows = {}
     for el in sorted(set(symbols.tolist())):
