@@ -18,11 +18,12 @@ Every run scans the wedge in the centre cell (see :func:`stemqd.simulate.converg
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check sampling-limit \
         --out simulations/reference/convergence_sampling_limit.csv --configs 2
 
-``sigmas`` compares the default phonon sigmas with the AIMD ones of
-``simulations/reference/cspbbr3_bulk_aimd/a6.00/phonon_sigmas.json`` (simulations/cp2k/phonon_sigmas.py; ``--sigmas-json`` for another run),
-about the ideal cubic sites and about the atoms' mean positions. The same seed draws the
-same standard-normal displacements, scaled by each set's sigmas, so the differences are
-nearly free of phonon noise:
+``sigmas`` compares the default phonon sigmas with the AIMD ones
+(simulations/cp2k/phonon_sigmas.py) in
+``simulations/reference/cspbbr3_bulk_aimd/a6.00/phonon_sigmas.json`` (``--sigmas-json``
+for another run), about the ideal cubic sites and about the atoms' mean positions. The
+same seed draws the same standard-normal displacements, scaled by each set's sigmas, so the
+differences are nearly free of phonon noise:
 
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check sigmas \
         --out simulations/reference/convergence_sigmas.csv --configs 8
@@ -39,7 +40,7 @@ from pathlib import Path
 from stemqd.io import atomic_write_text
 from stemqd.simulate import SeriesParameters, convergence_check, versions
 
-AIMD_SIGMAS = Path(__file__).parent / "reference" / "cspbbr3_bulk_aimd" / "a6.00" / "phonon_sigmas.json"
+AIMD_SIGMAS = Path(__file__).parent / "reference/cspbbr3_bulk_aimd/a6.00/phonon_sigmas.json"
 
 
 def main(argv=None) -> int:

@@ -1,10 +1,14 @@
 """RMSF per atom, element and layer (algorithms.md Part II §1.8, §5 item 6)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from stemqd.aimd import build_dot, element_msd, layer_index, remove_rigid_body, rmsf, rmsf_by_layer
 from stemqd.errors import InputError
+
+AIMD_RUNS = Path(__file__).parents[1] / "simulations" / "reference" / "cspbbr3_bulk_aimd"
 
 
 def test_rmsf_of_known_vibrations():
@@ -119,3 +123,27 @@ def test_element_msd_rejects_too_few_frames():
         element_msd(np.zeros((5, 2, 3)), ["Cs", "Pb"], n_blocks=5)
     with pytest.raises(InputError, match="symbols"):
         element_msd(np.zeros((20, 2, 3)), ["Cs"], n_blocks=5)
+
+
+@pytest.mark.parametrize("run", sorted(p.name for p in AIMD_RUNS.iterdir()) if AIMD_RUNS.is_dir()
+                         else [])
+def test_committed_aimd_sigmas_reproduce(run):
+    """The committed sigmas of the thickness series' AIMD runs follow from the committed
+    production trajectories (simulations/cp2k/phonon_sigmas.py)."""
+    import json
+
+    from ase.io import read
+
+    from stemqd.aimd import read_xyz_trajectory
+
+    folder = AIMD_RUNS / run
+    recorded = json.loads((folder / "phonon_sigmas.json").read_text())
+    traj = read_xyz_trajectory(folder / "bulk-production-pos-1.xyz.gz")
+    frames = traj.values[recorded["skipped_frames"]:]
+    assert len(frames) == recorded["frames"]
+    sites = read(folder / "dot.xyz").positions
+    for key, reference in (("sigma_A", sites), ("thermal_sigma_A", None)):
+        table = element_msd(frames, traj.symbols, reference=reference,
+                            n_blocks=recorded["blocks"])
+        for el, value in recorded[key].items():
+            assert table.loc[el, "sigma_A"] == pytest.approx(value, abs=1e-4)

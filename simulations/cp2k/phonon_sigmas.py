@@ -171,12 +171,14 @@ def analyse(args):
         "blocks": args.blocks,
         "atoms": len(traj.symbols),
         "supercell": [cells] * 3,
-        "lattice_constant_A": round(float(start.cell[0, 0]) / cells, 4),
+        "lattice_constant_A": round(_cell_edge(inp) / cells, 4),
         "mean_temperature_K": _mean_temperature(workdir),
         "dft": DFT,
-        "limits": "2x2x2 supercell (Gamma, X, M, R phonons only); classical nuclei; "
-                  "PBE at the experimental pseudo-cubic a = 5.87 Å",
-        "input_sha256": hashlib.sha256(inp.read_bytes()).hexdigest() if inp.exists() else None,
+        "limits": f"{cells}x{cells}x{cells} supercell (for 2: Gamma, X, M and R phonons only); "
+                  "classical nuclei; PBE at a = " f"{_cell_edge(inp) / cells:.2f} Å; "
+                  "'thermal' is about the mean over this run, so motion slower than the run "
+                  "counts as static",
+        "input_sha256": hashlib.sha256(inp.read_bytes()).hexdigest(),
         "trajectory_sha256": _sha256_text(pos),
         "versions": versions(),
     }
@@ -188,6 +190,14 @@ def analyse(args):
         tmp.replace(out)
     print(text, end="")
     return 0
+
+
+def _cell_edge(inp):
+    """Cubic cell edge (Å) from the ``ABC`` line of a CP2K input."""
+    for line in inp.read_text().splitlines():
+        if line.split()[:1] == ["ABC"]:
+            return float(line.split()[1])
+    raise ValueError(f"{inp}: no ABC line")
 
 
 def _sha256_text(path):
