@@ -119,10 +119,14 @@ __all__ = [
 
 #: Default rms displacement per Cartesian direction, Å. PROVISIONAL room-temperature
 #: magnitudes for a lead-halide perovskite (U_iso ~ 0.044 Å² Cs, 0.020 Å² Pb, 0.053 Å² Br:
-#: heavy, stiff Pb; soft, rattling Cs; large transverse Br motion). They are NOT transcribed
-#: from one refinement; replace them by a cited diffraction refinement of CsPbBr3 or by the
-#: per-element RMSF of the project's AIMD (``stemqd aimd``) and record the choice: the ratio
-#: changes by -2 % (15 uc) to -6 % (30 uc) for sigma x 1.25 (docs/abtem.md).
+#: heavy, stiff Pb; soft, rattling Cs; large transverse Br motion), not transcribed from one
+#: refinement. The project's PBE AIMD of bulk CsPbBr3 at 300 K (2 x 2 x 2 cell, a = 6.00 Å,
+#: 1.3 ps; simulations/reference/cspbbr3_bulk_aimd/a6.00, simulations/cp2k/phonon_sigmas.py)
+#: brackets them: about each atom's mean position Cs 0.23, Pb 0.18, Br 0.26 (+- 0.02, and
+#: growing with run length as slow tilt motion enters), about the ideal cubic sites Cs 0.37,
+#: Pb 0.23, Br 0.56 (octahedral tilts counted as disorder). The ratio changes by -2 % (15 uc)
+#: to -6 % (30 uc) for sigma x 1.25 (docs/abtem.md); simulations/reference/README.md gives
+#: the series for both AIMD sets (``simulations/thickness_series.py --check sigmas``).
 DEFAULT_PHONON_SIGMAS_A = {"Cs": 0.21, "Pb": 0.14, "Br": 0.23}
 
 #: Frozen-phonon standard error of the Cs : Pb/Br ratio required at 30 unit cells (issue 5).
@@ -1324,7 +1328,8 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
         "derived": result.params.derived(),
         "conventions": {
             "phonon_sigmas": "rms displacement per Cartesian direction (U_iso = sigma^2); "
-                             "PROVISIONAL defaults, not transcribed from a refinement",
+                             "PROVISIONAL defaults, bracketed by the project's AIMD "
+                             "(simulations/reference/cspbbr3_bulk_aimd)",
             "energy_spread": "FWHM; focal spread sigma = Cc * sigma_E / E0 (Kirkland 2010)",
             "chromatic_aberration": "assumed, not given by the study",
             "source_size": "FWHM, Gaussian, added in quadrature to the extra blur sigma",

@@ -54,7 +54,8 @@ def add_parser(subparsers):
                    help=f"lateral box, cells per side (default {d.cells})")
     s.add_argument("--sigma", action="append", default=[], metavar="EL=Å",
                    help="rms displacement per direction of an element, Å, e.g. Cs=0.21 "
-                        f"(defaults {DEFAULT_PHONON_SIGMAS_A}, provisional)")
+                        f"(defaults {DEFAULT_PHONON_SIGMAS_A}, provisional: see "
+                        "simulations/reference/cspbbr3_bulk_aimd for AIMD values)")
     s.add_argument("--cc", type=float, default=d.chromatic_aberration_mm, metavar="MM",
                    help=f"chromatic aberration Cc, mm (assumed; default "
                         f"{d.chromatic_aberration_mm})")
