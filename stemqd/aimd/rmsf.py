@@ -99,7 +99,7 @@ def rmsf_by_layer(rmsf_A, symbols, layers):
 
 
 def element_msd(positions, symbols, masses=None, *, reference=None, n_blocks=5):
-    """Per-element mean-square thermal displacement of a periodic crystal (U_iso, Å²).
+    """Per-element mean-square displacement of a periodic crystal (U_iso, Å²).
 
     The single-site quantity the frozen-phonon model needs: each atom's displacement from its
     site, after removing the mass-weighted centre-of-mass drift of every frame (no rotation:
