@@ -103,9 +103,10 @@ def frozen_indices(atoms, shell_cells, which="shell", lattice_constant_A=None):
 def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cutoff_Ry=300.0,
                rel_cutoff_Ry=60.0, eps_scf=1e-8, eps_default=1e-12, charge_mode="electrons",
                temperature_K=300.0, steps=300, timestep_fs=10.0,
-               timecon_fs=TIMECON_EQUILIBRATION_FS, max_force_eV_A=0.024, fixed=None, mo_print=("MO_CUBES",), solver="OT",
-               added_mos=4, mo_window=2, basis="DZVP-MOLOPT-SR-GTH", cell_A=None,
-               periodic=False, restart_file=None, seed=None):
+               timecon_fs=TIMECON_EQUILIBRATION_FS, max_force_eV_A=0.024, fixed=None,
+               mo_print=("MO_CUBES",), solver="OT", added_mos=4, mo_window=2,
+               basis="DZVP-MOLOPT-SR-GTH", cell_A=None, periodic=False, restart_file=None,
+               seed=None):
     """Text of a CP2K input for geometry optimisation or NVT AIMD of a dot or a bulk cell.
 
     Parameters
