@@ -62,6 +62,7 @@ from ase.io import read
 from stemqd.aimd.cp2k import study_stages, write_cp2k_inputs
 from stemqd.aimd.readers import read_ener, read_xyz_trajectory
 from stemqd.aimd.rmsf import element_msd
+from stemqd.io import atomic_write_bytes, atomic_write_text, sha256_file
 from stemqd.provenance import versions
 from stemqd.simulate import cspbbr3_slab
 
@@ -105,8 +106,8 @@ def run(args):
 def _find(workdir, name):
     """``workdir/name``, or its gzipped copy (as :func:`collect` stores it)."""
     path = Path(workdir) / name
-    return path if path.exists() or not path.with_name(name + ".gz").exists() else \
-        path.with_name(name + ".gz")
+    gz = path.with_name(name + ".gz")
+    return gz if gz.exists() and not path.exists() else path
 
 
 KEPT = ("dot.xyz", "equilibration.inp", "production.inp", f"{PROJECT}-equilibration-1.ener",
@@ -118,11 +119,11 @@ def collect(args):
     dest = Path(args.dest)
     dest.mkdir(parents=True, exist_ok=True)
     for name in KEPT:
-        src = Path(args.workdir) / name
+        data = (Path(args.workdir) / name).read_bytes()
         if name.endswith((".xyz", ".ener")) and name != "dot.xyz":
-            (dest / (name + ".gz")).write_bytes(gzip.compress(src.read_bytes(), mtime=0))
+            atomic_write_bytes(dest / (name + ".gz"), gzip.compress(data, mtime=0))
         else:
-            shutil.copyfile(src, dest / name)
+            atomic_write_bytes(dest / name, data)
     print("copied", ", ".join(KEPT), "to", dest)
     return 0
 
@@ -148,7 +149,12 @@ def analyse(args):
     def col(table, name, digits=4):
         return {el: round(float(v), digits) for el, v in table[name].items()}
 
+    def min_max(table):
+        return {el: [round(float(r.sigma_min_A), 4), round(float(r.sigma_max_A), 4)]
+                for el, r in table.iterrows()}
+
     inp = workdir / "production.inp"
+    a = _cell_edge(inp) / cells
     result = {
         "what": "per-element rms displacement per Cartesian direction of bulk CsPbBr3 from "
                 "PBE AIMD (simulations/cp2k/phonon_sigmas.py); sigma_A about the ideal "
@@ -157,13 +163,10 @@ def analyse(args):
         "sigma_A": col(cubic, "sigma_A"),
         "sigma_err_A": col(cubic, "sigma_err_A"),
         "u_iso_A2": col(cubic, "u_iso_A2", 5),
-        "sigma_min_max_A": {el: [round(float(r.sigma_min_A), 4), round(float(r.sigma_max_A), 4)]
-                            for el, r in cubic.iterrows()},
+        "sigma_min_max_A": min_max(cubic),
         "thermal_sigma_A": col(thermal, "sigma_A"),
         "thermal_sigma_err_A": col(thermal, "sigma_err_A"),
-        "thermal_sigma_min_max_A": {
-            el: [round(float(r.sigma_min_A), 4), round(float(r.sigma_max_A), 4)]
-            for el, r in thermal.iterrows()},
+        "thermal_sigma_min_max_A": min_max(thermal),
         "skipped_frames": args.skip,
         "frames": int(len(frames)),
         "production_ps": float((traj.time_fs[-1] - traj.time_fs[args.skip]) / 1000.0),
@@ -171,23 +174,20 @@ def analyse(args):
         "blocks": args.blocks,
         "atoms": len(traj.symbols),
         "supercell": [cells] * 3,
-        "lattice_constant_A": round(_cell_edge(inp) / cells, 4),
+        "lattice_constant_A": round(a, 4),
         "mean_temperature_K": _mean_temperature(workdir),
         "dft": DFT,
         "limits": f"{cells}x{cells}x{cells} supercell (for 2: Gamma, X, M and R phonons only); "
-                  "classical nuclei; PBE at a = " f"{_cell_edge(inp) / cells:.2f} Å; "
+                  f"classical nuclei; PBE at a = {a:.2f} Å; "
                   "'thermal' is about the mean over this run, so motion slower than the run "
                   "counts as static",
-        "input_sha256": hashlib.sha256(inp.read_bytes()).hexdigest(),
+        "input_sha256": sha256_file(inp),
         "trajectory_sha256": _sha256_text(pos),
         "versions": versions(),
     }
     text = json.dumps(result, indent=2) + "\n"
     if args.output:
-        out = Path(args.output)
-        tmp = out.with_suffix(out.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(out)
+        atomic_write_text(args.output, text)
     print(text, end="")
     return 0
 
