@@ -27,6 +27,16 @@ differences are nearly free of phonon noise:
 
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check sigmas \
         --out simulations/reference/convergence_sigmas.csv --configs 8
+
+``md-snapshots`` runs the series with configurations built from the AIMD frames themselves
+(:mod:`stemqd.snapshot_phonons`: correlated displacements, octahedral tilts coherent along
+each column, every cubic orientation of the tilt pattern) in a 4 x 4 box on the quick grid
+with the spread scan, and sets it beside the Einstein model: the phonon level of the
+committed reference series (default sigmas, same grid, 3 x 3 box) and that plus the fixed-seed
+differences of the two AIMD sigma sets from ``convergence_sigmas.csv``:
+
+    nice -n 10 .venv/bin/python simulations/thickness_series.py --check md-snapshots \
+        --out simulations/reference/convergence_md_snapshots.csv --configs 32
 """
 
 from __future__ import annotations
@@ -40,7 +50,9 @@ from pathlib import Path
 from stemqd.io import atomic_write_text
 from stemqd.simulate import SeriesParameters, convergence_check, versions
 
-AIMD_SIGMAS = Path(__file__).parent / "reference/cspbbr3_bulk_aimd/a6.00/phonon_sigmas.json"
+REFERENCE = Path(__file__).parent / "reference"
+AIMD_RUN = REFERENCE / "cspbbr3_bulk_aimd/a6.00"
+AIMD_SIGMAS = AIMD_RUN / "phonon_sigmas.json"
 
 
 def main(argv=None) -> int:
@@ -48,13 +60,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="CSV of the checks")
     ap.add_argument("--configs", type=int, default=2, help="configurations per variant")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--check", choices=("numerics", "sampling", "sampling-limit", "sigmas"),
-                    default="numerics")
+    ap.add_argument("--check", choices=("numerics", "sampling", "sampling-limit", "sigmas",
+                                        "md-snapshots"), default="numerics")
     ap.add_argument("--sigmas-json", default=str(AIMD_SIGMAS),
                     help="AIMD sigmas for --check sigmas (simulations/cp2k/phonon_sigmas.py)")
+    ap.add_argument("--aimd-run", default=str(AIMD_RUN),
+                    help="AIMD folder for --check md-snapshots (production trajectory, dot.xyz)")
+    ap.add_argument("--raw", help="checkpoint of --check md-snapshots (resumed if present)")
     args = ap.parse_args(argv)
     if args.check == "sampling-limit":
         return _sampling_limit(args)
+    if args.check == "md-snapshots":
+        return _md_snapshots(args)
     base = SeriesParameters(sampling_factor=1.0)
     if args.check == "numerics":
         variants = {
@@ -121,6 +138,54 @@ def _sampling_limit(args) -> int:
     side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
             "fine": fine.to_dict(), "fine_derived": fine.derived(), "run_time_s": elapsed,
             "versions": versions()}
+    atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
+    print(out.to_string(index=False))
+    return 0
+
+
+def _md_snapshots(args) -> int:
+    """The series with MD-snapshot configurations against the Einstein-model variants."""
+    import dataclasses
+
+    import numpy as np
+    import pandas as pd
+
+    from stemqd.simulate import analyse_series, thickness_series
+    from stemqd.snapshot_phonons import snapshot_phonons
+
+    run = Path(args.aimd_run)
+    phonons = snapshot_phonons(run / "bulk-production-pos-1.xyz.gz", run / "dot.xyz")
+    params = SeriesParameters(sampling_factor=1.0, cells=4)
+    t0 = time.perf_counter()
+    md = thickness_series(params, num_configs=args.configs, seed=args.seed, phonons=phonons,
+                          raw_path=args.raw, resume=args.raw is not None).table
+    elapsed = time.perf_counter() - t0
+    # Einstein model: the phonon level of the committed reference (same grid; the 3 x 3 box
+    # differs from 4 x 4 by <= 0.001, convergence_checks.csv) ...
+    ref_side = json.loads((REFERENCE / "cspbbr3_001_adf_series.json").read_text())
+    with np.load(REFERENCE / "cspbbr3_001_adf_series.raw.npz") as z:
+        raw, nodes = z["raw"], z["nodes"]
+    level0 = dataclasses.replace(SeriesParameters(**{
+        k: v for k, v in ref_side["parameters"].items()}), sampling_factor=1.0)
+    einstein = analyse_series(raw, nodes, level0)[0]
+    # ... and the fixed-seed shifts of the AIMD sigma sets (convergence_sigmas.csv).
+    shifts = pd.read_csv(REFERENCE / "convergence_sigmas.csv").pivot(
+        index="thickness_uc", columns="variant", values="delta")
+    out = pd.DataFrame({"thickness_uc": md.thickness_uc,
+                        "ratio_md": md.ratio, "ratio_md_err": md.ratio_err,
+                        "ratio_einstein_default": einstein.ratio.to_numpy(),
+                        "ratio_einstein_default_err": einstein.ratio_err.to_numpy()})
+    for name, col in (("AIMD, thermal only", "ratio_einstein_thermal"),
+                      ("AIMD, ideal cubic sites", "ratio_einstein_cubic_sites")):
+        out[col] = out.ratio_einstein_default + shifts.loc[md.thickness_uc, name].to_numpy()
+    out["md_minus_default"] = out.ratio_md - out.ratio_einstein_default
+    atomic_write_text(args.out, out.to_csv(index=False, float_format="%.6g"))
+    side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
+            "params": params.to_dict(), "derived": params.derived(),
+            "phonons": phonons.source, "md_rms_A": phonons.rms_A(),
+            "einstein_reference": "cspbbr3_001_adf_series.raw.npz, phonon level (sampling "
+                                  "factor 1.0), no grid correction",
+            "run_time_s": elapsed, "versions": versions()}
     atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
     print(out.to_string(index=False))
     return 0

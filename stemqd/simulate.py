@@ -99,6 +99,7 @@ __all__ = [
     "SeriesResult",
     "cspbbr3_slab",
     "displaced_configuration",
+    "apply_displacements",
     "focal_spread_A",
     "focal_nodes",
     "wavelength_A",
@@ -525,10 +526,14 @@ def displaced_configuration(atoms, sigmas_A: dict, seed: int, config: int):
         rng = np.random.default_rng([int(seed), int(config), int(i) + offset,
                                      int(j) + offset, int(k)])
         draws[n] = rng.standard_normal((len(_SITES), 3))
+    return apply_displacements(atoms, sigma[:, None] * draws[inverse, site])
+
+
+def apply_displacements(atoms, displacements):
+    """A copy of ``atoms`` moved by ``displacements`` (Å), wrapped into the periodic box."""
     out = atoms.copy()
-    positions = out.positions + sigma[:, None] * draws[inverse, site]
-    box = np.diag(out.cell)[:2]
-    positions[:, :2] %= box
+    positions = out.positions + displacements
+    positions[:, :2] %= np.diag(out.cell)[:2]
     out.positions = positions
     return out
 
@@ -617,7 +622,8 @@ def scan_positions(params: SeriesParameters) -> np.ndarray:
 # Multislice ---------------------------------------------------------------------------------
 
 def simulate_scans(params: SeriesParameters, configs, seed: int, *, nodes=None,
-                   thicknesses_uc=None, exit_planes: bool = True, num_workers: int | None = None):
+                   thicknesses_uc=None, exit_planes: bool = True, num_workers: int | None = None,
+                   phonons=None):
     """ADF signal on the wedge scan for the given phonon configurations, every thickness.
 
     Parameters
@@ -638,6 +644,10 @@ def simulate_scans(params: SeriesParameters, configs, seed: int, *, nodes=None,
         benchmarks only).
     num_workers : int, optional
         Dask threads (default: all cores).
+    phonons : callable, optional
+        ``phonons(slab, seed, config)`` returns a displaced copy of the slab, e.g. a
+        :class:`stemqd.snapshot_phonons.SnapshotPhonons`. Default: the Einstein model with
+        ``params.sigmas`` (:func:`displaced_configuration`).
 
     Returns
     -------
@@ -659,12 +669,15 @@ def simulate_scans(params: SeriesParameters, configs, seed: int, *, nodes=None,
     scan = abtem.CustomScan(positions)
     detector = abtem.AnnularDetector(params.detector_inner_mrad, params.detector_outer_mrad)
     spc = params.slices_per_cell
+    if phonons is None:
+        def phonons(slab, seed, config):
+            return displaced_configuration(slab, params.sigmas, seed, config)
 
     def measurement(slab_uc, planes, cfgs, defocus):
         slab = cspbbr3_slab(slab_uc, lattice_constant_A=a, cells=params.cells,
                             slices_per_cell=spc)
         ensemble = abtem.AtomsEnsemble(
-            [displaced_configuration(slab, params.sigmas, seed, c) for c in cfgs],
+            [phonons(slab, seed, c) for c in cfgs],
             ensemble_mean=False)
         potential = abtem.Potential(
             ensemble, gpts=params.grid_points, slice_thickness=a / spc,
@@ -1043,7 +1056,7 @@ def thickness_series(params: SeriesParameters | None = None, *,
                      phonon_sampling_factor: float | None = None, correction_configs: int = 0,
                      batch_configs: int | None = None, max_time_s: float | None = None,
                      raw_path=None, resume: bool = False, progress=None,
-                     num_workers: int | None = None) -> SeriesResult:
+                     num_workers: int | None = None, phonons=None) -> SeriesResult:
     """ADF-STEM thickness series of CsPbBr3 [001], measured through the column fitter.
 
     Parameters
@@ -1077,6 +1090,10 @@ def thickness_series(params: SeriesParameters | None = None, *,
         ``progress(done, total, elapsed_s)`` after every batch (corrections included).
     num_workers : int, optional
         Dask threads.
+    phonons : SnapshotPhonons, optional
+        Displacements from MD snapshots (:mod:`stemqd.snapshot_phonons`) instead of the
+        Einstein model with ``params.sigmas``; its ``source`` goes into the checkpoint key
+        and ``info["phonons"]``.
 
     Returns
     -------
@@ -1096,7 +1113,9 @@ def thickness_series(params: SeriesParameters | None = None, *,
     _, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
     all_nodes = _config_nodes(num_configs, weights)
     corr_nodes_all = _config_nodes(m_corr, weights)
-    key, corr_key = _params_key(level0, seed), _correction_key(level0, params, seed)
+    pkey = None if phonons is None else phonons.key
+    key = _params_key(level0, seed, pkey)
+    corr_key = _correction_key(level0, params, seed, pkey)
     shape = (len(params.thicknesses_uc), len(wedge_indices(params.scan_points)))
     raw = np.empty((0,) + shape)
     corr = np.empty((2, 0) + shape)
@@ -1116,7 +1135,8 @@ def thickness_series(params: SeriesParameters | None = None, *,
     def save():
         if raw_path is not None:
             _save_raw(raw_path, params, seed, raw, all_nodes[:len(raw)],
-                      (level0, corr, corr_nodes_all[:corr.shape[1]]) if two_level else None)
+                      (level0, corr, corr_nodes_all[:corr.shape[1]]) if two_level else None,
+                      phonons_key=pkey)
 
     def over_budget(stage):
         times = batch_times[stage]
@@ -1131,8 +1151,8 @@ def thickness_series(params: SeriesParameters | None = None, *,
         k1 = min(m_corr, k0 + batch_configs)
         cfgs, nds = CORRECTION_CONFIG_OFFSET + np.arange(k0, k1), corr_nodes_all[k0:k1]
         tb = time.perf_counter()
-        pair = np.stack([simulate_scans(p, cfgs, seed, nodes=nds, num_workers=num_workers)
-                         for p in (level0, params)])
+        pair = np.stack([simulate_scans(p, cfgs, seed, nodes=nds, num_workers=num_workers,
+                                        phonons=phonons) for p in (level0, params)])
         batch_times["correction"].append(time.perf_counter() - tb)
         corr = np.concatenate([corr, pair], axis=1)
         save()
@@ -1144,7 +1164,8 @@ def thickness_series(params: SeriesParameters | None = None, *,
         done = len(raw)
         stop = min(num_configs, done + batch_configs)
         tb = time.perf_counter()
-        chunk = simulate_scans(level0, np.arange(done, stop), seed, num_workers=num_workers)
+        chunk = simulate_scans(level0, np.arange(done, stop), seed, num_workers=num_workers,
+                               phonons=phonons)
         batch_times["phonon"].append(time.perf_counter() - tb)
         raw = np.concatenate([raw, chunk])
         save()
@@ -1169,6 +1190,8 @@ def thickness_series(params: SeriesParameters | None = None, *,
         "fit_flags": flags,
         "error_method": error_method,
         "device": params.device,
+        "phonons": ({"model": "Einstein", "sigmas_A": params.sigmas} if phonons is None
+                    else phonons.source),
     }
     if two_level:
         info["phonon_grid"] = {"sampling_factor": level0.sampling_factor,
@@ -1197,21 +1220,33 @@ def _phonon_level(params: SeriesParameters, phonon_sampling_factor: float | None
     return level0
 
 
-def _correction_key(level0: SeriesParameters, params: SeriesParameters, seed: int) -> str:
-    return json.dumps({"phonon": _params_key(level0, seed),
-                       "target": _params_key(params, seed)}, sort_keys=True)
+def _correction_key(level0: SeriesParameters, params: SeriesParameters, seed: int,
+                    phonons_key: str | None = None) -> str:
+    return json.dumps({"phonon": _params_key(level0, seed, phonons_key),
+                       "target": _params_key(params, seed, phonons_key)}, sort_keys=True)
 
 
-def _params_key(params: SeriesParameters, seed: int) -> str:
-    """Identity of a raw-scan checkpoint: the parameters that change the raw signal."""
+def _params_key(params: SeriesParameters, seed: int, phonons_key: str | None = None) -> str:
+    """Identity of a raw-scan checkpoint: the parameters (and MD phonon source, if any) that
+    change the raw signal."""
     d = params.to_dict()
     for k in ("fit_pixel_A", "fit_tiles", "fit_radius_A", "disc_radius_A", "device",
               "source_size_fwhm_A", "blur_sigma_A"):
         d.pop(k)
-    return json.dumps({"params": d, "seed": seed}, sort_keys=True)
+    key = {"params": d, "seed": seed}
+    if phonons_key is not None:
+        key["phonons"] = phonons_key
+    return json.dumps(key, sort_keys=True)
 
 
-def _save_raw(path, params, seed, raw, nodes, two_level=None):
+def _phonons_key(info: dict) -> str | None:
+    """Checkpoint key of the MD phonon source in a result's ``info`` (None: Einstein model)."""
+    source = info.get("phonons", {})
+    return None if source.get("model", "Einstein") == "Einstein" else json.dumps(
+        source, sort_keys=True)
+
+
+def _save_raw(path, params, seed, raw, nodes, two_level=None, phonons_key=None):
     """Checkpoint: phonon-level scans, and the grid-correction scans of a two-level run.
 
     ``two_level`` is ``(phonon_params, correction scans, correction nodes)`` or None; the
@@ -1225,8 +1260,8 @@ def _save_raw(path, params, seed, raw, nodes, two_level=None):
     if two_level is not None:
         level0, corr, corr_nodes = two_level
         extra = {"corr": corr.astype(np.float64), "corr_nodes": corr_nodes,
-                 "corr_key": np.array(_correction_key(level0, params, seed))}
-    key = _params_key(level0, seed)
+                 "corr_key": np.array(_correction_key(level0, params, seed, phonons_key))}
+    key = _params_key(level0, seed, phonons_key)
     buf = _io.BytesIO()
     np.savez_compressed(buf, raw=raw.astype(np.float64), nodes=nodes, key=np.array(key),
                         seed=np.array(seed), **extra)
@@ -1311,7 +1346,8 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     raw = raw_path_for(csv_path)
     _save_raw(raw, result.params, result.seed, result.raw, result.nodes,
               None if result.phonon_params is None else
-              (result.phonon_params, result.correction, result.correction_nodes))
+              (result.phonon_params, result.correction, result.correction_nodes),
+              phonons_key=_phonons_key(result.info))
     table = result.table
     last = table.iloc[-1]
     n_cfg = result.info.get("num_configs", len(result.raw))

@@ -11,7 +11,7 @@ from .huang_rhys import DEFAULT_WINDOWS_MEV, effective_s_per_free_atom, gap_spec
 from .linewidth import fwhm_from_reorganization, linewidth_fwhm, linewidth_table, reorganization_energy
 from .readers import Trajectory, read_ener, read_gap_table, read_gaps, read_xyz_trajectory
 from .rigid import eckart_residual, icp_align, internal_velocities, kabsch_rotation, remove_rigid_body
-from .rmsf import element_msd, layer_index, rmsf, rmsf_by_layer
+from .rmsf import element_msd, layer_index, rmsf, rmsf_by_layer, site_displacements
 
 __all__ = [
     "DEFAULT_WINDOWS_MEV", "Trajectory", "autocorrelation", "build_dot", "cell_size_A", "cp2k_input",
@@ -21,5 +21,5 @@ __all__ = [
     "layer_index", "linewidth_fwhm", "linewidth_table", "mobile_atoms", "periodogram",
     "phonon_dos", "phonon_dos_from_positions", "quantum_factor", "read_ener", "read_gap_table",
     "read_gaps", "read_xyz_trajectory", "remove_rigid_body", "reorganization_energy", "rmsf",
-    "rmsf_by_layer", "study_stages", "write_cp2k_inputs", "write_structure",
+    "rmsf_by_layer", "site_displacements", "study_stages", "write_cp2k_inputs", "write_structure",
 ]

@@ -98,6 +98,48 @@ def rmsf_by_layer(rmsf_A, symbols, layers):
         ["layer", "element"], kind="stable").reset_index(drop=True)
 
 
+def site_displacements(positions, symbols, masses=None, *, reference=None):
+    """Displacement of every atom from its site in every frame of a periodic crystal (Å).
+
+    The mass-weighted centre-of-mass drift of every frame is removed first (no rotation: a
+    periodic cell cannot rotate).
+
+    Parameters
+    ----------
+    positions : array_like, shape (n_frames, n_atoms, 3)
+        Unwrapped positions (Å), as CP2K writes them.
+    symbols : sequence of str
+        Element per atom.
+    masses : array_like, optional
+        Atomic masses (u); default ASE's standard masses.
+    reference : array_like, shape (n_atoms, 3), optional
+        Sites, e.g. the ideal cubic lattice; their mass-weighted centre is matched to each
+        frame's. Default: each atom's mean position over the frames.
+
+    Returns
+    -------
+    ndarray, shape (n_frames, n_atoms, 3)
+    """
+    x = np.asarray(positions, dtype=float)
+    if x.ndim != 3 or x.shape[-1] != 3:
+        raise InputError(f"positions must have shape (n_frames, n_atoms, 3), not {x.shape}")
+    if len(symbols) != x.shape[1]:
+        raise InputError(f"{len(symbols)} symbols for {x.shape[1]} atoms")
+    if masses is None:
+        from ase.data import atomic_masses, atomic_numbers
+
+        masses = [atomic_masses[atomic_numbers[s]] for s in symbols]
+    w = np.asarray(masses, dtype=float)
+    w = w / w.sum()
+    x = x - np.einsum("n,fna->fa", w, x)[:, None, :]
+    if reference is None:
+        return x - x.mean(axis=0)
+    sites = np.asarray(reference, dtype=float)
+    if sites.shape != x.shape[1:]:
+        raise InputError(f"reference must have shape {x.shape[1:]}, not {sites.shape}")
+    return x - (sites - w @ sites)
+
+
 def element_msd(positions, symbols, masses=None, *, reference=None, n_blocks=5):
     """Per-element mean-square displacement of a periodic crystal (U_iso, Å²).
 
@@ -138,30 +180,12 @@ def element_msd(positions, symbols, masses=None, *, reference=None, n_blocks=5):
     low by about the fraction of the run that the slowest mode's correlation time makes up.
     """
     x = np.asarray(positions, dtype=float)
-    if x.ndim != 3 or x.shape[-1] != 3:
-        raise InputError(f"positions must have shape (n_frames, n_atoms, 3), not {x.shape}")
-    symbols = np.asarray(symbols)
-    if len(symbols) != x.shape[1]:
-        raise InputError(f"{len(symbols)} symbols for {x.shape[1]} atoms")
     n_blocks = int(n_blocks)
-    if n_blocks < 2 or x.shape[0] < 2 * n_blocks:
+    if x.ndim == 3 and (n_blocks < 2 or x.shape[0] < 2 * n_blocks):
         raise InputError(f"need n_blocks >= 2 and at least 2 frames per block; got "
                          f"{x.shape[0]} frames for {n_blocks} blocks")
-    if masses is None:
-        from ase.data import atomic_masses, atomic_numbers
-
-        masses = [atomic_masses[atomic_numbers[s]] for s in symbols]
-    m = np.asarray(masses, dtype=float)
-    w = m / m.sum()
-    x = x - np.einsum("n,fna->fa", w, x)[:, None, :]
-    if reference is None:
-        sites = x.mean(axis=0)
-    else:
-        sites = np.asarray(reference, dtype=float)
-        if sites.shape != x.shape[1:]:
-            raise InputError(f"reference must have shape {x.shape[1:]}, not {sites.shape}")
-        sites = sites - w @ sites
-    dev2 = (x - sites) ** 2                                 # (frames, atoms, 3)
+    symbols = np.asarray(symbols)
+    dev2 = site_displacements(x, symbols, masses, reference=reference) ** 2
     blocks = np.array_split(np.arange(x.shape[0]), n_blocks)
     rows = {}
     for el in sorted(set(symbols.tolist())):
