@@ -14,6 +14,7 @@ from scipy.spatial import cKDTree
 
 from stemqd import simulate as sim
 from stemqd.aimd import element_msd, read_xyz_trajectory
+from stemqd.cli import main
 from stemqd.errors import InputError
 from stemqd.snapshot_phonons import cubic_operations, snapshot_phonons
 
@@ -182,3 +183,21 @@ def test_series_hook_uses_the_snapshots_and_keys_the_checkpoint(md_run, tmp_path
     assert sim._params_key(p, 0, ph.key) != sim._params_key(p, 0)
     assert sim._phonons_key({"phonons": ph.source}) == ph.key
     assert sim._phonons_key({"phonons": {"model": "Einstein"}}) is None
+
+
+def test_cli_runs_the_series_on_md_snapshots_and_records_the_source(md_run, tmp_path, capsys):
+    traj, sites, _, _ = md_run
+    out = tmp_path / "md.csv"
+    common = ["simulate", "thickness-series", "--out", str(out), "--thicknesses", "2,4",
+              "--scan-per-cell", "8", "--sampling-factor", "1", "--plot", "none",
+              "--device", "cpu", "--configs", "2", "--md-snapshots", str(traj), str(sites)]
+    assert main(common + ["--cells", "3"]) == 2
+    assert "multiple of the MD supercell" in capsys.readouterr().err
+    assert main(common + ["--cells", "4"]) == 0
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["phonons"]["model"] == "MD snapshots"
+    assert side["phonons"]["trajectory_sha256"] == snapshot_phonons(
+        traj, sites).source["trajectory_sha256"]
+    assert f"--md-snapshots {traj} {sites}" in side["command"]
+    table = sim.read_series(out)
+    assert np.isfinite(table.ratio).all() and (table.ratio > 0).all()

@@ -56,6 +56,12 @@ def add_parser(subparsers):
                    help="rms displacement per direction of an element, Å, e.g. Cs=0.21 "
                         f"(defaults {DEFAULT_PHONON_SIGMAS_A}, provisional: see "
                         "simulations/reference/cspbbr3_bulk_aimd for AIMD values)")
+    s.add_argument("--md-snapshots", nargs=2, default=None, metavar=("TRAJ", "SITES"),
+                   help="frozen phonons from MD snapshots instead of --sigma: a CP2K position "
+                        "trajectory of a periodic n x n x n cubic supercell and its ideal "
+                        "sites (any ASE format), e.g. simulations/reference/cspbbr3_bulk_aimd/"
+                        "a6.00/{bulk-production-pos-1.xyz.gz,dot.xyz}; --cells must be a "
+                        "multiple of n (stemqd.snapshot_phonons)")
     s.add_argument("--cc", type=float, default=d.chromatic_aberration_mm, metavar="MM",
                    help=f"chromatic aberration Cc, mm (assumed; default "
                         f"{d.chromatic_aberration_mm})")
@@ -138,6 +144,8 @@ def _command_line(args) -> str:
         flag = "--" + key.replace("_", "-")
         if value is True:
             parts.append(flag)
+        elif key == "md_snapshots":  # nargs=2
+            parts += [flag] + [shlex.quote(str(v)) for v in value]
         elif isinstance(value, list):
             parts += [p for v in value for p in (flag, shlex.quote(str(v)))]
         else:
@@ -145,11 +153,13 @@ def _command_line(args) -> str:
     return " ".join(parts)
 
 
-def _previous_sessions(out, level0, seed) -> list:
-    """Sessions recorded in the sidecar of the run being resumed (same phonon level, seed)."""
+def _previous_sessions(out, level0, seed, phonons_key=None) -> list:
+    """Sessions recorded in the sidecar of the run being resumed (same phonon level, seed and
+    MD phonon source)."""
     import json
 
-    from ..simulate import _params_key, _phonon_level, SeriesParameters, sidecar_path
+    from ..simulate import (_params_key, _phonon_level, _phonons_key, SeriesParameters,
+                            sidecar_path)
 
     path = sidecar_path(out)
     try:
@@ -161,7 +171,8 @@ def _previous_sessions(out, level0, seed) -> list:
             "sampling_factor"))
     except (OSError, ValueError, KeyError, TypeError, InputError):
         return []
-    if _params_key(old_level0, old.get("seed")) != _params_key(level0, seed):
+    if _params_key(old_level0, old.get("seed"), _phonons_key(old)) != _params_key(
+            level0, seed, phonons_key):
         return []
     if "sessions" in old:
         return list(old["sessions"])
@@ -207,6 +218,15 @@ def handler(args) -> int:
         args.phonon_sampling_factor = (params.sampling_factor if args.quick or args.gpts
                                        else DEFAULT_PHONON_SAMPLING_FACTOR)
     level0 = _phonon_level(params, args.phonon_sampling_factor)
+    phonons = None
+    if args.md_snapshots:
+        from ..snapshot_phonons import snapshot_phonons
+
+        phonons = snapshot_phonons(*args.md_snapshots,
+                                   target_lattice_constant_A=params.lattice_constant_A)
+        if params.cells % phonons.period:
+            raise InputError(f"--cells {params.cells} is not a multiple of the MD supercell "
+                             f"({phonons.period} cells)")
     der = params.derived()
     mode = "quick" if args.quick else "reference"
     print(f"stemqd simulate thickness-series ({mode}): {configs} configurations, seed "
@@ -226,11 +246,12 @@ def handler(args) -> int:
                               correction_configs=args.correction_configs,
                               batch_configs=args.batch, max_time_s=args.max_time,
                               raw_path=raw_path_for(out), resume=args.resume,
-                              progress=progress)
+                              progress=progress, phonons=phonons)
     result.info["run_time_s"] = time.perf_counter() - t0
     command = _command_line(args)
     resumed = result.info["resumed_configs"] or result.info.get("resumed_correction_configs")
-    sessions = _previous_sessions(out, level0, args.seed) if resumed else []
+    sessions = (_previous_sessions(out, level0, args.seed, phonons and phonons.key)
+                if resumed else [])
     sessions.append({
         "command": command,
         "configs_requested": result.info["num_configs_requested"],
