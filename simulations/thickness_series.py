@@ -29,14 +29,14 @@ differences are nearly free of phonon noise:
         --out simulations/reference/convergence_sigmas.csv --configs 8
 
 ``md-snapshots`` runs the series with configurations built from the AIMD frames themselves
-(:mod:`stemqd.snapshot_phonons`: correlated displacements, octahedral tilts coherent along
-each column, every cubic orientation of the tilt pattern) in a 4 x 4 box on the quick grid
-with the spread scan, and sets it beside the Einstein model: the phonon level of the
-committed reference series (default sigmas, same grid, 3 x 3 box) and that plus the fixed-seed
-differences of the two AIMD sigma sets from ``convergence_sigmas.csv``:
+(:mod:`stemqd.snapshot_phonons`: correlated displacements in every cubic orientation), once
+with the displacements about the ideal cubic sites (octahedral tilts coherent along each
+column) and once about the mean positions (the correlated thermal motion alone), in a 4 x 4
+box on the quick grid with the spread scan, and sets them beside the Einstein model: the
+phonon level of the committed reference series (default sigmas, same grid, 3 x 3 box):
 
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check md-snapshots \
-        --out simulations/reference/convergence_md_snapshots.csv --configs 32
+        --out simulations/reference/convergence_md_snapshots.csv --configs 32 --raw runs
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def main(argv=None) -> int:
                     help="AIMD sigmas for --check sigmas (simulations/cp2k/phonon_sigmas.py)")
     ap.add_argument("--aimd-run", default=str(AIMD_RUN),
                     help="AIMD folder for --check md-snapshots (production trajectory, dot.xyz)")
-    ap.add_argument("--raw", help="checkpoint of --check md-snapshots (resumed if present)")
+    ap.add_argument("--raw", metavar="DIR",
+                    help="folder of the --check md-snapshots checkpoints (resumed if present)")
     args = ap.parse_args(argv)
     if args.check == "sampling-limit":
         return _sampling_limit(args)
@@ -154,38 +155,40 @@ def _md_snapshots(args) -> int:
     from stemqd.snapshot_phonons import snapshot_phonons
 
     run = Path(args.aimd_run)
-    phonons = snapshot_phonons(run / "bulk-production-pos-1.xyz.gz", run / "dot.xyz")
     params = SeriesParameters(sampling_factor=1.0, cells=4)
-    t0 = time.perf_counter()
-    md = thickness_series(params, num_configs=args.configs, seed=args.seed, phonons=phonons,
-                          raw_path=args.raw, resume=args.raw is not None).table
-    elapsed = time.perf_counter() - t0
+    out, sources, times = None, {}, {}
+    for about in ("sites", "mean"):
+        phonons = snapshot_phonons(run / "bulk-production-pos-1.xyz.gz", run / "dot.xyz",
+                                   about=about)
+        raw = None if args.raw is None else Path(args.raw) / f"md_snapshots_{about}.raw.npz"
+        t0 = time.perf_counter()
+        md = thickness_series(params, num_configs=args.configs, seed=args.seed,
+                              phonons=phonons, raw_path=raw, resume=raw is not None).table
+        times[about] = time.perf_counter() - t0
+        sources[about] = {**phonons.source, "rms_A": phonons.rms_A()}
+        if out is None:
+            out = pd.DataFrame({"thickness_uc": md.thickness_uc})
+        out[f"ratio_md_{about}"] = md.ratio.to_numpy()
+        out[f"ratio_md_{about}_err"] = md.ratio_err.to_numpy()
     # Einstein model: the phonon level of the committed reference (same grid; the 3 x 3 box
-    # differs from 4 x 4 by <= 0.001, convergence_checks.csv) ...
+    # differs from 4 x 4 by <= 0.001, convergence_checks.csv).
     ref_side = json.loads((REFERENCE / "cspbbr3_001_adf_series.json").read_text())
     with np.load(REFERENCE / "cspbbr3_001_adf_series.raw.npz") as z:
         raw, nodes = z["raw"], z["nodes"]
-    level0 = dataclasses.replace(SeriesParameters(**{
-        k: v for k, v in ref_side["parameters"].items()}), sampling_factor=1.0)
+    level0 = dataclasses.replace(SeriesParameters(**ref_side["parameters"]),
+                                 sampling_factor=1.0)
     einstein = analyse_series(raw, nodes, level0)[0]
-    # ... and the fixed-seed shifts of the AIMD sigma sets (convergence_sigmas.csv).
-    shifts = pd.read_csv(REFERENCE / "convergence_sigmas.csv").pivot(
-        index="thickness_uc", columns="variant", values="delta")
-    out = pd.DataFrame({"thickness_uc": md.thickness_uc,
-                        "ratio_md": md.ratio, "ratio_md_err": md.ratio_err,
-                        "ratio_einstein_default": einstein.ratio.to_numpy(),
-                        "ratio_einstein_default_err": einstein.ratio_err.to_numpy()})
-    for name, col in (("AIMD, thermal only", "ratio_einstein_thermal"),
-                      ("AIMD, ideal cubic sites", "ratio_einstein_cubic_sites")):
-        out[col] = out.ratio_einstein_default + shifts.loc[md.thickness_uc, name].to_numpy()
-    out["md_minus_default"] = out.ratio_md - out.ratio_einstein_default
+    out["ratio_einstein"] = einstein.ratio.to_numpy()
+    out["ratio_einstein_err"] = einstein.ratio_err.to_numpy()
+    for about in ("sites", "mean"):
+        out[f"md_{about}_minus_einstein"] = out[f"ratio_md_{about}"] - out.ratio_einstein
     atomic_write_text(args.out, out.to_csv(index=False, float_format="%.6g"))
     side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
-            "params": params.to_dict(), "derived": params.derived(),
-            "phonons": phonons.source, "md_rms_A": phonons.rms_A(),
-            "einstein_reference": "cspbbr3_001_adf_series.raw.npz, phonon level (sampling "
-                                  "factor 1.0), no grid correction",
-            "run_time_s": elapsed, "versions": versions()}
+            "params": params.to_dict(), "derived": params.derived(), "phonons": sources,
+            "einstein": {"sigmas_A": level0.sigmas,
+                         "source": "cspbbr3_001_adf_series.raw.npz, phonon level "
+                                   "(sampling factor 1.0), no grid correction"},
+            "run_time_s": times, "versions": versions()}
     atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
     print(out.to_string(index=False))
     return 0

@@ -8,9 +8,10 @@ trajectory onto the slab of :func:`stemqd.simulate.cspbbr3_slab` (the same idea 
 ``MDFrozenPhonons``, but a ps-long run of a small cell has to be reused many times over a
 series' 30-cell columns, and the scan must see a symmetric ensemble):
 
-- displacements are measured from the ideal cubic sites after each frame's centre-of-mass
-  drift is removed (:func:`stemqd.aimd.site_displacements`), and scaled by the ratio of the
-  lattice constants (a homologous scaling: tilt angles are kept);
+- displacements are measured from the ideal cubic sites (static tilts included) or from
+  each atom's mean position (thermal motion only, placed on the cubic sites) after each
+  frame's centre-of-mass drift is removed (:func:`stemqd.aimd.site_displacements`), and
+  scaled by the ratio of the lattice constants (a homologous scaling: tilt angles are kept);
 - every configuration applies one operation of the cubic point group m-3m (48) and one
   lattice translation of the supercell, drawn from (seed, configuration), to every frame it
   uses. The ensemble is then invariant under the cubic operations and lattice translations,
@@ -148,7 +149,7 @@ def _sha256(path) -> str:
 
 
 def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = 5.87,
-                     skip: int = 0) -> SnapshotPhonons:
+                     about: str = "sites", skip: int = 0) -> SnapshotPhonons:
     """Read a periodic MD run of a cubic perovskite supercell into :class:`SnapshotPhonons`.
 
     Parameters
@@ -161,6 +162,10 @@ def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = 5.
     target_lattice_constant_A : float
         Lattice constant of the series, Å; displacements are scaled by its ratio to the
         MD's.
+    about : {"sites", "mean"}
+        Measure displacements from the ideal cubic sites (static octahedral tilts and
+        off-centring count) or from each atom's mean position over the frames (the
+        correlated thermal motion alone, on the cubic lattice).
     skip : int
         Leading frames to drop.
 
@@ -172,6 +177,8 @@ def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = 5.
 
     from .aimd import read_xyz_trajectory, site_displacements
 
+    if about not in ("sites", "mean"):
+        raise InputError(f"about must be 'sites' or 'mean', not {about!r}")
     traj = read_xyz_trajectory(trajectory)
     ideal = read(str(sites))
     symbols = ideal.get_chemical_symbols()
@@ -197,12 +204,15 @@ def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = 5.
     if len({(*c, s) for c, s in zip(cell.tolist(), site.tolist())}) != len(symbols):
         raise InputError(f"{sites}: two atoms on one site")
     scale = float(target_lattice_constant_A) / a
-    u = site_displacements(frames, symbols, reference=ideal.positions) * scale
+    u = site_displacements(frames, symbols,
+                           reference=ideal.positions if about == "sites" else None) * scale
     disp = np.empty((len(frames), n, n, n, 5, 3))
     disp[:, cell[:, 0], cell[:, 1], cell[:, 2], site] = u
     source = {"model": "MD snapshots", "trajectory": Path(trajectory).name,
               "trajectory_sha256": _sha256(trajectory), "sites": Path(sites).name,
               "sites_sha256": _sha256(sites), "frames": int(len(frames)), "skip": int(skip),
+              "displacements_about": ("ideal cubic sites" if about == "sites"
+                                      else "mean positions"),
               "supercell": n, "md_lattice_constant_A": round(a, 6),
               "target_lattice_constant_A": float(target_lattice_constant_A),
               "displacement_scale": round(scale, 6)}

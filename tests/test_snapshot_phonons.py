@@ -85,6 +85,15 @@ def test_snapshot_field_recovers_the_planted_displacements(md_run):
     msd = element_msd(x.values, x.symbols, reference=ideal.positions, n_blocks=2)
     for el, rms in ph.rms_A().items():
         assert rms == pytest.approx(msd.loc[el, "sigma_A"], abs=1e-9)
+    # About the mean positions: the thermal sigma, and no static offset left at any site.
+    thermal = snapshot_phonons(traj, sites, target_lattice_constant_A=A_MD, about="mean")
+    msd = element_msd(x.values, x.symbols, n_blocks=2)
+    for el, rms in thermal.rms_A().items():
+        assert rms == pytest.approx(msd.loc[el, "sigma_A"], abs=1e-9)
+    np.testing.assert_allclose(thermal.displacements.mean(axis=0), 0, atol=1e-9)
+    assert thermal.source["displacements_about"] == "mean positions"
+    with pytest.raises(InputError, match="about"):
+        snapshot_phonons(traj, sites, about="origin")
     # Homologous scaling to another lattice constant.
     scaled = snapshot_phonons(traj, sites, target_lattice_constant_A=5.87)
     np.testing.assert_allclose(scaled.displacements, ph.displacements * 5.87 / A_MD)
@@ -193,9 +202,10 @@ def test_cli_runs_the_series_on_md_snapshots_and_records_the_source(md_run, tmp_
               "--device", "cpu", "--configs", "2", "--md-snapshots", str(traj), str(sites)]
     assert main(common + ["--cells", "3"]) == 2
     assert "multiple of the MD supercell" in capsys.readouterr().err
-    assert main(common + ["--cells", "4"]) == 0
+    assert main(common + ["--cells", "4", "--md-about", "mean"]) == 0
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["phonons"]["model"] == "MD snapshots"
+    assert side["phonons"]["displacements_about"] == "mean positions"
     assert side["phonons"]["trajectory_sha256"] == snapshot_phonons(
         traj, sites).source["trajectory_sha256"]
     assert f"--md-snapshots {traj} {sites}" in side["command"]

@@ -53,15 +53,19 @@ def add_parser(subparsers):
     s.add_argument("--cells", type=int, default=d.cells,
                    help=f"lateral box, cells per side (default {d.cells})")
     s.add_argument("--sigma", action="append", default=[], metavar="EL=Å",
-                   help="rms displacement per direction of an element, Å, e.g. Cs=0.21 "
-                        f"(defaults {DEFAULT_PHONON_SIGMAS_A}, provisional: see "
-                        "simulations/reference/cspbbr3_bulk_aimd for AIMD values)")
+                   help="rms displacement per direction of an element, Å, e.g. Cs=0.23 "
+                        f"(defaults {DEFAULT_PHONON_SIGMAS_A}: PBE AIMD at 300 K about the mean "
+                        "positions, simulations/reference/cspbbr3_bulk_aimd/a6.00)")
     s.add_argument("--md-snapshots", nargs=2, default=None, metavar=("TRAJ", "SITES"),
                    help="frozen phonons from MD snapshots instead of --sigma: a CP2K position "
                         "trajectory of a periodic n x n x n cubic supercell and its ideal "
                         "sites (any ASE format), e.g. simulations/reference/cspbbr3_bulk_aimd/"
                         "a6.00/{bulk-production-pos-1.xyz.gz,dot.xyz}; --cells must be a "
                         "multiple of n (stemqd.snapshot_phonons)")
+    s.add_argument("--md-about", choices=("sites", "mean"), default=None,
+                   help="--md-snapshots displacements about the ideal cubic sites (static "
+                        "tilts included) or about each atom's mean position (thermal motion "
+                        "only); default sites")
     s.add_argument("--cc", type=float, default=d.chromatic_aberration_mm, metavar="MM",
                    help=f"chromatic aberration Cc, mm (assumed; default "
                         f"{d.chromatic_aberration_mm})")
@@ -127,7 +131,7 @@ def _parse_sigmas(items):
             el, val = item.split("=")
             out[el.strip()] = float(val)
         except ValueError as exc:
-            raise InputError(f"--sigma: expected EL=VALUE (e.g. Cs=0.21), got {item!r}") from exc
+            raise InputError(f"--sigma: expected EL=VALUE (e.g. Cs=0.23), got {item!r}") from exc
     return out
 
 
@@ -222,7 +226,7 @@ def handler(args) -> int:
     if args.md_snapshots:
         from ..snapshot_phonons import snapshot_phonons
 
-        phonons = snapshot_phonons(*args.md_snapshots,
+        phonons = snapshot_phonons(*args.md_snapshots, about=args.md_about or "sites",
                                    target_lattice_constant_A=params.lattice_constant_A)
         if params.cells % phonons.period:
             raise InputError(f"--cells {params.cells} is not a multiple of the MD supercell "
