@@ -168,8 +168,9 @@ def _md_snapshots(args) -> int:
         sources[about] = {**phonons.source, "rms_A": phonons.rms_A()}
         if out is None:
             out = pd.DataFrame({"thickness_uc": md.thickness_uc})
-        out[f"ratio_md_{about}"] = md.ratio.to_numpy()
-        out[f"ratio_md_{about}_err"] = md.ratio_err.to_numpy()
+        for method in ("", "_disc"):
+            out[f"ratio{method}_md_{about}"] = md[f"ratio{method}"].to_numpy()
+            out[f"ratio{method}_md_{about}_err"] = md[f"ratio{method}_err"].to_numpy()
     # Einstein model: the phonon level of the committed reference (same grid; the 3 x 3 box
     # differs from 4 x 4 by <= 0.001, convergence_checks.csv).
     ref_side = json.loads((REFERENCE / "cspbbr3_001_adf_series.json").read_text())
@@ -178,10 +179,12 @@ def _md_snapshots(args) -> int:
     level0 = dataclasses.replace(SeriesParameters(**ref_side["parameters"]),
                                  sampling_factor=1.0)
     einstein = analyse_series(raw, nodes, level0)[0]
-    out["ratio_einstein"] = einstein.ratio.to_numpy()
-    out["ratio_einstein_err"] = einstein.ratio_err.to_numpy()
-    for about in ("sites", "mean"):
-        out[f"md_{about}_minus_einstein"] = out[f"ratio_md_{about}"] - out.ratio_einstein
+    for method in ("", "_disc"):
+        out[f"ratio{method}_einstein"] = einstein[f"ratio{method}"].to_numpy()
+        out[f"ratio{method}_einstein_err"] = einstein[f"ratio{method}_err"].to_numpy()
+        for about in ("sites", "mean"):
+            out[f"ratio{method}_md_{about}_minus_einstein"] = (
+                out[f"ratio{method}_md_{about}"] - out[f"ratio{method}_einstein"])
     atomic_write_text(args.out, out.to_csv(index=False, float_format="%.6g"))
     side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
             "params": params.to_dict(), "derived": params.derived(), "phonons": sources,

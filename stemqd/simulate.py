@@ -19,7 +19,11 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
   :class:`abtem.FrozenPhonons`. The draws are keyed by (seed, configuration, unit cell relative
   to the scanned cell, site), so a thinner crystal is exactly the top of a thicker one and
   two boxes of different lateral size share the displacements of their common cells; the
-  displaced structures go to abTEM as an :class:`abtem.AtomsEnsemble`.
+  displaced structures go to abTEM as an :class:`abtem.AtomsEnsemble`. The default sigmas
+  come from the project's AIMD (:data:`DEFAULT_PHONON_SIGMAS_A`). Alternatively
+  (``phonons=``, ``--md-snapshots``) the configurations are built from the frames of a
+  periodic MD run (:mod:`stemqd.snapshot_phonons`), which keeps the correlations and the
+  octahedral tilts that the Einstein model drops.
 * **Probe.** ``energy_kV`` (300 kV), aperture semi-angle ``semiangle_mrad`` (18 mrad), no
   residual aberrations, focused on the entrance surface (defocus 0).
 * **Energy spread as focal spread.** The energy spread is read as a FWHM, converted to a
@@ -118,17 +122,17 @@ __all__ = [
     "resolve_device",
 ]
 
-#: Default rms displacement per Cartesian direction, Å. PROVISIONAL room-temperature
-#: magnitudes for a lead-halide perovskite (U_iso ~ 0.044 Å² Cs, 0.020 Å² Pb, 0.053 Å² Br:
-#: heavy, stiff Pb; soft, rattling Cs; large transverse Br motion), not transcribed from one
-#: refinement. The project's PBE AIMD of bulk CsPbBr3 at 300 K (2 x 2 x 2 cell, a = 6.00 Å,
-#: 1.3 ps; simulations/reference/cspbbr3_bulk_aimd/a6.00, simulations/cp2k/phonon_sigmas.py)
-#: brackets them: about each atom's mean position Cs 0.23, Pb 0.18, Br 0.26 (+- 0.02, and
-#: growing with run length as slow tilt motion enters), about the ideal cubic sites Cs 0.37,
-#: Pb 0.23, Br 0.56 (octahedral tilts counted as disorder). The ratio changes by -2 % (15 uc)
-#: to -6 % (30 uc) for sigma x 1.25 (docs/abtem.md); simulations/reference/README.md gives
-#: the series for both AIMD sets (``simulations/thickness_series.py --check sigmas``).
-DEFAULT_PHONON_SIGMAS_A = {"Cs": 0.21, "Pb": 0.14, "Br": 0.23}
+#: Default rms displacement per Cartesian direction, Å (U_iso = sigma²). Source: the project's
+#: PBE AIMD of bulk CsPbBr3 at 300 K (CP2K, 2 x 2 x 2 cell, a = 6.00 Å, 1.32 ps production;
+#: simulations/reference/cspbbr3_bulk_aimd/a6.00/phonon_sigmas.json, ``thermal_sigma_A``,
+#: made by simulations/cp2k/phonon_sigmas.py), rounded to 0.01 Å: each atom's motion about
+#: its mean position (block errors +- 0.02 Å). No citable CsPbBr3 refinement with
+#: displacement parameters was reachable. The same run measured about the ideal cubic sites
+#: (Cs 0.37, Pb 0.23, Br 0.56) counts its static octahedral tilts as disorder; the tilted
+#: structure is outside the cubic model, and its effect on the series is in
+#: simulations/reference/README.md ("Phonon sigmas"). Sensitivity: sigma x 1.25 changes the
+#: ratio by -2 % (15 uc) to -6 % (30 uc) (docs/abtem.md).
+DEFAULT_PHONON_SIGMAS_A = {"Cs": 0.23, "Pb": 0.18, "Br": 0.26}
 
 #: Frozen-phonon standard error of the Cs : Pb/Br ratio required at 30 unit cells (issue 5).
 TARGET_RATIO_SE = 0.005
@@ -1364,8 +1368,9 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
         "derived": result.params.derived(),
         "conventions": {
             "phonon_sigmas": "rms displacement per Cartesian direction (U_iso = sigma^2); "
-                             "PROVISIONAL defaults, bracketed by the project's AIMD "
-                             "(simulations/reference/cspbbr3_bulk_aimd)",
+                             "defaults from the project's PBE AIMD at 300 K, about the "
+                             "mean positions (simulations/reference/cspbbr3_bulk_aimd/"
+                             "a6.00/phonon_sigmas.json, thermal_sigma_A)",
             "energy_spread": "FWHM; focal spread sigma = Cc * sigma_E / E0 (Kirkland 2010)",
             "chromatic_aberration": "assumed, not given by the study",
             "source_size": "FWHM, Gaussian, added in quadrature to the extra blur sigma",

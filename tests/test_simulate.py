@@ -7,6 +7,7 @@ uses closed-form checks or a thin slab.
 import dataclasses
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,6 +63,21 @@ def test_smooth_size_is_the_next_2357_smooth_number(n):
     m = sim.smooth_size(n)
     assert m >= n and smooth(m)
     assert not any(smooth(k) for k in range(n, m))
+
+
+def test_default_phonon_sigmas_are_the_committed_aimd_thermal_sigmas():
+    """The defaults' stated source: the AIMD run's sigmas about the mean positions."""
+    run = Path(__file__).parents[1] / "simulations/reference/cspbbr3_bulk_aimd/a6.00"
+    aimd = json.loads((run / "phonon_sigmas.json").read_text())
+    assert sim.DEFAULT_PHONON_SIGMAS_A == {el: round(v, 2)
+                                           for el, v in aimd["thermal_sigma_A"].items()}
+
+
+def test_committed_reference_series_uses_the_defaults():
+    ref = Path(__file__).parents[1] / "simulations/reference/cspbbr3_001_adf_series.json"
+    side = json.loads(ref.read_text())
+    assert side["parameters"]["phonon_sigmas_A"] == sim.DEFAULT_PHONON_SIGMAS_A
+    assert side["complete"] and side["frozen_phonon_convergence"]["target_met"]
 
 
 def test_parameters_reject_bad_input():
