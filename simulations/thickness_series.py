@@ -36,13 +36,14 @@ box on the quick grid with the spread scan, and sets them beside the Einstein mo
 phonon level of the committed reference series (default sigmas, same grid, 3 x 3 box):
 
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check md-snapshots \
-        --out simulations/reference/convergence_md_snapshots.csv --configs 32 --raw runs
+        --out simulations/reference/convergence_md_snapshots.csv --configs 32 \
+        --configs-mean 16 --raw runs
 
 ``md-gaussian`` is the control of that path: the same supercell, blocks, operations and box,
 with every frame replaced by independent Gaussian draws of the default sigmas:
 
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check md-gaussian \
-        --out simulations/reference/convergence_md_gaussian.csv --configs 16 --raw runs
+        --out simulations/reference/convergence_md_gaussian.csv --configs 8 --raw runs
 """
 
 from __future__ import annotations
@@ -72,6 +73,9 @@ def main(argv=None) -> int:
                     help="AIMD sigmas for --check sigmas (simulations/cp2k/phonon_sigmas.py)")
     ap.add_argument("--aimd-run", default=str(AIMD_RUN),
                     help="AIMD folder for --check md-snapshots (production trajectory, dot.xyz)")
+    ap.add_argument("--configs-mean", type=int, default=None,
+                    help="--check md-snapshots: configurations of the mean-position variant "
+                         "(default --configs)")
     ap.add_argument("--raw", metavar="DIR",
                     help="folder of the --check md-snapshots checkpoints (resumed if present)")
     args = ap.parse_args(argv)
@@ -170,7 +174,8 @@ def _md_snapshots(args) -> int:
                                    about=about)
         raw = None if args.raw is None else Path(args.raw) / f"md_snapshots_{about}.raw.npz"
         t0 = time.perf_counter()
-        md = thickness_series(params, num_configs=args.configs, seed=args.seed,
+        configs = args.configs_mean if about == "mean" and args.configs_mean else args.configs
+        md = thickness_series(params, num_configs=configs, seed=args.seed,
                               phonons=phonons, raw_path=raw, resume=raw is not None).table
         times[about] = time.perf_counter() - t0
         sources[about] = {**phonons.source, "rms_A": phonons.rms_A()}
@@ -194,7 +199,8 @@ def _md_snapshots(args) -> int:
             out[f"ratio{method}_md_{about}_minus_einstein"] = (
                 out[f"ratio{method}_md_{about}"] - out[f"ratio{method}_einstein"])
     atomic_write_text(args.out, out.to_csv(index=False, float_format="%.6g"))
-    side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
+    side = {"command": " ".join(sys.argv), "seed": args.seed,
+            "configs": {"sites": args.configs, "mean": args.configs_mean or args.configs},
             "params": params.to_dict(), "derived": params.derived(), "phonons": sources,
             "einstein": {"sigmas_A": level0.sigmas,
                          "source": "cspbbr3_001_adf_series.raw.npz, phonon level "
