@@ -156,22 +156,39 @@ def _sampling_limit(args) -> int:
     return 0
 
 
-def _md_snapshots(args) -> int:
-    """The series with MD-snapshot configurations against the Einstein-model variants."""
-    import dataclasses
-
-    import numpy as np
-    import pandas as pd
-
-    from stemqd.simulate import analyse_series, thickness_series
+def _aimd_phonons(args, about="sites"):
+    """The ``--aimd-run`` frames as :class:`stemqd.snapshot_phonons.SnapshotPhonons`."""
     from stemqd.snapshot_phonons import snapshot_phonons
 
     run = Path(args.aimd_run)
+    return snapshot_phonons(run / "bulk-production-pos-1.xyz.gz", run / "dot.xyz", about=about)
+
+
+def _reference_phonon_level():
+    """Einstein model: the committed reference's parameters on its phonon grid, and the
+    table of its phonon level (no grid correction)."""
+    import dataclasses
+
+    import numpy as np
+
+    from stemqd.simulate import analyse_series
+
+    side = json.loads((REFERENCE / "cspbbr3_001_adf_series.json").read_text())
+    level0 = dataclasses.replace(SeriesParameters(**side["parameters"]), sampling_factor=1.0)
+    with np.load(REFERENCE / "cspbbr3_001_adf_series.raw.npz") as z:
+        return level0, analyse_series(z["raw"], z["nodes"], level0)[0]
+
+
+def _md_snapshots(args) -> int:
+    """The series with MD-snapshot configurations against the Einstein-model variants."""
+    import pandas as pd
+
+    from stemqd.simulate import thickness_series
+
     params = SeriesParameters(sampling_factor=1.0, cells=4)
     out, sources, times = None, {}, {}
     for about in ("sites", "mean"):
-        phonons = snapshot_phonons(run / "bulk-production-pos-1.xyz.gz", run / "dot.xyz",
-                                   about=about)
+        phonons = _aimd_phonons(args, about)
         raw = None if args.raw is None else Path(args.raw) / f"md_snapshots_{about}.raw.npz"
         t0 = time.perf_counter()
         configs = args.configs_mean if about == "mean" and args.configs_mean else args.configs
@@ -186,12 +203,7 @@ def _md_snapshots(args) -> int:
             out[f"ratio{method}_md_{about}_err"] = md[f"ratio{method}_err"].to_numpy()
     # Einstein model: the phonon level of the committed reference (same grid; the 3 x 3 box
     # differs from 4 x 4 by <= 0.001, convergence_checks.csv).
-    ref_side = json.loads((REFERENCE / "cspbbr3_001_adf_series.json").read_text())
-    with np.load(REFERENCE / "cspbbr3_001_adf_series.raw.npz") as z:
-        raw, nodes = z["raw"], z["nodes"]
-    level0 = dataclasses.replace(SeriesParameters(**ref_side["parameters"]),
-                                 sampling_factor=1.0)
-    einstein = analyse_series(raw, nodes, level0)[0]
+    level0, einstein = _reference_phonon_level()
     for method in ("", "_disc"):
         out[f"ratio{method}_einstein"] = einstein[f"ratio{method}"].to_numpy()
         out[f"ratio{method}_einstein_err"] = einstein[f"ratio{method}_err"].to_numpy()
@@ -219,16 +231,13 @@ def _md_gaussian(args) -> int:
     Einstein series of the same sigmas is an artefact of the path (2 x 2 lateral
     periodicity, frames reused over blocks), not physics of the MD.
     """
-    import dataclasses
-
     import numpy as np
     import pandas as pd
 
-    from stemqd.simulate import analyse_series, thickness_series
-    from stemqd.snapshot_phonons import SnapshotPhonons, snapshot_phonons
+    from stemqd.simulate import thickness_series
+    from stemqd.snapshot_phonons import SnapshotPhonons
 
-    run = Path(args.aimd_run)
-    like = snapshot_phonons(run / "bulk-production-pos-1.xyz.gz", run / "dot.xyz")
+    like = _aimd_phonons(args)
     params = SeriesParameters(sampling_factor=1.0, cells=4)
     sig = np.array([params.sigmas[el] for el in ("Pb", "Br", "Br", "Br", "Cs")])
     rng = np.random.default_rng(args.seed)
@@ -241,11 +250,7 @@ def _md_gaussian(args) -> int:
     md = thickness_series(params, num_configs=args.configs, seed=args.seed, phonons=phonons,
                           raw_path=raw, resume=raw is not None).table
     elapsed = time.perf_counter() - t0
-    ref_side = json.loads((REFERENCE / "cspbbr3_001_adf_series.json").read_text())
-    with np.load(REFERENCE / "cspbbr3_001_adf_series.raw.npz") as z:
-        level0 = dataclasses.replace(SeriesParameters(**ref_side["parameters"]),
-                                     sampling_factor=1.0)
-        einstein = analyse_series(z["raw"], z["nodes"], level0)[0]
+    level0, einstein = _reference_phonon_level()
     out = pd.DataFrame({"thickness_uc": md.thickness_uc})
     for method in ("", "_disc"):
         out[f"ratio{method}_surrogate"] = md[f"ratio{method}"].to_numpy()

@@ -23,7 +23,6 @@ series' 30-cell columns, and the scan must see a symmetric ensemble):
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -32,13 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
+from .io import sha256_file
+from .simulate import _SITES, apply_displacements
 
 __all__ = ["SnapshotPhonons", "cubic_operations", "snapshot_phonons"]
 
-# Site -> doubled fractional offset within its cell, in the order of the series' slab
-# (stemqd.simulate._SITES: Pb, Br along x, y, z, Cs).
-_SITE_OFFSETS = ((0, 0, 0), (1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 1))
-_SITE_SYMBOLS = ("Pb", "Br", "Br", "Br", "Cs")
+# Sites of the series' slab (Pb, Br along x, y, z, Cs): symbol and doubled fractional offset
+# within the cell.
+_SITE_SYMBOLS = tuple(sym for sym, _ in _SITES)
+_SITE_OFFSETS = tuple(tuple(int(2 * f) for f in frac) for _, frac in _SITES)
 _SITE_OF_OFFSET = {o: s for s, o in enumerate(_SITE_OFFSETS)}
 
 
@@ -123,8 +124,6 @@ class SnapshotPhonons:
 
     def __call__(self, slab, seed: int, config: int):
         """One configuration of ``slab`` (from :func:`stemqd.simulate.cspbbr3_slab`)."""
-        from .simulate import apply_displacements
-
         n = self.period
         cell_idx = slab.get_array("stemqd_cell")
         site = slab.get_array("stemqd_site")
@@ -142,10 +141,6 @@ class SnapshotPhonons:
         field_ = self.transformed(frames, operation, translation)
         c = np.mod(cell_idx, n)
         return apply_displacements(slab, field_[blocks, c[:, 0], c[:, 1], c[:, 2], site])
-
-
-def _sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = 5.87,
@@ -209,8 +204,8 @@ def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = 5.
     disp = np.empty((len(frames), n, n, n, 5, 3))
     disp[:, cell[:, 0], cell[:, 1], cell[:, 2], site] = u
     source = {"model": "MD snapshots", "trajectory": Path(trajectory).name,
-              "trajectory_sha256": _sha256(trajectory), "sites": Path(sites).name,
-              "sites_sha256": _sha256(sites), "frames": int(len(frames)), "skip": int(skip),
+              "trajectory_sha256": sha256_file(trajectory), "sites": Path(sites).name,
+              "sites_sha256": sha256_file(sites), "frames": int(len(frames)), "skip": int(skip),
               "displacements_about": ("ideal cubic sites" if about == "sites"
                                       else "mean positions"),
               "supercell": n, "md_lattice_constant_A": round(a, 6),

@@ -150,17 +150,10 @@ def element_msd(positions, symbols, masses=None, *, reference=None, n_blocks=5):
 
     Parameters
     ----------
-    positions : array_like, shape (n_frames, n_atoms, 3)
-        Unwrapped positions (Å), as CP2K writes them.
-    symbols : sequence of str
-        Element per atom.
-    masses : array_like, optional
-        Atomic masses (u); default ASE's standard masses.
-    reference : array_like, shape (n_atoms, 3), optional
-        Sites to measure the displacements from, e.g. the ideal cubic lattice (their
-        mass-weighted centre is matched to each frame's). Then static offsets such as
-        octahedral tilts count as displacements, as they do for a structure model on those
-        sites. Default: each atom's mean position over the frames (thermal motion only).
+    positions, symbols, masses, reference
+        As :func:`site_displacements`. With ``reference`` the ideal cubic lattice, static
+        offsets such as octahedral tilts count as displacements, as they do for a structure
+        model on those sites; without it only the thermal motion about the mean positions.
     n_blocks : int
         Contiguous blocks of frames for the standard error (block averaging); the blocks
         should be longer than the slowest displacement correlation time.
