@@ -13,9 +13,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import types
 import typing
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Literal
 
 import tomli_w
 
@@ -33,8 +35,10 @@ class MaterialConfig:
 
     Parameters
     ----------
-    name : str
-        Built-in material name (``CsPbBr3``, ``SrTiO3``, ...) or a path to a CIF file.
+    name : str or None
+        Built-in material name (``CsPbBr3``, ``SrTiO3``, ...) or a path to a CIF file; None
+        (``"none"`` in TOML and ``--set``) for an image of unknown structure: no projected
+        cell, no sublattices, no ratio, the column spacing measured from the image.
     zone_axis : tuple of int
         Beam direction [uvw].
     lattice_constant_A : float or None
@@ -46,7 +50,7 @@ class MaterialConfig:
         n in the expected ADF contrast sum(Z**n) per unit length along the beam.
     """
 
-    name: str = "CsPbBr3"
+    name: str | None = "CsPbBr3"
     zone_axis: tuple[int, int, int] = (0, 0, 1)
     lattice_constant_A: float | None = None
     ratio: str = "Cs:PbBr"
@@ -57,9 +61,9 @@ class MaterialConfig:
 class AcquisitionConfig:
     """Microscope settings used where the file metadata lacks them (methods.md §1)."""
 
-    voltage_kv: float = 300.0
-    convergence_mrad: float = 18.0
-    pixel_size_A: float | None = None
+    voltage_kv: float = field(default=300.0, metadata={"min": 1.0})
+    convergence_mrad: float = field(default=18.0, metadata={"min": 0.1})
+    pixel_size_A: float | None = field(default=None, metadata={"min": 1e-4})
 
 
 @dataclass(frozen=True)
@@ -130,30 +134,65 @@ class DeconvolveConfig:
 
 @dataclass(frozen=True)
 class ColumnsConfig:
-    """Column finding and 7-parameter Gaussian refinement.
+    """Column finding and refinement.
 
-    Distances are fractions of the nearest-neighbour column distance of the projected cell.
-    ``errors`` is ``robust`` (sandwich standard errors, right under Poisson noise) or
-    ``classical`` ((JᵀJ)⁻¹ s², as lmfit reports; ~15 % too small under Poisson noise).
+    Distances are fractions of the nearest-neighbour column distance of the projected cell
+    (or, without a material, of the spacing measured from the image).
+
+    Parameters
+    ----------
+    model : {"round", "gaussian7", "window7"}
+        ``round`` (default): all columns fitted jointly as round Gaussians with one width
+        per column type, StatSTEM's model; it holds when columns overlap (sigma / nn up to
+        0.45) and reproduces StatSTEM's volumes on its own PtIr example to 0.2 %.
+        ``gaussian7``: the same joint fit with the study's rotated elliptical Gaussian,
+        its widths and rotation shared per type (an astigmatic probe). ``window7``: the
+        study's per-column 7-parameter fit in a disk with a free offset and the neighbours
+        subtracted (``method`` applies); it collapses once sigma / nn >= 0.3.
+    background : {"constant", "local"}
+        Background of the joint models: one constant, or one offset per column on its
+        Voronoi cell, solved at the fitted positions and widths (a carbon support).
+    fit_on : {"background_removed", "final"}
+        Image whose intensities are fitted; columns are always found on the final
+        (restored) image. ``background_removed`` keeps the denoising and deconvolution,
+        which are nonlinear, out of the intensities.
+    spacing_A : float or None
+        Nearest-neighbour column distance, Å; None: from the projected cell, or measured
+        from the image's autocorrelation without a material.
+    errors : {"robust", "classical"}
+        Sandwich standard errors (right under Poisson noise) or (JᵀJ)⁻¹ s² (as lmfit
+        reports; ~15 % too small under Poisson noise).
+    method : {"fast", "lmfit"}
+        Solver of ``window7``.
     """
 
-    min_separation_nn: float = 0.6
-    threshold_rel: float = 0.1
-    com_radius_nn: float = 0.3
-    fit_radius_nn: float = 0.5
-    method: str = "fast"
-    max_iterations: int = 50
-    neighbour_iterations: int = 20
-    position_tolerance_px: float = 1e-4
-    errors: str = "robust"
+    model: Literal["round", "gaussian7", "window7"] = "round"
+    background: Literal["constant", "local"] = "constant"
+    fit_on: Literal["background_removed", "final"] = "background_removed"
+    spacing_A: float | None = field(default=None, metadata={"min": 0.1})
+    min_separation_nn: float = field(default=0.6, metadata={"min": 0.05, "max": 2.0})
+    threshold_rel: float = field(default=0.1, metadata={"min": 0.0, "max": 1.0})
+    com_radius_nn: float = field(default=0.3, metadata={"min": 0.05, "max": 2.0})
+    fit_radius_nn: float = field(default=0.5, metadata={"min": 0.1, "max": 5.0})
+    method: Literal["fast", "lmfit"] = "fast"
+    max_iterations: int = field(default=50, metadata={"min": 1})
+    neighbour_iterations: int = field(default=20, metadata={"min": 1})
+    position_tolerance_px: float = field(default=1e-4, metadata={"min": 0.0})
+    errors: Literal["robust", "classical"] = "robust"
 
 
 @dataclass(frozen=True)
 class DotConfig:
-    """Segmentation of the dot from its support."""
+    """Segmentation of the dot from its support.
 
-    smoothing_lattice: float = 1.0
-    edge_margin_lattice: float = 0.5
+    ``mode``: ``dot`` segments a nanocrystal from its support; ``none`` uses every column
+    away from the image border (a crystal that fills the field); ``auto`` (default) takes
+    ``none`` when the found columns cover the field and ``dot`` otherwise.
+    """
+
+    mode: Literal["auto", "dot", "none"] = "auto"
+    smoothing_lattice: float = field(default=1.0, metadata={"min": 0.05})
+    edge_margin_lattice: float = field(default=0.5, metadata={"min": 0.0})
 
 
 @dataclass(frozen=True)
@@ -165,10 +204,10 @@ class AnalysisConfig:
     ``amplitude``.
     """
 
-    intensity: str = "volume"
-    bootstrap: int = 2000
-    permutations: int = 10000
-    seed: int = 0
+    intensity: Literal["volume", "cross_section", "amplitude"] = "volume"
+    bootstrap: int = field(default=2000, metadata={"min": 0})
+    permutations: int = field(default=10000, metadata={"min": 0})
+    seed: int = field(default=0, metadata={"min": 0})
 
 
 @dataclass(frozen=True)
@@ -188,17 +227,30 @@ class Config:
     reference_series: str | None = None
 
 
-def _coerce(value, annotation, key):
-    """Convert a TOML or command-line value to the field's annotated type."""
-    hint = annotation if not isinstance(annotation, str) else eval(annotation, vars(typing) | {})
+#: How an unset value (Python None, JSON null) is written in TOML, which has no null; on
+#: reading, "none" and "null" (any case) are accepted back.
+TOML_NONE = "none"
+
+
+def _is_none(value):
+    return value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null"))
+
+
+def _coerce(value, hint, key):
+    """Convert a TOML or command-line value to the field's type, or raise ConfigError."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+    if origin in (typing.Union, types.UnionType):
+        if _is_none(value):
             if type(None) in args:
                 return None
         inner = [a for a in args if a is not type(None)][0]
         return _coerce(value, inner, key)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"config key {key!r}: {value!r} is not allowed; choose one of "
+                              f"{', '.join(map(repr, args))}")
+        return value
     try:
         if hint is bool:
             if isinstance(value, str):
@@ -211,6 +263,10 @@ def _coerce(value, annotation, key):
         if hint in (int, float, str):
             if hint is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
+            if hint is int and isinstance(value, str):
+                return int(value.strip())
+            if hint is not str and isinstance(value, bool):
+                raise ValueError(value)
             return hint(value)
         if origin is tuple:
             if isinstance(value, str):
@@ -219,12 +275,24 @@ def _coerce(value, annotation, key):
                     value = list(value[0])
             return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config key {key!r}: cannot read {value!r} as {hint}") from exc
+        raise ConfigError(f"config key {key!r}: cannot read {value!r} as "
+                          f"{getattr(hint, '__name__', hint)}") from exc
     return value
+
+
+def _check_range(value, f, key):
+    low, high = f.metadata.get("min"), f.metadata.get("max")
+    if value is None or (low is None and high is None):
+        return
+    if (low is not None and value < low) or (high is not None and value > high):
+        allowed = " and ".join(t for t in (low is not None and f">= {low}",
+                                           high is not None and f"<= {high}") if t)
+        raise ConfigError(f"config key {key!r}: {value!r} is out of range; it must be {allowed}")
 
 
 def _build(cls, data: dict, prefix: str = ""):
     names = {f.name: f for f in fields(cls)}
+    hints = typing.get_type_hints(cls)
     unknown = set(data) - set(names)
     if unknown:
         raise ConfigError(
@@ -240,7 +308,8 @@ def _build(cls, data: dict, prefix: str = ""):
                 raise ConfigError(f"config key {prefix + name!r} is a section, not a value")
             kwargs[name] = _build(type(default), value, prefix + name + ".")
         else:
-            kwargs[name] = _coerce(value, f.type, prefix + name)
+            kwargs[name] = _coerce(value, hints[name], prefix + name)
+            _check_range(kwargs[name], f, prefix + name)
     return cls(**kwargs)
 
 
@@ -250,14 +319,14 @@ def config_from_dict(data: dict) -> Config:
 
 
 def config_to_dict(config: Config) -> dict:
-    """Nested dict of a config; None values are kept as the string ``"none"`` for TOML."""
+    """Nested dict of a config; None values are written as :data:`TOML_NONE` for TOML."""
 
     def clean(obj):
         if isinstance(obj, dict):
             return {k: clean(v) for k, v in obj.items()}
         if isinstance(obj, tuple):
             return list(obj)
-        return "none" if obj is None else obj
+        return TOML_NONE if obj is None else obj
 
     return clean(dataclasses.asdict(config))
 

@@ -1,6 +1,10 @@
-"""Overlap-aware 7-parameter Gaussian refinement of atomic columns.
+"""Refinement of atomic columns: the entry point, and the study's per-column window fit.
 
-Model of one column (algorithms.md §E)::
+:func:`refine_columns` fits either jointly (models ``round`` and ``gaussian7`` of
+:mod:`stemqd.joint`, which hold when columns overlap) or, with ``model="window7"``, by the
+study's per-column window fit implemented here.
+
+Model of one column in ``window7`` (algorithms.md §E)::
 
     I(x, y) = B + A exp(-[u**2 / (2 sx**2) + v**2 / (2 sy**2)])
     u =  cos(t) (x - x0) + sin(t) (y - y0)
@@ -345,22 +349,37 @@ def _neighbour_models(ny, nx, p, half, flat, xs, ys, weights):
     return others
 
 
-def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fast",
+def refine_columns(image, positions_px, *, radius_px=None, model="round", labels=None,
+                   background="constant", nn_px=None, sigma_px=None, method="fast",
                    max_iterations=50, neighbour_iterations=20, tolerance_px=1e-4,
                    errors="robust"):
-    """Refine column positions and intensities by overlap-aware 2D Gaussian fits.
+    """Refine column positions and intensities by 2D Gaussian fits that handle overlap.
 
     Parameters
     ----------
     image : array_like, 2-D
-        Preprocessed image (background removed).
+        Image (background removed, or raw as a StatSTEM user fits it).
     positions_px : array_like, shape (N, 2)
         Seeds (x, y), px, e.g. from :func:`stemqd.columns.find_columns`.
-    radius_px : float
-        Radius of the fit disk around each seed, px (about half the nearest-neighbour
-        column distance).
+    radius_px : float, optional
+        ``window7``: radius of the fit disk around each seed, px (about half the
+        nearest-neighbour column distance; required). Joint models: pixels within this
+        distance of a column are fitted (default: the whole image).
+    model : {"round", "gaussian7", "window7"}
+        ``round``: joint fit, round Gaussians with one width per column type (StatSTEM's
+        model, the default). ``gaussian7``: joint fit, rotated elliptical Gaussians with
+        widths and rotation shared per type. ``window7``: the study's per-column
+        7-parameter fit with a free offset per window and the neighbours subtracted; it
+        collapses when sigma / nn >= 0.3. See :func:`stemqd.joint.fit_columns_jointly`.
+    labels : array_like of str, optional
+        Column type per seed (joint models: one shape per type).
+    background : {"constant", "local"}
+        Joint models: one constant or one offset per column's Voronoi cell.
+    nn_px : float, optional
+        Nearest-neighbour distance, px (joint models; default: from the seeds).
     sigma_px : float, optional
-        Initial width, px; default radius_px / 3.
+        Initial width, px; default radius_px / 3 (``window7``) or the best of a coarse
+        grid (joint).
     method : {"fast", "lmfit"}
         ``fast``: all windows at once by batched Levenberg-Marquardt with the analytic
         Jacobian. ``lmfit``: one ``lmfit.Model`` fit per column (transparent, slow).
@@ -391,6 +410,16 @@ def refine_columns(image, positions_px, *, radius_px, sigma_px=None, method="fas
         "elongated (sx/sy > 4)", "too few pixels", "singular covariance"). Failed fits are
         flagged, never replaced by another estimate.
     """
+    if model != "window7":
+        from .joint import fit_columns_jointly
+
+        return fit_columns_jointly(image, positions_px, fit_radius_px=radius_px,
+                                   labels=labels, model=model, background=background,
+                                   sigma_px=sigma_px, nn_px=nn_px,
+                                   max_iterations=max_iterations, tolerance_px=tolerance_px,
+                                   errors=errors)
+    if radius_px is None:
+        raise ValueError("model='window7' needs radius_px, the radius of each fit window")
     if method not in ("fast", "lmfit"):
         raise ValueError(f"method must be 'fast' or 'lmfit', got {method!r}")
     if errors not in ("classical", "robust"):

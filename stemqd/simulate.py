@@ -805,7 +805,7 @@ def _fit_cell_image(image: np.ndarray, params: SeriesParameters) -> dict:
                         labels.append(typ if centre else "")
     seeds = np.array(seeds, float)
     labels = np.array(labels)
-    table = refine_columns(tiled, seeds, radius_px=params._fit_radius_A / px)
+    table = refine_columns(tiled, seeds, radius_px=params._fit_radius_A / px, model="window7")
     out = {}
     for typ in _COLUMN_FRACS:
         rows = table[labels == typ]

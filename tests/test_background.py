@@ -17,7 +17,7 @@ def test_support_removed_and_column_amplitudes_kept():
         support[max(0, int(y) - 60):int(y) + 60, max(0, int(x) - 60):int(x) + 60] = False
     assert np.abs(corrected[support]).mean() < 0.06 * truth.amplitudes.max()
     # Column amplitudes (fitted peak heights above the local offset) within 2 %.
-    fit = refine_columns(corrected, truth.positions_px, radius_px=0.5 * 4.15 / 0.2)
+    fit = refine_columns(corrected, truth.positions_px, model="window7", radius_px=0.5 * 4.15 / 0.2)
     for t in ("A", "BX"):
         m = truth.types == t
         assert fit.amplitude[m].mean() == pytest.approx(truth.amplitudes[m].mean(), rel=0.02)

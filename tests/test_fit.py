@@ -25,7 +25,7 @@ def _seeds(truth, jitter=0.5, seed=1):
 
 def test_recovers_positions_and_amplitudes_with_overlap(clean_dot):
     image, truth = clean_dot
-    df = refine_columns(image, _seeds(truth), radius_px=0.5 * NN_PX)
+    df = refine_columns(image, _seeds(truth), model="window7", radius_px=0.5 * NN_PX)
     assert (df["flag"] == "").all()
     err = np.hypot(df.x_px - truth.positions_px[:, 0], df.y_px - truth.positions_px[:, 1])
     assert np.sqrt(np.mean(err**2)) < 0.05
@@ -48,9 +48,9 @@ def test_isolated_fits_are_biased_by_overlap_and_joint_sweeps_are_not():
     image = frames[0] / truth.dose
     seeds = _seeds(truth)
     radius = 0.5 * NN_PX
-    full = refine_columns(image, seeds, radius_px=radius)
+    full = refine_columns(image, seeds, model="window7", radius_px=radius)
     centre = np.flatnonzero((truth.types == "X") & (truth.depth_uc >= 2))
-    alone = np.array([refine_columns(image, seeds[[i]], radius_px=radius).volume[0]
+    alone = np.array([refine_columns(image, seeds[[i]], model="window7", radius_px=radius).volume[0]
                       for i in centre])
     true_volume = 2 * np.pi * 0.19 * truth.sigma_px**2
     assert abs(full.volume[centre].mean() / true_volume - 1) < 0.01
@@ -63,8 +63,8 @@ def test_fast_and_lmfit_paths_agree(clean_dot):
     image, truth = clean_dot
     sel = np.flatnonzero(np.hypot(*(truth.positions_px - 160).T) < 70)
     seeds = _seeds(truth)[sel]
-    fast = refine_columns(image, seeds, radius_px=0.5 * NN_PX, tolerance_px=1e-7)
-    ref = refine_columns(image, seeds, radius_px=0.5 * NN_PX, method="lmfit", tolerance_px=1e-7)
+    fast = refine_columns(image, seeds, model="window7", radius_px=0.5 * NN_PX, tolerance_px=1e-7)
+    ref = refine_columns(image, seeds, model="window7", radius_px=0.5 * NN_PX, method="lmfit", tolerance_px=1e-7)
     reports = ref.attrs["lmfit_reports"]
     assert len(reports) == len(seeds) and "[[Variables]]" in reports[0]
     assert np.abs(fast.x_px - ref.x_px).max() < 1e-3
@@ -79,7 +79,7 @@ def test_canonical_form_and_elliptical_columns():
     truth = dict(amplitude=5.0, x0=40.3, y0=39.6, sigma_x=2.0, sigma_y=3.5, theta=0.4,
                  offset=0.7)
     image = gaussian2d(x, y, *truth.values())
-    df = refine_columns(image, [[40, 40]], radius_px=12, sigma_px=2.5)
+    df = refine_columns(image, [[40, 40]], model="window7", radius_px=12, sigma_px=2.5)
     row = df.iloc[0]
     assert row.sigma_x_px >= row.sigma_y_px
     assert 0 <= row.theta_rad < np.pi
@@ -94,7 +94,7 @@ def test_canonical_form_and_elliptical_columns():
 def test_failed_fit_is_flagged_not_replaced():
     image = np.zeros((60, 60))
     image[30, 30] = -5.0  # a dip, not a column
-    df = refine_columns(image + 1.0, [[30, 30], [2, 2]], radius_px=6)
+    df = refine_columns(image + 1.0, [[30, 30], [2, 2]], model="window7", radius_px=6)
     assert df.flag[0] != ""
     assert np.isfinite(df.x_px[0])
 
@@ -111,7 +111,7 @@ def test_position_precision_near_cramer_rao_bound():
     errors = []
     for _ in range(4):
         noisy = rng.poisson(clean).astype(float)
-        df = refine_columns(noisy, truth + rng.normal(0, 0.5, truth.shape), radius_px=radius,
+        df = refine_columns(noisy, truth + rng.normal(0, 0.5, truth.shape), model="window7", radius_px=radius,
                             sigma_px=sigma)
         ok = df.flag == ""
         errors.append((df.x_px - truth[:, 0])[ok])
@@ -121,7 +121,7 @@ def test_position_precision_near_cramer_rao_bound():
     # The reported (sandwich) standard errors match the actual scatter; the classical
     # ones are too small under Poisson noise.
     assert df.x_px_err.median() == pytest.approx(rms, rel=0.15)
-    classical = refine_columns(noisy, truth, radius_px=radius, sigma_px=sigma,
+    classical = refine_columns(noisy, truth, model="window7", radius_px=radius, sigma_px=sigma,
                                errors="classical")
     assert classical.x_px_err.median() < 0.9 * rms
 
