@@ -76,3 +76,52 @@ def find_columns(image, *, min_separation_px, com_radius_px, threshold_rel=0.1,
         pos[ok, 1] = (w * ys).sum(axis=1)[ok] / total[ok]
     order = np.lexsort((pos[:, 0], np.rint(pos[:, 1])))
     return pos[order]
+
+
+def column_spacing_px(image, *, min_px=3.0):
+    """Nearest-neighbour column distance measured from the image's autocorrelation, px.
+
+    For an image of unknown structure the spacing that sets the seed separation and the
+    fit must come from the image itself, before any column is found. The autocorrelation
+    (Wiener-Khinchin: inverse FFT of the power spectrum of the mean-subtracted, Hann-
+    windowed image) of a lattice of columns has its largest off-centre maxima at the
+    shortest lattice vectors; the distance of the nearest strong maximum outside the
+    central peak is returned.
+
+    Parameters
+    ----------
+    image : array_like, 2-D
+    min_px : float
+        Spacings below this are not considered (the central peak), px.
+
+    Returns
+    -------
+    float
+        The spacing, px; NaN when the image shows no periodic contrast.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    ny, nx = image.shape
+    window = np.outer(np.hanning(ny), np.hanning(nx))
+    f = np.fft.rfft2((image - image.mean()) * window)
+    ac = np.fft.fftshift(np.fft.irfft2(np.abs(f) ** 2, s=image.shape))
+    if not np.isfinite(ac).all() or ac.max() <= 0:
+        return float("nan")
+    ac /= ac[ny // 2, nx // 2]
+    yy, xx = np.mgrid[:ny, :nx]
+    r = np.hypot(xx - nx // 2, yy - ny // 2)
+    # The central peak falls monotonically to its first minimum; maxima beyond it are the
+    # lattice. Take the radial profile's first minimum as the inner limit.
+    profile = ndimage.mean(ac, labels=np.rint(r).astype(int), index=np.arange(int(r.max())))
+    start = int(min_px)
+    while start + 1 < len(profile) and profile[start + 1] < profile[start]:
+        start += 1
+    peaks = peak_local_max(ac, min_distance=max(1, start // 2), threshold_abs=0.05,
+                           exclude_border=False)
+    dist = r[peaks[:, 0], peaks[:, 1]]
+    keep = (dist > start) & (dist < 0.25 * min(nx, ny))
+    if not keep.any():
+        return float("nan")
+    heights = ac[peaks[keep, 0], peaks[keep, 1]]
+    dist = dist[keep]
+    strong = heights >= 0.5 * heights.max()
+    return float(dist[strong].min())

@@ -265,6 +265,8 @@ def _local_covariances(k, blocks, coupling, meat_blocks, meat_coupling, off_diag
         keep = np.array([H[d, d] > 1e-12 * max(np.abs(np.diag(H)).max(), 1e-300)
                          for d in range(dim)])
         idx = np.flatnonzero(keep)
+        if idx.shape[0] == 0:
+            continue
         Hs = H[idx][:, idx]
         if np.linalg.cond(Hs) > 1e14:
             continue
@@ -300,6 +302,8 @@ class _Problem:
     local: bool
     reach_sigma: float
     max_half: int
+    seeds: np.ndarray
+    max_shift: float
 
     @property
     def n_shape(self):
@@ -468,8 +472,14 @@ def _free_mask(prob, n, stage):
 
 
 def _valid(prob, st, cap):
+    """A step is taken only if every width stays in (0.3 px, cap) and every centre within
+    ``prob.max_shift`` of its seed: the seeds say where the columns are, and a weak column
+    on a varying background would otherwise wander onto another feature (StatSTEM holds
+    each centre in a box of +-dist/2 around its start for the same reason)."""
     widths = st.shapes[:, :1] if prob.kind == 0 else st.shapes[:, :2]
-    return bool(np.all(widths > 0.3) and np.all(widths < cap))
+    shift = np.hypot(*(st.cp[:, 1:3] - prob.seeds).T)
+    return bool(np.all(widths > 0.3) and np.all(widths < cap)
+                and np.all(shift < prob.max_shift))
 
 
 def _lm(prob, st, stage, max_iterations, tolerance_px, radius_px, cap):
@@ -585,7 +595,9 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
     radius = float(np.hypot(*image.shape)) if fit_radius_px is None else float(fit_radius_px)
     pix, flat, owner = _fit_pixels(image.shape, seeds, radius)
     data = image.ravel()[flat]
-    cap = 1.5 * nn_px + 2
+    # The widest column model: at sigma / nn = 0.6 a column is no longer resolved from its
+    # neighbours (the regime of real images ends at about 0.45).
+    cap = 0.6 * nn_px + 1
     # Positions and widths are always fitted over a constant background: a local offset
     # per column trades against the Gaussian tails once columns overlap (on Example_PtIr
     # a joint fit with free local offsets shrinks the width by 28 % and the volumes by half).
@@ -594,7 +606,8 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
     prob = _Problem(kind=kind, k=len(COLUMN_PARAMS), nx=image.shape[1], pix=pix,
                     data=data, weight=np.ones(len(data)), owner=owner,
                     types=types.astype(np.int64), n_types=len(names), local=False,
-                    reach_sigma=reach_sigma, max_half=int(np.ceil(reach_sigma * cap)))
+                    reach_sigma=reach_sigma, max_half=int(np.ceil(reach_sigma * cap)),
+                    seeds=seeds, max_shift=0.5 * nn_px)
     low = float(np.percentile(data, 5))
 
     def start(sigma):

@@ -19,8 +19,8 @@ from .columns import find_columns
 from .config import Config, config_hash, config_to_dict
 from .deconvolve import deconvolve_blind
 from .denoise import du_filter
-from .dot import column_flags, edge_lengths_from_columns, segment_dot, surface_depth
-from .errors import ConfigError, FitError
+from .dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
+from .errors import FitError
 from .fit import refine_columns
 from .lattice import peak_pair_spacing
 from .probe import probe_psf
@@ -28,9 +28,6 @@ from .provenance import versions
 from .statistics import intensity_ratio, ratio_by_depth, type_statistics, voronoi_cross_sections
 from .sublattice import assign_sublattices
 
-
-#: Column intensities ``analysis.intensity`` may name (columns of the column table).
-INTENSITY_MEASURES = ("volume", "cross_section", "amplitude")
 
 #: Stages reported to a ``progress`` callback, in order.
 PIPELINE_STAGES = ("align", "background", "denoise", "deconvolve", "columns", "statistics")
@@ -101,8 +98,6 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
     """
     frames = np.asarray(frames, dtype=np.float32)
     frames = frames[None] if frames.ndim == 2 else frames
-    cell = cell_for(config)
-    a_A = lattice_constant_A(cell)
     images, info = {}, {}
     tick = progress or (lambda stage: None)
     if config.align.enabled and len(frames) > 1:
@@ -114,6 +109,10 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
     info["shifts_px"] = shifts
     tick("align")
     current = average
+    if config.material.name is not None:
+        a_A = lattice_constant_A(cell_for(config))
+    else:
+        a_A = column_spacing_for(average, pixel_size_A, config)[0] * pixel_size_A
     if config.background.enabled:
         radius = config.background.radius_px or disk_radius_px(
             a_A, pixel_size_A, config.background.radius_lattice)
@@ -147,8 +146,103 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
     return images, info
 
 
-def analyse_image(image, pixel_size_A, config: Config, *, progress=None):
+#: In ``dot.mode = auto`` the image is taken as a crystal filling the field when disks of
+#: one column spacing around the found columns cover more than this fraction of it.
+FULL_FIELD_COVERAGE = 0.8
+
+#: ``stemqd process`` warns when more than this fraction of the found columns is excluded.
+EXCLUDED_WARNING_FRACTION = 0.3
+
+
+def column_spacing_for(image, pixel_size_A, config: Config, cell=None) -> tuple[float, str]:
+    """Nearest-neighbour column distance in px and where it came from."""
+    if config.columns.spacing_A is not None:
+        return config.columns.spacing_A / pixel_size_A, "columns.spacing_A"
+    if cell is not None:
+        return nearest_neighbour_A(cell) / pixel_size_A, "projected cell"
+    from .columns import column_spacing_px
+
+    nn = column_spacing_px(image)
+    if not np.isfinite(nn):
+        raise FitError("no periodic contrast in the image, so no column spacing can be "
+                       "measured; give it with --set columns.spacing_A=VALUE, or check "
+                       "that the image shows atomic columns")
+    return nn, "image autocorrelation"
+
+
+def read_positions(path) -> pd.DataFrame:
+    """Column seeds from a CSV with columns ``x_px``, ``y_px`` and optionally ``label``.
+
+    Such a file can be exported from StatSTEM, Atomap or a previous ``columns.csv``.
+    """
+    from .errors import InputError
+
+    try:
+        table = pd.read_csv(path)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"{path}: cannot read the positions file ({exc})") from None
+    missing = {"x_px", "y_px"} - set(table.columns)
+    if missing:
+        raise InputError(f"{path}: the positions file needs columns x_px, y_px (optional "
+                         f"label); missing {sorted(missing)}, found {list(table.columns)}")
+    xy = table[["x_px", "y_px"]].to_numpy(float)
+    if len(xy) == 0 or not np.isfinite(xy).all():
+        raise InputError(f"{path}: the positions file has no rows or non-numeric positions")
+    out = pd.DataFrame({"x_px": xy[:, 0], "y_px": xy[:, 1]})
+    if "label" in table:
+        out["label"] = table["label"].astype(str).to_numpy()
+    return out
+
+
+def _refine(image, seeds, labels, nn_px, c):
+    if c.model == "window7":
+        return refine_columns(image, seeds, model="window7", radius_px=c.fit_radius_nn * nn_px,
+                              method=c.method, max_iterations=c.max_iterations,
+                              neighbour_iterations=c.neighbour_iterations,
+                              tolerance_px=c.position_tolerance_px, errors=c.errors)
+    return refine_columns(image, seeds, model=c.model, labels=labels, background=c.background,
+                          nn_px=nn_px, max_iterations=c.max_iterations,
+                          tolerance_px=c.position_tolerance_px, errors=c.errors)
+
+
+def _dot_mode(config, seeds, shape, spacing_px):
+    """``dot`` or ``none`` for this image, and the fraction of the field the columns cover."""
+    mask = np.zeros(shape, bool)
+    ix = np.clip(np.rint(seeds[:, 0]).astype(int), 0, shape[1] - 1)
+    iy = np.clip(np.rint(seeds[:, 1]).astype(int), 0, shape[0] - 1)
+    mask[iy, ix] = True
+    from scipy import ndimage
+
+    covered = ndimage.distance_transform_edt(~mask) <= spacing_px
+    coverage = float(covered.mean())
+    if config.dot.mode != "auto":
+        return config.dot.mode, coverage
+    return ("none" if coverage > FULL_FIELD_COVERAGE else "dot"), coverage
+
+
+def _image_edge_flags(pos, shape, margin_px):
+    ny, nx = shape
+    d = np.minimum.reduce([pos[:, 0], pos[:, 1], nx - 1 - pos[:, 0], ny - 1 - pos[:, 1]])
+    return np.where(d < margin_px, "image edge", "")
+
+
+def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positions=None,
+                  progress=None):
     """Find, fit and assign the columns of one preprocessed image, and measure the dot.
+
+    Parameters
+    ----------
+    image : array_like, 2-D
+        Image on which columns are found (the end of the preprocessing chain).
+    pixel_size_A : float
+    config : Config
+    fit_image : array_like, 2-D, optional
+        Image whose intensities are fitted (default ``image``); see ``columns.fit_on``.
+    positions : pandas.DataFrame, optional
+        Seeds ``x_px``, ``y_px`` (optional ``label``, see :func:`read_positions`), refined
+        instead of found.
+    progress : callable, optional
+        Called with "columns" after the fit and "statistics" at the end.
 
     Returns
     -------
@@ -159,35 +253,74 @@ def analyse_image(image, pixel_size_A, config: Config, *, progress=None):
         ``site`` (A, BX, X for a perovskite), cell indices ``i``, ``j``, ``misfit_A``,
         ``depth_uc`` (unit cells below the surface; -1 outside the dot) and ``flag``
         (fit, assignment and position flags joined by "; "; "" for a clean column).
-        ``progress`` is called with "columns" after the fit and "statistics" at the end.
+        Without a material (``material.name = none``) there is no sublattice assignment
+        and no ratio; the labels are those of ``positions`` or "column".
     """
     tick = progress or (lambda stage: None)
     image = np.asarray(image, dtype=np.float64)
-    cell = cell_for(config)
-    a_A = lattice_constant_A(cell)
-    a_px = a_A / pixel_size_A
-    nn_px = nearest_neighbour_A(cell) / pixel_size_A
+    fit_image = image if fit_image is None else np.asarray(fit_image, dtype=np.float64)
+    cell = cell_for(config) if config.material.name is not None else None
+    nn_px, spacing_source = column_spacing_for(image, pixel_size_A, config, cell)
+    a_px = lattice_constant_A(cell) / pixel_size_A if cell is not None else nn_px
     c = config.columns
-    seeds = find_columns(image, min_separation_px=c.min_separation_nn * nn_px,
-                         com_radius_px=c.com_radius_nn * nn_px, threshold_rel=c.threshold_rel)
+    labels = None
+    if positions is not None:
+        seeds = positions[["x_px", "y_px"]].to_numpy(float)
+        labels = positions["label"].to_numpy() if "label" in positions else None
+    else:
+        seeds = find_columns(image, min_separation_px=c.min_separation_nn * nn_px,
+                             com_radius_px=c.com_radius_nn * nn_px,
+                             threshold_rel=c.threshold_rel)
     if len(seeds) < 4:
-        raise FitError(f"only {len(seeds)} column(s) found; check the pixel size "
-                       f"({pixel_size_A:.4g} Å) and the material ({config.material.name})")
-    fit = refine_columns(image, seeds, radius_px=c.fit_radius_nn * nn_px, method=c.method,
-                         max_iterations=c.max_iterations,
-                         neighbour_iterations=c.neighbour_iterations,
-                         tolerance_px=c.position_tolerance_px, errors=c.errors)
+        raise FitError(
+            f"only {len(seeds)} column position(s) found; at the pixel size "
+            f"{pixel_size_A:.4g} Å the columns of {config.material.name or 'the image'} are "
+            f"expected {nn_px:.3g} px apart: check the pixel size (a wrong calibration, "
+            f"by 10x too large or too small, looks like this), the material, or whether "
+            f"the image is blank")
+    fit = _refine(fit_image, seeds, labels if c.width_per_type else None, nn_px, c)
+    joint = dict(fit.attrs.get("joint", {}))
+    mode, coverage = _dot_mode(config, seeds, image.shape, a_px)
+    if mode == "none":
+        dot = Dot(np.ones(image.shape, bool), (np.nan, np.nan),
+                  float(image.size * (pixel_size_A / 10) ** 2), (image.shape[1] / 2,
+                                                                 image.shape[0] / 2))
+        position_flags = _image_edge_flags(fit[["x_px", "y_px"]].to_numpy(), image.shape,
+                                           0.5 * nn_px)
+    else:
+        dot = segment_dot(image, pixel_size_A,
+                          smoothing_px=config.dot.smoothing_lattice * 0.5 * a_px)
+        position_flags = column_flags(fit[["x_px", "y_px"]].to_numpy(), dot,
+                                      margin_px=config.dot.edge_margin_lattice * a_px)
+    inside = (position_flags != "outside dot") & (position_flags != "image edge")
+    if cell is not None and c.model != "window7" and c.width_per_type and labels is None:
+        # One width per column type: assign the sublattices on a one-width fit, then refit
+        # with the types (the second fit starts at the first one's positions).
+        pos0 = fit[["x_px", "y_px"]].to_numpy()
+        assigned0, _ = assign_sublattices(pos0[inside], fit["volume"].to_numpy()[inside],
+                                          pixel_size_A, cell)
+        types = np.full(len(fit), "other", dtype=object)
+        types[inside] = np.where(assigned0["label"].to_numpy() == "", "other",
+                                 assigned0["label"].to_numpy())
+        if len(set(types)) > 1:
+            refit = _refine(fit_image, pos0, types, nn_px, c)
+            refit["seed_x_px"], refit["seed_y_px"] = seeds[:, 0], seeds[:, 1]
+            fit = refit
+            joint = dict(fit.attrs.get("joint", {}))
     tick("columns")
     pos = fit[["x_px", "y_px"]].to_numpy()
-    fit["cross_section"] = voronoi_cross_sections(image, pos, max_radius_px=0.5 * a_px,
+    fit["cross_section"] = voronoi_cross_sections(fit_image, pos, max_radius_px=0.5 * a_px,
                                                   offsets=fit["offset"].to_numpy())
-    dot = segment_dot(image, pixel_size_A, smoothing_px=config.dot.smoothing_lattice * 0.5 * a_px)
-    position_flags = column_flags(pos, dot, margin_px=config.dot.edge_margin_lattice * a_px)
-    inside = position_flags != "outside dot"
-    if config.analysis.intensity not in INTENSITY_MEASURES:
-        raise ConfigError(f"analysis.intensity must be one of {INTENSITY_MEASURES}, "
-                          f"not {config.analysis.intensity!r}")
     fit["intensity"] = fit[config.analysis.intensity]
+    fit["x_nm"] = fit["x_px"] * pixel_size_A / 10
+    fit["y_nm"] = fit["y_px"] * pixel_size_A / 10
+    fitting = {"model": c.model, "background": c.background if c.model != "window7" else
+               "offset per window", "fit_on": c.fit_on, "spacing_px": float(nn_px),
+               "spacing_source": spacing_source, "seeds": "positions file"
+               if positions is not None else "found", **joint}
+    if cell is None:
+        return _analyse_without_cell(fit, labels, position_flags, inside, dot, mode, coverage,
+                                     fitting, config, pixel_size_A, tick)
     assigned, lattice = assign_sublattices(pos[inside], fit["intensity"].to_numpy()[inside],
                                            pixel_size_A, cell)
     for name in ("label", "site", "i", "j", "misfit_A", "assign_flag"):
@@ -208,12 +341,13 @@ def analyse_image(image, pixel_size_A, config: Config, *, progress=None):
     numerator, denominator = parse_ratio(config.material.ratio, cell)
     frame = inside & ~weak & fit["label"].isin([numerator.label, denominator.label]).to_numpy() & (
         fit["flag"] == "").to_numpy()
-    fit["depth_uc"] = surface_depth(pos, frame, a_px, others=inside,
-                                    vectors_px=lattice.vectors_px)
-    dot = replace(dot, edge_lengths_nm=edge_lengths_from_columns(pos[frame], lattice.vectors_px,
-                                                                 pixel_size_A))
-    fit["x_nm"] = fit["x_px"] * pixel_size_A / 10
-    fit["y_nm"] = fit["y_px"] * pixel_size_A / 10
+    if mode == "none":
+        fit["depth_uc"] = np.where(inside, 0, -1)
+    else:
+        fit["depth_uc"] = surface_depth(pos, frame, a_px, others=inside,
+                                        vectors_px=lattice.vectors_px)
+        dot = replace(dot, edge_lengths_nm=edge_lengths_from_columns(
+            pos[frame], lattice.vectors_px, pixel_size_A))
     fit["flag"] = [
         "; ".join(f for f in parts if f)
         for parts in zip(fit["flag"], fit["assign_flag"], position_flags)
@@ -221,8 +355,60 @@ def analyse_image(image, pixel_size_A, config: Config, *, progress=None):
     fit = fit.drop(columns="assign_flag")
     summary, extra = _summarise(fit, numerator.label, denominator.label, config, pixel_size_A,
                                 dot, lattice)
+    summary["dot"].update(mode=mode, coverage=coverage)
+    summary["fitting"] = fitting
+    _exclusions(summary, fit)
     tick("statistics")
     return Analysis(columns=fit, summary=summary, extra=extra)
+
+
+def _exclusions(summary, columns):
+    """Columns left out of the statistics, by reason, and a warning when they are many."""
+    use = (columns["flag"] == "") | (columns["flag"] == "edge margin")
+    reasons = columns.loc[~use, "flag"].str.split("; ").explode()
+    n = len(columns)
+    summary["columns"]["excluded"] = {"total": int((~use).sum()),
+                                      "by_reason": {k: int(v) for k, v in
+                                                    reasons.value_counts().items()}}
+    warnings = summary.setdefault("warnings", [])
+    if n and (~use).sum() > EXCLUDED_WARNING_FRACTION * n:
+        top = ", ".join(f"{k} {v}" for k, v in reasons.value_counts().head(3).items())
+        warnings.append(f"{int((~use).sum())} of {n} columns "
+                        f"({(~use).mean():.0%}) are excluded from the statistics ({top})")
+    if summary.get("fitting", {}).get("converged") is False:
+        warnings.append("the joint column fit did not converge")
+
+
+def _analyse_without_cell(fit, labels, position_flags, inside, dot, mode, coverage, fitting,
+                          config, pixel_size_A, tick):
+    fit["label"] = labels if labels is not None else "column"
+    fit["site"] = ""
+    for name in ("i", "j", "misfit_A"):
+        fit[name] = np.nan
+    fit["depth_uc"] = np.where(inside, 0, -1) if mode == "none" else -1
+    fit["flag"] = ["; ".join(f for f in parts if f)
+                   for parts in zip(fit["flag"], position_flags)]
+    use = fit[(fit["flag"] == "") | (fit["flag"] == "edge margin")]
+    stats_table = type_statistics(use["intensity"], use["label"])
+    flags = fit["flag"].str.split("; ").explode()
+    summary = {
+        "pixel_size_A": pixel_size_A,
+        "material": None,
+        "zone_axis": None,
+        "intensity_measure": config.analysis.intensity,
+        "dot": {"edge_lengths_nm": list(dot.edge_lengths_nm), "area_nm2": dot.area_nm2,
+                "mode": mode, "coverage": coverage},
+        "columns": {"total": int(len(fit)), "used": int(len(use)),
+                    "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()}},
+        "per_type": {k: {kk: float(vv) for kk, vv in row.items()}
+                     for k, row in stats_table.to_dict(orient="index").items()},
+        "ratio": {},
+        "ratio_by_depth": [],
+        "fitting": fitting,
+    }
+    _exclusions(summary, fit)
+    tick("statistics")
+    return Analysis(columns=fit, summary=summary, extra={"dot": dot})
 
 
 def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, lattice):
@@ -284,17 +470,22 @@ def thickness_summary(ratio: dict, series_path: str) -> dict:
     return {"series": str(series_path), **estimate.to_dict()}
 
 
-def process_stack(stack, config: Config, *, progress=None) -> Analysis:
+def process_stack(stack, config: Config, *, positions=None, progress=None) -> Analysis:
     """The whole pipeline on a loaded stack (:class:`stemqd.io.Stack`).
 
     The summary also records the effective config, its hash, the versions and the input's
     SHA-256, so that every number can be traced back. ``progress`` is called with the name
-    of each of :data:`PIPELINE_STAGES` as it completes.
+    of each of :data:`PIPELINE_STAGES` as it completes. ``positions`` (see
+    :func:`read_positions`) are refined instead of finding the columns.
     """
     pixel = config.acquisition.pixel_size_A or stack.pixel_size_A
     images, info = preprocess(stack.frames, pixel, config, voltage_kv=stack.voltage_kv,
                               convergence_mrad=stack.convergence_mrad, progress=progress)
-    analysis = analyse_image(images["final"], pixel, config, progress=progress)
+    fit_image = images.get(config.columns.fit_on, images["final"])
+    if config.columns.fit_on == "background_removed" and "background_removed" not in images:
+        fit_image = images["average"]
+    analysis = analyse_image(images["final"], pixel, config, fit_image=fit_image,
+                             positions=positions, progress=progress)
     analysis.images = images
     analysis.extra.update(info)
     if config.reference_series:
