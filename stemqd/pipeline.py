@@ -475,9 +475,15 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
 
     The summary also records the effective config, its hash, the versions and the input's
     SHA-256, so that every number can be traced back. ``progress`` is called with the name
-    of each of :data:`PIPELINE_STAGES` as it completes. ``positions`` (see
-    :func:`read_positions`) are refined instead of finding the columns.
+    of each of :data:`PIPELINE_STAGES` as it completes. ``positions`` (a CSV path, see
+    :func:`read_positions`, or its table) are refined instead of finding the columns.
     """
+    seeds_source = None
+    if positions is not None and not isinstance(positions, pd.DataFrame):
+        from .io import sha256_file
+
+        seeds_source = {"path": str(positions), "sha256": sha256_file(positions)}
+        positions = read_positions(positions)
     pixel = config.acquisition.pixel_size_A or stack.pixel_size_A
     images, info = preprocess(stack.frames, pixel, config, voltage_kv=stack.voltage_kv,
                               convergence_mrad=stack.convergence_mrad, progress=progress)
@@ -488,6 +494,8 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
                              positions=positions, progress=progress)
     analysis.images = images
     analysis.extra.update(info)
+    if seeds_source is not None:
+        analysis.summary["fitting"]["positions_file"] = seeds_source
     if config.reference_series:
         analysis.summary["thickness"] = thickness_summary(analysis.summary["ratio"],
                                                           config.reference_series)

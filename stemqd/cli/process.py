@@ -55,6 +55,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--force", action="store_true", help="redo stacks whose results are up to date")
     parser.add_argument("--save-intermediates", action="store_true",
                         help="also write every intermediate image as a calibrated TIFF")
+    parser.add_argument("--positions", metavar="FILE.csv",
+                        help="refine these column positions (columns x_px, y_px, optional "
+                             "label; e.g. exported from StatSTEM or Atomap) instead of "
+                             "finding columns; one INPUT only; always recomputes")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(func=handler)
     return parser
@@ -77,10 +81,23 @@ def handler(args: argparse.Namespace) -> int:
     if args.scheduler is not None and args.jobs != 1:
         raise InputError("--jobs and --scheduler exclude each other; the Dask cluster sets the parallelism")
     config = load_config(args.config, overrides)
+    process = None
+    if args.positions is not None:
+        from functools import partial
+        from pathlib import Path
+
+        from ..pipeline import process_stack, read_positions
+
+        if len(args.inputs) != 1:
+            raise InputError("--positions FILE.csv belongs to one image: give exactly one INPUT")
+        read_positions(args.positions)  # a bad file is a usage error, before any work
+        process = partial(process_stack, positions=str(Path(args.positions).resolve()))
     rows = run_batch(args.inputs, args.out, config, jobs=args.jobs, scheduler=args.scheduler,
-                     force=args.force, save_intermediates=args.save_intermediates,
+                     force=args.force or process is not None,
+                     save_intermediates=args.save_intermediates, process=process,
                      render=write_stack_figures, progress=not args.quiet,
                      command=shlex.join(["stemqd", *sys.argv[1:]]))
+    _print_warnings(rows, args.out)
     counts = rows["status"].value_counts().to_dict() if len(rows) else {}
     failed = counts.get("failed", 0)
     print(f"{counts.get('processed', 0)} processed, {counts.get('skipped', 0)} up to date (skipped), "
@@ -88,3 +105,15 @@ def handler(args: argparse.Namespace) -> int:
           + (f"; failures listed in {args.out}/failures.csv" if failed else ""),
           file=sys.stderr)
     return 1 if failed else 0
+
+
+def _print_warnings(rows, out):
+    """Each processed stack's warnings from its summary.json, one line each."""
+    from ..batch import read_summary
+
+    for _, row in rows.iterrows():
+        if row.get("status") != "processed":
+            continue
+        summary = read_summary(f"{out}/{row['name']}") or {}
+        for text in summary.get("warnings") or []:
+            print(f"warning: {row['name']}: {text}", file=sys.stderr)
