@@ -703,7 +703,7 @@ def _finish(prob, st, seeds, names, radius_px, nn_px, iterations, converged, err
     if prob.local:
         off_var = 1.0 / np.maximum(raw["off_diag"], 1e-300)
         perr[:, 6] = np.sqrt(off_var * s2)
-    flags = _flags(p, perr, seeds, radius_px, nn_px, converged)
+    flags = _flags(p, perr, seeds, nn_px, converged)
     table = _table(p, perr, seeds, volume, volume_err, np.full(n, converged), flags,
                    iterations, s2)
     table.attrs["joint"] = {
@@ -732,7 +732,7 @@ def _table(p, perr, seeds, volume, volume_err, converged, flags, iterations, s2)
     return pd.DataFrame(out)
 
 
-def _flags(p, perr, seeds, radius_px, nn_px, converged):
+def _flags(p, perr, seeds, nn_px, converged):
     reasons = [[] for _ in range(len(p))]
 
     def mark(mask, text):
