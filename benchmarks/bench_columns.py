@@ -1,11 +1,17 @@
-"""Column refinement speed and accuracy: fast path, lmfit path and (if installed) Atomap.
+"""Column refinement speed and accuracy: the default joint fit, the per-window fit (fast and
+lmfit paths) and, if installed, Atomap, side by side in one process.
 
 All paths fit the same synthetic CsPbBr3 [001] image from the same seeds (true positions plus
-0.5 px noise). Printed per path: columns per second (median over repeats), the RMS position
-error against the truth, and the error of the Cs : Pb-Br intensity ratio (Gaussian volumes)
-against the truth; and the speed ratio against Atomap.
+0.5 px noise). The joint fit and the fast window path fit every column; lmfit and Atomap
+(one fit per column, so their rate does not depend on how many) fit a central block of
+``--subset`` columns of the same image. Printed per path: columns per second (median over
+repeats), the RMS position error against the truth, the error of the Cs : Pb-Br intensity
+ratio (Gaussian volumes) against the truth, and the speed ratio against Atomap; then the
+default model's time against the number of columns (up to about 5000), and its precision
+against the Cramér-Rao bound.
 
-Run: ``python benchmarks/bench_columns.py [--repeats 5] [--size 1024]``.
+Run: ``python benchmarks/bench_columns.py [--repeats 5] [--size 1024] [--scaling 512 1024
+1536]`` (``pip install atomap`` for its row).
 """
 
 from __future__ import annotations
@@ -38,9 +44,12 @@ def accuracy(x, y, volume, truth, idx):
     return float(np.sqrt(np.mean(err**2))), float(ratio / truth.ratio("A", "BX") - 1)
 
 
-def run_stemqd(image, seeds, truth, idx, method):
+def run_stemqd(image, seeds, truth, idx, model, method="fast"):
     t0 = time.perf_counter()
-    df = refine_columns(image, seeds, radius_px=0.5 * NN_PX, method=method)
+    if model == "window7":
+        df = refine_columns(image, seeds, radius_px=0.5 * NN_PX, model=model, method=method)
+    else:
+        df = refine_columns(image, seeds, model=model, labels=truth.types[idx], nn_px=NN_PX)
     dt = time.perf_counter() - t0
     return dt, *accuracy(df.x_px.to_numpy(), df.y_px.to_numpy(), df.volume.to_numpy(), truth,
                          idx)
@@ -59,6 +68,22 @@ def run_atomap(image, seeds, truth, idx):
     # Atomap's amplitude_gaussian is the volume of its normalised Gaussian.
     volume = np.array([a.amplitude_gaussian for a in sub.atom_list])
     return dt, *accuracy(x, y, volume, truth, idx)
+
+
+def scaling_table(sizes, repeats):
+    """Time of the default joint fit against the number of columns (median over repeats)."""
+    print("\nScaling of the default model (round, joint, constant background; whole image)")
+    print(f"{'image px':>9s} {'columns':>8s} {'time s':>8s} {'columns/s':>10s} "
+          f"{'s per 1000 columns':>19s} {'pos RMS px':>11s} {'ratio err':>10s}")
+    for size in sizes:
+        image, truth = image_and_truth(size)
+        seeds = truth.positions_px + np.random.default_rng(1).normal(0, 0.5,
+                                                                     truth.positions_px.shape)
+        idx = np.arange(len(seeds))
+        runs = [run_stemqd(image, seeds, truth, idx, "round") for _ in range(repeats)]
+        t = float(np.median([r[0] for r in runs]))
+        print(f"{size:9d} {len(seeds):8d} {t:8.2f} {len(seeds) / t:10.0f} "
+              f"{1000 * t / len(seeds):19.3f} {runs[0][1]:11.4f} {runs[0][2]:+10.2%}")
 
 
 def precision_table(seed=0):
@@ -90,6 +115,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--scaling", type=int, nargs="*", default=[512, 1024, 1536],
+                        help="image sizes of the scaling table (1536 px: about 5000 columns)")
     parser.add_argument("--subset", type=int, default=150,
                         help="columns fitted by the slow paths (lmfit, Atomap)")
     args = parser.parse_args()
@@ -109,12 +136,14 @@ def main():
         rows.append((name, len(idx), len(idx) / np.median(times), np.median(times), pos, ratio))
 
     everything = np.arange(len(truth.types))
-    bench("stemqd fast (all columns)", lambda i: run_stemqd(image, seeds_all[i], truth, i, "fast"),
-          everything, args.repeats)
-    bench("stemqd fast (subset)", lambda i: run_stemqd(image, seeds_all[i], truth, i, "fast"),
-          subset, args.repeats)
-    bench("stemqd lmfit (subset)", lambda i: run_stemqd(image, seeds_all[i], truth, i, "lmfit"),
-          subset, max(1, args.repeats // 2))
+    bench("stemqd round, joint (all)",
+          lambda i: run_stemqd(image, seeds_all[i], truth, i, "round"), everything, args.repeats)
+    bench("stemqd window7 fast (all)",
+          lambda i: run_stemqd(image, seeds_all[i], truth, i, "window7"), everything,
+          args.repeats)
+    bench("stemqd window7 lmfit (subset)",
+          lambda i: run_stemqd(image, seeds_all[i], truth, i, "window7", "lmfit"), subset,
+          max(1, args.repeats // 2))
     try:
         import atomap  # noqa: F401
 
@@ -133,6 +162,8 @@ def main():
     for name, n, rate, t, pos, ratio in rows:
         speed = f"{rate / atomap_rate:9.0f}" if atomap_rate else f"{'-':>9s}"
         print(f"{name:30s} {n:8d} {rate:11.0f} {t:9.3f} {pos:11.4f} {ratio:+10.2%} {speed}")
+    if args.scaling:
+        scaling_table(args.scaling, max(1, args.repeats // 2))
     precision_table()
 
 
