@@ -11,12 +11,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 from .align import align_frames
 from .background import disk_radius_px, remove_background
 from .cell import nearest_neighbour_A, parse_ratio, projected_cell
 from .columns import find_columns
-from .config import Config, config_hash, config_to_dict
+from .config import Config, config_hash, config_to_dict, preset_bias
 from .deconvolve import deconvolve_blind
 from .denoise import du_filter
 from .dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
@@ -26,7 +27,7 @@ from .lattice import peak_pair_spacing
 from .probe import probe_psf
 from .provenance import versions
 from .statistics import intensity_ratio, ratio_by_depth, type_statistics, voronoi_cross_sections
-from .sublattice import assign_sublattices
+from .sublattice import assign_sublattices, missing_sites
 
 
 #: Stages reported to a ``progress`` callback, in order.
@@ -150,6 +151,10 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
 #: one column spacing around the found columns cover more than this fraction of it.
 FULL_FIELD_COVERAGE = 0.8
 
+#: A lattice site within this many nearest-neighbour distances of a found column is taken
+#: as found; farther, it is added as a seed (``columns.complete_lattice``).
+COMPLETE_TOLERANCE_NN = 0.35
+
 #: ``stemqd process`` warns when more than this fraction of the found columns is excluded.
 EXCLUDED_WARNING_FRACTION = 0.3
 
@@ -220,6 +225,19 @@ def _dot_mode(config, seeds, shape, spacing_px):
     return ("none" if coverage > FULL_FIELD_COVERAGE else "dot"), coverage
 
 
+def _within_hull(points, hull_points, tolerance_px):
+    """Which points lie inside the convex hull of ``hull_points`` or within
+    ``tolerance_px`` outside a facet."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        hull = ConvexHull(hull_points)
+    except (QhullError, ValueError):  # fewer than 3 points, or all on a line
+        return np.zeros(len(points), bool)
+    # equations: unit normal n and offset b with n.x + b <= 0 inside
+    return (points @ hull.equations[:, :2].T + hull.equations[:, 2]).max(axis=1) <= tolerance_px
+
+
 def _image_edge_flags(pos, shape, margin_px):
     ny, nx = shape
     d = np.minimum.reduce([pos[:, 0], pos[:, 1], nx - 1 - pos[:, 0], ny - 1 - pos[:, 1]])
@@ -285,14 +303,66 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
         dot = Dot(np.ones(image.shape, bool), (np.nan, np.nan),
                   float(image.size * (pixel_size_A / 10) ** 2), (image.shape[1] / 2,
                                                                  image.shape[0] / 2))
-        position_flags = _image_edge_flags(fit[["x_px", "y_px"]].to_numpy(), image.shape,
-                                           0.5 * nn_px)
+
+        def flags_at(p):
+            return _image_edge_flags(p, image.shape, 0.5 * nn_px)
     else:
         dot = segment_dot(image, pixel_size_A,
                           smoothing_px=config.dot.smoothing_lattice * 0.5 * a_px)
-        position_flags = column_flags(fit[["x_px", "y_px"]].to_numpy(), dot,
-                                      margin_px=config.dot.edge_margin_lattice * a_px)
+
+        def flags_at(p):
+            return column_flags(p, dot, margin_px=config.dot.edge_margin_lattice * a_px)
+    position_flags = flags_at(fit[["x_px", "y_px"]].to_numpy())
     inside = (position_flags != "outside dot") & (position_flags != "image edge")
+    seed_source = np.full(len(fit), "found" if positions is None else "positions file", object)
+    if (cell is not None and positions is None and c.complete_lattice and c.model != "window7"
+            and inside.sum() >= 4):
+        # Sites no local maximum marked (weak columns beside bright ones under overlap) are
+        # added from the lattice of the found columns, and everything is fitted again.
+        # Only sites within the hull of the columns found on sites (not weak: a noise peak
+        # on the support can land on a site): the segmented dot reaches past the last
+        # columns by the blur, and sites added there would fit nothing but the tails of
+        # the edge columns.
+        pos0 = fit[["x_px", "y_px"]].to_numpy()
+        assigned0, lattice0 = assign_sublattices(pos0[inside], fit["volume"].to_numpy()[inside],
+                                                 pixel_size_A, cell)
+        volume0 = fit["volume"].to_numpy()[inside]
+        typical0 = pd.Series(volume0).groupby(assigned0["label"].to_numpy()).transform("median")
+        on_sites = pos0[inside][(assigned0["assign_flag"] == "").to_numpy()
+                                & (volume0 >= WEAK_FRACTION * typical0.to_numpy())]
+        # Where the crystal runs into the image border its last columns are cut and not
+        # found; sites there next to found columns are modelled all the same (flagged
+        # "image edge", kept out of the statistics), or their intensity goes into their
+        # neighbours.
+        ny, nx = image.shape
+
+        def addable(p):
+            in_image = (p[:, 0] >= 0) & (p[:, 1] >= 0) & (p[:, 0] <= nx - 1) & (p[:, 1] <= ny - 1)
+            # the band where find_columns drops seeds (its centre-of-mass disk)
+            at_border = (_image_edge_flags(p, image.shape, c.com_radius_nn * nn_px + 1) != "") & (
+                cKDTree(on_sites).query(p)[0] <= 1.5 * nn_px)
+            return in_image & (flags_at(p) != "outside dot") & (
+                _within_hull(p, on_sites, COMPLETE_TOLERANCE_NN * nn_px) | at_border)
+
+        extra, _ = missing_sites(pos0[inside], lattice0, cell, addable,
+                                 tolerance_px=COMPLETE_TOLERANCE_NN * nn_px)
+        # Inside the crystal every column sits on a site: a found peak off every site
+        # (or a second one on an occupied site) is noise, and is dropped.
+        off = np.zeros(len(fit), bool)
+        off[np.flatnonzero(inside)] = (assigned0["assign_flag"] != "").to_numpy() & \
+            _within_hull(pos0[inside], on_sites, -COMPLETE_TOLERANCE_NN * nn_px)
+        if len(extra) or off.any():
+            keep = ~off
+            seeds = np.vstack([seeds[keep], extra])
+            fit = _refine(fit_image, np.vstack([pos0[keep], extra]), None, nn_px, c)
+            fit["seed_x_px"], fit["seed_y_px"] = seeds[:, 0], seeds[:, 1]
+            joint = dict(fit.attrs.get("joint", {}))
+            joint["seeds_dropped_off_lattice"] = int(off.sum())
+            seed_source = np.concatenate([seed_source[keep],
+                                          np.full(len(extra), "lattice", object)])
+            position_flags = flags_at(fit[["x_px", "y_px"]].to_numpy())
+            inside = (position_flags != "outside dot") & (position_flags != "image edge")
+    fit["seed_source"] = seed_source
     if cell is not None and c.model != "window7" and c.width_per_type and labels is None:
         # One width per column type: assign the sublattices on a one-width fit, then refit
         # with the types (the second fit starts at the first one's positions).
@@ -317,7 +387,8 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
     fitting = {"model": c.model, "background": c.background if c.model != "window7" else
                "offset per window", "fit_on": c.fit_on, "spacing_px": float(nn_px),
                "spacing_source": spacing_source, "seeds": "positions file"
-               if positions is not None else "found", **joint}
+               if positions is not None else "found",
+               "seeds_from_lattice": int(np.sum(seed_source == "lattice")), **joint}
     if cell is None:
         return _analyse_without_cell(fit, labels, position_flags, inside, dot, mode, coverage,
                                      fitting, config, pixel_size_A, tick)
@@ -508,6 +579,7 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
                      else 0.0},
         "config": config_to_dict(config),
         "config_hash": config_hash(config),
+        "preset": {"name": config.preset, "ratio_bias": preset_bias(config.preset)},
         "versions": versions(),
     })
     return analysis

@@ -63,8 +63,11 @@ def cramer_rao_bound_overlap(shape, positions_px, amplitude, sigma_px, backgroun
     shape : tuple of int
         (ny, nx).
     positions_px : array_like, shape (N, 2)
-    amplitude, background : float
-        Peak height of every column and the constant, relative units.
+    amplitude : float or array_like, shape (N,)
+        Peak height of every column (or one for all), relative units.
+    background : float or array_like, shape (ny, nx)
+        Background, relative units: a constant, or an image whose shape is known and whose
+        level is one free constant added to it.
     sigma_px : float
         Column width, px.
     dose : float
@@ -82,8 +85,8 @@ def cramer_rao_bound_overlap(shape, positions_px, amplitude, sigma_px, backgroun
     dx = x[None, :] - pos[:, :1]
     dy = y[None, :] - pos[:, 1:]
     g = np.exp(-0.5 * (dx**2 + dy**2) / sigma_px**2)
-    f = amplitude * g
-    lam = dose * (f.sum(axis=0) + background)
+    f = np.broadcast_to(np.asarray(amplitude, float).reshape(-1, 1), (len(pos), 1)) * g
+    lam = dose * (f.sum(axis=0) + np.broadcast_to(background, shape).ravel())
     rows = [g, f * dx / sigma_px**2, f * dy / sigma_px**2]
     d = np.vstack([np.stack(rows, axis=1).reshape(-1, len(x)),
                    (f * (dx**2 + dy**2) / sigma_px**3).sum(axis=0, keepdims=True),

@@ -66,7 +66,7 @@ def intensity_ratio(intensities, labels, numerator, denominator, *, bootstrap=20
     The propagated standard error is r sqrt((sem_a / mean_a)**2 + (sem_b / mean_b)**2)
     (first order, independent means). The bootstrap resamples the columns of each type
     with replacement ``bootstrap`` times (seeded) and gives the standard deviation of the
-    resampled ratios and their percentile interval.
+    resampled ratios and their percentile interval (NaN with ``bootstrap`` < 2).
 
     Returns
     -------
@@ -87,6 +87,9 @@ def intensity_ratio(intensities, labels, numerator, denominator, *, bootstrap=20
     ratio = ma / mb
     sa, sb = a.std(ddof=1) / np.sqrt(len(a)), b.std(ddof=1) / np.sqrt(len(b))
     stderr = abs(ratio) * np.hypot(sa / ma, sb / mb)
+    if bootstrap < 2:  # no bootstrap asked for: the propagated error only
+        return out | {"ratio": float(ratio), "stderr": float(stderr), "bootstrap_stderr": np.nan,
+                      "ci_low": np.nan, "ci_high": np.nan}
     rng = np.random.default_rng(seed)
     ra = a[rng.integers(0, len(a), (bootstrap, len(a)))].mean(axis=1)
     rb = b[rng.integers(0, len(b), (bootstrap, len(b)))].mean(axis=1)

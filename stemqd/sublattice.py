@@ -457,4 +457,52 @@ def _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, ori
     return table, fit
 
 
-__all__ = ["LatticeFit", "assign_sublattices"]
+def missing_sites(positions_px, lattice: LatticeFit, cell: ProjectedCell, keep, *,
+                  tolerance_px):
+    """Sites of the fitted lattice that no column occupies.
+
+    Weak columns next to bright ones (Br beside Pb-Br in CsPbBr3 [001] once sigma / nn
+    exceeds about 0.3) make no local maximum, so they are never found; left out of a joint
+    fit, their intensity goes into their neighbours (a Cs : Pb/Br ratio 7 % low at
+    sigma / nn = 0.3, 15 % at 0.45). Every site of every cell spanned by the columns is
+    predicted from the lattice; the ones farther than ``tolerance_px`` from every column
+    and accepted by ``keep`` (e.g. inside the dot) are returned.
+
+    Parameters
+    ----------
+    positions_px : array_like, shape (N, 2)
+        Columns found (x, y), px.
+    lattice : LatticeFit
+        From :func:`assign_sublattices`.
+    cell : ProjectedCell
+    keep : callable
+        ``keep(positions) -> bool array``: which predicted sites may be added.
+    tolerance_px : float
+        A site within this distance of a column is occupied, px.
+
+    Returns
+    -------
+    positions : ndarray, shape (M, 2)
+    labels : ndarray of str, shape (M,)
+        The sites' column labels.
+    """
+    pos = np.asarray(positions_px, float).reshape(-1, 2)
+    if len(pos) == 0:
+        return np.empty((0, 2)), np.empty(0, object)
+    basis = lattice.vectors_px
+    frac = (pos - lattice.origin_px) @ np.linalg.inv(basis)
+    lo = np.floor(frac.min(axis=0)).astype(int) - 1
+    hi = np.ceil(frac.max(axis=0)).astype(int) + 1
+    ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1),
+                         indexing="ij")
+    cells = np.column_stack([ii.ravel(), jj.ravel()]).astype(float)
+    fracs = cell.fracs
+    grid = (cells[:, None, :] + fracs[None, :, :]).reshape(-1, 2)
+    labels = np.tile(np.array([c.label for c in cell.columns], object), len(cells))
+    predicted = lattice.origin_px + grid @ basis
+    free = spatial.cKDTree(pos).query(predicted)[0] > tolerance_px
+    ok = free & np.asarray(keep(predicted), bool)
+    return predicted[ok], labels[ok]
+
+
+__all__ = ["LatticeFit", "assign_sublattices", "missing_sites"]

@@ -65,7 +65,7 @@ def handler(args: argparse.Namespace) -> int:
     from ..report import compare_figure, figure_png
 
     groups = _parse_groups(args.groups)
-    a = load_config(args.config, args.overrides).analysis
+    a = load_config(args.config, args.overrides, preset=args.preset).analysis
     result = compare_batches(groups, permutations=a.permutations, bootstrap=a.bootstrap, seed=a.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

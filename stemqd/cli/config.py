@@ -31,7 +31,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def handler(args: argparse.Namespace) -> int:
     """Print the config; return 0."""
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, preset=args.preset)
     print(f"# stemqd effective config; config_hash = {config_hash(config)}")
     print(config_to_toml(config), end="")
     return 0

@@ -22,7 +22,14 @@ from ..errors import InputError
 
 
 def add_common_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--config FILE`` and repeatable ``--set key=value``."""
+    """``--preset NAME``, ``--config FILE`` and repeatable ``--set key=value``."""
+    from ..config import PRESETS
+
+    parser.add_argument("--preset", choices=sorted(PRESETS),
+                        help="named starting point under --config and --set: 'default' "
+                             "(stemqd's unbiased measurement) or 'study' (the study's exact "
+                             "chain: 7-parameter window fits on the deconvolved image); "
+                             "summary.json records it and its measured ratio bias")
     parser.add_argument("--config", metavar="FILE", help="TOML config file (see 'stemqd config --show')")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one config value, e.g. --set columns.method=lmfit (repeatable)")
@@ -80,7 +87,7 @@ def handler(args: argparse.Namespace) -> int:
         raise InputError(f"--jobs {args.jobs}: give a positive number of processes")
     if args.scheduler is not None and args.jobs != 1:
         raise InputError("--jobs and --scheduler exclude each other; the Dask cluster sets the parallelism")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, preset=args.preset)
     process = None
     if args.positions is not None:
         from functools import partial
