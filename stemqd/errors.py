@@ -23,3 +23,7 @@ class ConfigError(StemqdError):
 
 class FitError(StemqdError):
     """A fit cannot be set up (e.g. no columns found)."""
+
+
+class ModelMismatchError(InputError):
+    """A measured ratio and a simulated series were fitted with different column models."""

@@ -10,11 +10,11 @@ Here every column is fitted **together** with all others, on one model of the wh
     gaussian7:  I(r) = b(r) + sum_n A_n exp(-[u² / 2 sx_n² + v² / 2 sy_n²])
 
 ``round`` has one width rho_t per column type, shared over the image (StatSTEM's default);
-``gaussian7`` is the study's rotated elliptical Gaussian with its own widths and rotation per
-column. The background b(r) is either one constant over the image (``constant``) or, for
-``round`` only, one offset per column that holds on the pixels nearest to that column
-(``local``: a piecewise-constant background on the columns' Voronoi cells, which follows a
-carbon support that varies within a unit cell). A free width per column together with a
+``gaussian7`` is the study's rotated elliptical Gaussian, its widths and rotation shared per
+column type. The background b(r) is either one constant over the image (``constant``) or, for
+``round`` only, a smooth background plus one offset per column that holds on the pixels
+nearest to that column (``local``: piecewise constant on the columns' Voronoi cells, which
+follows a carbon support that varies within a unit cell). A free width per column together with a
 local offset is not offered: that is exactly the degenerate pair.
 
 All parameters are refined at once by Levenberg-Marquardt on the sparse normal equations
@@ -677,7 +677,11 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
         Round Gaussians with one width per type, or rotated elliptical Gaussians with their
         own widths and rotation.
     background : {"local", "constant"}
-        One offset per column (Voronoi cell; ``round`` only) or one constant.
+        ``local`` (``round`` only): positions and widths over a smooth background (the
+        residual with the columns removed, smoothed over ``SMOOTH_BACKGROUND_NN`` spacings,
+        in up to ``_SMOOTH_ROUNDS`` rounds), then one offset per column on its Voronoi
+        cell; the reported ``offset`` is their sum under the column. ``constant``: one
+        constant.
     sigma_px : float, optional
         Initial width, px. Default: the best of a coarse grid of widths (0.12-0.42 x
         ``nn_px``) by the profiled residual.

@@ -21,7 +21,7 @@ from .config import Config, config_hash, config_to_dict, preset_bias
 from .deconvolve import deconvolve_blind
 from .denoise import du_filter
 from .dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
-from .errors import FitError
+from .errors import FitError, ModelMismatchError
 from .fit import refine_columns
 from .lattice import peak_pair_spacing
 from .probe import probe_psf
@@ -526,18 +526,24 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
     return summary, {"dot": dot, "lattice": lattice, "depth_profile": depth}
 
 
-def thickness_summary(ratio: dict, series_path: str) -> dict:
+def thickness_summary(ratio: dict, series_path: str, fit_model: str | None = None) -> dict:
     """Thicknesses consistent with the measured ratio under a reference series.
 
     The measured ratio and its (propagated) standard error are read against the series'
     fitted-volume ratio (the same measure as the default ``analysis.intensity``); every
-    consistent range is returned, with a flag where the series is not monotonic.
+    consistent range is returned, with a flag where the series is not monotonic. A series
+    fitted with another column model than ``fit_model`` is refused: the result then holds
+    only the reason (``refused``).
     """
     from .thickness import thickness_from_ratio
 
     if not np.isfinite(ratio.get("ratio", np.nan)):
         return {"series": str(series_path), "flag": "no ratio measured"}
-    estimate = thickness_from_ratio(ratio["ratio"], ratio["stderr"], series_path)
+    try:
+        estimate = thickness_from_ratio(ratio["ratio"], ratio["stderr"], series_path,
+                                        fit_model=fit_model)
+    except ModelMismatchError as exc:
+        return {"series": str(series_path), "refused": str(exc), "flag": "refused"}
     return {"series": str(series_path), **estimate.to_dict()}
 
 
@@ -568,8 +574,11 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
     if seeds_source is not None:
         analysis.summary["fitting"]["positions_file"] = seeds_source
     if config.reference_series:
-        analysis.summary["thickness"] = thickness_summary(analysis.summary["ratio"],
-                                                          config.reference_series)
+        analysis.summary["thickness"] = thickness_summary(
+            analysis.summary["ratio"], config.reference_series, config.columns.model)
+        if "refused" in analysis.summary["thickness"]:
+            analysis.summary.setdefault("warnings", []).append(
+                "thickness: " + analysis.summary["thickness"]["refused"])
     analysis.summary.update({
         "input": {"path": str(stack.path), "sha256": stack.sha256,
                   "frames": int(stack.frames.shape[0]), "shape": list(stack.frames.shape[1:]),

@@ -88,6 +88,7 @@ import pandas as pd
 
 from . import provenance
 from .errors import InputError
+from .joint import MODELS as JOINT_MODELS
 
 __all__ = [
     "DEFAULT_NUM_CONFIGS",
@@ -116,6 +117,10 @@ __all__ = [
     "thickness_series",
     "convergence_check",
     "write_series",
+    "reanalyse_series",
+    "fitter_settings",
+    "series_fit_model",
+    "FIT_MODELS",
     "read_series",
     "plot_series",
     "series_amplitudes",
@@ -136,6 +141,9 @@ DEFAULT_PHONON_SIGMAS_A = {"Cs": 0.23, "Pb": 0.18, "Br": 0.26}
 
 #: Frozen-phonon standard error of the Cs : Pb/Br ratio required at 30 unit cells (issue 5).
 TARGET_RATIO_SE = 0.005
+
+#: Column models the series can be measured with (``columns.model`` of the pipeline).
+FIT_MODELS = (*JOINT_MODELS, "window7")
 
 #: Fewest configurations for which the frozen-phonon error is taken as an estimate (10
 #: jackknife groups of one configuration per focal node).
@@ -241,8 +249,16 @@ class SeriesParameters:
         Target pixel size of the interpolated image that is fitted, Å.
     fit_tiles : int
         Cells per side of the tiled image given to the column fitter.
+    fit_model : {"round", "gaussian7", "window7"}
+        Column model of the fitter (``columns.model`` of the pipeline, whose default it
+        follows: a measured ratio is compared with a series fitted by the same model, see
+        :func:`stemqd.thickness.thickness_from_ratio`). Series written before this
+        parameter existed were fitted with ``window7``.
+    fit_background : {"local", "constant"}
+        Background of the joint models (``columns.background``).
     fit_radius_A : float or None
-        Radius of the fit disk, Å; None: a / 4 (the X-BX and X-A distances are a / 2).
+        ``window7``: radius of the fit disk, Å; None: a / 4 (the X-BX and X-A distances are
+        a / 2).
     disc_radius_A : float or None
         Radius of the integration disc, Å; None: a / 4 (discs do not overlap).
     device : str
@@ -271,6 +287,8 @@ class SeriesParameters:
     projection: str = "infinite"
     fit_pixel_A: float = 0.1
     fit_tiles: int = 3
+    fit_model: str = "round"
+    fit_background: str = "local"
     fit_radius_A: float | None = None
     disc_radius_A: float | None = None
     device: str = "cpu"
@@ -292,6 +310,10 @@ class SeriesParameters:
                              f"got {self.cells}")
         if self.slices_per_cell < 1 or self.focal_nodes < 1 or self.fit_tiles < 3:
             raise InputError("slices_per_cell and focal_nodes must be >= 1, fit_tiles >= 3")
+        if self.fit_model not in FIT_MODELS or self.fit_background not in ("local", "constant"):
+            raise InputError(f"fit_model must be one of {FIT_MODELS} and fit_background "
+                             f"'local' or 'constant', got {self.fit_model!r}, "
+                             f"{self.fit_background!r}")
         if not 0 <= self.detector_inner_mrad < self.detector_outer_mrad:
             raise InputError("the ADF inner angle must be below the outer angle")
         missing = {"Cs", "Pb", "Br"} - {k for k, _ in self.phonon_sigmas_A}
@@ -805,7 +827,14 @@ def _fit_cell_image(image: np.ndarray, params: SeriesParameters) -> dict:
                         labels.append(typ if centre else "")
     seeds = np.array(seeds, float)
     labels = np.array(labels)
-    table = refine_columns(tiled, seeds, radius_px=params._fit_radius_A / px, model="window7")
+    if params.fit_model == "window7":
+        table = refine_columns(tiled, seeds, radius_px=params._fit_radius_A / px,
+                               model="window7")
+    else:
+        # as the pipeline fits an image: every column jointly, one shared width
+        table = refine_columns(tiled, seeds, model=params.fit_model,
+                               background=params.fit_background,
+                               nn_px=params.lattice_constant_A / 2 / px)
     out = {}
     for typ in _COLUMN_FRACS:
         rows = table[labels == typ]
@@ -1234,8 +1263,8 @@ def _params_key(params: SeriesParameters, seed: int, phonons_key: str | None = N
     """Identity of a raw-scan checkpoint: the parameters (and MD phonon source, if any) that
     change the raw signal."""
     d = params.to_dict()
-    for k in ("fit_pixel_A", "fit_tiles", "fit_radius_A", "disc_radius_A", "device",
-              "source_size_fwhm_A", "blur_sigma_A"):
+    for k in ("fit_pixel_A", "fit_tiles", "fit_model", "fit_background", "fit_radius_A",
+              "disc_radius_A", "device", "source_size_fwhm_A", "blur_sigma_A"):
         d.pop(k)
     key = {"params": d, "seed": seed}
     if phonons_key is not None:
@@ -1328,9 +1357,31 @@ def raw_path_for(csv_path) -> Path:
     return p.with_name(p.stem + ".raw.npz")
 
 
+def fitter_settings(params: SeriesParameters) -> dict:
+    """How the simulated images were measured: what a measured ratio must match."""
+    out = {"model": params.fit_model, "tiles": params.fit_tiles,
+           "pixel_A": params.fit_pixel_A}
+    if params.fit_model == "window7":
+        out["radius_A"] = params._fit_radius_A
+    else:
+        out["background"] = params.fit_background
+    return out
+
+
+def series_fit_model(sidecar: dict) -> str:
+    """The column model a series was measured with, from its sidecar (``window7`` for
+    series written before the model was recorded)."""
+    return sidecar.get("fitter", {}).get("model") or sidecar.get("parameters", {}).get(
+        "fit_model", "window7")
+
+
 def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
-                 mode: str = "reference", extra: dict | None = None) -> dict:
+                 mode: str = "reference", extra: dict | None = None,
+                 raw_archive=None) -> dict:
     """Write the series CSV, its JSON sidecar and the raw-scan archive, each atomically.
+
+    ``raw_archive``: an existing archive of these scans (a re-analysis) that the sidecar
+    names, with its SHA-256, instead of writing a copy.
 
     CSV columns: ``thickness_uc``, ``thickness_nm``; for each method (``volume``: fitted
     Gaussian volume, Å²; ``peak``: fitted peak amplitude, fraction of the incident probe;
@@ -1346,12 +1397,19 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     """
     from .io import atomic_write_text, to_jsonable
 
+    from .io import sha256_file
+
     csv_path = Path(csv_path)
-    raw = raw_path_for(csv_path)
-    _save_raw(raw, result.params, result.seed, result.raw, result.nodes,
-              None if result.phonon_params is None else
-              (result.phonon_params, result.correction, result.correction_nodes),
-              phonons_key=_phonons_key(result.info))
+    if raw_archive is None:
+        raw = raw_path_for(csv_path)
+        _save_raw(raw, result.params, result.seed, result.raw, result.nodes,
+                  None if result.phonon_params is None else
+                  (result.phonon_params, result.correction, result.correction_nodes),
+                  phonons_key=_phonons_key(result.info))
+        raw_name = raw.name
+    else:
+        raw = Path(raw_archive)
+        raw_name = os.path.relpath(raw, csv_path.parent)
     table = result.table
     last = table.iloc[-1]
     n_cfg = result.info.get("num_configs", len(result.raw))
@@ -1361,6 +1419,7 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
         "description": "ADF-STEM thickness series of CsPbBr3 [001] (abTEM multislice, frozen "
                        "phonons, exit planes), column intensities from stemqd.fit."
                        "refine_columns on the simulated images; see stemqd/simulate.py.",
+        "fitter": fitter_settings(result.params),
         "mode": mode,
         "command": command if command is not None else " ".join(sys.argv),
         "seed": result.seed,
@@ -1397,7 +1456,8 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
         **{k: v for k, v in result.info.items()},
         "versions": versions(),
         "host": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
-        "raw_archive": raw.name,
+        "raw_archive": raw_name,
+        "raw_archive_sha256": sha256_file(raw),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if extra:
@@ -1416,8 +1476,57 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     return sidecar
 
 
+def reanalyse_series(csv_path, *, fit_model: str, fit_background: str = "local"
+                     ) -> SeriesResult:
+    """Measure the raw scans of a written series again with another column model.
+
+    No multislice is run: the archive beside ``csv_path`` (its ``raw_archive``) is read,
+    checked against the sidecar's parameters and seed, and analysed as
+    :func:`thickness_series` analyses it, with ``fit_model`` and ``fit_background``.
+
+    Returns
+    -------
+    SeriesResult
+        ``info`` carries the original run's metadata plus ``reanalysis_of`` (the series
+        and its fitter).
+    """
+    csv_path = Path(csv_path)
+    sidecar = json.loads(sidecar_path(csv_path).read_text())
+    params = SeriesParameters(**{**sidecar["parameters"], "fit_model": fit_model,
+                                 "fit_background": fit_background})
+    raw_file = csv_path.parent / sidecar.get("raw_archive", raw_path_for(csv_path).name)
+    grid = sidecar.get("phonon_grid")
+    level0 = _phonon_level(params, grid["sampling_factor"] if grid else None)
+    pkey = _phonons_key(sidecar)
+    with np.load(raw_file, allow_pickle=False) as z:
+        if str(z["key"]) != _params_key(level0, sidecar["seed"], pkey):
+            raise InputError(f"{raw_file}: the scans do not belong to the parameters and "
+                             f"seed of {sidecar_path(csv_path)}")
+        raw, nodes = z["raw"], z["nodes"]
+        corr = (z["corr"], z["corr_nodes"]) if "corr" in z else None
+    use_corr = corr is not None and sidecar.get("correction_applied", False)
+    table, per_config, flags, error_method = analyse_series(
+        raw, nodes, params, correction=corr if use_corr else None)
+    keep = ("num_configs_requested", "num_configs", "resumed_configs", "configs_per_node",
+            "two_level", "complete", "simulation_time_s", "device", "phonons",
+            "phonon_grid", "correction_configs_requested", "correction_configs",
+            "resumed_correction_configs", "correction_applied", "sessions")
+    info = {k: sidecar[k] for k in keep if k in sidecar}
+    info.update(fit_flags=flags, error_method=error_method,
+                reanalysis_of={"series": str(csv_path), "fitter": sidecar.get(
+                    "fitter", {"model": series_fit_model(sidecar)})})
+    return SeriesResult(table=table, params=params, seed=sidecar["seed"], raw=raw, nodes=nodes,
+                        per_config=per_config, info=info,
+                        phonon_params=level0 if level0 != params else None,
+                        correction=None if corr is None else corr[0],
+                        correction_nodes=None if corr is None else corr[1])
+
+
 def read_series(path) -> pd.DataFrame:
-    """Read a series CSV written by :func:`write_series` (checks the required columns)."""
+    """Read a series CSV written by :func:`write_series` (checks the required columns).
+
+    ``attrs["fit_model"]`` is the column model it was measured with, from its sidecar
+    (absent without one)."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such thickness-series CSV")
@@ -1426,6 +1535,9 @@ def read_series(path) -> pd.DataFrame:
     except Exception as exc:  # noqa: BLE001 - any parse failure is a bad input file
         raise InputError(f"{path}: cannot read the series CSV ({exc})") from exc
     _check_series(table, str(path))
+    sidecar = sidecar_path(path)
+    if sidecar.is_file():
+        table.attrs["fit_model"] = series_fit_model(json.loads(sidecar.read_text()))
     return table
 
 

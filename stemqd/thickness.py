@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
-from .errors import InputError
+from .errors import InputError, ModelMismatchError
 
 __all__ = ["ThicknessEstimate", "thickness_from_ratio"]
 
@@ -52,6 +52,8 @@ class ThicknessEstimate:
         Thinnest and thickest tabulated thickness.
     column : str
         The series column used (e.g. "ratio" = fitted volumes).
+    series_fit_model : str or None
+        Column model the series was measured with (None: unknown).
     """
 
     ranges_uc: list
@@ -64,6 +66,7 @@ class ThicknessEstimate:
     n_sigma: float = 1.0
     series_range_uc: tuple = (float("nan"), float("nan"))
     column: str = "ratio"
+    series_fit_model: str | None = None
 
     @property
     def flag(self) -> str:
@@ -82,7 +85,8 @@ class ThicknessEstimate:
 
 def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: float = 1.0,
                          column: str = "ratio", include_series_error: bool = True,
-                         grid_step_uc: float = 0.01) -> ThicknessEstimate:
+                         grid_step_uc: float = 0.01, fit_model: str | None = None,
+                         allow_other_model: bool = False) -> ThicknessEstimate:
     """Thickness ranges consistent with a measured ratio under a reference series.
 
     Parameters
@@ -105,6 +109,13 @@ def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: flo
     grid_step_uc : float
         Step of the scan for band crossings, unit cells; each crossing is then refined by
         Brent's method to 1e-9 uc.
+    fit_model : str, optional
+        Column model the ratio was measured with (``columns.model``). A series measured
+        with another model (its sidecar says which; ``attrs["fit_model"]`` of a table) is
+        refused (:class:`~stemqd.errors.ModelMismatchError`): on the reference the models'
+        ratios differ by more than its error.
+    allow_other_model : bool
+        Compare all the same; the estimate is then flagged.
 
     Returns
     -------
@@ -119,6 +130,20 @@ def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: flo
     table = _load(series)
     if column not in table.columns:
         raise InputError(f"series has no column {column!r}")
+    series_model = table.attrs.get("fit_model")
+    model_flags = []
+    if fit_model is not None and series_model is not None and fit_model != series_model:
+        if not allow_other_model:
+            name = "the series" if isinstance(series, pd.DataFrame) else str(series)
+            raise ModelMismatchError(
+                f"the ratio was measured with the column model {fit_model!r} but {name} was "
+                f"fitted with {series_model!r}; the two measure different ratios. Use a "
+                f"series measured with {fit_model!r} ('stemqd simulate reanalyse SERIES.csv "
+                f"--fit-model {fit_model} --out NEW.csv' re-measures its scans) or allow the "
+                f"comparison explicitly")
+        model_flags.append(f"series fitted with {series_model!r}, ratio with {fit_model!r}")
+    elif fit_model is not None and series_model is None:
+        model_flags.append("the series' column model is unknown")
     if not np.isfinite(ratio) or not np.isfinite(ratio_err) or ratio_err < 0:
         raise InputError(f"need a finite ratio and a non-negative uncertainty, got "
                          f"{ratio} +- {ratio_err}")
@@ -162,7 +187,7 @@ def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: flo
         k += 1
     diffs = np.diff(r_series)
     monotonic = bool(np.all(diffs > 0) or np.all(diffs < 0))
-    flags = []
+    flags = list(model_flags)
     if not monotonic:
         flags.append("non-monotonic series: the ratio does not determine the thickness "
                      "uniquely; every consistent range is returned")
@@ -181,7 +206,8 @@ def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: flo
         ranges_uc=ranges, ranges_nm=[(lo * nm_per_uc, hi * nm_per_uc) for lo, hi in ranges],
         monotonic=monotonic, flags=flags, best_uc=best, ratio=float(ratio),
         ratio_err=float(ratio_err), n_sigma=float(n_sigma),
-        series_range_uc=(float(t[0]), float(t[-1])), column=column)
+        series_range_uc=(float(t[0]), float(t[-1])), column=column,
+        series_fit_model=series_model)
 
 
 def _load(series) -> pd.DataFrame:

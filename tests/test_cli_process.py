@@ -81,6 +81,9 @@ def test_process_writes_results_with_the_true_ratio(clean_run):
     assert summary["config_hash"] == config_hash(load_config())
     assert len(summary["input"]["sha256"]) == 64 and summary["versions"]["stemqd"]
     assert summary["config"]["acquisition"]["voltage_kv"] == 300.0
+    assert summary["preset"]["name"] == "default"
+    bias = summary["preset"]["ratio_bias"]
+    assert "bench_chain.py" in bias["measured_by"] and bias["max_abs_mean_bias"] >= 0
 
     table = pd.read_csv(out / "summary.csv")
     assert table.loc[0, "name"] == "dot" and table.loc[0, "status"] == "processed"
@@ -226,3 +229,16 @@ def test_usage_errors_are_one_line(tmp_path, args, words):
     assert result.returncode == 2
     assert words in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_preset_study_runs_the_study_chain_and_says_so(clean_run):
+    base, _, _, _ = clean_run
+    out = base / "study"
+    result = stemqd("process", base / "dot.tif", "--out", out, "--preset", "study")
+    assert result.returncode == 0, result.stderr
+    summary = strict_json(out / "dot" / "summary.json")
+    assert summary["preset"]["name"] == "study"
+    assert summary["config"]["columns"]["model"] == "window7"
+    assert summary["config"]["columns"]["fit_on"] == "final"
+    assert summary["fitting"]["model"] == "window7"
+    assert summary["preset"]["ratio_bias"]["per_grid_point"]

@@ -27,3 +27,26 @@ def test_file_and_overrides_round_trip(tmp_path):
 def test_bad_overrides_are_clear(override):
     with pytest.raises(ConfigError):
         load_config(None, [override])
+
+
+def test_presets_start_below_the_file_and_the_overrides(tmp_path):
+    from stemqd.config import PRESETS
+
+    study = load_config(preset="study")
+    assert study.preset == "study"
+    assert (study.columns.model, study.columns.fit_on, study.dot.mode) == ("window7", "final",
+                                                                          "dot")
+    assert not study.columns.complete_lattice
+    # a file's preset key, and overrides on top of the preset
+    f = tmp_path / "c.toml"
+    f.write_text('preset = "study"\n[columns]\nfit_on = "average"\n')
+    c = load_config(f, ["dot.mode=auto"])
+    assert (c.preset, c.columns.model, c.columns.fit_on, c.dot.mode) == (
+        "study", "window7", "average", "auto")
+    # the saved config of a run reproduces it
+    from stemqd.config import config_from_dict, config_to_dict
+
+    assert config_from_dict(config_to_dict(c)) == c
+    assert set(PRESETS) == {"default", "study"}
+    with pytest.raises(ConfigError, match="'preset'.*'default', 'study'"):
+        load_config(preset="fast")

@@ -1,5 +1,7 @@
 """The columns stage end to end on synthetic dots with known truth (Columns issue)."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
@@ -108,25 +110,47 @@ def test_any_projected_cell_end_to_end(material, zone, ratio, pixel, sigma, rota
     assert result.summary["ratio"]["ratio"] == pytest.approx(true_ratio, rel=0.01)
 
 
-def test_thickness_from_the_reference_series_in_the_summary():
-    """A dot drawn with the reference series' intensities at 10 uc is read back as
-    consistent with 10 uc (issue 5: thickness from a measured ratio in summary.json)."""
-    from pathlib import Path
-
+def _reference_dot(series):
     from stemqd.io import Stack
-    from stemqd.pipeline import process_stack
     from stemqd.simulate import series_amplitudes
 
-    series = Path(__file__).parents[1] / "simulations/reference/cspbbr3_001_adf_series.csv"
     frames, truth = perovskite_dot((512, 512), pixel_size_A=PIXEL, edge_cells=10, dose=300,
                                    n_frames=4, sigma_A=0.45, seed=8,
                                    amplitudes=series_amplitudes(series))
     stack = Stack(frames=frames, pixel_size_A=PIXEL, pixel_size_source="override",
                   voltage_kv=300.0, convergence_mrad=18.0, path="dot.tif", sha256="0" * 64,
                   dtype="float32", metadata={})
+    return stack, truth
+
+
+REFERENCE = Path(__file__).parents[1] / "simulations/reference"
+
+
+def test_thickness_from_the_reference_series_in_the_summary():
+    """A dot drawn with the reference series' intensities at 10 uc is read back as
+    consistent with 10 uc (issue 5: thickness from a measured ratio in summary.json), from
+    the series measured with the default column model."""
+    from stemqd.pipeline import process_stack
+
+    series = REFERENCE / "cspbbr3_001_adf_series_round.csv"
+    stack, truth = _reference_dot(series)
     config = load_config(overrides=NO_RESTORATION + [f"reference_series={series}"])
     summary = process_stack(stack, config).summary
     assert summary["ratio"]["ratio"] == pytest.approx(truth.ratio("A", "BX"), rel=0.02)
     ranges = summary["thickness"]["ranges_uc"]
     assert any(lo <= 10 <= hi for lo, hi in ranges)
     assert summary["thickness"]["series"] == str(series)
+    assert summary["thickness"]["series_fit_model"] == "round"
+
+
+def test_a_series_fitted_with_another_model_is_refused_with_a_warning():
+    from stemqd.pipeline import process_stack
+
+    series = REFERENCE / "cspbbr3_001_adf_series.csv"  # window7, the study's fitter
+    stack, _ = _reference_dot(series)
+    config = load_config(overrides=NO_RESTORATION + [f"reference_series={series}"])
+    summary = process_stack(stack, config).summary
+    assert summary["thickness"]["flag"] == "refused"
+    assert "window7" in summary["thickness"]["refused"]
+    assert any(w.startswith("thickness: ") for w in summary["warnings"])
+    assert np.isfinite(summary["ratio"]["ratio"])  # the ratio itself stands

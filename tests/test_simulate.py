@@ -426,3 +426,47 @@ def test_two_level_run_checkpoints_resumes_and_records_both_grids(tmp_path):
     side = json.loads(out.with_suffix(".json").read_text())
     assert [s["configs_simulated"] for s in side["sessions"]] == [2, 2]
     assert [s["correction_configs_simulated"] for s in side["sessions"]] == [4, 0]
+
+
+def test_sidecar_records_the_fitter_and_reanalysis_reproduces_the_series(quick_run, tmp_path):
+    """One implementation: re-measuring the raw scans with the model they were measured
+    with gives the same table; another model gives another table, recorded as such."""
+    side = json.loads(quick_run.with_suffix(".json").read_text())
+    assert side["fitter"] == sim.fitter_settings(sim.SeriesParameters(
+        sampling_factor=sim.QUICK_SAMPLING_FACTOR))
+    assert side["fitter"]["model"] == "round" == sim.series_fit_model(side)
+    assert sim.read_series(quick_run).attrs["fit_model"] == "round"
+    again = sim.reanalyse_series(quick_run, fit_model="round")
+    table = pd.read_csv(quick_run)
+    assert np.allclose(again.table["ratio"], table["ratio"], rtol=1e-6, atol=0)
+    out = tmp_path / "window7.csv"
+    code = main(["simulate", "reanalyse", str(quick_run), "--fit-model", "window7",
+                 "--out", str(out), "--side-by-side", str(tmp_path / "both.csv")])
+    assert code == 0
+    new = json.loads(out.with_suffix(".json").read_text())
+    assert new["fitter"]["model"] == "window7" and new["mode"] == "reanalysis"
+    assert new["reanalysis_of"]["fitter"]["model"] == "round"
+    assert new["raw_archive_sha256"] == side["raw_archive_sha256"]
+    assert not sim.raw_path_for(out).exists()  # the scans are named, not copied
+    both = pd.read_csv(tmp_path / "both.csv")
+    assert {"ratio_round", "ratio_window7", "difference"} <= set(both.columns)
+    assert not np.allclose(both["ratio_round"], both["ratio_window7"], rtol=1e-4)
+
+
+def test_a_series_of_another_model_is_refused_unless_allowed(quick_run):
+    from stemqd.errors import ModelMismatchError
+
+    table = sim.read_series(quick_run)
+    row = table[table.thickness_uc == 14].iloc[0]
+    with pytest.raises(ModelMismatchError, match="window7.*round"):
+        thickness_from_ratio(float(row.ratio), 0.01, quick_run, fit_model="window7")
+    est = thickness_from_ratio(float(row.ratio), 0.01, quick_run, fit_model="window7",
+                               allow_other_model=True)
+    assert "series fitted with 'round'" in est.flag and est.series_fit_model == "round"
+    assert thickness_from_ratio(float(row.ratio), 0.01, quick_run, fit_model="round").flag \
+        .find("round") < 0
+
+
+def test_the_committed_reference_predates_the_fitter_record_and_was_window7():
+    ref = Path(__file__).parents[1] / "simulations/reference/cspbbr3_001_adf_series.csv"
+    assert sim.read_series(ref).attrs["fit_model"] == "window7"

@@ -5,6 +5,7 @@ Examples::
     stemqd simulate thickness-series --quick --out series.csv          # < 1 min, CI/demo
     stemqd simulate thickness-series --out simulations/reference/cspbbr3_001_adf_series.csv \\
         --max-time 2700 --resume                                       # full reference
+    stemqd simulate reanalyse series.csv --fit-model window7 --out series_window7.csv
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def add_parser(subparsers):
     """Register ``simulate`` and its ``thickness-series`` subcommand."""
     from ..simulate import (DEFAULT_CORRECTION_CONFIGS, DEFAULT_NUM_CONFIGS,
                             DEFAULT_PHONON_SAMPLING_FACTOR, DEFAULT_PHONON_SIGMAS_A,
-                            QUICK_NUM_CONFIGS, SeriesParameters)
+                            FIT_MODELS, QUICK_NUM_CONFIGS, SeriesParameters)
 
     d = SeriesParameters()
     p = subparsers.add_parser("simulate", help="abTEM multislice references",
@@ -105,7 +106,26 @@ def add_parser(subparsers):
                    help="configurations per batch (checkpoint interval)")
     s.add_argument("--resume", action="store_true",
                    help="continue from the .raw.npz beside --out if it matches")
+    s.add_argument("--fit-model", choices=FIT_MODELS, default=d.fit_model,
+                   help=f"column model of the fitter, as columns.model of 'stemqd process' "
+                        f"(default {d.fit_model}); a measured ratio is compared only with a "
+                        f"series of its own model")
     s.set_defaults(func=handler)
+    r = sub.add_parser(
+        "reanalyse",
+        help="measure a written series' raw scans again with another column model",
+        description="Re-measure the raw scans (.raw.npz) of a thickness series with another "
+                    "column model, without any new multislice; writes the new CSV and "
+                    "sidecar (naming the original scans and their SHA-256) and prints both "
+                    "models' ratios side by side.")
+    r.add_argument("series", metavar="SERIES.csv", help="a series written by thickness-series")
+    r.add_argument("--fit-model", choices=FIT_MODELS, required=True)
+    r.add_argument("--fit-background", choices=("local", "constant"), default="local",
+                   help="background of the joint models (default local)")
+    r.add_argument("--out", required=True, metavar="NEW.csv")
+    r.add_argument("--side-by-side", metavar="FILE.csv",
+                   help="also write thickness and both models' ratios (with errors) here")
+    r.set_defaults(func=reanalyse_handler)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
     return p
 
@@ -217,7 +237,7 @@ def handler(args) -> int:
         energy_spread_fwhm_eV=args.energy_spread, focal_nodes=args.focal_nodes,
         source_size_fwhm_A=args.source_size, blur_sigma_A=args.blur, gpts=args.gpts,
         scan_per_cell=args.scan_per_cell, spread_scan=args.spread_scan, device=device,
-        **kwargs)
+        fit_model=args.fit_model, **kwargs)
     if args.phonon_sampling_factor is None:
         args.phonon_sampling_factor = (params.sampling_factor if args.quick or args.gpts
                                        else DEFAULT_PHONON_SAMPLING_FACTOR)
@@ -292,4 +312,41 @@ def handler(args) -> int:
           f"{fp['ratio_se']:.4f} (target {fp['target_se']})")
     print(f"wrote {out}, {out.with_suffix('.json')}, {raw_path_for(out)}"
           + (f", {plot}" if plot else ""))
+    return 0
+
+
+def reanalyse_handler(args) -> int:
+    """Re-measure a series' raw scans with another column model; print and write."""
+    import pandas as pd
+
+    from ..io import atomic_write_text
+    from ..simulate import raw_path_for, reanalyse_series, read_series, write_series
+
+    series, out = Path(args.series), Path(args.out)
+    if out.suffix.lower() != ".csv" or not out.parent.is_dir():
+        raise InputError(f"--out must name a .csv file in an existing folder, got {args.out}")
+    if out.resolve() == series.resolve():
+        raise InputError("--out must differ from the series: the original stays as it is")
+    old = read_series(series)
+    raw = raw_path_for(series)
+    if not raw.is_file():
+        raise InputError(f"{raw}: the series' raw scans are missing; nothing to re-measure")
+    t0 = time.perf_counter()
+    result = reanalyse_series(series, fit_model=args.fit_model,
+                              fit_background=args.fit_background)
+    result.info["run_time_s"] = time.perf_counter() - t0
+    write_series(result, out, command=shlex.join(["stemqd", *sys.argv[1:]]),
+                 mode="reanalysis", raw_archive=raw)
+    was = old.attrs.get("fit_model", "unknown")
+    both = pd.DataFrame({"thickness_uc": old["thickness_uc"],
+                         f"ratio_{was}": old["ratio"], f"ratio_{was}_err": old["ratio_err"],
+                         f"ratio_{args.fit_model}": result.table["ratio"],
+                         f"ratio_{args.fit_model}_err": result.table["ratio_err"]})
+    both["difference"] = both[f"ratio_{args.fit_model}"] - both[f"ratio_{was}"]
+    print(both.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"re-measured {len(result.raw)} configurations in {result.info['run_time_s']:.0f} s; "
+          f"wrote {out}, {out.with_suffix('.json')}")
+    if args.side_by_side:
+        atomic_write_text(Path(args.side_by_side), both.to_csv(index=False, float_format="%.6g"))
+        print(f"wrote {args.side_by_side}")
     return 0
