@@ -28,7 +28,7 @@ import time
 
 
 def _case(exit_planes, scan_per_cell, configs, queue):
-    from stemqd import simulate as sim
+    from stemqd import simulation as sim
 
     params = sim.SeriesParameters(scan_per_cell=scan_per_cell, sampling_factor=1.0)
     sim.simulate_scans(params, [0], seed=0, thicknesses_uc=(2,))  # warm-up: imports, plans

@@ -11,7 +11,7 @@ this script again gives the same files byte for byte (same numpy and tifffile ve
   (``shell_cells=2, shell_factor=0.6``), the Pb/Br-depleted shell of methods.md §1;
 - amplitudes from the multislice thickness series
   ``simulations/reference/cspbbr3_001_adf_series.csv`` when it and
-  :mod:`stemqd.simulate` are present, else the Z^1.7 defaults of
+  :mod:`stemqd.simulation` are present, else the Z^1.7 defaults of
   :data:`stemqd.synthetic.CSPBBR3_AMPLITUDES`;
 - written as calibrated ImageJ TIFFs (pixel size in nm, voltage and convergence angle in
   the ImageJ Info, exactly as :func:`stemqd.io.write_stack_tiff` does) but with uint16
@@ -62,14 +62,14 @@ GROUPS = {
 def amplitudes_source():
     """The amplitudes argument of perovskite_dot and a sentence saying where it came from."""
     try:
-        simulate = importlib.import_module("stemqd.simulate")
+        simulate = importlib.import_module("stemqd.simulation")
     except ModuleNotFoundError:
         simulate = None
     factory = getattr(simulate, "series_amplitudes", None) if simulate else None
     if SERIES.is_file() and factory is not None:
         return (factory(SERIES, method="volume", relative_to="BX"),
                 f"multislice thickness series {SERIES.relative_to(ROOT)} "
-                "(stemqd.simulate.series_amplitudes, fitted volumes relative to Pb-Br)")
+                "(stemqd.simulation.series_amplitudes, fitted volumes relative to Pb-Br)")
     return None, "default Z^1.7 amplitudes (stemqd.synthetic.CSPBBR3_AMPLITUDES)"
 
 

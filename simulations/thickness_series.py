@@ -1,7 +1,7 @@
 """Convergence checks of the CsPbBr3 [001] thickness series at a fixed seed.
 
 Runs the base parameters and a finer potential grid, a finer scan and a larger box with the
-same phonon displacements (see :func:`stemqd.simulate.convergence_check`) and writes the
+same phonon displacements (see :func:`stemqd.simulation.convergence_check`) and writes the
 per-thickness ratio differences to a CSV with a JSON sidecar (command, versions, run time).
 
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check numerics \
@@ -12,7 +12,7 @@ per-thickness ratio differences to a CSV with a JSON sidecar (command, versions,
 ``numerics`` compares a finer grid (sampling factor 0.7), a finer scan (28 per cell) and a
 4 x 4 box with the quick grid (sampling factor 1); ``sampling`` refines the grid in steps
 (factors 0.7, 0.5, 0.35: 243, 360 and 486 points per cell) against factor 1 (180 per cell).
-Every run scans the wedge in the centre cell (see :func:`stemqd.simulate.convergence_check`).
+Every run scans the wedge in the centre cell (see :func:`stemqd.simulation.convergence_check`).
 ``sampling-limit`` adds 648 points per cell (1944²) against the stored 486-per-cell run:
 
     nice -n 10 .venv/bin/python simulations/thickness_series.py --check sampling-limit \
@@ -55,7 +55,7 @@ import time
 from pathlib import Path
 
 from stemqd.io import atomic_write_text
-from stemqd.simulate import SeriesParameters, convergence_check, versions
+from stemqd.simulation import SeriesParameters, convergence_check, versions
 
 REFERENCE = Path(__file__).parent / "reference"
 AIMD_RUN = REFERENCE / "cspbbr3_bulk_aimd/a6.00"
@@ -135,7 +135,7 @@ def _sampling_limit(args) -> int:
 
     import pandas as pd
 
-    from stemqd.simulate import thickness_series
+    from stemqd.simulation import thickness_series
 
     stored = pd.read_csv(Path(args.out).with_name("convergence_sampling.csv"))
     stored = stored[stored.variant == "sf0.35"].set_index("thickness_uc")
@@ -158,7 +158,7 @@ def _sampling_limit(args) -> int:
 
 def _aimd_phonons(args, about="sites"):
     """The ``--aimd-run`` frames as :class:`stemqd.snapshot_phonons.SnapshotPhonons`."""
-    from stemqd.snapshot_phonons import snapshot_phonons
+    from stemqd.simulation.snapshot_phonons import snapshot_phonons
 
     run = Path(args.aimd_run)
     return snapshot_phonons(run / "bulk-production-pos-1.xyz.gz", run / "dot.xyz", about=about)
@@ -171,7 +171,7 @@ def _reference_phonon_level():
 
     import numpy as np
 
-    from stemqd.simulate import analyse_series
+    from stemqd.simulation import analyse_series
 
     side = json.loads((REFERENCE / "cspbbr3_001_adf_series.json").read_text())
     level0 = dataclasses.replace(SeriesParameters(**side["parameters"]), sampling_factor=1.0)
@@ -183,7 +183,7 @@ def _md_snapshots(args) -> int:
     """The series with MD-snapshot configurations against the Einstein-model variants."""
     import pandas as pd
 
-    from stemqd.simulate import thickness_series
+    from stemqd.simulation import thickness_series
 
     params = SeriesParameters(sampling_factor=1.0, cells=4)
     out, sources, times = None, {}, {}
@@ -234,8 +234,8 @@ def _md_gaussian(args) -> int:
     import numpy as np
     import pandas as pd
 
-    from stemqd.simulate import thickness_series
-    from stemqd.snapshot_phonons import SnapshotPhonons
+    from stemqd.simulation import thickness_series
+    from stemqd.simulation.snapshot_phonons import SnapshotPhonons
 
     like = _aimd_phonons(args)
     params = SeriesParameters(sampling_factor=1.0, cells=4)

@@ -2,7 +2,7 @@
 
 The Cs : Pb/Br ratio of ADF-STEM columns depends on the thickness (methods.md §3), so a
 measured ratio with its uncertainty constrains the thickness through a multislice reference
-(:mod:`stemqd.simulate`, ``simulations/reference/cspbbr3_001_adf_series.csv``). The series is
+(:mod:`stemqd.simulation`, ``simulations/reference/cspbbr3_001_adf_series.csv``). The series is
 interpolated linearly in thickness, ratio and ratio error; a thickness t is *consistent* with
 the measurement r +- s when
 
@@ -98,7 +98,7 @@ def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: flo
         Its standard uncertainty (>= 0), e.g. from ``stemqd process``.
     series : pandas.DataFrame or path
         Series with ``thickness_uc``, ``thickness_nm``, ``column`` and ``column + "_err"``
-        (see :func:`stemqd.simulate.write_series`).
+        (see :func:`stemqd.simulation.write_series`).
     n_sigma : float
         Half-width of the acceptance band in combined standard uncertainties (1 = 68 %
         for Gaussian errors, 2 = 95 %).
@@ -214,7 +214,7 @@ def _load(series) -> pd.DataFrame:
     if isinstance(series, pd.DataFrame):
         table = series
     else:
-        from .simulate import read_series
+        from .simulation import read_series
 
         return read_series(series)
     need = {"thickness_uc", "thickness_nm"}

@@ -121,7 +121,7 @@ def test_cp2k_input_settings():
 def test_cp2k_input_periodic_bulk():
     """The bulk supercell behind the frozen-phonon sigmas: periodic cell and Poisson solver,
     no MO printout, the screening threshold as given."""
-    from stemqd.simulate import cspbbr3_slab
+    from stemqd.simulation import cspbbr3_slab
 
     bulk = cspbbr3_slab(2, cells=2)
     text = cp2k_input(bulk, periodic=True, mo_print=(), cutoff_Ry=200, eps_default=1e-10)

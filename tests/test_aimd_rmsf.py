@@ -67,7 +67,7 @@ def test_rmsf_by_layer_recovers_planted_amplitudes():
 def test_element_msd_recovers_planted_sigmas_under_drift():
     """Independent Gaussian displacements of known rms per element and direction (Br: small
     along x, large across), on top of a random-walk drift of the whole crystal."""
-    from stemqd.simulate import cspbbr3_slab
+    from stemqd.simulation import cspbbr3_slab
 
     rng = np.random.default_rng(5)
     atoms = cspbbr3_slab(2, cells=2)
@@ -99,7 +99,7 @@ def test_element_msd_recovers_planted_sigmas_under_drift():
 def test_element_msd_about_reference_sites_counts_static_offsets():
     """A static offset d of every Br (a frozen tilt) adds d^2 / 3 per direction to U_iso
     about the ideal sites, and nothing about the atoms' own mean positions."""
-    from stemqd.simulate import cspbbr3_slab
+    from stemqd.simulation import cspbbr3_slab
 
     rng = np.random.default_rng(2)
     atoms = cspbbr3_slab(2, cells=2)

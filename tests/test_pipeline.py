@@ -112,7 +112,7 @@ def test_any_projected_cell_end_to_end(material, zone, ratio, pixel, sigma, rota
 
 def _reference_dot(series):
     from stemqd.io import Stack
-    from stemqd.simulate import series_amplitudes
+    from stemqd.simulation import series_amplitudes
 
     frames, truth = perovskite_dot((512, 512), pixel_size_A=PIXEL, edge_cells=10, dose=300,
                                    n_frames=4, sigma_A=0.45, seed=8,

@@ -12,11 +12,11 @@ import pytest
 from ase.io import write
 from scipy.spatial import cKDTree
 
-from stemqd import simulate as sim
+from stemqd import simulation as sim
 from stemqd.aimd import element_msd, read_xyz_trajectory
 from stemqd.cli import main
 from stemqd.errors import InputError
-from stemqd.snapshot_phonons import cubic_operations, snapshot_phonons
+from stemqd.simulation.snapshot_phonons import cubic_operations, snapshot_phonons
 
 A_MD = 6.0
 N = 2
@@ -189,9 +189,9 @@ def test_series_hook_uses_the_snapshots_and_keys_the_checkpoint(md_run, tmp_path
                              scan_per_cell=8, phonon_sigmas_A={"Cs": 0, "Pb": 0, "Br": 0})
     np.testing.assert_allclose(sim.simulate_scans(p, [0], seed=0, phonons=still),
                                sim.simulate_scans(p, [0], seed=0), rtol=1e-6, atol=1e-7)
-    assert sim._params_key(p, 0, ph.key) != sim._params_key(p, 0)
-    assert sim._phonons_key({"phonons": ph.source}) == ph.key
-    assert sim._phonons_key({"phonons": {"model": "Einstein"}}) is None
+    assert sim.files.params_key(p, 0, ph.key) != sim.files.params_key(p, 0)
+    assert sim.files.phonons_key({"phonons": ph.source}) == ph.key
+    assert sim.files.phonons_key({"phonons": {"model": "Einstein"}}) is None
 
 
 def test_cli_runs_the_series_on_md_snapshots_and_records_the_source(md_run, tmp_path, capsys):

@@ -1,7 +1,7 @@
 """Per-element rms thermal displacements of bulk CsPbBr3 from CP2K AIMD (the thickness
 series' frozen-phonon sigmas; issue 5).
 
-The frozen-phonon model of ``stemqd.simulate`` displaces every atom independently by a
+The frozen-phonon model of ``stemqd.simulation`` displaces every atom independently by a
 Gaussian of rms ``sigma`` per Cartesian direction, so the quantity it needs is the
 single-site mean-square displacement <u_x²> = U_iso of each element. This recipe computes it
 from NVT AIMD of a periodic supercell of cubic CsPbBr3:
@@ -64,7 +64,7 @@ from stemqd.aimd.readers import read_ener, read_xyz_trajectory
 from stemqd.aimd.rmsf import element_msd
 from stemqd.io import atomic_write_bytes, atomic_write_text, sha256_file
 from stemqd.provenance import versions
-from stemqd.simulate import cspbbr3_slab
+from stemqd.simulation import cspbbr3_slab
 
 PROJECT = "bulk"
 DFT = dict(cutoff_Ry=200.0, rel_cutoff_Ry=40.0, eps_scf=1e-6, eps_default=1e-10)

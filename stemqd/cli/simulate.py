@@ -20,9 +20,15 @@ from ..errors import InputError
 
 def add_parser(subparsers):
     """Register ``simulate`` and its ``thickness-series`` subcommand."""
-    from ..simulate import (DEFAULT_CORRECTION_CONFIGS, DEFAULT_NUM_CONFIGS,
-                            DEFAULT_PHONON_SAMPLING_FACTOR, DEFAULT_PHONON_SIGMAS_A,
-                            FIT_MODELS, QUICK_NUM_CONFIGS, SeriesParameters)
+    from ..simulation import (
+        DEFAULT_CORRECTION_CONFIGS,
+        DEFAULT_NUM_CONFIGS,
+        DEFAULT_PHONON_SAMPLING_FACTOR,
+        DEFAULT_PHONON_SIGMAS_A,
+        FIT_MODELS,
+        QUICK_NUM_CONFIGS,
+        SeriesParameters,
+    )
 
     d = SeriesParameters()
     p = subparsers.add_parser("simulate", help="abTEM multislice references",
@@ -143,7 +149,7 @@ def _parse_thicknesses(text):
 
 
 def _parse_sigmas(items):
-    from ..simulate import DEFAULT_PHONON_SIGMAS_A
+    from ..simulation import DEFAULT_PHONON_SIGMAS_A
 
     out = dict(DEFAULT_PHONON_SIGMAS_A)
     for item in items:
@@ -177,44 +183,22 @@ def _command_line(args) -> str:
     return " ".join(parts)
 
 
-def _previous_sessions(out, level0, seed, phonons_key=None) -> list:
-    """Sessions recorded in the sidecar of the run being resumed (same phonon level, seed and
-    MD phonon source)."""
-    import json
-
-    from ..simulate import (_params_key, _phonon_level, _phonons_key, SeriesParameters,
-                            sidecar_path)
-
-    path = sidecar_path(out)
-    try:
-        old = json.loads(path.read_text())
-        old_params = SeriesParameters(**{
-            k: (tuple(v) if k == "thicknesses_uc" else v)
-            for k, v in old["parameters"].items()})
-        old_level0 = _phonon_level(old_params, old.get("phonon_grid", {}).get(
-            "sampling_factor"))
-    except (OSError, ValueError, KeyError, TypeError, InputError):
-        return []
-    if _params_key(old_level0, old.get("seed"), _phonons_key(old)) != _params_key(
-            level0, seed, phonons_key):
-        return []
-    if "sessions" in old:
-        return list(old["sessions"])
-    return [{"command": old.get("command"),
-             "configs_simulated": old.get("num_configs", 0) - old.get("resumed_configs", 0),
-             "configs_requested": old.get("num_configs_requested"),
-             "configs_total": old.get("num_configs"),
-             "simulation_time_s": old.get("simulation_time_s"),
-             "run_time_s": old.get("run_time_s"), "device": old.get("device"),
-             "finished": old.get("finished")}]
-
-
 def handler(args) -> int:
     """Run the series and write CSV, sidecar, raw archive and plot."""
-    from ..simulate import (DEFAULT_NUM_CONFIGS, DEFAULT_PHONON_SAMPLING_FACTOR,
-                            QUICK_NUM_CONFIGS, QUICK_SAMPLING_FACTOR, SeriesParameters,
-                            _phonon_level, plot_series, raw_path_for, resolve_device,
-                            thickness_series, write_series)
+    from ..simulation import (
+        DEFAULT_NUM_CONFIGS,
+        DEFAULT_PHONON_SAMPLING_FACTOR,
+        QUICK_NUM_CONFIGS,
+        QUICK_SAMPLING_FACTOR,
+        SeriesParameters,
+        phonon_level,
+        plot_series,
+        raw_path_for,
+        record_session,
+        resolve_device,
+        thickness_series,
+        write_series,
+    )
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
@@ -241,10 +225,10 @@ def handler(args) -> int:
     if args.phonon_sampling_factor is None:
         args.phonon_sampling_factor = (params.sampling_factor if args.quick or args.gpts
                                        else DEFAULT_PHONON_SAMPLING_FACTOR)
-    level0 = _phonon_level(params, args.phonon_sampling_factor)
+    level0 = phonon_level(params, args.phonon_sampling_factor)
     phonons = None
     if args.md_snapshots:
-        from ..snapshot_phonons import snapshot_phonons
+        from ..simulation.snapshot_phonons import snapshot_phonons
 
         phonons = snapshot_phonons(*args.md_snapshots, about=args.md_about or "sites",
                                    target_lattice_constant_A=params.lattice_constant_A)
@@ -273,30 +257,9 @@ def handler(args) -> int:
                               progress=progress, phonons=phonons)
     result.info["run_time_s"] = time.perf_counter() - t0
     command = _command_line(args)
-    resumed = result.info["resumed_configs"] or result.info.get("resumed_correction_configs")
-    sessions = (_previous_sessions(out, level0, args.seed, phonons and phonons.key)
-                if resumed else [])
-    sessions.append({
-        "command": command,
-        "configs_requested": result.info["num_configs_requested"],
-        "configs_simulated": result.info["num_configs"] - result.info["resumed_configs"],
-        "configs_total": result.info["num_configs"],
-        **({"correction_configs_simulated": result.info["correction_configs"]
-            - result.info["resumed_correction_configs"],
-            "correction_configs_total": result.info["correction_configs"]}
-           if result.info["two_level"] else {}),
-        "simulation_time_s": result.info["simulation_time_s"],
-        "run_time_s": result.info["run_time_s"], "device": device,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    # A resumed run is complete only when it reaches the largest request of any session.
-    requested = max([configs] + [x.get("configs_requested") or 0 for x in sessions])
-    result.info["num_configs_requested"] = requested
-    result.info["complete"] = result.info["num_configs"] >= requested and (
-        result.info.get("correction_configs", 0)
-        >= result.info.get("correction_configs_requested", 0))
-    known = [x["simulation_time_s"] for x in sessions if x.get("simulation_time_s") is not None]
-    extra = {"sessions": sessions, "simulation_time_total_s": float(sum(known)),
-             "simulation_time_total_complete": len(known) == len(sessions)}
+    extra = record_session(result, out, command=command, requested=configs, level0=level0,
+                           snapshot_key=phonons and phonons.key)
+    requested = result.info["num_configs_requested"]
     side = write_series(result, out, command=command, mode=mode, extra=extra)
     plot = None if (args.plot or "").lower() == "none" else (args.plot or out.with_suffix(".png"))
     if plot:
@@ -320,7 +283,7 @@ def reanalyse_handler(args) -> int:
     import pandas as pd
 
     from ..io import atomic_write_text
-    from ..simulate import raw_path_for, reanalyse_series, read_series, write_series
+    from ..simulation import raw_path_for, read_series, reanalyse_series, write_series
 
     series, out = Path(args.series), Path(args.out)
     if out.suffix.lower() != ".csv" or not out.parent.is_dir():

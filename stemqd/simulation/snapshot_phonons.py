@@ -1,10 +1,10 @@
 """Frozen-phonon configurations from MD snapshots of a periodic cubic perovskite supercell.
 
-The Einstein model of :func:`stemqd.simulate.displaced_configuration` displaces every atom
+The Einstein model of :func:`stemqd.simulation.displaced_configuration` displaces every atom
 independently. Snapshots of an ab-initio MD run keep what that model drops: the correlations
 between atoms, above all the octahedral tilts of CsPbBr3 at room temperature, which move the
 Br of a column together. This module maps the displacement field of an n x n x n supercell
-trajectory onto the slab of :func:`stemqd.simulate.cspbbr3_slab` (the same idea as abTEM's
+trajectory onto the slab of :func:`stemqd.simulation.cspbbr3_slab` (the same idea as abTEM's
 ``MDFrozenPhonons``, but a ps-long run of a small cell has to be reused many times over a
 series' 30-cell columns, and the scan must see a symmetric ensemble):
 
@@ -30,16 +30,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError
-from .io import sha256_file
-from .simulate import _SITES, apply_displacements
+from ..errors import InputError
+from ..io import sha256_file
+from .structure import SITES, apply_displacements
 
 __all__ = ["SnapshotPhonons", "cubic_operations", "snapshot_phonons"]
 
 # Sites of the series' slab (Pb, Br along x, y, z, Cs): symbol and doubled fractional offset
 # within the cell.
-_SITE_SYMBOLS = tuple(sym for sym, _ in _SITES)
-_SITE_OFFSETS = tuple(tuple(int(2 * f) for f in frac) for _, frac in _SITES)
+_SITE_SYMBOLS = tuple(sym for sym, _ in SITES)
+_SITE_OFFSETS = tuple(tuple(int(2 * f) for f in frac) for _, frac in SITES)
 _SITE_OF_OFFSET = {o: s for s, o in enumerate(_SITE_OFFSETS)}
 
 
@@ -62,7 +62,7 @@ class SnapshotPhonons:
     """Displacement field of MD snapshots, ready to displace series slabs.
 
     Call it as ``phonons(slab, seed, config)`` in place of
-    :func:`stemqd.simulate.displaced_configuration`.
+    :func:`stemqd.simulation.displaced_configuration`.
 
     Attributes
     ----------
@@ -123,7 +123,7 @@ class SnapshotPhonons:
         return out
 
     def __call__(self, slab, seed: int, config: int):
-        """One configuration of ``slab`` (from :func:`stemqd.simulate.cspbbr3_slab`)."""
+        """One configuration of ``slab`` (from :func:`stemqd.simulation.cspbbr3_slab`)."""
         n = self.period
         cell_idx = slab.get_array("stemqd_cell")
         site = slab.get_array("stemqd_site")
@@ -170,7 +170,7 @@ def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = 5.
     """
     from ase.io import read
 
-    from .aimd import read_xyz_trajectory, site_displacements
+    from ..aimd import read_xyz_trajectory, site_displacements
 
     if about not in ("sites", "mean"):
         raise InputError(f"about must be 'sites' or 'mean', not {about!r}")
