@@ -78,7 +78,7 @@ def joint_on_dot(overlap, dose, seed):
     rng = np.random.default_rng(seed + 1000)
     pos = truth.positions_px
     df = fit_columns_jointly(image / dose, pos + rng.normal(0, 0.3, pos.shape),
-                             fit_radius_px=None, labels=truth.types, background="constant",
+                             fit_radius_px=None, background="constant",
                              nn_px=NN_A / PIXEL_A)
     sigma = truth.sigma_px
     volume = 2 * np.pi * truth.amplitudes * sigma**2

@@ -30,7 +30,7 @@ from stemqd.columns import column_spacing_px, find_columns
 from stemqd.fit import refine_columns
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
-MODELS = (("round", "constant"), ("round", "local"), ("gaussian7", "constant"),
+MODELS = (("round", "constant"), ("round", "smooth"), ("round", "local"), ("gaussian7", "constant"),
           ("window7", None))
 
 

@@ -350,7 +350,7 @@ def _neighbour_models(ny, nx, p, half, flat, xs, ys, weights):
 
 
 def refine_columns(image, positions_px, *, radius_px=None, model="round", labels=None,
-                   background="constant", nn_px=None, sigma_px=None, method="fast",
+                   background="local", nn_px=None, sigma_px=None, method="fast",
                    max_iterations=50, neighbour_iterations=20, tolerance_px=1e-4,
                    errors="robust"):
     """Refine column positions and intensities by 2D Gaussian fits that handle overlap.
@@ -373,8 +373,8 @@ def refine_columns(image, positions_px, *, radius_px=None, model="round", labels
         collapses when sigma / nn >= 0.3. See :func:`stemqd.joint.fit_columns_jointly`.
     labels : array_like of str, optional
         Column type per seed (joint models: one shape per type).
-    background : {"constant", "local"}
-        Joint models: one constant or one offset per column's Voronoi cell.
+    background : {"constant", "smooth", "local"}
+        Joint models: see :func:`stemqd.joint.fit_columns_jointly`.
     nn_px : float, optional
         Nearest-neighbour distance, px (joint models; default: from the seeds).
     sigma_px : float, optional

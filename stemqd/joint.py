@@ -44,7 +44,7 @@ from scipy.sparse.linalg import LinearOperator, cg, spsolve
 from scipy.spatial import cKDTree
 
 MODELS = ("round", "gaussian7")
-BACKGROUNDS = ("constant", "local")
+BACKGROUNDS = ("constant", "smooth", "local")
 
 #: Per-column parameters, in the order of the parameter vector.
 COLUMN_PARAMS = ("amplitude", "x_px", "y_px")
@@ -61,6 +61,9 @@ _PATCH_COLUMNS, _PATCH_INNER = 160, 100
 #: ``local`` background: the smooth part of the residual is taken over this many spacings
 #: (a Gaussian of that sigma), in up to this many rounds of shape fits.
 SMOOTH_BACKGROUND_NN, _SMOOTH_ROUNDS = 1.5, 3
+
+#: ``local`` background: an offset's block is at least this many column widths across.
+OFFSET_BLOCK_SIGMA = 6.0
 
 #: Neighbours held in each column's local covariance block.
 _LOCAL_NEIGHBOURS = 8
@@ -381,6 +384,10 @@ class _Problem:
     max_half: int
     seeds: np.ndarray
     max_shift: float
+    #: ``local``: the column whose offset each column's cell takes (itself, or the anchor
+    #: of its block), and how much farther than its own cell an owner can lie, px.
+    anchor: np.ndarray | None = None
+    owner_reach: float = 0.0
 
     @property
     def n_shape(self):
@@ -446,15 +453,16 @@ def _cost(prob, st):
     return float(np.sum(prob.weight * (prob.data - model) ** 2))
 
 
-def _neighbours(centres, half, local):
+def _neighbours(centres, half, local, owner_reach=0.0):
     """Columns that can share a pixel with each column (CSR, sorted): their footprints
-    overlap, or (``local``) the column's footprint reaches into their Voronoi cell. A pixel
-    of column i's footprint lies within sqrt(2) h_i of it, and its owner is no further from
-    it than column i is, so owners lie within 2 sqrt(2) h_i (+ 2 px for the rounding of
-    centres and the positions' drift since the cells were drawn)."""
+    overlap, or (``local``) the column's footprint reaches into their offset's region. A
+    pixel of column i's footprint lies within sqrt(2) h_i of it, and the column whose cell
+    holds it is no further from it than column i is, so that column lies within
+    2 sqrt(2) h_i (+ 2 px for the rounding of centres and the positions' drift since the
+    cells were drawn); the anchor of that column's block lies within ``owner_reach`` more."""
     reach = half + half.max() + 1
     if local:
-        reach = np.maximum(reach, np.ceil(2 * np.sqrt(2) * half) + 2)
+        reach = np.maximum(reach, np.ceil(2 * np.sqrt(2) * half + owner_reach) + 2)
     lists = cKDTree(centres).query_ball_point(centres, reach, p=np.inf, return_sorted=True)
     sizes = np.array([len(x) for x in lists])
     ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
@@ -469,7 +477,7 @@ def _normal(prob, st, weight=None, resid=None):
     r = prob.data - model if resid is None else resid
     w = prob.weight if weight is None else weight
     cov_ptr, cov_idx = _covers(centres, half, prob.nx, prob.pix, len(prob.data))
-    nb_ptr, nb_idx = _neighbours(centres, half, prob.local)
+    nb_ptr, nb_idx = _neighbours(centres, half, prob.local, prob.owner_reach)
     owner = prob.owner if prob.local else np.full(len(prob.data), -1, np.int64)
     blocks, coupling, glob, grad = _assemble_columns(
         prob.kind, st.cp, aux, prob.n_shape, centres, half, fptr, table, prob.nx, prob.pix, w,
@@ -568,7 +576,7 @@ def _free_mask(prob, n, stage):
         shape[2] = False  # theta is undefined for the round start
     parts = [np.tile(col, n)]
     if prob.local:
-        parts.append(np.ones(n, bool))
+        parts.append(prob.anchor == np.arange(n))  # only the anchors' offsets exist
     parts.append(np.tile(shape, prob.n_types))
     if not prob.local:
         parts.append([True])
@@ -676,12 +684,13 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
     model : {"round", "gaussian7"}
         Round Gaussians with one width per type, or rotated elliptical Gaussians with their
         own widths and rotation.
-    background : {"local", "constant"}
-        ``local`` (``round`` only): positions and widths over a smooth background (the
-        residual with the columns removed, smoothed over ``SMOOTH_BACKGROUND_NN`` spacings,
-        in up to ``_SMOOTH_ROUNDS`` rounds), then one offset per column on its Voronoi
-        cell; the reported ``offset`` is their sum under the column. ``constant``: one
-        constant.
+    background : {"smooth", "local", "constant"}
+        ``smooth``: positions, widths and heights over a smooth background (the residual
+        with the columns removed, smoothed over ``SMOOTH_BACKGROUND_NN`` spacings, in up to
+        ``_SMOOTH_ROUNDS`` rounds) plus a constant. ``local`` (``round`` only): then one
+        offset per block of columns at least ``OFFSET_BLOCK_SIGMA`` widths across (a
+        column's Voronoi cell while the spacing allows). The reported ``offset`` is the
+        whole background under the column. ``constant``: one constant.
     sigma_px : float, optional
         Initial width, px. Default: the best of a coarse grid of widths (0.12-0.42 x
         ``nn_px``) by the profiled residual.
@@ -772,7 +781,7 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
         st, its, converged = _lm(prob, st, stage, max_iterations, tolerance_px, cap)
         iterations += its
     smooth = np.zeros(image.shape)
-    if background == "local":
+    if background in ("smooth", "local"):
         # A support that varies over the image (carbon) biases the shared width when it is
         # modelled by one constant (on an SrTiO3 dot over carbon by +9 %). The smooth part
         # of the residual (columns removed, smoothed over SMOOTH_BACKGROUND_NN spacings, far
@@ -791,20 +800,49 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
                 iterations += its
             if np.max(np.abs(_widths(prob, st) / width - 1)) < 1e-3:
                 break
-        pix, flat, owner = _fit_pixels(image.shape, st.cp[:, 1:3], radius)
-        prob.pix, prob.owner = pix, owner
+    if background == "local":
+        # One offset per block of columns at least OFFSET_BLOCK_SIGMA widths across (one
+        # per column while the spacing allows): on a column's own Voronoi cell a wide
+        # Gaussian is nearly flat and its height trades against the offset (a CsPbBr3 dot
+        # at sigma / nn = 0.45 and 20 counts: the ratio 41 % low with an offset per column).
+        pix, flat, nearest = _fit_pixels(image.shape, st.cp[:, 1:3], radius)
+        block = max(nn_px, OFFSET_BLOCK_SIGMA * float(_widths(prob, st).max()))
+        prob.anchor = _anchors(st.cp[:, 1:3], block, nn_px)
+        prob.owner_reach = float(np.sqrt(2) * block) if block > nn_px else 0.0
+        prob.pix, prob.owner = pix, prob.anchor[nearest]
         prob.data = image.ravel()[flat] - smooth.ravel()[flat]
         prob.weight = np.ones(len(prob.data))
         prob.local = True
         st.offsets = np.full(n, st.zeta)
         st, _, _ = _lm(prob, st, "linear", 1, tolerance_px, cap)
     table = _finish(prob, st, seeds, names, nn_px, iterations, converged, errors)
-    if background == "local":
+    table.attrs["joint"]["background"] = background
+    if background != "constant":
         # the reported offset is the whole background under the column
         ix = np.clip(np.rint(table["x_px"].to_numpy()).astype(int), 0, image.shape[1] - 1)
         iy = np.clip(np.rint(table["y_px"].to_numpy()).astype(int), 0, image.shape[0] - 1)
         table["offset"] = table["offset"].to_numpy() + smooth[iy, ix]
     return table
+
+
+def _anchors(positions, block_px, nn_px):
+    """The column whose offset each column shares: every column itself when ``block_px``
+    is one spacing, else the column nearest the centre of its square block of that size."""
+    n = len(positions)
+    if block_px <= nn_px:
+        return np.arange(n, dtype=np.int64)
+    cell = np.floor((positions - positions.min(axis=0)) / block_px).astype(np.int64)
+    key = cell[:, 0] * (cell[:, 1].max() + 1) + cell[:, 1]
+    centre = (cell + 0.5) * block_px + positions.min(axis=0)
+    dist = np.hypot(*(positions - centre).T)
+    order = np.lexsort((dist, key))
+    first = np.ones(n, bool)
+    first[1:] = key[order][1:] != key[order][:-1]
+    leader = np.empty(n, np.int64)
+    groups = np.cumsum(first) - 1
+    leader_of_group = order[first]
+    leader[order] = leader_of_group[groups]
+    return leader
 
 
 def _smooth(image, flat, values, mask_flat, sigma_px):
@@ -826,7 +864,7 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
     H, _, raw = _normal(prob, st)
     centres, half = _geometry(prob, st)
     resid = prob.data - _model(prob, st, centres, half)[0]
-    n_par = H.shape[0]
+    n_par = int(np.sum(H.diagonal() > 0))  # the offsets of non-anchor columns do not exist
     dof = max(len(prob.data) - n_par, 1)
     s2 = float(np.sum(resid**2) / dof)
     robust = errors == "robust"
@@ -846,12 +884,15 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
     n_shape = prob.n_shape
     shape_err = np.full(prob.n_sig, np.nan)
     g0 = n * k + (n if prob.local else 0)
+    exists = H.diagonal() > 0  # offsets of non-anchor columns do not exist
+    Hx = H[exists][:, exists]
+    at = np.cumsum(exists) - 1
     for t in range(prob.n_sig):
-        e = np.zeros(n_par)
-        e[g0 + t] = 1.0
-        col = _solve(H, e)
-        if np.isfinite(col[g0 + t]) and col[g0 + t] > 0:
-            shape_err[t] = np.sqrt(col[g0 + t] * s2)
+        e = np.zeros(Hx.shape[0])
+        e[at[g0 + t]] = 1.0
+        col = _solve(Hx, e)
+        if np.isfinite(col[at[g0 + t]]) and col[at[g0 + t]] > 0:
+            shape_err[t] = np.sqrt(col[at[g0 + t]] * s2)
     shape_err = shape_err.reshape(prob.n_types, n_shape)
     shapes = st.shapes.copy()
     if prob.kind == 1:
@@ -875,9 +916,9 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
     # of the type alike) and is reported apart; the volume error is the column's own,
     # from its height.
     volume_err = 2 * np.pi * p[:, 3] * p[:, 4] * perr[:, 0]
-    p[:, 6] = st.offsets if prob.local else st.zeta
+    p[:, 6] = st.offsets[prob.anchor] if prob.local else st.zeta
     if prob.local:
-        off_var = 1.0 / np.maximum(raw["off_diag"], 1e-300)
+        off_var = 1.0 / np.maximum(raw["off_diag"][prob.anchor], 1e-300)
         perr[:, 6] = np.sqrt(off_var * s2)
     flags = _flags(p, perr, seeds, nn_px, converged)
     table = _table(p, perr, seeds, volume, volume_err, np.full(n, converged), flags,

@@ -126,8 +126,9 @@ def add_parser(subparsers):
                     "models' ratios side by side.")
     r.add_argument("series", metavar="SERIES.csv", help="a series written by thickness-series")
     r.add_argument("--fit-model", choices=FIT_MODELS, required=True)
-    r.add_argument("--fit-background", choices=("local", "constant"), default="local",
-                   help="background of the joint models (default local)")
+    r.add_argument("--fit-background", choices=("local", "smooth", "constant"),
+                   default="local", help="background of the joint models (default local, "
+                                         "as columns.background)")
     r.add_argument("--out", required=True, metavar="NEW.csv")
     r.add_argument("--side-by-side", metavar="FILE.csv",
                    help="also write thickness and both models' ratios (with errors) here")

@@ -47,11 +47,7 @@ def correction_key(level0: SeriesParameters, params: SeriesParameters, seed: int
 def params_key(params: SeriesParameters, seed: int, snapshot_key: str | None = None) -> str:
     """Identity of a raw-scan checkpoint: the parameters (and MD phonon source, if any) that
     change the raw signal."""
-    d = params.to_dict()
-    for k in ("fit_pixel_A", "fit_tiles", "fit_model", "fit_background", "fit_radius_A",
-              "disc_radius_A", "device", "source_size_fwhm_A", "blur_sigma_A"):
-        d.pop(k)
-    key = {"params": d, "seed": seed}
+    key = {"params": params.scan_dict(), "seed": seed}
     if snapshot_key is not None:
         key["phonons"] = snapshot_key
     return json.dumps(key, sort_keys=True)

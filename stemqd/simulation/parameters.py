@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import InputError
+from ..joint import BACKGROUNDS as JOINT_BACKGROUNDS
 from ..joint import MODELS as JOINT_MODELS
 from .optics import (
     FWHM_PER_SIGMA,
@@ -74,6 +75,13 @@ QUICK_NUM_CONFIGS = 2
 #: Potential-sampling factor of ``--quick``: the coarsest grid that still reaches the ADF
 #: outer angle (about 3x cheaper than the reference grid, ratio ~0.007 low at 30 uc).
 QUICK_SAMPLING_FACTOR = 1.0
+
+
+#: Fields of :class:`SeriesParameters` applied after the multislice, to the averaged scans
+#: (source blur, interpolation, fitter, discs) or naming where it ran: a re-analysis of
+#: written scans may change them, and they are not part of the scans' identity.
+MEASUREMENT_FIELDS = ("source_size_fwhm_A", "blur_sigma_A", "fit_pixel_A", "fit_tiles",
+                      "fit_model", "fit_background", "fit_radius_A", "disc_radius_A", "device")
 
 
 @dataclass(frozen=True)
@@ -143,8 +151,8 @@ class SeriesParameters:
         follows: a measured ratio is compared with a series fitted by the same model, see
         :func:`stemqd.thickness.thickness_from_ratio`). Series written before this
         parameter existed were fitted with ``window7``.
-    fit_background : {"local", "constant"}
-        Background of the joint models (``columns.background``).
+    fit_background : {"smooth", "local", "constant"}
+        Background of the joint models (``columns.background``, whose default it follows).
     fit_radius_A : float or None
         ``window7``: radius of the fit disk, Å; None: a / 4 (the X-BX and X-A distances are
         a / 2).
@@ -199,7 +207,7 @@ class SeriesParameters:
                              f"got {self.cells}")
         if self.slices_per_cell < 1 or self.focal_nodes < 1 or self.fit_tiles < 3:
             raise InputError("slices_per_cell and focal_nodes must be >= 1, fit_tiles >= 3")
-        if self.fit_model not in FIT_MODELS or self.fit_background not in ("local", "constant"):
+        if self.fit_model not in FIT_MODELS or self.fit_background not in JOINT_BACKGROUNDS:
             raise InputError(f"fit_model must be one of {FIT_MODELS} and fit_background "
                              f"'local' or 'constant', got {self.fit_model!r}, "
                              f"{self.fit_background!r}")
@@ -306,4 +314,12 @@ class SeriesParameters:
         d = dataclasses.asdict(self)
         d["thicknesses_uc"] = list(self.thicknesses_uc)
         d["phonon_sigmas_A"] = dict(self.phonon_sigmas_A)
+        return d
+
+    def scan_dict(self) -> dict:
+        """The parameters that change the raw scans (structure, phonons, potential, probe,
+        detector, scan): :meth:`to_dict` without :data:`MEASUREMENT_FIELDS`."""
+        d = self.to_dict()
+        for k in MEASUREMENT_FIELDS:
+            d.pop(k)
         return d
