@@ -72,7 +72,7 @@ def run_atomap(image, seeds, truth, idx):
 
 def scaling_table(sizes, repeats):
     """Time of the default joint fit against the number of columns (median over repeats)."""
-    print("\nScaling of the default model (round, joint, constant background; whole image)")
+    print("\nScaling of the default model (round, joint, default background; whole image)")
     print(f"{'image px':>9s} {'columns':>8s} {'time s':>8s} {'columns/s':>10s} "
           f"{'s per 1000 columns':>19s} {'pos RMS px':>11s} {'ratio err':>10s}")
     for size in sizes:
