@@ -22,6 +22,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -m "slow or not slow"
 
 bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[test,bench]'
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
