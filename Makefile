@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all bench clean
+.PHONY: demo test test-all lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,9 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/python simulations/demo.py --out demo_out
+
+lint: $(STAMP)
+	$(BIN)/ruff check stemqd tests benchmarks simulations cli.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

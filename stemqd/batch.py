@@ -41,8 +41,14 @@ import pandas as pd
 
 from .config import Config, config_hash, config_to_toml
 from .errors import InputError, StemqdError
-from .io import (SUPPORTED_EXTENSIONS, atomic_write_text, load, sha256_file, to_jsonable,
-                 write_stack_tiff)
+from .io import (
+    SUPPORTED_EXTENSIONS,
+    atomic_write_text,
+    load,
+    sha256_file,
+    to_jsonable,
+    write_stack_tiff,
+)
 from .provenance import versions
 
 __all__ = [

@@ -387,14 +387,14 @@ def parse_zone_axis(zone) -> tuple:
                     values.append(sign * int(ch))
                     sign = 1
         except ValueError:
-            raise InputError(f"zone axis {zone!r} is not [uvw] (e.g. 001, 1-10, '1 1 0')")
+            raise InputError(f"zone axis {zone!r} is not [uvw] (e.g. 001, 1-10, '1 1 0')") from None
     else:
         try:
             values = [int(round(float(v))) for v in zone]
             if not np.allclose(values, np.asarray(zone, float)):
                 raise ValueError
         except (TypeError, ValueError):
-            raise InputError(f"zone axis {zone!r} must be integers [uvw]")
+            raise InputError(f"zone axis {zone!r} must be integers [uvw]") from None
     if len(values) == 4:
         U, V, T, W = values
         if U + V + T != 0:
@@ -624,7 +624,7 @@ def _merge_columns(uv, vectors, tol_A):
         else:
             groups.append([p, [i], [p.copy()]])
     out = []
-    for first, members, unwrapped in groups:
+    for _, members, unwrapped in groups:
         centre = np.mean(unwrapped, axis=0) % 1.0
         centre = np.round(centre, 6) % 1.0
         centre[np.isclose(centre, 1.0)] = 0.0

@@ -29,7 +29,6 @@ from .provenance import versions
 from .statistics import intensity_ratio, ratio_by_depth, type_statistics, voronoi_cross_sections
 from .sublattice import assign_sublattices, missing_sites
 
-
 #: Stages reported to a ``progress`` callback, in order.
 PIPELINE_STAGES = ("align", "background", "denoise", "deconvolve", "columns", "statistics")
 

@@ -3,8 +3,14 @@
 import numpy as np
 import pytest
 
-from stemqd.aimd import (effective_s_per_free_atom, gap_histogram, huang_rhys, linewidth_fwhm,
-                         linewidth_table, reorganization_energy)
+from stemqd.aimd import (
+    effective_s_per_free_atom,
+    gap_histogram,
+    huang_rhys,
+    linewidth_fwhm,
+    linewidth_table,
+    reorganization_energy,
+)
 from stemqd.aimd.units import FWHM_PER_SIGMA, H_MEV_FS, HBAR_MEV_FS, KB_MEV_K
 from stemqd.errors import InputError
 

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from stemqd.aimd import build_dot, eckart_residual, icp_align, kabsch_rotation, remove_rigid_body, rmsf
+from stemqd.aimd import (
+    build_dot,
+    eckart_residual,
+    icp_align,
+    kabsch_rotation,
+    remove_rigid_body,
+    rmsf,
+)
 from stemqd.aimd.dos import phonon_dos
 
 

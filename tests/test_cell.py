@@ -5,10 +5,16 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from stemqd.cell import (nearest_neighbour_A, pair_distance_A, parse_ratio, parse_zone_axis,
-                         projected_cell)
+from stemqd.cell import (
+    nearest_neighbour_A,
+    pair_distance_A,
+    parse_ratio,
+    parse_zone_axis,
+    projected_cell,
+)
 from stemqd.errors import InputError
 
 N = 1.7

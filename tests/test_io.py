@@ -302,7 +302,7 @@ def write_velox(path, detectors, pixel_size_m=2.5e-11, voltage_v=300e3, converge
     """A minimal Velox EMD (version 11): Data/Image/<uuid>/{Data (y, x, frame), Metadata (JSON)}."""
     with h5py.File(path, "w") as f:
         f.create_dataset("Version", data=np.array([json.dumps({"format": "Velox", "version": "11"}).encode()]))
-        for index, (name, frames) in enumerate(detectors.items()):
+        for index, frames in enumerate(detectors.values()):
             group = f.create_group(f"Data/Image/{index:08x}-uuid")
             group.create_dataset("Data", data=np.moveaxis(frames, 0, -1), chunks=frames.shape[1:] + (1,))
             _json_dataset(group, "Metadata", {

@@ -18,7 +18,6 @@ from stemqd.cli import main
 from stemqd.errors import InputError
 from stemqd.thickness import thickness_from_ratio
 
-
 # Closed-form pieces ---------------------------------------------------------------------
 
 def test_focal_spread_follows_the_stated_convention():

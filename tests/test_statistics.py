@@ -1,8 +1,13 @@
 import numpy as np
 import pytest
 
-from stemqd.statistics import (compare_groups, intensity_ratio, ratio_by_depth,
-                               type_statistics, voronoi_cross_sections)
+from stemqd.statistics import (
+    compare_groups,
+    intensity_ratio,
+    ratio_by_depth,
+    type_statistics,
+    voronoi_cross_sections,
+)
 
 
 def test_ratio_uncertainty_propagated_and_bootstrapped():

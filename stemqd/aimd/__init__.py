@@ -3,14 +3,33 @@
 methods.md §4 and algorithms.md Part II. Units: meV, fs, K, Å, amu.
 """
 
-from .build import build_dot, cell_size_A, depth_in_cells, dot_composition, edge_from_size, formula, write_structure
+from .build import (
+    build_dot,
+    cell_size_A,
+    depth_in_cells,
+    dot_composition,
+    edge_from_size,
+    formula,
+    write_structure,
+)
 from .cp2k import cp2k_input, frozen_indices, study_stages, write_cp2k_inputs
 from .dephasing import autocorrelation, cumulant, dephasing, gap_histogram
 from .dos import mobile_atoms, periodogram, phonon_dos, phonon_dos_from_positions, quantum_factor
 from .huang_rhys import DEFAULT_WINDOWS_MEV, effective_s_per_free_atom, gap_spectrum, huang_rhys
-from .linewidth import fwhm_from_reorganization, linewidth_fwhm, linewidth_table, reorganization_energy
+from .linewidth import (
+    fwhm_from_reorganization,
+    linewidth_fwhm,
+    linewidth_table,
+    reorganization_energy,
+)
 from .readers import Trajectory, read_ener, read_gap_table, read_gaps, read_xyz_trajectory
-from .rigid import eckart_residual, icp_align, internal_velocities, kabsch_rotation, remove_rigid_body
+from .rigid import (
+    eckart_residual,
+    icp_align,
+    internal_velocities,
+    kabsch_rotation,
+    remove_rigid_body,
+)
 from .rmsf import element_msd, layer_index, rmsf, rmsf_by_layer, site_displacements
 
 __all__ = [

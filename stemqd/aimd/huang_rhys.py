@@ -73,7 +73,7 @@ def gap_spectrum(gap_meV, dt_fs, *, window=None, pad=1, detrend="constant"):
 
 def _parse_windows(windows):
     out = []
-    for k, w in enumerate(windows):
+    for w in windows:
         if len(w) == 3:
             name, lo, hi = w
         elif len(w) == 2:

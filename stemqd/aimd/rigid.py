@@ -126,7 +126,7 @@ def remove_rigid_body(positions, masses=None, velocities=None, *, reference="fir
     aligned, rot = _align_to(x_c, ref_c, w)
     if isinstance(reference, str) and reference == "mean":
         # MDAnalysis AverageStructure + AlignTraj: re-align to the mean until it settles.
-        for iterations in range(2, int(max_iterations) + 2):
+        for iterations in range(2, int(max_iterations) + 2):  # noqa: B007 (read after the loop)
             mean = aligned.mean(axis=0)
             mean -= np.einsum("na,n->a", mean, w) / w.sum()
             shift = np.sqrt(np.mean(np.sum((mean - ref_c) ** 2, axis=1)))
@@ -277,7 +277,7 @@ def icp_align(positions, reference, *, symbols=None, reference_symbols=None, mas
         # Keep the previous rotation but re-centre, so a drifting structure starts matched.
         t = ref.mean(axis=0) - rot @ (x[f].T.dot(w) / w.sum())
         match = np.full(n, -1)
-        for it in range(1, int(max_iterations) + 1):
+        for it in range(1, int(max_iterations) + 1):  # noqa: B007 (read after the loop)
             cur = x[f] @ rot.T + t
             new = np.empty(n, dtype=int)
             for el, (tree, idx) in trees.items():

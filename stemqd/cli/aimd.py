@@ -409,9 +409,9 @@ def _cmd_dephasing(args):
 
 
 def _cmd_rmsf(args):
-    import pandas as pd
-
     import importlib
+
+    import pandas as pd
 
     from ..aimd import rigid
 

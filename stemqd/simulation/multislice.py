@@ -119,7 +119,7 @@ def simulate_scans(params: SeriesParameters, configs, seed: int, *, nodes=None,
     arrays = dask.compute(*[m.array for _, _, m in jobs], scheduler="threads",
                           num_workers=num_workers or os.cpu_count())
     out = np.full((len(configs), len(thick), len(positions)), np.nan)
-    for (rows, cols, m), arr in zip(jobs, arrays):
+    for (rows, cols, _), arr in zip(jobs, arrays):
         arr = _to_numpy(arr).astype(np.float64)
         arr = arr.reshape(len(rows), -1, len(positions)) if cols == slice(None) else arr.reshape(
             len(rows), len(positions))
