@@ -791,7 +791,7 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
             width = _widths(prob, st).copy()
             centres, half = _geometry(prob, st)
             columns = _model(prob, st, centres, half, derivatives=False)[0] - st.zeta
-            smooth = _smooth(image, flat, image.ravel()[flat] - columns, pix >= 0,
+            smooth = _smooth(image.shape, flat, image.ravel()[flat] - columns,
                              SMOOTH_BACKGROUND_NN * nn_px)
             prob.data = image.ravel()[flat] - smooth.ravel()[flat]
             st.zeta = 0.0
@@ -845,17 +845,18 @@ def _anchors(positions, block_px, nn_px):
     return leader
 
 
-def _smooth(image, flat, values, mask_flat, sigma_px):
-    """Gaussian smoothing of ``values`` given on the fitted pixels ``flat``, normalised by
-    the smoothed mask so that the edge of the fitted region is not pulled to zero."""
+def _smooth(shape, flat, values, sigma_px):
+    """Gaussian smoothing of ``values`` given on the fitted pixels ``flat`` of an image of
+    ``shape``, normalised by the smoothed mask so that the edge of the fitted region is not
+    pulled to zero."""
     from scipy import ndimage
 
-    grid = np.zeros(image.size)
+    grid = np.zeros(shape).ravel()
     grid[flat] = values
-    weight = np.zeros(image.size)
+    weight = np.zeros(shape).ravel()
     weight[flat] = 1.0
-    num = ndimage.gaussian_filter(grid.reshape(image.shape), sigma_px, mode="nearest")
-    den = ndimage.gaussian_filter(weight.reshape(image.shape), sigma_px, mode="nearest")
+    num = ndimage.gaussian_filter(grid.reshape(shape), sigma_px, mode="nearest")
+    den = ndimage.gaussian_filter(weight.reshape(shape), sigma_px, mode="nearest")
     return num / np.maximum(den, 1e-6)
 
 

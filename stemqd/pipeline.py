@@ -237,6 +237,12 @@ def _within_hull(points, hull_points, tolerance_px):
     return (points @ hull.equations[:, :2].T + hull.equations[:, 2]).max(axis=1) <= tolerance_px
 
 
+def _in_statistics_region(position_flags):
+    """Columns inside the dot and away from the image border (their position allows them
+    into the statistics)."""
+    return ~np.isin(position_flags, ["outside dot", "image edge"])
+
+
 def _image_edge_flags(pos, shape, margin_px):
     ny, nx = shape
     d = np.minimum.reduce([pos[:, 0], pos[:, 1], nx - 1 - pos[:, 0], ny - 1 - pos[:, 1]])
@@ -312,7 +318,7 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
         def flags_at(p):
             return column_flags(p, dot, margin_px=config.dot.edge_margin_lattice * a_px)
     position_flags = flags_at(fit[["x_px", "y_px"]].to_numpy())
-    inside = (position_flags != "outside dot") & (position_flags != "image edge")
+    inside = _in_statistics_region(position_flags)
     seed_source = np.full(len(fit), "found" if positions is None else "positions file", object)
     if (cell is not None and positions is None and c.complete_lattice and c.model != "window7"
             and inside.sum() >= 4):
@@ -323,9 +329,8 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
         # columns by the blur, and sites added there would fit nothing but the tails of
         # the edge columns.
         pos0 = fit[["x_px", "y_px"]].to_numpy()
-        assigned0, lattice0 = assign_sublattices(pos0[inside], fit["volume"].to_numpy()[inside],
-                                                 pixel_size_A, cell)
         volume0 = fit["volume"].to_numpy()[inside]
+        assigned0, lattice0 = assign_sublattices(pos0[inside], volume0, pixel_size_A, cell)
         typical0 = pd.Series(volume0).groupby(assigned0["label"].to_numpy()).transform("median")
         on_sites = pos0[inside][(assigned0["assign_flag"] == "").to_numpy()
                                 & (volume0 >= WEAK_FRACTION * typical0.to_numpy())]
@@ -343,8 +348,11 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
             return in_image & (flags_at(p) != "outside dot") & (
                 _within_hull(p, on_sites, COMPLETE_TOLERANCE_NN * nn_px) | at_border)
 
-        extra, _ = missing_sites(pos0[inside], lattice0, cell, addable,
-                                 tolerance_px=COMPLETE_TOLERANCE_NN * nn_px)
+        if len(on_sites) >= 3:  # a hull to add sites in
+            extra, _ = missing_sites(pos0[inside], lattice0, cell, addable,
+                                     tolerance_px=COMPLETE_TOLERANCE_NN * nn_px)
+        else:
+            extra = np.empty((0, 2))
         # Inside the crystal every column sits on a site: a found peak off every site
         # (or a second one on an occupied site) is noise, and is dropped.
         off = np.zeros(len(fit), bool)
@@ -360,7 +368,7 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
             seed_source = np.concatenate([seed_source[keep],
                                           np.full(len(extra), "lattice", object)])
             position_flags = flags_at(fit[["x_px", "y_px"]].to_numpy())
-            inside = (position_flags != "outside dot") & (position_flags != "image edge")
+            inside = _in_statistics_region(position_flags)
     fit["seed_source"] = seed_source
     if cell is not None and c.model != "window7" and c.width_per_type and labels is None:
         # One width per column type: assign the sublattices on a one-width fit, then refit
@@ -432,9 +440,15 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
     return Analysis(columns=fit, summary=summary, extra=extra)
 
 
+def _used(columns):
+    """Columns that enter the statistics: clean, or flagged only for the edge margin (the
+    outermost cells are where a depleted shell shows)."""
+    return (columns["flag"] == "") | (columns["flag"] == "edge margin")
+
+
 def _exclusions(summary, columns):
     """Columns left out of the statistics, by reason, and a warning when they are many."""
-    use = (columns["flag"] == "") | (columns["flag"] == "edge margin")
+    use = _used(columns)
     reasons = columns.loc[~use, "flag"].str.split("; ").explode()
     n = len(columns)
     summary["columns"]["excluded"] = {"total": int((~use).sum()),
@@ -458,7 +472,7 @@ def _analyse_without_cell(fit, labels, position_flags, inside, dot, mode, covera
     fit["depth_uc"] = np.where(inside, 0, -1) if mode == "none" else -1
     fit["flag"] = ["; ".join(f for f in parts if f)
                    for parts in zip(fit["flag"], position_flags)]
-    use = fit[(fit["flag"] == "") | (fit["flag"] == "edge margin")]
+    use = fit[_used(fit)]
     stats_table = type_statistics(use["intensity"], use["label"])
     flags = fit["flag"].str.split("; ").explode()
     summary = {
@@ -485,7 +499,7 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
     # Columns in the edge margin are flagged but kept for the statistics when the margin is
     # their only flag: the outermost cells are where a depleted shell shows. Failed fits,
     # unassigned columns and columns outside the dot never enter them.
-    use = columns[(columns["flag"] == "") | (columns["flag"] == "edge margin")]
+    use = columns[_used(columns)]
     stats_table = type_statistics(use["intensity"], use["label"])
     a = config.analysis
     ratio = intensity_ratio(use["intensity"], use["label"], numerator, denominator,
