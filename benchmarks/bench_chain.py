@@ -1,7 +1,7 @@
 """How much each stage of the chain moves the Cs : Pb/Br ratio, and the joint fit on CsPbBr3
 dots against the truth and the Cramér-Rao bound, over column width and dose.
 
-Synthetic CsPbBr3 [001] dots (``stemqd.synthetic.perovskite_dot``, the Br columns 2.9 Å from
+Synthetic CsPbBr3 [001] dots (``stemqd.simulation.synthetic.perovskite_dot``, the Br columns 2.9 Å from
 the Pb-Br columns, so sigma / nn runs from 0.10 to 0.45 for sigma 0.29-1.32 Å) at 20-1000
 counts per Pb-Br column peak, several seeds per grid point.
 
@@ -14,7 +14,7 @@ bias over seeds and the largest single-image bias, and columns used.
 
 Part 2, on dots in vacuum at known positions (seeds 0.3 px off): the joint fit's volume bias
 per column type and its RMS position error against the Cramér-Rao bound of the whole model
-(every column with its neighbours, :func:`stemqd.precision.cramer_rao_bound_overlap`).
+(every column with its neighbours, :func:`stemqd.columns.precision.cramer_rao_bound_overlap`).
 
 Run: ``python benchmarks/bench_chain.py [--seeds 5] [--write]``; ``--write`` stores the
 measured bias of each preset in ``stemqd/chain_bias.json``, which every summary.json quotes.
@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
+from stemqd.columns.joint import fit_columns_jointly
+from stemqd.columns.precision import cramer_rao_bound_overlap
 from stemqd.config import load_config, replace
-from stemqd.joint import fit_columns_jointly
 from stemqd.pipeline import analyse_image, preprocess
-from stemqd.precision import cramer_rao_bound_overlap
-from stemqd.synthetic import perovskite_dot
+from stemqd.simulation.synthetic import perovskite_dot
 
 PIXEL_A = 0.2
 NN_A = 5.87 / 2  # CsPbBr3 [001]: Br to Pb-Br

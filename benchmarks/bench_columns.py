@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from stemqd.fit import refine_columns
-from stemqd.precision import cramer_rao_bound
-from stemqd.synthetic import perovskite_dot, render_columns
+from stemqd.columns.fit import refine_columns
+from stemqd.columns.precision import cramer_rao_bound
+from stemqd.simulation.synthetic import perovskite_dot, render_columns
 
 PIXEL_A = 0.15
 NN_PX = 2.935 / PIXEL_A

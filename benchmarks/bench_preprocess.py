@@ -17,14 +17,14 @@ import tracemalloc
 import numpy as np
 from skimage import morphology
 
-from stemqd.align import align_frames
-from stemqd.background import disk_radius_px, remove_background
 from stemqd.config import Config
-from stemqd.deconvolve import deconvolve_blind
-from stemqd.denoise import du_filter
 from stemqd.pipeline import preprocess
-from stemqd.probe import probe_psf
-from stemqd.synthetic import perovskite_dot
+from stemqd.preprocess.align import align_frames
+from stemqd.preprocess.background import disk_radius_px, remove_background
+from stemqd.preprocess.deconvolve import deconvolve_blind
+from stemqd.preprocess.denoise import du_filter
+from stemqd.preprocess.probe import probe_psf
+from stemqd.simulation.synthetic import perovskite_dot
 
 PIXEL_A = 0.15
 

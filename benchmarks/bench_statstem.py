@@ -27,7 +27,7 @@ from scipy import io, stats
 from scipy.spatial import cKDTree
 
 from stemqd.columns import column_spacing_px, find_columns
-from stemqd.fit import refine_columns
+from stemqd.columns.fit import refine_columns
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
 MODELS = (("round", "constant"), ("round", "smooth"), ("round", "local"), ("gaussian7", "constant"),

@@ -1,18 +1,18 @@
 """Write the sample stacks of ``sample_data/``: four core-only and four core/shell dots.
 
-Every stack comes from :func:`stemqd.synthetic.perovskite_dot` with a fixed seed, so running
+Every stack comes from :func:`stemqd.simulation.synthetic.perovskite_dot` with a fixed seed, so running
 this script again gives the same files byte for byte (same numpy and tifffile versions):
 
 - CsPbBr3 along [001], a = 5.87 Å, cubes of 7-10 unit cells rotated by a few degrees, on
   an amorphous-carbon background, 10 frames with drift and Poisson noise;
-- columns blurred by the 300 kV, 18 mrad probe (:func:`stemqd.probe.probe_psf` with a
+- columns blurred by the 300 kV, 18 mrad probe (:func:`stemqd.preprocess.probe.probe_psf` with a
   0.25 Å source size), as the pipeline's deconvolution expects;
 - core/shell dots: the Pb-Br columns of the outer two unit cells scaled by 0.6
   (``shell_cells=2, shell_factor=0.6``), the Pb/Br-depleted shell of methods.md §1;
 - amplitudes from the multislice thickness series
   ``simulations/reference/cspbbr3_001_adf_series.csv`` when it and
   :mod:`stemqd.simulation` are present, else the Z^1.7 defaults of
-  :data:`stemqd.synthetic.CSPBBR3_AMPLITUDES`;
+  :data:`stemqd.simulation.synthetic.CSPBBR3_AMPLITUDES`;
 - written as calibrated ImageJ TIFFs (pixel size in nm, voltage and convergence angle in
   the ImageJ Info, exactly as :func:`stemqd.io.write_stack_tiff` does) but with uint16
   counts instead of float32, which halves the size; ``stemqd.io.load`` reads them back.
@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stemqd.io import atomic_write_text, write_stack_tiff
-from stemqd.probe import probe_psf
-from stemqd.synthetic import perovskite_dot
+from stemqd.files import atomic_write_text
+from stemqd.io import write_stack_tiff
+from stemqd.preprocess.probe import probe_psf
+from stemqd.simulation.synthetic import perovskite_dot
 
 ROOT = Path(__file__).resolve().parents[1]
 SERIES = ROOT / "simulations" / "reference" / "cspbbr3_001_adf_series.csv"
@@ -70,7 +71,7 @@ def amplitudes_source():
         return (factory(SERIES, method="volume", relative_to="BX"),
                 f"multislice thickness series {SERIES.relative_to(ROOT)} "
                 "(stemqd.simulation.series_amplitudes, fitted volumes relative to Pb-Br)")
-    return None, "default Z^1.7 amplitudes (stemqd.synthetic.CSPBBR3_AMPLITUDES)"
+    return None, "default Z^1.7 amplitudes (stemqd.simulation.synthetic.CSPBBR3_AMPLITUDES)"
 
 
 def frame_shape(edge_cells: int, rotation_deg: float, lattice_constant_A: float = 5.87) -> tuple:
@@ -113,7 +114,7 @@ def make(out: Path) -> pd.DataFrame:
     atomic_write_text(out / "truth.csv", truth_table.to_csv(index=False, float_format="%.6g"))
     atomic_write_text(out / "provenance.json", json.dumps({
         "generator": "simulations/make_sample_data.py", "amplitudes": source,
-        "psf": f"stemqd.probe.probe_psf({PIXEL_SIZE_A} A/px, 300 kV, 18 mrad, source_size_A=0.25)",
+        "psf": f"stemqd.preprocess.probe.probe_psf({PIXEL_SIZE_A} A/px, 300 kV, 18 mrad, source_size_A=0.25)",
         "numpy": np.__version__}, indent=2) + "\n")
     print(f"amplitudes: {source}", file=sys.stderr)
     return truth_table

@@ -54,7 +54,7 @@ import sys
 import time
 from pathlib import Path
 
-from stemqd.io import atomic_write_text
+from stemqd.files import atomic_write_text
 from stemqd.simulation import SeriesParameters, convergence_check, versions
 
 REFERENCE = Path(__file__).parent / "reference"

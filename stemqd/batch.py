@@ -14,7 +14,7 @@ Guarantees
 - **Atomic results.** A stack's files are written into a hidden temporary folder next to
   ``OUT/<name>``, which is renamed into place as the very last step, so an interrupted run
   (Ctrl-C, a killed worker) never leaves a half-written result under the final name.
-  Batch-level files are written with :func:`stemqd.io.atomic_write`.
+  Batch-level files are written with :func:`stemqd.files.atomic_write`.
 - **Resume.** A stack whose ``summary.json`` records the same input SHA-256 and the same
   config hash is skipped (status ``skipped``) unless ``force`` is set.
 - **Same numbers everywhere.** The serial, process-pool and Dask paths run the same
@@ -41,14 +41,8 @@ import pandas as pd
 
 from .config import Config, config_hash, config_to_toml
 from .errors import InputError, StemqdError
-from .io import (
-    SUPPORTED_EXTENSIONS,
-    atomic_write_text,
-    load,
-    sha256_file,
-    to_jsonable,
-    write_stack_tiff,
-)
+from .files import atomic_write_text, sha256_file, to_jsonable
+from .io import SUPPORTED_EXTENSIONS, load, write_stack_tiff
 from .provenance import versions
 
 __all__ = [
@@ -699,7 +693,7 @@ def compare_batches(groups: dict[str, str | os.PathLike], *, permutations: int =
     groups : dict of str to path
         Group name to ``stemqd process`` output folder, in display order (at least two).
     permutations, bootstrap, seed, confidence
-        Passed to :func:`stemqd.statistics.compare_groups`.
+        Passed to :func:`stemqd.analysis.statistics.compare_groups`.
 
     Returns
     -------
@@ -707,7 +701,7 @@ def compare_batches(groups: dict[str, str | os.PathLike], *, permutations: int =
         ``dots`` (DataFrame: one row per dot with its ``group``), ``groups`` (DataFrame:
         per group ``n``, ``mean``, ``std``, ``sem``, ``min``, ``max``, ``config_hashes``),
         ``tests`` (DataFrame: one row per pair of groups with every output of
-        :func:`~stemqd.statistics.compare_groups`, ``difference`` = mean b - mean a, and
+        :func:`~stemqd.analysis.statistics.compare_groups`, ``difference`` = mean b - mean a, and
         Holm-adjusted p-values when there are several pairs), ``ratio_label`` and
         ``warnings`` (list of str).
 
@@ -717,7 +711,7 @@ def compare_batches(groups: dict[str, str | os.PathLike], *, permutations: int =
         Fewer than two groups, a group without usable ratios, or groups measuring
         different ratios.
     """
-    from .statistics import compare_groups
+    from .analysis.statistics import compare_groups
 
     if len(groups) < 2:
         raise InputError("compare needs at least two groups, e.g. core=out/core core-shell=out/cs")

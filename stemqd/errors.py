@@ -27,3 +27,7 @@ class FitError(StemqdError):
 
 class ModelMismatchError(InputError):
     """A measured ratio and a simulated series were fitted with different column models."""
+
+
+__all__ = ["CalibrationError", "ConfigError", "FitError", "InputError",
+           "ModelMismatchError", "StemqdError"]

@@ -25,41 +25,33 @@ Extension                 Reader                              Calibration from
 ``.npy``                  numpy                               none: pass an override
 ========================  ==================================  =========================
 
-Outputs elsewhere in stemqd are written through :func:`atomic_write`, so that an
-interrupted run never leaves a half-written file under the final name.
+Files are written through :func:`stemqd.files.atomic_write`, so that an interrupted run
+never leaves a half-written file under the final name.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import logging
 import math
 import os
 import re
-import tempfile
 import unicodedata
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from .errors import CalibrationError, InputError
+from .files import atomic_write, sha256_file, to_jsonable
 
 __all__ = [
     "MIN_FRAME_PX",
     "SUPPORTED_EXTENSIONS",
     "Stack",
-    "atomic_write",
-    "atomic_write_bytes",
-    "atomic_write_text",
     "load",
     "parse_length",
-    "save_figure",
-    "sha256_file",
-    "to_jsonable",
     "to_signal",
     "write_stack_tiff",
 ]
@@ -298,139 +290,6 @@ def parse_length(text: str | float) -> float:
     return value * factor
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks.
-
-    A folder (a ``.zspy`` store) is hashed as the sequence of its files' relative paths
-    and bytes, in sorted order, so that the digest depends only on the content.
-    """
-    digest = hashlib.sha256()
-    path = Path(path)
-    files = [path] if not path.is_dir() else sorted(p for p in path.rglob("*") if p.is_file())
-    for file in files:
-        if file is not path:
-            digest.update(file.relative_to(path).as_posix().encode() + b"\0")
-        with open(file, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()
-
-
-@contextlib.contextmanager
-def atomic_write(
-    path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None
-) -> Iterator[IO]:
-    """Open `path` for writing so that it appears complete or not at all.
-
-    Writes go to a temporary file in the same folder, which is flushed, fsync-ed and then
-    renamed over `path` (:func:`os.replace` is atomic on POSIX and Windows). On any error,
-    including :class:`KeyboardInterrupt`, the temporary file is removed and `path` is left
-    as it was.
-
-    Parameters
-    ----------
-    path : str or path-like
-        Final file name; its folder must exist.
-    mode : {"w", "wt", "wb"}
-        Text or binary.
-    encoding, newline : str, optional
-        As for :func:`open`, text mode only.
-
-    Examples
-    --------
-    >>> with atomic_write("table.csv") as fh:  # doctest: +SKIP
-    ...     fh.write("x_px,y_px\\n")
-    """
-    if mode not in ("w", "wt", "wb"):
-        raise ValueError(f"atomic_write: mode must be 'w', 'wt' or 'wb', not {mode!r}")
-    path = Path(path)
-    folder = path.parent
-    if not folder.is_dir():
-        raise InputError(f"{path}: cannot write, folder {str(folder)!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
-    binary = "b" in mode
-    os.close(fd)  # reopen by name: writers such as tifffile want a named file object
-    try:
-        with open(
-            tmp, "wb" if binary else "w", **({} if binary else {"encoding": encoding, "newline": newline})
-        ) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        # mkstemp creates 0600; give the file the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(folder)
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write `data` to `path` atomically (see :func:`atomic_write`)."""
-    with atomic_write(path, "wb") as fh:
-        fh.write(data)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:
-    """Write `text` to `path` atomically (see :func:`atomic_write`)."""
-    with atomic_write(path, "w", encoding=encoding) as fh:
-        fh.write(text)
-
-
-def save_figure(fig, path: str | os.PathLike, *, dpi: float = 120, **savefig_kwargs) -> None:
-    """Write a matplotlib figure to `path` as PNG, atomically (see :func:`atomic_write`)."""
-    with atomic_write(path, "wb") as fh:
-        fig.savefig(fh, format="png", dpi=dpi, **savefig_kwargs)
-
-
-def to_jsonable(obj: Any, *, max_array: int | None = None, _depth: int = 0) -> Any:
-    """A copy of `obj` that :func:`json.dumps` writes as strict JSON.
-
-    NaN and infinities become None (``null``); numpy scalars and arrays become Python
-    numbers and lists (arrays larger than `max_array` elements, when given, become a short
-    description instead, as for file metadata); tuples and sets become lists, paths strings,
-    bytes text, DataFrames lists of records; anything else its ``str``. Nesting deeper than
-    12 levels is written as its ``repr``.
-    """
-    import pandas as pd
-
-    if _depth > 12:
-        return repr(obj)
-
-    def rec(value):
-        return to_jsonable(value, max_array=max_array, _depth=_depth + 1)
-
-    if isinstance(obj, dict):
-        return {str(k): rec(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [rec(v) for v in obj]
-    if isinstance(obj, pd.DataFrame):
-        return rec(obj.to_dict(orient="records"))
-    if isinstance(obj, pd.Series):
-        return rec(obj.to_dict())
-    if isinstance(obj, np.ndarray):
-        if max_array is not None and obj.size > max_array:
-            return f"<array {obj.dtype} {list(obj.shape)}>"
-        return rec(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, bytes):
-        return obj.decode("utf-8", "replace")
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    return str(obj)
-
-
 def write_stack_tiff(
     path: str | os.PathLike,
     frames: np.ndarray,
@@ -618,16 +477,6 @@ def _unit_to_A(unit: Any) -> float | None:
     if unit is None:
         return None
     return _LENGTH_UNITS_A.get(_norm_unit(unit))
-
-
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable; not possible on every platform or file system.
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _get_path(tree: Any, dotted: str) -> Any:

@@ -13,21 +13,26 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from .align import align_frames
-from .background import disk_radius_px, remove_background
-from .cell import nearest_neighbour_A, parse_ratio, projected_cell
-from .columns import find_columns
+from .analysis.lattice import peak_pair_spacing
+from .analysis.statistics import (
+    intensity_ratio,
+    ratio_by_depth,
+    type_statistics,
+    voronoi_cross_sections,
+)
+from .columns.cell import nearest_neighbour_A, parse_ratio, projected_cell
+from .columns.dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
+from .columns.find import find_columns
+from .columns.fit import refine_columns
+from .columns.sublattice import assign_sublattices, missing_sites
 from .config import Config, config_hash, config_to_dict, preset_bias
-from .deconvolve import deconvolve_blind
-from .denoise import du_filter
-from .dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
 from .errors import FitError, ModelMismatchError
-from .fit import refine_columns
-from .lattice import peak_pair_spacing
-from .probe import probe_psf
+from .preprocess.align import align_frames
+from .preprocess.background import disk_radius_px, remove_background
+from .preprocess.deconvolve import deconvolve_blind
+from .preprocess.denoise import du_filter
+from .preprocess.probe import probe_psf
 from .provenance import versions
-from .statistics import intensity_ratio, ratio_by_depth, type_statistics, voronoi_cross_sections
-from .sublattice import assign_sublattices, missing_sites
 
 #: Stages reported to a ``progress`` callback, in order.
 PIPELINE_STAGES = ("align", "background", "denoise", "deconvolve", "columns", "statistics")
@@ -164,7 +169,7 @@ def column_spacing_for(image, pixel_size_A, config: Config, cell=None) -> tuple[
         return config.columns.spacing_A / pixel_size_A, "columns.spacing_A"
     if cell is not None:
         return nearest_neighbour_A(cell) / pixel_size_A, "projected cell"
-    from .columns import column_spacing_px
+    from .columns.find import column_spacing_px
 
     nn = column_spacing_px(image)
     if not np.isfinite(nn):
@@ -548,7 +553,7 @@ def thickness_summary(ratio: dict, series_path: str, fit_model: str | None = Non
     fitted with another column model than ``fit_model`` is refused: the result then holds
     only the reason (``refused``).
     """
-    from .thickness import thickness_from_ratio
+    from .analysis.thickness import thickness_from_ratio
 
     if not np.isfinite(ratio.get("ratio", np.nan)):
         return {"series": str(series_path), "flag": "no ratio measured"}
@@ -570,7 +575,7 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
     """
     seeds_source = None
     if positions is not None and not isinstance(positions, pd.DataFrame):
-        from .io import sha256_file
+        from .files import sha256_file
 
         seeds_source = {"path": str(positions), "sha256": sha256_file(positions)}
         positions = read_positions(positions)
@@ -605,3 +610,9 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
         "versions": versions(),
     })
     return analysis
+
+
+__all__ = ["COMPLETE_TOLERANCE_NN", "EXCLUDED_WARNING_FRACTION", "FULL_FIELD_COVERAGE",
+           "PIPELINE_STAGES", "WEAK_FRACTION", "analyse_image", "Analysis", "cell_for",
+           "column_spacing_for", "lattice_constant_A", "preprocess", "process_stack",
+           "read_positions", "thickness_summary"]

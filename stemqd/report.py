@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import InputError
-from .io import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "SITE_COLOURS",

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from stemqd import __version__
-from stemqd.aimd.units import FWHM_PER_SIGMA, H_MEV_FS, HBAR_MEV_FS, KB_MEV_K
+from stemqd.aimd.units import H_MEV_FS, HBAR_MEV_FS, KB_MEV_K
 from stemqd.cli import main
+from stemqd.optics import FWHM_PER_SIGMA
 
 FIX = Path(__file__).parent / "fixtures" / "cp2k" / "ot"
 

@@ -5,8 +5,9 @@ import pytest
 from scipy.signal import lfilter
 
 from stemqd.aimd import autocorrelation, cumulant, dephasing, gap_histogram
-from stemqd.aimd.units import FWHM_PER_SIGMA, H_MEV_FS, HBAR_MEV_FS, KB_MEV_K
+from stemqd.aimd.units import H_MEV_FS, HBAR_MEV_FS, KB_MEV_K
 from stemqd.errors import InputError
+from stemqd.optics import FWHM_PER_SIGMA
 
 N, DT, T = 4096, 10.0, 10.0
 E = np.array([20, 69, 168]) * H_MEV_FS / (N * DT)

@@ -11,8 +11,9 @@ from stemqd.aimd import (
     linewidth_table,
     reorganization_energy,
 )
-from stemqd.aimd.units import FWHM_PER_SIGMA, H_MEV_FS, HBAR_MEV_FS, KB_MEV_K
+from stemqd.aimd.units import H_MEV_FS, HBAR_MEV_FS, KB_MEV_K
 from stemqd.errors import InputError
+from stemqd.optics import FWHM_PER_SIGMA
 
 N, DT, T = 4096, 10.0, 10.0
 KT = KB_MEV_K * T

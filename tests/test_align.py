@@ -1,7 +1,7 @@
 import numpy as np
 
-from stemqd.align import align_frames
-from stemqd.synthetic import perovskite_dot
+from stemqd.preprocess.align import align_frames
+from stemqd.simulation.synthetic import perovskite_dot
 
 
 def test_shifts_recovered_within_005_px():

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from stemqd.background import disk_radius_px, remove_background
-from stemqd.fit import refine_columns
-from stemqd.synthetic import perovskite_dot
+from stemqd.columns.fit import refine_columns
+from stemqd.preprocess.background import disk_radius_px, remove_background
+from stemqd.simulation.synthetic import perovskite_dot
 
 
 def test_support_removed_and_column_amplitudes_kept():

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stemqd.cell import (
+from stemqd.columns.cell import (
     nearest_neighbour_A,
     pair_distance_A,
     parse_ratio,
@@ -144,7 +144,7 @@ def test_centred_lattices_use_their_true_periods():
 def test_supercell_and_cif_give_the_same_projection(tmp_path):
     import ase.io
 
-    from stemqd.cell import load_structure
+    from stemqd.columns.cell import load_structure
 
     ref = projected_cell("SrTiO3", "110")
     atoms, _ = load_structure("SrTiO3")
@@ -172,7 +172,7 @@ def test_lattice_constant_override_and_exponent():
 def test_column_contrast_density_is_zone_independent(zone, material):
     # Every atom lands in exactly one column: sum(contrast per Å) / cell area is the Z**n
     # density of the crystal, whatever the zone axis.
-    from stemqd.cell import load_structure
+    from stemqd.columns.cell import load_structure
 
     atoms, _ = load_structure(material)
     density = np.sum(atoms.numbers.astype(float) ** N) / atoms.get_volume()

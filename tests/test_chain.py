@@ -6,7 +6,7 @@ import pytest
 
 from stemqd.config import load_config, replace
 from stemqd.pipeline import analyse_image, preprocess
-from stemqd.synthetic import perovskite_dot
+from stemqd.simulation.synthetic import perovskite_dot
 
 PIXEL_A = 0.2
 NN_A = 5.87 / 2  # Br to Pb-Br

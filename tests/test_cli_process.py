@@ -18,7 +18,7 @@ import pytest
 
 from stemqd.config import config_hash, load_config
 from stemqd.io import write_stack_tiff
-from stemqd.synthetic import perovskite_dot
+from stemqd.simulation.synthetic import perovskite_dot
 
 try:
     import tomllib

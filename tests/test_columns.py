@@ -1,10 +1,10 @@
 import numpy as np
 from scipy.spatial import cKDTree
 
-from stemqd.background import remove_background
 from stemqd.columns import find_columns
-from stemqd.dot import column_flags, edge_lengths_from_columns, segment_dot, surface_depth
-from stemqd.synthetic import perovskite_dot
+from stemqd.columns.dot import column_flags, edge_lengths_from_columns, segment_dot, surface_depth
+from stemqd.preprocess.background import remove_background
+from stemqd.simulation.synthetic import perovskite_dot
 
 NN = 2.935 / 0.2
 

@@ -3,9 +3,9 @@ import pytest
 from scipy import signal
 from skimage.restoration import richardson_lucy
 
-from stemqd.deconvolve import deconvolve_blind
-from stemqd.probe import probe_psf, psf_fwhm_A
-from stemqd.synthetic import render_columns
+from stemqd.preprocess.deconvolve import deconvolve_blind
+from stemqd.preprocess.probe import probe_psf, psf_fwhm_A
+from stemqd.simulation.synthetic import render_columns
 
 PIXEL_A = 0.2
 TRUE_FWHM_PX = 4.0  # 0.8 Å

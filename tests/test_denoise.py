@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from stemqd.denoise import anscombe_forward, anscombe_inverse, du_filter
-from stemqd.synthetic import perovskite_dot
+from stemqd.preprocess.denoise import anscombe_forward, anscombe_inverse, du_filter
+from stemqd.simulation.synthetic import perovskite_dot
 
 PIXEL_A = 0.2
 DOSE = 20.0  # counts at the peak of an amplitude-1 column, one frame: a low-dose image

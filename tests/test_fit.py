@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from stemqd.fit import PARAMS, gaussian2d, refine_columns
-from stemqd.precision import cramer_rao_bound
-from stemqd.synthetic import perovskite_dot, render_columns
+from stemqd.columns.fit import PARAMS, gaussian2d, refine_columns
+from stemqd.columns.precision import cramer_rao_bound
+from stemqd.simulation.synthetic import perovskite_dot, render_columns
 
 PIXEL = 0.2
 NN_PX = 2.935 / PIXEL  # Br to Pb-Br distance in CsPbBr3 [001], px

@@ -16,7 +16,7 @@ import tifffile
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stemqd import io
+from stemqd import files, io
 from stemqd.errors import CalibrationError, InputError
 
 PX_A = 0.25  # Å; stored as 0.025 nm, 25 pm or 2.5e-11 m below
@@ -79,12 +79,12 @@ def test_sha256_file(tmp_path):
     path = tmp_path / "x.bin"
     data = os.urandom(3 * (1 << 20) + 17)  # several read blocks
     path.write_bytes(data)
-    assert io.sha256_file(path) == hashlib.sha256(data).hexdigest()
+    assert files.sha256_file(path) == hashlib.sha256(data).hexdigest()
 
 
 def test_atomic_write_text_and_bytes(tmp_path):
-    io.atomic_write_text(tmp_path / "a.txt", "héllo\n")
-    io.atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01")
+    files.atomic_write_text(tmp_path / "a.txt", "héllo\n")
+    files.atomic_write_bytes(tmp_path / "b.bin", b"\x00\x01")
     assert (tmp_path / "a.txt").read_text(encoding="utf-8") == "héllo\n"
     assert (tmp_path / "b.bin").read_bytes() == b"\x00\x01"
     umask = os.umask(0)
@@ -98,7 +98,7 @@ def test_atomic_write_leaves_old_file_on_error(tmp_path, exc):
     path = tmp_path / "out.csv"
     path.write_text("old")
     with pytest.raises(exc):
-        with io.atomic_write(path) as fh:
+        with files.atomic_write(path) as fh:
             fh.write("new, half written")
             raise exc()
     assert path.read_text() == "old"
@@ -107,7 +107,7 @@ def test_atomic_write_leaves_old_file_on_error(tmp_path, exc):
 
 def test_atomic_write_missing_folder(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
-        io.atomic_write_text(tmp_path / "nope" / "a.txt", "x")
+        files.atomic_write_text(tmp_path / "nope" / "a.txt", "x")
 
 
 # --------------------------------------------------------------------------------------

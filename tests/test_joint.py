@@ -1,4 +1,4 @@
-"""The joint column fit (stemqd.joint) against known truth, StatSTEM's real PtIr result, and
+"""The joint column fit (stemqd.columns.joint) against known truth, StatSTEM's real PtIr result, and
 the Cramér-Rao bound of a column with its neighbours."""
 
 from pathlib import Path
@@ -8,10 +8,10 @@ import pytest
 from scipy import io, stats
 from scipy.spatial import cKDTree
 
-from stemqd.fit import refine_columns
-from stemqd.joint import fit_columns_jointly
-from stemqd.precision import cramer_rao_bound_overlap
-from stemqd.synthetic import render_columns
+from stemqd.columns.fit import refine_columns
+from stemqd.columns.joint import fit_columns_jointly
+from stemqd.columns.precision import cramer_rao_bound_overlap
+from stemqd.simulation.synthetic import render_columns
 
 PTIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
 

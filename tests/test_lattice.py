@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stemqd.lattice import peak_pair_spacing
+from stemqd.analysis.lattice import peak_pair_spacing
 
 
 def test_spacing_and_uniform_strain():

@@ -1,8 +1,8 @@
 import numpy as np
 import pandas as pd
 
+from stemqd.columns.markers import column_markers
 from stemqd.io import Stack, to_signal
-from stemqd.markers import column_markers
 
 
 def test_markers_sit_on_the_columns_in_nm():

@@ -8,7 +8,7 @@ from scipy.spatial import cKDTree
 
 from stemqd.config import load_config
 from stemqd.pipeline import analyse_image, preprocess
-from stemqd.synthetic import perovskite_dot
+from stemqd.simulation.synthetic import perovskite_dot
 
 PIXEL = 0.16
 NO_RESTORATION = ["denoise.enabled=false", "deconvolve.enabled=false"]
@@ -91,8 +91,8 @@ def test_srtio3_assigns_the_bright_columns_to_sr():
 def test_any_projected_cell_end_to_end(material, zone, ratio, pixel, sigma, rotation, mirror):
     """Issue 7: images of other cells and zone axes, rotated and mirrored, through the
     whole column pipeline: every found column labelled right, ratio within 1 %."""
-    from stemqd.cell import projected_cell
-    from stemqd.synthetic import crystal_stack
+    from stemqd.columns.cell import projected_cell
+    from stemqd.simulation.synthetic import crystal_stack
 
     cell = projected_cell(material, zone)
     frames, truth = crystal_stack(cell, (400, 400), pixel_size_A=pixel, rotation_deg=rotation,

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from stemqd.probe import probe_psf, psf_fwhm_A, wavelength_A
+from stemqd.optics import wavelength_A
+from stemqd.preprocess.probe import probe_psf, psf_fwhm_A
 
 
 def test_wavelength_300kv():

@@ -13,7 +13,7 @@ from stemqd.columns import column_spacing_px
 from stemqd.config import load_config
 from stemqd.errors import InputError
 from stemqd.pipeline import analyse_image, read_positions
-from stemqd.synthetic import render_columns
+from stemqd.simulation.synthetic import render_columns
 
 NO_RESTORATION = ["denoise.enabled=false", "deconvolve.enabled=false"]
 

@@ -16,7 +16,7 @@ from stemqd.config import config_hash, load_config
 from stemqd.errors import InputError
 from stemqd.io import write_stack_tiff
 from stemqd.report import compare_figure, depth_profile_figure, overlay_figure, write_report
-from stemqd.synthetic import perovskite_dot
+from stemqd.simulation.synthetic import perovskite_dot
 
 SPECIES = {"A": "Cs", "BX": "PbBr", "X": "Br"}
 

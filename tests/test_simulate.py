@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from stemqd import simulation as sim
+from stemqd.analysis.thickness import thickness_from_ratio
 from stemqd.cli import main
 from stemqd.errors import InputError
-from stemqd.thickness import thickness_from_ratio
 
 # Closed-form pieces ---------------------------------------------------------------------
 
@@ -298,7 +298,7 @@ def test_thickness_inference_inverts_a_point_of_the_quick_series(quick_run):
 
 
 def test_series_amplitudes_feed_the_synthetic_dot(quick_run):
-    from stemqd.synthetic import perovskite_dot
+    from stemqd.simulation.synthetic import perovskite_dot
 
     table = pd.read_csv(quick_run)
     f = sim.series_amplitudes(quick_run)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stemqd.statistics import (
+from stemqd.analysis.statistics import (
     compare_groups,
     intensity_ratio,
     ratio_by_depth,

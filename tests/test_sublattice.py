@@ -5,10 +5,10 @@ import pytest
 from ase import Atoms
 from scipy import ndimage
 
-from stemqd.cell import projected_cell
+from stemqd.columns.cell import projected_cell
+from stemqd.columns.sublattice import assign_sublattices
 from stemqd.errors import FitError, InputError
-from stemqd.sublattice import assign_sublattices
-from stemqd.synthetic import crystal_stack, perovskite_dot
+from stemqd.simulation.synthetic import crystal_stack, perovskite_dot
 
 PX = 0.25
 

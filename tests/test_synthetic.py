@@ -1,6 +1,6 @@
 import numpy as np
 
-from stemqd.synthetic import perovskite_dot
+from stemqd.simulation.synthetic import perovskite_dot
 
 
 def test_deterministic_and_complete():

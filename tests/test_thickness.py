@@ -1,11 +1,11 @@
-"""Tests of stemqd.thickness: thickness ranges from a measured ratio."""
+"""Tests of stemqd.analysis.thickness: thickness ranges from a measured ratio."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from stemqd.analysis.thickness import thickness_from_ratio
 from stemqd.errors import InputError
-from stemqd.thickness import thickness_from_ratio
 
 A_NM = 0.587
 

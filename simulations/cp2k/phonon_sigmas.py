@@ -62,7 +62,7 @@ from ase.io import read
 from stemqd.aimd.cp2k import study_stages, write_cp2k_inputs
 from stemqd.aimd.readers import read_ener, read_xyz_trajectory
 from stemqd.aimd.rmsf import element_msd
-from stemqd.io import atomic_write_bytes, atomic_write_text, sha256_file
+from stemqd.files import atomic_write_bytes, atomic_write_text, sha256_file
 from stemqd.provenance import versions
 from stemqd.simulation import cspbbr3_slab
 

@@ -22,16 +22,11 @@ import numpy as np
 from ase import Atoms
 
 from ..errors import InputError
-from ._io import atomic_write_text
-
-#: Cubic CsPbBr3 lattice constant (Å), algorithms.md §1.1.
-LATTICE_CONSTANT_A = 5.87
+from ..files import atomic_write_text
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A
 
 #: Formal ionic charges used for the charge bookkeeping q = sum of formal charges.
 FORMAL_CHARGE = {"Cs": 1, "Pb": 2, "Ca": 2, "Br": -1}
-
-#: The study's nominal sizes (nm) and their edge in octahedra, n·a ≈ size.
-NOMINAL_SIZES_NM = {1.8: 3, 2.4: 4, 3.0: 5, 3.6: 6, 4.2: 7}
 
 #: The study's cubic cell edge (nm) by dot edge n (sizes 1.8, 2.4, 3.0, 3.6, 4.2 nm).
 STUDY_CELL_NM = {3: 5.0, 4: 6.0, 5: 7.0, 6: 7.5, 7: 7.5}
@@ -66,13 +61,13 @@ def edge_from_size(size):
             n = int(value)
         else:
             length_A = value * (10.0 if unit in (None, "nm") else 1.0)
-            n = int(round(length_A / LATTICE_CONSTANT_A))
+            n = int(round(length_A / CSPBBR3_LATTICE_CONSTANT_A))
     if n < 1:
         raise InputError(f"dot size {size!r} is smaller than one unit cell")
     return n
 
 
-def cell_size_A(n, lattice_constant_A=5.87, vacuum_nm=3.0):
+def cell_size_A(n, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A, vacuum_nm=3.0):
     """Cubic cell edge (Å) for a dot of n octahedra.
 
     The study's cells (5.0/6.0/7.0/7.5/7.5 nm for n = 3..7) are used where defined; other
@@ -142,7 +137,7 @@ def _fractional_sites(n):
     return pb, br, cs
 
 
-def build_dot(size, *, shell=None, shell_layers=1, lattice_constant_A=LATTICE_CONSTANT_A,
+def build_dot(size, *, shell=None, shell_layers=1, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A,
               vacuum_A=None, cell_A=None):
     """Build a cubic CsPbBr3 dot (or CsPbBr3/CsCaBr3 core/shell dot).
 
@@ -222,6 +217,7 @@ def write_structure(atoms, path):
     import ase.io
 
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".xyz":
         lines = [str(len(atoms)),
@@ -238,3 +234,8 @@ def write_structure(atoms, path):
     else:
         raise InputError(f"{path}: unknown structure format {suffix!r}; use .xyz or .cif")
     return path
+
+
+__all__ = ["FORMAL_CHARGE", "SHELL_B_SITE", "STUDY_CELL_NM",
+           "build_dot", "cell_size_A", "depth_in_cells", "dot_composition",
+           "edge_from_size", "formula", "write_structure"]

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ._io import atomic_write_text
+from ..files import atomic_write_text
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A
 from .build import STUDY_CELL_NM, cell_size_A, depth_in_cells  # noqa: F401  (re-exported)
 
 #: Valence electrons of the GTH-PBE pseudopotentials in CP2K's GTH_POTENTIALS.
@@ -79,14 +80,14 @@ def frozen_indices(atoms, shell_cells, which="shell", lattice_constant_A=None):
     which : {"shell", "core"}
         ``"shell"`` fixes the atoms with depth < shell_cells; ``"core"`` fixes the rest.
     lattice_constant_A : float, optional
-        a (Å); default ``atoms.info["lattice_constant_A"]`` or 5.87.
+        a (Å); default ``atoms.info["lattice_constant_A"]`` or cubic CsPbBr3's.
 
     Returns
     -------
     ndarray of int
         0-based indices of the fixed atoms.
     """
-    a = lattice_constant_A or atoms.info.get("lattice_constant_A", 5.87)
+    a = lattice_constant_A or atoms.info.get("lattice_constant_A", CSPBBR3_LATTICE_CONSTANT_A)
     d = depth_in_cells(atoms.positions, a)
     # A small tolerance keeps atoms exactly at a half-cell depth (e.g. surface Pb at d = 1/2)
     # out of a 0.5-cell shell: "shell of t cells" means d < t.
@@ -431,3 +432,7 @@ def study_stages(temperature_K=300.0, equilibration_ps=3.0, production_ps=10.0,
                    "steps": steps(production_ps), "timestep_fs": timestep_fs,
                    "timecon_fs": TIMECON_PRODUCTION_FS})
     return stages
+
+
+__all__ = ["GTH_VALENCE", "TIMECON_EQUILIBRATION_FS", "cp2k_input", "electron_count",
+           "frozen_indices", "study_stages", "write_cp2k_inputs"]

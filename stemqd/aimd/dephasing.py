@@ -19,7 +19,8 @@ import pandas as pd
 from scipy import integrate, optimize, stats
 
 from ..errors import InputError
-from .units import FWHM_PER_SIGMA, HBAR_MEV_FS
+from ..optics import FWHM_PER_SIGMA
+from .units import HBAR_MEV_FS
 
 
 def autocorrelation(signal, *, max_lag=None, estimator="biased", detrend=True):
@@ -188,3 +189,6 @@ def gap_histogram(gap_meV, *, bins="auto"):
                           "fit": stats.norm.pdf(centers, mu, sigma)})
     return {"sigma_meV": sigma, "sigma_err_meV": float(np.sqrt(cov[1, 1])), "mean_meV": float(mu),
             "fwhm_meV": FWHM_PER_SIGMA * sigma, "std_meV": std, "table": table}
+
+
+__all__ = ["autocorrelation", "cumulant", "dephasing", "gap_histogram"]

@@ -282,3 +282,7 @@ def _dos_table(mp, symbols, nf, dt_fs, pad, normalize, n_dof, temperature_K, smo
                        temperature_K=float(t_kin), quantum_correction=quantum_correction or "none",
                        integral=float(frame["dos_per_meV"].sum() * d_e))
     return frame
+
+
+__all__ = ["energy_grid", "mobile_atoms", "periodogram", "phonon_dos",
+           "phonon_dos_from_positions", "quantum_factor"]

@@ -174,3 +174,6 @@ def effective_s_per_free_atom(s, n_free):
         out["S_per_free_atom"] = out["S"] / n_free
         return out
     return np.asarray(s, dtype=float) / n_free if np.ndim(s) else float(s) / n_free
+
+
+__all__ = ["DEFAULT_WINDOWS_MEV", "effective_s_per_free_atom", "gap_spectrum", "huang_rhys"]

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .units import FWHM_PER_SIGMA, KB_MEV_K
+from ..optics import FWHM_PER_SIGMA
+from .units import KB_MEV_K
 
 
 def reorganization_energy(huang_rhys, energy_meV):
@@ -71,3 +72,7 @@ def linewidth_table(temperatures_K, huang_rhys, energy_meV):
     t = np.atleast_1d(np.asarray(temperatures_K, dtype=float))
     fwhm = np.atleast_1d(linewidth_fwhm(t, huang_rhys, energy_meV))
     return pd.DataFrame({"temperature_K": t, "sigma_meV": fwhm / FWHM_PER_SIGMA, "fwhm_meV": fwhm})
+
+
+__all__ = ["fwhm_from_reorganization", "linewidth_fwhm", "linewidth_table",
+           "reorganization_energy"]

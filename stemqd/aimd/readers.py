@@ -421,3 +421,7 @@ def read_gap_table(path):
             raise InputError(f"{path}: no gap_eV or gap_meV column (columns: {list(frame.columns)})")
         return frame
     return read_gaps(path)
+
+
+__all__ = ["BOHR_PER_AUT_IN_A_PER_FS", "read_ener", "read_gap_table", "read_gaps",
+           "read_xyz_trajectory", "Trajectory"]

@@ -307,3 +307,7 @@ def icp_align(positions, reference, *, symbols=None, reference_symbols=None, mas
     if single:
         res = {k: v[0] for k, v in res.items()}
     return res
+
+
+__all__ = ["eckart_residual", "icp_align", "internal_velocities", "kabsch_rotation",
+           "remove_rigid_body"]

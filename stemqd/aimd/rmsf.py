@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A
 from .build import depth_in_cells
 
 
@@ -34,7 +35,7 @@ def rmsf(positions):
     return np.sqrt(np.einsum("fna,fna->n", dev, dev) / x.shape[0])
 
 
-def layer_index(reference_positions, lattice_constant_A=5.87, rounding="floor"):
+def layer_index(reference_positions, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A, rounding="floor"):
     """Layer of each atom below the dot surface (0 = outermost unit cell).
 
     Parameters
@@ -193,3 +194,6 @@ def element_msd(positions, symbols, masses=None, *, reference=None, n_blocks=5):
                     "sigma_min_A": float(ordered[:, 0].mean()),
                     "sigma_max_A": float(ordered[:, -1].mean())}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("element")
+
+
+__all__ = ["element_msd", "layer_index", "rmsf", "rmsf_by_layer", "site_displacements"]

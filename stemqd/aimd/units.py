@@ -12,10 +12,11 @@ H_MEV_FS = 4135.667696
 HBAR_MEV_FS = H_MEV_FS / (2.0 * math.pi)
 #: Boltzmann constant (meV/K).
 KB_MEV_K = 0.08617333262
-#: FWHM of a Gaussian per standard deviation, 2 sqrt(2 ln 2).
-FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
 #: Kinetic-energy unit: 1 amu Å^2/fs^2 in meV (1.66053906660e-17 J / 1.602176634e-22 J/meV).
 AMU_A2_PER_FS2_MEV = 1.66053906660e-17 / 1.602176634e-22
 #: meV per THz (h x 1 THz) and per cm^-1.
 MEV_PER_THZ = H_MEV_FS * 1e-3
 MEV_PER_INV_CM = 0.12398419843320026
+
+
+__all__ = ["AMU_A2_PER_FS2_MEV", "H_MEV_FS", "HBAR_MEV_FS", "KB_MEV_K", "MEV_PER_THZ"]

@@ -12,18 +12,20 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A
 
 
 def _plot(path, draw, **layout):
     """Draw with ``draw(fig)`` on an Agg figure and save it atomically."""
     from matplotlib.figure import Figure
 
-    from ..aimd._io import save_figure
+    from ..files import save_figure
 
     fig = Figure(figsize=layout.get("figsize", (6.0, 4.0)))
     draw(fig)
     fig.tight_layout()
-    save_figure(fig, path)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    save_figure(fig, path, bbox_inches="tight")
 
 
 def _masses(symbols):
@@ -68,7 +70,8 @@ def _out(args):
 # --------------------------------------------------------------------------- build / cp2k
 def _cmd_build(args):
     from ..aimd import build
-    from ..aimd._io import write_json
+    from ..files import write_json
+    from ..provenance import record
 
     atoms = build.build_dot(args.size, shell=args.shell, shell_layers=args.shell_layers)
     n = atoms.info["n"]
@@ -83,9 +86,7 @@ def _cmd_build(args):
             path = build.write_structure(atoms, out / f"{stem}.{fmt}")
             print(f"wrote {path}")
         write_json(out / f"{stem}.json", {
-            "stemqd_version": __import__("stemqd").__version__,
-            "parameters": {"size": str(args.size), "shell": args.shell, "shell_layers": args.shell_layers},
-            "inputs": {},
+            **record({"size": str(args.size), "shell": args.shell, "shell_layers": args.shell_layers}),
             "results": {"formula": build.formula(atoms), "n": n, "charge": q, "n_atoms": len(atoms),
                         "composition": build.dot_composition(n, args.shell_layers if args.shell else 0)}})
     return 0
@@ -140,7 +141,7 @@ def _gap_series(path, style="auto", dt=None, skip=0):
 
 def _cmd_gaps(args):
     from ..aimd import readers
-    from ..aimd._io import write_table
+    from ..provenance import write_table
 
     table = readers.read_gaps(args.logs, style=args.style, missing=args.missing)
     g = table["gap_eV"]
@@ -193,7 +194,7 @@ def _trajectories(args):
 # --------------------------------------------------------------------------- analyses
 def _cmd_dos(args):
     from ..aimd import dos, rigid
-    from ..aimd._io import write_table
+    from ..provenance import write_table
 
     symbols, masses, pos, vel, dt = _trajectories(args)
     notes = []
@@ -289,7 +290,7 @@ def _cmd_huang_rhys(args):
 
     hr = importlib.import_module("stemqd.aimd.huang_rhys")
     from ..aimd import linewidth
-    from ..aimd._io import write_table
+    from ..provenance import write_table
 
     gap, dt, _ = _gap_series(args.gap, args.style, args.dt, args.skip_frames)
     res = hr.huang_rhys(gap, dt, args.temperature, windows=_windows(args), convention=args.convention,
@@ -334,7 +335,7 @@ def _cmd_huang_rhys(args):
 
 def _cmd_linewidth(args):
     from ..aimd import linewidth
-    from ..aimd._io import write_table
+    from ..provenance import write_table
 
     if not args.mode:
         raise InputError("give at least one --mode ENERGY_meV:S")
@@ -368,7 +369,7 @@ def _cmd_dephasing(args):
     import importlib
 
     dph = importlib.import_module("stemqd.aimd.dephasing")
-    from ..aimd._io import write_table
+    from ..provenance import write_table
 
     gap, dt, _ = _gap_series(args.gap, args.style, args.dt, args.skip_frames)
     res = dph.dephasing(gap, dt, max_time_fs=args.max_time, fit=args.fit, estimator=args.estimator)
@@ -416,7 +417,7 @@ def _cmd_rmsf(args):
     from ..aimd import rigid
 
     rmsf = importlib.import_module("stemqd.aimd.rmsf")
-    from ..aimd._io import write_table
+    from ..provenance import write_table
 
     symbols, masses, pos, _, _ = _trajectories(args)
     if pos is None:
@@ -566,7 +567,8 @@ def add_parser(subparsers):
 
     p = sub.add_parser("rmsf", help="RMSF per atom, element and layer below the surface")
     _traj_args(p, vel=False)
-    p.add_argument("--lattice-constant", type=float, default=5.87, help="a (Å) for the layer index")
+    p.add_argument("--lattice-constant", type=float, default=CSPBBR3_LATTICE_CONSTANT_A,
+                   help="a (Å) for the layer index (default: cubic CsPbBr3)")
     p.add_argument("--reference", default="mean", choices=["first", "mean"])
     p.add_argument("--layer-reference", default="reference", choices=["reference", "first"],
                    help="structure whose depths define the layers")

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cell import BUILTIN_MATERIALS, describe, parse_ratio, projected_cell
+from ..columns.cell import describe, parse_ratio, projected_cell
 from ..config import MaterialConfig
 from ..errors import InputError
-from ..io import save_figure
+from ..files import save_figure
+from ..materials import BUILTIN_MATERIALS
 
 
 def add_parser(subparsers):

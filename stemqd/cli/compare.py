@@ -1,7 +1,7 @@
 """``stemqd compare NAME=DIR ... --out DIR``: per-dot ratios compared between groups.
 
 Each ``NAME=DIR`` is a group of dots: the ``--out`` folder of a ``stemqd process`` run. Two
-groups are compared with :func:`stemqd.statistics.compare_groups` (Welch's t-test, a
+groups are compared with :func:`stemqd.analysis.statistics.compare_groups` (Welch's t-test, a
 permutation test, Hedges' g, a bootstrap CI of the difference); more groups pairwise, with
 Holm-adjusted p-values. Writes ``dots.csv``, ``groups.csv``, ``tests.csv``, ``compare.json``
 and ``compare.png`` (the per-dot ratios with their CIs, by group).
@@ -60,7 +60,7 @@ def _num(value, spec: str) -> str:
 def handler(args: argparse.Namespace) -> int:
     """Compare the groups, write the tables and the plot; return 0."""
     from ..batch import compare_batches
-    from ..io import atomic_write_bytes, atomic_write_text, to_jsonable
+    from ..files import atomic_write_bytes, atomic_write_text, to_jsonable
     from ..provenance import versions
     from ..report import compare_figure, figure_png
 

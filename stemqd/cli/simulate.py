@@ -283,7 +283,7 @@ def reanalyse_handler(args) -> int:
     """Re-measure a series' raw scans with another column model; print and write."""
     import pandas as pd
 
-    from ..io import atomic_write_text
+    from ..files import atomic_write_text
     from ..simulation import raw_path_for, read_series, reanalyse_series, write_series
 
     series, out = Path(args.series), Path(args.out)

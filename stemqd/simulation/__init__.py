@@ -3,7 +3,7 @@
 One multislice pass per frozen-phonon configuration gives every thickness at once (abTEM
 exit planes); the simulated images are then blurred by the effective source, interpolated,
 tiled to a few cells and run through stemqd's own column fitter
-(:func:`stemqd.fit.refine_columns`), so that simulation and experiment are measured the same
+(:func:`stemqd.columns.fit.refine_columns`), so that simulation and experiment are measured the same
 way. Integrated-disc intensities are reported beside the fitted ones for comparison.
 
 Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
@@ -61,7 +61,7 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
   independent configurations simulated on both (Giles 2008; :func:`analyse_series`). The
   sum is an unbiased estimate of the target-grid average at about a fifth of its cost.
 * **Measurement.** The per-cell image is Fourier-interpolated to about ``fit_pixel_A``, tiled
-  ``fit_tiles`` x ``fit_tiles`` and fitted with :func:`stemqd.fit.refine_columns` (disk radius
+  ``fit_tiles`` x ``fit_tiles`` and fitted with :func:`stemqd.columns.fit.refine_columns` (disk radius
   ``fit_radius_A``); the columns of the centre tile are kept. Intensities are ADF signals as a
   fraction of the incident probe: Gaussian volumes and disc integrals are scattering
   cross-sections in Å², peak amplitudes are dimensionless. Disc integrals (radius
@@ -73,6 +73,7 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
 
 from __future__ import annotations
 
+from ..optics import focal_nodes, focal_spread_A, wavelength_A
 from .dots import series_amplitudes
 from .ensemble import analyse_series
 from .files import (
@@ -87,7 +88,6 @@ from .files import (
 )
 from .measure import measure_cell_images
 from .multislice import resolve_device, simulate_scans
-from .optics import focal_nodes, focal_spread_A, smooth_size, wavelength_A
 from .parameters import (
     DEFAULT_CORRECTION_CONFIGS,
     DEFAULT_NUM_CONFIGS,
@@ -99,6 +99,7 @@ from .parameters import (
     QUICK_SAMPLING_FACTOR,
     TARGET_RATIO_SE,
     SeriesParameters,
+    smooth_size,
 )
 from .scan import scan_positions, unfold_wedge, wedge_indices
 from .series import (

@@ -1,4 +1,4 @@
-"""Column intensities of a series for synthetic dots (:func:`stemqd.synthetic.perovskite_dot`)."""
+"""Column intensities of a series for synthetic dots (:func:`stemqd.simulation.synthetic.perovskite_dot`)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ def series_amplitudes(series, *, method: str = "volume", relative_to: str | None
     of its type at ``thickness_uc`` (linear interpolation between tabulated thicknesses; no
     extrapolation). Cross-talk between columns, the finite lateral size of the dot, surface
     relaxation and the depth of a column below the side faces are ignored; a depleted shell
-    is applied afterwards by :func:`stemqd.synthetic.perovskite_dot` (``shell_cells``,
+    is applied afterwards by :func:`stemqd.simulation.synthetic.perovskite_dot` (``shell_cells``,
     ``shell_factor``). ``perovskite_dot`` renders every column with the same width, so
     amplitudes proportional to the fitted volumes keep the simulated intensity ratios.
 
@@ -31,7 +31,7 @@ def series_amplitudes(series, *, method: str = "volume", relative_to: str | None
         Which measured intensity to use.
     relative_to : {"BX", "A", "X"} or None
         Normalise so that this type has amplitude 1 at every thickness (the convention of
-        :data:`stemqd.synthetic.CSPBBR3_AMPLITUDES`); None keeps absolute values.
+        :data:`stemqd.simulation.synthetic.CSPBBR3_AMPLITUDES`); None keeps absolute values.
 
     Returns
     -------
@@ -63,3 +63,6 @@ def series_amplitudes(series, *, method: str = "volume", relative_to: str | None
         return np.array([value[x] / norm for x in types], float)
 
     return amplitudes
+
+
+__all__ = ["series_amplitudes"]

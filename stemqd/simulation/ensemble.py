@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..optics import focal_nodes
 from .measure import cell_images, measure_cell_images
-from .optics import focal_nodes
 from .scan import unfold_wedge
 from .structure import COLUMN_PREFIX
 
@@ -190,3 +190,6 @@ def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters,
     flags = sorted(per["flags"] | mean["flags"])
     per_config = {k: v for k, v in per.items() if k != "flags"}
     return pd.DataFrame(table), per_config, flags, error_method
+
+
+__all__ = ["JACKKNIFE_GROUPS", "analyse_series", "config_nodes", "ensemble_weights"]

@@ -68,7 +68,7 @@ def save_raw(path, params, seed, raw, nodes, two_level=None, snapshot_key=None):
     """
     import io as _io
 
-    from ..io import atomic_write_bytes
+    from ..files import atomic_write_bytes
 
     level0, extra = params, {}
     if two_level is not None:
@@ -120,7 +120,7 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     dict
         The sidecar content.
     """
-    from ..io import atomic_write_text, sha256_file, to_jsonable
+    from ..files import atomic_write_text, sha256_file, to_jsonable
 
     csv_path = Path(csv_path)
     if raw_archive is None:
@@ -140,7 +140,7 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     reliable = bool(n_cfg >= MIN_CONFIGS_FOR_SE)
     sidecar = {
         "description": "ADF-STEM thickness series of CsPbBr3 [001] (abTEM multislice, frozen "
-                       "phonons, exit planes), column intensities from stemqd.fit."
+                       "phonons, exit planes), column intensities from stemqd.columns.fit."
                        "refine_columns on the simulated images; see stemqd/simulation/.",
         "fitter": fitter_settings(result.params),
         "mode": mode,
@@ -232,7 +232,7 @@ def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from ..io import save_figure
+    from ..files import save_figure
 
     fig = Figure(figsize=(9.0, 3.8))
     FigureCanvasAgg(fig)
@@ -267,3 +267,8 @@ def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
 
 def nm_per_uc(table):
     return float(table["thickness_nm"].iloc[-1] / table["thickness_uc"].iloc[-1])
+
+
+__all__ = ["check_series", "correction_key", "fitter_settings", "nm_per_uc", "params_key",
+           "phonons_key", "plot_series", "raw_path_for", "read_series", "save_raw",
+           "series_fit_model", "sidecar_path", "versions", "write_series"]

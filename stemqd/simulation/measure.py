@@ -76,7 +76,7 @@ def disc_integrals(images: np.ndarray, params: SeriesParameters) -> dict:
 
 def _fit_cell_image(image: np.ndarray, params: SeriesParameters) -> dict:
     """Column fitter on one tiled cell image: volume (Å²) and peak per type, centre tile."""
-    from ..fit import refine_columns
+    from ..columns.fit import refine_columns
 
     m = image.shape[-1]
     tiles = params.fit_tiles
@@ -138,3 +138,6 @@ def measure_cell_images(images: np.ndarray, params: SeriesParameters) -> dict:
         out[(t, "disc")] = v.reshape(lead)
     out["flags"] = flags
     return out
+
+
+__all__ = ["cell_images", "disc_integrals", "measure_cell_images"]

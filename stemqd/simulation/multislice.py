@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
+from ..optics import focal_nodes
 from .ensemble import config_nodes
-from .optics import focal_nodes
 from .scan import scan_positions
 from .structure import cspbbr3_slab, displaced_configuration
 
@@ -131,3 +131,6 @@ def _to_numpy(array):
     if hasattr(array, "get"):  # CuPy
         return array.get()
     return np.asarray(array)
+
+
+__all__ = ["resolve_device", "simulate_scans"]

@@ -8,16 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..columns.joint import BACKGROUNDS as JOINT_BACKGROUNDS
+from ..columns.joint import MODELS as JOINT_MODELS
 from ..errors import InputError
-from ..joint import BACKGROUNDS as JOINT_BACKGROUNDS
-from ..joint import MODELS as JOINT_MODELS
-from .optics import (
-    FWHM_PER_SIGMA,
-    focal_nodes,
-    focal_spread_A,
-    smooth_size,
-    wavelength_A,
-)
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A
+from ..optics import FWHM_PER_SIGMA, focal_nodes, focal_spread_A, wavelength_A
 from .scan import wedge_indices
 
 #: Default rms displacement per Cartesian direction, Å (U_iso = sigma²). Source: the project's
@@ -31,6 +26,19 @@ from .scan import wedge_indices
 #: simulations/reference/README.md ("Phonon sigmas"). Sensitivity: sigma x 1.25 changes the
 #: ratio by -2 % (15 uc) to -6 % (30 uc) (docs/abtem.md).
 DEFAULT_PHONON_SIGMAS_A = {"Cs": 0.23, "Pb": 0.18, "Br": 0.26}
+
+
+def smooth_size(n: int, primes: tuple = (2, 3, 5, 7)) -> int:
+    """Smallest integer >= n whose prime factors are all in ``primes`` (fast FFTs)."""
+    m = max(int(n), 1)
+    while True:
+        k = m
+        for p in primes:
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 1
 
 
 #: Frozen-phonon standard error of the Cs : Pb/Br ratio required at 30 unit cells (issue 5).
@@ -149,7 +157,7 @@ class SeriesParameters:
     fit_model : {"round", "gaussian7", "window7"}
         Column model of the fitter (``columns.model`` of the pipeline, whose default it
         follows: a measured ratio is compared with a series fitted by the same model, see
-        :func:`stemqd.thickness.thickness_from_ratio`). Series written before this
+        :func:`stemqd.analysis.thickness.thickness_from_ratio`). Series written before this
         parameter existed were fitted with ``window7``.
     fit_background : {"smooth", "local", "constant"}
         Background of the joint models (``columns.background``, whose default it follows).
@@ -162,7 +170,7 @@ class SeriesParameters:
         "cpu" or "gpu" (abTEM's ``device``).
     """
 
-    lattice_constant_A: float = 5.87
+    lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A
     thicknesses_uc: tuple = tuple(range(2, 31, 2))
     cells: int = 3
     slices_per_cell: int = 2
@@ -323,3 +331,9 @@ class SeriesParameters:
         for k in MEASUREMENT_FIELDS:
             d.pop(k)
         return d
+
+
+__all__ = ["DEFAULT_NUM_CONFIGS", "DEFAULT_PHONON_SAMPLING_FACTOR",
+           "DEFAULT_PHONON_SIGMAS_A", "FIT_MODELS", "MEASUREMENT_FIELDS",
+           "MIN_CONFIGS_FOR_SE", "QUICK_NUM_CONFIGS", "QUICK_SAMPLING_FACTOR",
+           "TARGET_RATIO_SE", "SeriesParameters", "smooth_size"]

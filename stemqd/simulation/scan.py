@@ -77,3 +77,6 @@ def scan_positions(params: SeriesParameters) -> np.ndarray:
     cells_xy = np.stack([cell % params.cells, cell // params.cells], axis=1)
     mapped = np.einsum("kij,kj->ki", _P4MM[op], offsets)
     return np.mod(cells_xy + mapped, params.cells) * a
+
+
+__all__ = ["scan_positions", "unfold_wedge", "wedge_indices"]

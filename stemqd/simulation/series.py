@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..optics import focal_nodes
 from .ensemble import analyse_series, config_nodes
 from .files import (
     correction_key,
@@ -24,7 +25,6 @@ from .files import (
     sidecar_path,
 )
 from .multislice import simulate_scans
-from .optics import focal_nodes
 from .parameters import QUICK_NUM_CONFIGS, SeriesParameters
 from .scan import wedge_indices
 
@@ -384,3 +384,8 @@ def record_session(result: SeriesResult, csv_path, *, command: str, requested: i
     known = [x["simulation_time_s"] for x in sessions if x.get("simulation_time_s") is not None]
     return {"sessions": sessions, "simulation_time_total_s": float(sum(known)),
             "simulation_time_total_complete": len(known) == len(sessions)}
+
+
+__all__ = ["CORRECTION_CONFIG_OFFSET", "convergence_check", "phonon_level",
+           "previous_sessions", "reanalyse_series", "record_session", "SeriesResult",
+           "thickness_series"]

@@ -31,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
-from ..io import sha256_file
+from ..files import sha256_file
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A
 from .structure import SITES, apply_displacements
 
 __all__ = ["SnapshotPhonons", "cubic_operations", "snapshot_phonons"]
@@ -143,7 +144,7 @@ class SnapshotPhonons:
         return apply_displacements(slab, field_[blocks, c[:, 0], c[:, 1], c[:, 2], site])
 
 
-def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = 5.87,
+def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A,
                      about: str = "sites", skip: int = 0) -> SnapshotPhonons:
     """Read a periodic MD run of a cubic perovskite supercell into :class:`SnapshotPhonons`.
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import InputError
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A, PEROVSKITE_SITES, PEROVSKITES
 
-#: Column type (as in :mod:`stemqd.synthetic`) -> prefix of its CSV columns.
+#: Column type (as in :mod:`stemqd.simulation.synthetic`) -> prefix of its CSV columns.
 COLUMN_PREFIX = {"A": "cs", "BX": "pbbr", "X": "br"}
 
 
@@ -14,12 +15,13 @@ COLUMN_PREFIX = {"A": "cs", "BX": "pbbr", "X": "br"}
 COLUMN_FRACS = {"A": [(0.5, 0.5)], "BX": [(0.0, 0.0)], "X": [(0.5, 0.0), (0.0, 0.5)]}
 
 
-# Sites of the cubic cell: (symbol, fractional position). Pb on the origin (B site).
-SITES = (("Pb", (0.0, 0.0, 0.0)), ("Br", (0.5, 0.0, 0.0)), ("Br", (0.0, 0.5, 0.0)),
-          ("Br", (0.0, 0.0, 0.5)), ("Cs", (0.5, 0.5, 0.5)))
+#: Sites of the cubic cell: (symbol, fractional position), Pb on the origin (B site);
+#: ``stemqd_site`` of the slab indexes this tuple.
+SITES = tuple((dict(zip("ABX", PEROVSKITES["CsPbBr3"][0], strict=True))[role], frac)
+              for role, frac in PEROVSKITE_SITES)
 
 
-def cspbbr3_slab(thickness_uc: int, *, lattice_constant_A: float = 5.87, cells: int = 3,
+def cspbbr3_slab(thickness_uc: int, *, lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A, cells: int = 3,
                  slices_per_cell: int = 2):
     """Periodic cubic CsPbBr3 slab for [001] multislice, as ASE Atoms.
 
@@ -97,3 +99,7 @@ def apply_displacements(atoms, displacements):
     positions[:, :2] %= np.diag(out.cell)[:2]
     out.positions = positions
     return out
+
+
+__all__ = ["COLUMN_FRACS", "COLUMN_PREFIX", "SITES", "apply_displacements", "cspbbr3_slab",
+           "displaced_configuration"]

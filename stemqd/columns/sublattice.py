@@ -1,6 +1,6 @@
 """Registration of fitted column positions to a projected cell (sublattice assignment).
 
-Given the fitted columns of an image and the :class:`~stemqd.cell.ProjectedCell` of the
+Given the fitted columns of an image and the :class:`~stemqd.columns.cell.ProjectedCell` of the
 crystal, :func:`assign_sublattices` tells which column of the cell every fitted column
 is. It works in four steps:
 
@@ -37,8 +37,8 @@ import numpy as np
 import pandas as pd
 from scipy import spatial, stats
 
+from ..errors import FitError, InputError
 from .cell import ProjectedCell
-from .errors import FitError, InputError
 
 #: Relative window on the lattice-vector lengths at the nominal pixel size.
 _LENGTH_WINDOW = 0.15
@@ -128,7 +128,7 @@ def assign_sublattices(positions_px, intensities, pixel_size_A, cell: ProjectedC
     pixel_size_A : float
         Å per pixel (nominal; the measured lattice may differ by up to ~15 %).
     cell : ProjectedCell
-        The projected cell of the crystal (:func:`stemqd.cell.projected_cell`).
+        The projected cell of the crystal (:func:`stemqd.columns.cell.projected_cell`).
     tolerance : float
         A column is assigned to a site within ``tolerance`` x the cell's nearest-neighbour
         column distance; otherwise it is flagged ``"unexpected"``.

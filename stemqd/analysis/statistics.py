@@ -172,3 +172,7 @@ def compare_groups(group_a, group_b, *, permutations=10000, bootstrap=10000, see
     return out | {"welch_t": float(t.statistic), "welch_p": float(t.pvalue),
                   "permutation_p": float(perm.pvalue), "hedges_g": float(g),
                   "diff_ci_low": float(lo), "diff_ci_high": float(hi)}
+
+
+__all__ = ["compare_groups", "intensity_ratio", "ratio_by_depth", "type_statistics",
+           "voronoi_cross_sections"]

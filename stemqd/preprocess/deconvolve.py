@@ -73,7 +73,7 @@ def deconvolve_blind(image, psf, *, iterations=10, damping=0.0, readout=0.0, wei
         ``damping`` and ``readout`` are in the same unit. May contain negative pixels (see
         Notes).
     psf : array_like, 2-D
-        Initial PSF, odd shape, centred (e.g. :func:`stemqd.probe.probe_psf`); its shape is
+        Initial PSF, odd shape, centred (e.g. :func:`stemqd.preprocess.probe.probe_psf`); its shape is
         the support of the refined PSF. Normalised to unit sum internally.
     iterations : int
         Number of iterations (NUMIT).

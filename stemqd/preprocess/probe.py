@@ -24,35 +24,11 @@ Conventions (Kirkland, *Advanced Computing in Electron Microscopy*, 2nd ed., ch.
 from __future__ import annotations
 
 import numpy as np
-from scipy import constants, fft, ndimage
+from scipy import fft, ndimage
 
-__all__ = ["wavelength_A", "probe_psf", "psf_fwhm_A"]
+from ..optics import FWHM_PER_SIGMA, focal_spread_A, wavelength_A
 
-_FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
-
-
-def wavelength_A(voltage_kv):
-    """Relativistic electron wavelength.
-
-    lambda = h / sqrt(2 m0 e V (1 + e V / (2 m0 c^2))), i.e. about
-    12.2643 / sqrt(V (1 + 0.978476e-6 V)) Å for V in volts.
-
-    Parameters
-    ----------
-    voltage_kv : float
-        Accelerating voltage, kV.
-
-    Returns
-    -------
-    float
-        Wavelength, Å (300 kV: 0.019687 Å).
-    """
-    v = float(voltage_kv) * 1e3
-    if v <= 0:
-        raise ValueError(f"voltage must be positive, got {voltage_kv} kV")
-    m0, e, c, h = constants.m_e, constants.e, constants.c, constants.h
-    return h / np.sqrt(2.0 * m0 * e * v * (1.0 + e * v / (2.0 * m0 * c**2))) * 1e10
-
+__all__ = ["probe_psf", "psf_fwhm_A"]
 
 def _fine_grid(pixel_size_A, k_max, half_width_A, extent_A):
     """Choose the supersampling factor and the size of the fine grid.
@@ -128,8 +104,8 @@ def probe_psf(pixel_size_A, voltage_kv=300.0, convergence_mrad=18.0, *, defocus_
     alpha = convergence_mrad * 1e-3
     k_max = alpha / lam
     cs = cs_mm * 1e7  # mm -> Å
-    sigma_s = source_size_A / _FWHM_PER_SIGMA
-    sigma_f = cc_mm * 1e7 * (energy_spread_eV / _FWHM_PER_SIGMA) / (voltage_kv * 1e3)
+    sigma_s = source_size_A / FWHM_PER_SIGMA
+    sigma_f = focal_spread_A(energy_spread_eV, cc_mm, voltage_kv)
 
     # Geometric radius of the aberrated disc, lambda k |C_s lambda^2 k^2 - Delta f| at the
     # aperture edge, widened by the focal spread, sets how large the periodic grid must be.

@@ -125,3 +125,6 @@ def column_spacing_px(image, *, min_px=3.0):
     dist = dist[keep]
     strong = heights >= 0.5 * heights.max()
     return float(dist[strong].min())
+
+
+__all__ = ["column_spacing_px", "find_columns"]

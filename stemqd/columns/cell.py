@@ -43,73 +43,8 @@ from functools import reduce
 
 import numpy as np
 
-from .errors import InputError
-
-#: Built-in structures: name -> (builder, default lattice constant a in Å, description).
-#: Perovskites are the cubic (Pm-3m) aristotypes; lattice constants at room temperature
-#: (CsPbI3 and CsPbCl3: the high-temperature cubic phases).
-_PEROVSKITES = {
-    "CsPbBr3": (("Cs", "Pb", "Br"), 5.87),
-    "CsPbI3": (("Cs", "Pb", "I"), 6.29),
-    "CsPbCl3": (("Cs", "Pb", "Cl"), 5.61),
-    "SrTiO3": (("Sr", "Ti", "O"), 3.905),
-}
-
-#: 2H-MoS2 (P6_3/mmc), a = 3.16 Å, c = 12.29 Å, S at z = 0.621 (Wyckoff 4f).
-_MOS2_A, _MOS2_C, _MOS2_ZS = 3.16, 12.29, 0.621
-
-
-def _perovskite(species, a):
-    from ase.spacegroup import crystal
-
-    # Pm-3m: A 1a (0,0,0), B 1b (1/2,1/2,1/2), X 3c (0,1/2,1/2).
-    return crystal(list(species), basis=[(0, 0, 0), (0.5, 0.5, 0.5), (0, 0.5, 0.5)],
-                   spacegroup=221, cellpar=[a, a, a, 90, 90, 90])
-
-
-def _mos2_2h():
-    from ase.spacegroup import crystal
-
-    return crystal(["Mo", "S"], basis=[(1 / 3, 2 / 3, 0.25), (1 / 3, 2 / 3, _MOS2_ZS)],
-                   spacegroup=194, cellpar=[_MOS2_A, _MOS2_A, _MOS2_C, 90, 90, 120])
-
-
-def _mos2_1h():
-    """One MoS2 layer repeated every bulk interlayer spacing (c/2) without rotation.
-
-    Along [001] this gives the columns of a monolayer (Mo and S2), with contrast per Å
-    taken over one layer period, 6.145 Å.
-    """
-    from ase import Atoms
-
-    c = _MOS2_C / 2
-    dz = (_MOS2_ZS - 0.25) * _MOS2_C  # S height above the Mo plane, Å
-    cell = [[_MOS2_A, 0, 0], [-_MOS2_A / 2, _MOS2_A * math.sqrt(3) / 2, 0], [0, 0, c]]
-    scaled = [(1 / 3, 2 / 3, 0.5), (2 / 3, 1 / 3, 0.5 + dz / c), (2 / 3, 1 / 3, 0.5 - dz / c)]
-    return Atoms("MoS2", scaled_positions=scaled, cell=cell, pbc=True)
-
-
-def _diamond_si():
-    from ase.build import bulk
-
-    return bulk("Si", "diamond", a=5.431, cubic=True)
-
-
-def _fcc_au():
-    from ase.build import bulk
-
-    return bulk("Au", "fcc", a=4.078, cubic=True)
-
-
-def _builtins():
-    table = {name: (lambda s=s, a=a: _perovskite(s, a)) for name, (s, a) in
-             _PEROVSKITES.items()}
-    table.update({"MoS2": _mos2_2h, "MoS2-1H": _mos2_1h, "Si": _diamond_si, "Au": _fcc_au})
-    return table
-
-
-#: Names accepted by :func:`projected_cell` besides CIF paths and ase.Atoms.
-BUILTIN_MATERIALS = tuple(_builtins())
+from ..errors import InputError
+from ..materials import BUILTIN_MATERIALS, builtin_structure
 
 
 @dataclass(frozen=True)
@@ -346,14 +281,13 @@ def load_structure(material):
     if isinstance(material, Atoms):
         return material.copy(), material.get_chemical_formula(mode="reduce")
     name = str(material)
-    table = _builtins()
-    lowered = {k.lower(): k for k in table}
-    if name in table or (name.lower() in lowered and not os.path.exists(name)):
-        key = name if name in table else lowered[name.lower()]
-        return table[key](), key
+    lowered = {k.lower(): k for k in BUILTIN_MATERIALS}
+    if name in BUILTIN_MATERIALS or (name.lower() in lowered and not os.path.exists(name)):
+        key = name if name in BUILTIN_MATERIALS else lowered[name.lower()]
+        return builtin_structure(key), key
     if not os.path.exists(name):
         raise InputError(f"unknown material {name!r}: not a built-in "
-                         f"({', '.join(table)}) and no such file")
+                         f"({', '.join(BUILTIN_MATERIALS)}) and no such file")
     import ase.io
 
     try:
@@ -699,6 +633,6 @@ def describe(cell: ProjectedCell) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BUILTIN_MATERIALS", "ProjectedColumn", "ProjectedCell", "projected_cell",
+__all__ = ["ProjectedColumn", "ProjectedCell", "projected_cell",
            "parse_ratio", "parse_zone_axis", "nearest_neighbour_A", "pair_distance_A",
            "load_structure", "describe"]

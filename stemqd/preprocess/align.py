@@ -78,3 +78,6 @@ def align_frames(frames, *, upsample_factor=100, reference_iterations=2):
         reference /= n
     average = np.mean([_shift(f, -sh) for f, sh in zip(frames, shifts)], axis=0)
     return average.astype(np.float32), shifts
+
+
+__all__ = ["align_frames"]

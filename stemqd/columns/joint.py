@@ -708,7 +708,7 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
     Returns
     -------
     pandas.DataFrame
-        One row per seed, in order, with the columns of :func:`stemqd.fit.refine_columns`
+        One row per seed, in order, with the columns of :func:`stemqd.columns.fit.refine_columns`
         (``sweeps`` is the number of Levenberg-Marquardt iterations). For ``round``,
         ``sigma_x_px`` = ``sigma_y_px`` is the column's type width and ``theta_rad`` is 0
         (error NaN); ``offset`` is the column's local offset or the constant.
@@ -963,3 +963,6 @@ def _flags(p, perr, seeds, nn_px, converged):
          "moved far from seed")
     mark(~np.isfinite(perr[:, [0, 1, 2]]).all(axis=1), "singular covariance")
     return np.array(["; ".join(r) for r in reasons], dtype=object)
+
+
+__all__ = ["COLUMN_PARAMS", "OFFSET_BLOCK_SIGMA", "SHAPE_PARAMS", "fit_columns_jointly"]

@@ -96,3 +96,6 @@ def cramer_rao_bound_overlap(shape, positions_px, amplitude, sigma_px, backgroun
     per = err[:-2].reshape(-1, 3)
     return {"amplitude": per[:, 0], "x_px": per[:, 1], "y_px": per[:, 2],
             "sigma_px": float(err[-2]), "offset": float(err[-1])}
+
+
+__all__ = ["CRB_PARAMS", "cramer_rao_bound", "cramer_rao_bound_overlap"]

@@ -68,3 +68,6 @@ def remove_background(image, radius_px):
     smooth = ndimage.map_coordinates(smooth, grid, order=3, mode="nearest")
     background = smooth.astype(np.float32)
     return image - background, background
+
+
+__all__ = ["disk_radius_px", "remove_background"]

@@ -116,3 +116,6 @@ def strain_map(positions_px, values, shape, *, method="linear"):
     if ok.sum() < 3:
         return np.full(shape, np.nan)
     return griddata(pos[ok], vals[ok], (xx, yy), method=method)
+
+
+__all__ = ["peak_pair_spacing", "peak_pairs", "strain_map"]

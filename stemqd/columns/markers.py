@@ -35,3 +35,6 @@ def column_markers(columns, *, size=8):
     rgba = np.array([colors.to_rgba(palette[label]) for label in labels])
     offsets = columns[["x_nm", "y_nm"]].to_numpy(float)
     return Points(offsets=offsets, sizes=size, color=rgba)
+
+
+__all__ = ["LABEL_COLOURS", "column_markers"]

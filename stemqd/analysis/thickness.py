@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import brentq
 
-from .errors import InputError, ModelMismatchError
+from ..errors import InputError, ModelMismatchError
 
 __all__ = ["ThicknessEstimate", "thickness_from_ratio"]
 
@@ -214,7 +214,7 @@ def _load(series) -> pd.DataFrame:
     if isinstance(series, pd.DataFrame):
         table = series
     else:
-        from .simulation import read_series
+        from ..simulation import read_series
 
         return read_series(series)
     need = {"thickness_uc", "thickness_nm"}

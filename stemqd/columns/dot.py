@@ -145,3 +145,7 @@ def edge_lengths_from_columns(positions_px, vectors_px, pixel_size_A):
         proj = pos @ (v / np.hypot(*v))
         out.append(float((proj.max() - proj.min()) * pixel_size_A / 10))
     return tuple(out)
+
+
+__all__ = ["column_flags", "Dot", "edge_lengths_from_columns", "segment_dot",
+           "surface_depth"]

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage, signal
 
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A
+
 #: Relative peak heights of the three CsPbBr3 [001] column types. The ratio Cs : Pb-Br
 #: follows sum(Z**1.7) per column (Cs 912, Pb+Br 2213, Br 421): 0.41 and 0.19.
 CSPBBR3_AMPLITUDES = {"A": 0.41, "BX": 1.0, "X": 0.19}
@@ -259,7 +261,7 @@ def synthesize_stack(shape, positions_px, amplitudes, *, pixel_size_A, sigma_A=0
     return frames, shifts, jitter, clean
 
 
-def perovskite_dot(shape=(256, 256), *, pixel_size_A=0.2, lattice_constant_A=5.87,
+def perovskite_dot(shape=(256, 256), *, pixel_size_A=0.2, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A,
                    edge_cells=6, amplitudes=None, sigma_A=0.5, psf=None, shell_cells=0,
                    shell_factor=0.6, include_x=True, rotation_deg=0.0, centre_px=None,
                    background_level=0.15, background_scale_A=25.0, dose=200.0, n_frames=10,
@@ -283,7 +285,7 @@ def perovskite_dot(shape=(256, 256), *, pixel_size_A=0.2, lattice_constant_A=5.8
     sigma_A : float
         Gaussian column width (standard deviation), Å.
     psf : ndarray, optional
-        Probe PSF on the pixel grid (see :func:`stemqd.probe.probe_psf`).
+        Probe PSF on the pixel grid (see :func:`stemqd.preprocess.probe.probe_psf`).
     shell_cells : int
         Depleted shell: B-X columns within this many unit cells of the surface have their
         amplitude multiplied by ``shell_factor`` (core/shell dots). 0 = core-only dot.
@@ -345,8 +347,8 @@ def crystal_stack(cell, shape=(256, 256), *, pixel_size_A=0.2, extent_cells=None
 
     Parameters
     ----------
-    cell : stemqd.cell.ProjectedCell
-        The projected cell (:func:`stemqd.cell.projected_cell`).
+    cell : stemqd.columns.cell.ProjectedCell
+        The projected cell (:func:`stemqd.columns.cell.projected_cell`).
     shape : tuple of int
         (ny, nx) of each frame, px.
     pixel_size_A : float
@@ -438,3 +440,8 @@ def crystal_stack(cell, shape=(256, 256), *, pixel_size_A=0.2, extent_cells=None
                          "zone_axis": cell.zone_axis, "rotation_deg": rotation_deg,
                          "mirror": mirror})
     return frames, truth
+
+
+__all__ = ["CSPBBR3_AMPLITUDES", "carbon_background", "crystal_stack",
+           "perovskite_columns", "perovskite_dot", "render_columns", "synthesize_stack",
+           "Truth"]

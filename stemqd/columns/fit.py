@@ -1,7 +1,7 @@
 """Refinement of atomic columns: the entry point, and the study's per-column window fit.
 
 :func:`refine_columns` fits either jointly (models ``round`` and ``gaussian7`` of
-:mod:`stemqd.joint`, which hold when columns overlap) or, with ``model="window7"``, by the
+:mod:`stemqd.columns.joint`, which hold when columns overlap) or, with ``model="window7"``, by the
 study's per-column window fit implemented here.
 
 Model of one column in ``window7`` (algorithms.md §E)::
@@ -370,11 +370,11 @@ def refine_columns(image, positions_px, *, radius_px=None, model="round", labels
         model, the default). ``gaussian7``: joint fit, rotated elliptical Gaussians with
         widths and rotation shared per type. ``window7``: the study's per-column
         7-parameter fit with a free offset per window and the neighbours subtracted; it
-        collapses when sigma / nn >= 0.3. See :func:`stemqd.joint.fit_columns_jointly`.
+        collapses when sigma / nn >= 0.3. See :func:`stemqd.columns.joint.fit_columns_jointly`.
     labels : array_like of str, optional
         Column type per seed (joint models: one shape per type).
     background : {"constant", "smooth", "local"}
-        Joint models: see :func:`stemqd.joint.fit_columns_jointly`.
+        Joint models: see :func:`stemqd.columns.joint.fit_columns_jointly`.
     nn_px : float, optional
         Nearest-neighbour distance, px (joint models; default: from the seeds).
     sigma_px : float, optional
@@ -519,3 +519,6 @@ def _flags(p, seeds, radius_px, converged, weights, err):
     mark(weights.astype(bool).sum(axis=1) < 8, "too few pixels")
     mark(~np.isfinite(err[:, [_A, _X, _Y, _B]]).all(axis=1), "singular covariance")
     return np.array(["; ".join(r) for r in reasons], dtype=object)
+
+
+__all__ = ["gaussian2d", "refine_columns"]
