@@ -17,6 +17,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check stemqd tests benchmarks simulations cli.py
+	$(BIN)/ruff format --check stemqd tests benchmarks simulations cli.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2

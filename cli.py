@@ -1,4 +1,5 @@
 """Shim so that ``python cli.py ...`` from a checkout equals ``stemqd ...``."""
+
 import sys
 
 from stemqd.cli import main

@@ -58,8 +58,15 @@ def synthetic_trajectory(n_atoms=775, n_frames=1000, dt=10.0, seed=0):
 def write_cp2k_xyz(path, symbols, frames, dt):
     with open(path, "w") as fh:
         for k, frame in enumerate(frames):
-            fh.write(f"{len(symbols):8d}\n i = {k:8d}, time = {k * dt:12.3f}, E = {-1234.5:20.10f}\n")
-            fh.write("".join(f" {s:<2s} {x:20.10f}{y:20.10f}{z:20.10f}\n" for s, (x, y, z) in zip(symbols, frame)))
+            fh.write(
+                f"{len(symbols):8d}\n i = {k:8d}, time = {k * dt:12.3f}, E = {-1234.5:20.10f}\n"
+            )
+            fh.write(
+                "".join(
+                    f" {s:<2s} {x:20.10f}{y:20.10f}{z:20.10f}\n"
+                    for s, (x, y, z) in zip(symbols, frame)
+                )
+            )
 
 
 def align_scipy_loop(pos, masses):
@@ -161,14 +168,18 @@ def main(argv=None):
     assert np.abs(aligned["positions"] - com0 - ref_aligned).max() < 1e-8
     rows.append(("align positions", t_new, t_ref, "per-frame scipy Rotation.align_vectors"))
     t_new, aligned = timeit(lambda: remove_rigid_body(pos, masses, velocities=vel), args.repeats)
-    t_ref, (ref_pos, ref_vel) = timeit(lambda: align_python_loop(pos, masses, vel), args.reference_repeats)
+    t_ref, (ref_pos, ref_vel) = timeit(
+        lambda: align_python_loop(pos, masses, vel), args.reference_repeats
+    )
     assert np.abs(aligned["positions"] - com0 - ref_pos).max() < 1e-8
     assert np.abs(aligned["velocities"] - ref_vel).max() < 1e-12
     rows.append(("align pos + Eckart v", t_new, t_ref, "per-frame python-loop Kabsch + omega"))
 
     v_int = aligned["velocities"]
-    t_new, _ = timeit(lambda: phonon_dos(v_int, masses, dt, symbols=symbols, n_dof=3 * len(symbols) - 6),
-                      args.repeats)
+    t_new, _ = timeit(
+        lambda: phonon_dos(v_int, masses, dt, symbols=symbols, n_dof=3 * len(symbols) - 6),
+        args.repeats,
+    )
     t_ref, _ = timeit(lambda: dos_reference(v_int, masses, symbols), args.reference_repeats)
     rows.append(("DOS + partial DOS", t_new, t_ref, "per-atom FFT ACF loop"))
 
@@ -187,14 +198,20 @@ def main(argv=None):
     chain = [r for r in rows if r[0] != "align positions"]
     total_new = sum(r[1] for r in chain)
     total_ref = sum(r[2] for r in chain)
-    print(f"AIMD analysis benchmark: {len(symbols)} atoms x {args.frames} frames "
-          f"(XYZ {size_mb:.0f} MB), {os.cpu_count()} cores, medians of {args.repeats} "
-          f"(reference: {args.reference_repeats}, ase read: 1)")
-    print(f"{'stage':<20s} {'stemqd (s)':>11s} {'reference (s)':>14s} {'speed-up':>9s}  reference path")
+    print(
+        f"AIMD analysis benchmark: {len(symbols)} atoms x {args.frames} frames "
+        f"(XYZ {size_mb:.0f} MB), {os.cpu_count()} cores, medians of {args.repeats} "
+        f"(reference: {args.reference_repeats}, ase read: 1)"
+    )
+    print(
+        f"{'stage':<20s} {'stemqd (s)':>11s} {'reference (s)':>14s} {'speed-up':>9s}  reference path"
+    )
     for name, new, ref, what in rows:
         print(f"{name:<20s} {new:11.3f} {ref:14.3f} {ref / new:8.1f}x  {what}")
-    print(f"{'end to end':<20s} {total_new:11.3f} {total_ref:14.3f} {total_ref / total_new:8.1f}x  "
-          "read + align pos/vel + DOS + RMSF")
+    print(
+        f"{'end to end':<20s} {total_new:11.3f} {total_ref:14.3f} {total_ref / total_new:8.1f}x  "
+        "read + align pos/vel + DOS + RMSF"
+    )
     return 0
 
 

@@ -45,9 +45,17 @@ OUT = Path(__file__).resolve().parents[1] / "stemqd" / "chain_bias.json"
 
 
 def _dot(overlap, dose, seed, carbon):
-    frames, truth = perovskite_dot((256, 256), pixel_size_A=PIXEL_A, edge_cells=7,
-                                   sigma_A=overlap * NN_A, dose=dose, n_frames=1, drift_px=0.0,
-                                   background_level=0.15 if carbon else 0.0, seed=seed)
+    frames, truth = perovskite_dot(
+        (256, 256),
+        pixel_size_A=PIXEL_A,
+        edge_cells=7,
+        sigma_A=overlap * NN_A,
+        dose=dose,
+        n_frames=1,
+        drift_px=0.0,
+        background_level=0.15 if carbon else 0.0,
+        seed=seed,
+    )
     return frames[0].astype(float), truth
 
 
@@ -59,8 +67,9 @@ def chain(overlap, dose, seed, default, study):
     out = {}
     for stage in STAGES:
         try:
-            summary = analyse_image(images["final"], PIXEL_A, default,
-                                    fit_image=images[stage]).summary
+            summary = analyse_image(
+                images["final"], PIXEL_A, default, fit_image=images[stage]
+            ).summary
             out[stage] = (summary["ratio"]["ratio"] / true_ratio - 1, summary["columns"]["used"])
         except Exception as exc:  # a failure is a result here: counted, not hidden
             out[stage] = (np.nan, f"{type(exc).__name__}")
@@ -77,13 +86,19 @@ def joint_on_dot(overlap, dose, seed):
     image, truth = _dot(overlap, dose, seed, carbon=False)
     rng = np.random.default_rng(seed + 1000)
     pos = truth.positions_px
-    df = fit_columns_jointly(image / dose, pos + rng.normal(0, 0.3, pos.shape),
-                             fit_radius_px=None, background="constant",
-                             nn_px=NN_A / PIXEL_A)
+    df = fit_columns_jointly(
+        image / dose,
+        pos + rng.normal(0, 0.3, pos.shape),
+        fit_radius_px=None,
+        background="constant",
+        nn_px=NN_A / PIXEL_A,
+    )
     sigma = truth.sigma_px
     volume = 2 * np.pi * truth.amplitudes * sigma**2
-    bias = {t: float(np.mean(df.volume[truth.types == t]) / np.mean(volume[truth.types == t])
-                     - 1) for t in ("A", "BX", "X")}
+    bias = {
+        t: float(np.mean(df.volume[truth.types == t]) / np.mean(volume[truth.types == t]) - 1)
+        for t in ("A", "BX", "X")
+    }
     err2 = (df.x_px - pos[:, 0]) ** 2 + (df.y_px - pos[:, 1]) ** 2
     return bias, float(np.mean(err2)), int((df.flag != "").sum()), truth
 
@@ -91,8 +106,9 @@ def joint_on_dot(overlap, dose, seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--write", action="store_true",
-                        help=f"store the presets' measured bias in {OUT.name}")
+    parser.add_argument(
+        "--write", action="store_true", help=f"store the presets' measured bias in {OUT.name}"
+    )
     parser.add_argument("--part", choices=("1", "2", "both"), default="both")
     args = parser.parse_args()
     default = replace(load_config(), analysis=replace(load_config().analysis, bootstrap=0))
@@ -100,8 +116,10 @@ def main():
     t0 = time.perf_counter()
     if args.part in ("1", "both"):
         names = (*STAGES, "study")
-        print("Part 1. Cs : Pb/Br ratio bias on CsPbBr3 dots over carbon, columns found on the "
-              f"restored image; mean over {args.seeds} seeds [largest single image]")
+        print(
+            "Part 1. Cs : Pb/Br ratio bias on CsPbBr3 dots over carbon, columns found on the "
+            f"restored image; mean over {args.seeds} seeds [largest single image]"
+        )
         print(f"{'sigma/nn':>8s} {'dose':>5s} " + " ".join(f"{n:>20s}" for n in names))
         record = {n: [] for n in names}
         for overlap in OVERLAPS:
@@ -113,8 +131,15 @@ def main():
                     failed = int(np.sum(~np.isfinite(b)))
                     mean = float(np.nanmean(b)) if failed < len(b) else np.nan
                     worst = float(b[np.nanargmax(np.abs(b))]) if failed < len(b) else np.nan
-                    record[n].append({"sigma_over_nn": overlap, "dose": dose, "mean": mean,
-                                      "worst": worst, "failed": failed})
+                    record[n].append(
+                        {
+                            "sigma_over_nn": overlap,
+                            "dose": dose,
+                            "mean": mean,
+                            "worst": worst,
+                            "failed": failed,
+                        }
+                    )
                     cells.append(f"{mean:+8.2%} [{worst:+7.1%}]" + ("!" * min(failed, 3)))
                 print(f"{overlap:8.2f} {dose:5d} " + " ".join(f"{c:>20s}" for c in cells))
         print("('!' = an image whose analysis failed)")
@@ -129,20 +154,34 @@ def main():
                     "failed_images": int(sum(r["failed"] for r in rows)),
                     "per_grid_point": rows,
                 }
-            OUT.write_text(json.dumps({
-                "measured_by": "python benchmarks/bench_chain.py --write "
-                               f"({datetime.date.today().isoformat()}, {args.seeds} seeds)",
-                "quantity": "Cs : Pb/Br ratio / truth - 1 on synthetic CsPbBr3 [001] dots "
-                            "over carbon; applies to the preset's own values",
-                "grid": {"sigma_over_nn": list(OVERLAPS), "dose_counts_per_peak": list(DOSES),
-                         "pixel_size_A": PIXEL_A},
-                "presets": presets}, indent=1) + "\n")
+            OUT.write_text(
+                json.dumps(
+                    {
+                        "measured_by": "python benchmarks/bench_chain.py --write "
+                        f"({datetime.date.today().isoformat()}, {args.seeds} seeds)",
+                        "quantity": "Cs : Pb/Br ratio / truth - 1 on synthetic CsPbBr3 [001] dots "
+                        "over carbon; applies to the preset's own values",
+                        "grid": {
+                            "sigma_over_nn": list(OVERLAPS),
+                            "dose_counts_per_peak": list(DOSES),
+                            "pixel_size_A": PIXEL_A,
+                        },
+                        "presets": presets,
+                    },
+                    indent=1,
+                )
+                + "\n"
+            )
             print(f"wrote {OUT}")
     if args.part in ("2", "both"):
-        print(f"\nPart 2. Joint fit (round, constant) on CsPbBr3 dots in vacuum, mean over "
-              f"{args.seeds} seeds")
-        print(f"{'sigma/nn':>8s} {'dose':>5s} {'bias Cs':>8s} {'bias PbBr':>9s} {'bias Br':>8s} "
-              f"{'RMS px':>7s} {'CRB px':>7s} {'RMS/CRB':>7s} {'flagged':>7s}")
+        print(
+            f"\nPart 2. Joint fit (round, constant) on CsPbBr3 dots in vacuum, mean over "
+            f"{args.seeds} seeds"
+        )
+        print(
+            f"{'sigma/nn':>8s} {'dose':>5s} {'bias Cs':>8s} {'bias PbBr':>9s} {'bias Br':>8s} "
+            f"{'RMS px':>7s} {'CRB px':>7s} {'RMS/CRB':>7s} {'flagged':>7s}"
+        )
         for overlap in OVERLAPS:
             for dose in DOSES:
                 biases, mse, flagged = [], [], 0
@@ -151,14 +190,21 @@ def main():
                     biases.append(bias)
                     mse.append(err2)
                     flagged += nflag
-                bound = cramer_rao_bound_overlap(truth.background.shape, truth.positions_px,
-                                                 truth.amplitudes, truth.sigma_px, 1e-6,
-                                                 dose)
+                bound = cramer_rao_bound_overlap(
+                    truth.background.shape,
+                    truth.positions_px,
+                    truth.amplitudes,
+                    truth.sigma_px,
+                    1e-6,
+                    dose,
+                )
                 crb = float(np.sqrt(np.mean(bound["x_px"] ** 2 + bound["y_px"] ** 2)))
                 rms = float(np.sqrt(np.mean(mse)))
                 mean = {t: np.mean([b[t] for b in biases]) for t in ("A", "BX", "X")}
-                print(f"{overlap:8.2f} {dose:5d} {mean['A']:+8.2%} {mean['BX']:+9.2%} "
-                      f"{mean['X']:+8.2%} {rms:7.4f} {crb:7.4f} {rms / crb:7.2f} {flagged:7d}")
+                print(
+                    f"{overlap:8.2f} {dose:5d} {mean['A']:+8.2%} {mean['BX']:+9.2%} "
+                    f"{mean['X']:+8.2%} {rms:7.4f} {crb:7.4f} {rms / crb:7.2f} {flagged:7d}"
+                )
     print(f"\n{time.perf_counter() - t0:.0f} s")
 
 

@@ -31,9 +31,17 @@ NN_PX = 2.935 / PIXEL_A
 
 def image_and_truth(size, seed=0):
     cells = int(size * PIXEL_A / 5.87) - 4
-    frames, truth = perovskite_dot((size, size), pixel_size_A=PIXEL_A, edge_cells=cells,
-                                   dose=300, n_frames=1, drift_px=0, background_level=0.0,
-                                   sigma_A=0.45, seed=seed)
+    frames, truth = perovskite_dot(
+        (size, size),
+        pixel_size_A=PIXEL_A,
+        edge_cells=cells,
+        dose=300,
+        n_frames=1,
+        drift_px=0,
+        background_level=0.0,
+        sigma_A=0.45,
+        seed=seed,
+    )
     return frames[0].astype(float), truth
 
 
@@ -51,8 +59,7 @@ def run_stemqd(image, seeds, truth, idx, model, method="fast"):
     else:
         df = refine_columns(image, seeds, model=model, labels=truth.types[idx], nn_px=NN_PX)
     dt = time.perf_counter() - t0
-    return dt, *accuracy(df.x_px.to_numpy(), df.y_px.to_numpy(), df.volume.to_numpy(), truth,
-                         idx)
+    return dt, *accuracy(df.x_px.to_numpy(), df.y_px.to_numpy(), df.volume.to_numpy(), truth, idx)
 
 
 def run_atomap(image, seeds, truth, idx):
@@ -73,17 +80,22 @@ def run_atomap(image, seeds, truth, idx):
 def scaling_table(sizes, repeats):
     """Time of the default joint fit against the number of columns (median over repeats)."""
     print("\nScaling of the default model (round, joint, default background; whole image)")
-    print(f"{'image px':>9s} {'columns':>8s} {'time s':>8s} {'columns/s':>10s} "
-          f"{'s per 1000 columns':>19s} {'pos RMS px':>11s} {'ratio err':>10s}")
+    print(
+        f"{'image px':>9s} {'columns':>8s} {'time s':>8s} {'columns/s':>10s} "
+        f"{'s per 1000 columns':>19s} {'pos RMS px':>11s} {'ratio err':>10s}"
+    )
     for size in sizes:
         image, truth = image_and_truth(size)
-        seeds = truth.positions_px + np.random.default_rng(1).normal(0, 0.5,
-                                                                     truth.positions_px.shape)
+        seeds = truth.positions_px + np.random.default_rng(1).normal(
+            0, 0.5, truth.positions_px.shape
+        )
         idx = np.arange(len(seeds))
         runs = [run_stemqd(image, seeds, truth, idx, "round") for _ in range(repeats)]
         t = float(np.median([r[0] for r in runs]))
-        print(f"{size:9d} {len(seeds):8d} {t:8.2f} {len(seeds) / t:10.0f} "
-              f"{1000 * t / len(seeds):19.3f} {runs[0][1]:11.4f} {runs[0][2]:+10.2%}")
+        print(
+            f"{size:9d} {len(seeds):8d} {t:8.2f} {len(seeds) / t:10.0f} "
+            f"{1000 * t / len(seeds):19.3f} {runs[0][1]:11.4f} {runs[0][2]:+10.2%}"
+        )
 
 
 def precision_table(seed=0):
@@ -93,39 +105,52 @@ def precision_table(seed=0):
     truth = np.array([(gx, gy) for gy in grid for gx in grid]) + 0.3
     model = render_columns((512, 512), truth, 1.0, sigma) + background
     rng = np.random.default_rng(seed)
-    print(f"\nPrecision on {len(truth)} round columns (sigma {sigma} px, background "
-          f"{background} of the peak, fit radius {radius:.1f} px)")
-    print(f"{'counts at peak':>15s} {'RMS x px':>10s} {'CRB x px':>10s} {'RMS/CRB':>8s} "
-          f"{'robust SE/CRB':>14s} {'classical SE/CRB':>17s}")
+    print(
+        f"\nPrecision on {len(truth)} round columns (sigma {sigma} px, background "
+        f"{background} of the peak, fit radius {radius:.1f} px)"
+    )
+    print(
+        f"{'counts at peak':>15s} {'RMS x px':>10s} {'CRB x px':>10s} {'RMS/CRB':>8s} "
+        f"{'robust SE/CRB':>14s} {'classical SE/CRB':>17s}"
+    )
     for dose in (25, 100, 400):
         noisy = rng.poisson(dose * model).astype(float)
         seeds = truth + rng.normal(0, 0.5, truth.shape)
         df = refine_columns(noisy, seeds, radius_px=radius, sigma_px=sigma)
-        classical = refine_columns(noisy, seeds, radius_px=radius, sigma_px=sigma,
-                                   errors="classical")
+        classical = refine_columns(
+            noisy, seeds, radius_px=radius, sigma_px=sigma, errors="classical"
+        )
         ok = (df.flag == "").to_numpy()
         rms = np.sqrt(np.mean((df.x_px.to_numpy() - truth[:, 0])[ok] ** 2))
         bound = cramer_rao_bound(1.0, sigma, background, dose, radius)["x_px"]
-        print(f"{dose:15d} {rms:10.4f} {bound:10.4f} {rms / bound:8.2f} "
-              f"{np.median(df.x_px_err[ok]) / bound:14.2f} "
-              f"{np.median(classical.x_px_err[ok]) / bound:17.2f}")
+        print(
+            f"{dose:15d} {rms:10.4f} {bound:10.4f} {rms / bound:8.2f} "
+            f"{np.median(df.x_px_err[ok]) / bound:14.2f} "
+            f"{np.median(classical.x_px_err[ok]) / bound:17.2f}"
+        )
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--size", type=int, default=1024)
-    parser.add_argument("--scaling", type=int, nargs="*", default=[512, 1024, 1536],
-                        help="image sizes of the scaling table (1536 px: about 5000 columns)")
-    parser.add_argument("--subset", type=int, default=150,
-                        help="columns fitted by the slow paths (lmfit, Atomap)")
+    parser.add_argument(
+        "--scaling",
+        type=int,
+        nargs="*",
+        default=[512, 1024, 1536],
+        help="image sizes of the scaling table (1536 px: about 5000 columns)",
+    )
+    parser.add_argument(
+        "--subset", type=int, default=150, help="columns fitted by the slow paths (lmfit, Atomap)"
+    )
     args = parser.parse_args()
     image, truth = image_and_truth(args.size)
     rng = np.random.default_rng(1)
     seeds_all = truth.positions_px + rng.normal(0, 0.5, truth.positions_px.shape)
     # The slow paths fit a central block of columns (all types), the fast path all columns.
     centre = np.hypot(*(truth.positions_px - args.size / 2).T)
-    subset = np.argsort(centre)[:args.subset]
+    subset = np.argsort(centre)[: args.subset]
     rows = []
 
     def bench(name, fn, idx, repeats):
@@ -136,27 +161,45 @@ def main():
         rows.append((name, len(idx), len(idx) / np.median(times), np.median(times), pos, ratio))
 
     everything = np.arange(len(truth.types))
-    bench("stemqd round, joint (all)",
-          lambda i: run_stemqd(image, seeds_all[i], truth, i, "round"), everything, args.repeats)
-    bench("stemqd window7 fast (all)",
-          lambda i: run_stemqd(image, seeds_all[i], truth, i, "window7"), everything,
-          args.repeats)
-    bench("stemqd window7 lmfit (subset)",
-          lambda i: run_stemqd(image, seeds_all[i], truth, i, "window7", "lmfit"), subset,
-          max(1, args.repeats // 2))
+    bench(
+        "stemqd round, joint (all)",
+        lambda i: run_stemqd(image, seeds_all[i], truth, i, "round"),
+        everything,
+        args.repeats,
+    )
+    bench(
+        "stemqd window7 fast (all)",
+        lambda i: run_stemqd(image, seeds_all[i], truth, i, "window7"),
+        everything,
+        args.repeats,
+    )
+    bench(
+        "stemqd window7 lmfit (subset)",
+        lambda i: run_stemqd(image, seeds_all[i], truth, i, "window7", "lmfit"),
+        subset,
+        max(1, args.repeats // 2),
+    )
     try:
         import atomap  # noqa: F401
 
-        bench("Atomap 2D Gaussian (subset)", lambda i: run_atomap(image, seeds_all[i], truth, i),
-              subset, max(1, args.repeats // 2))
+        bench(
+            "Atomap 2D Gaussian (subset)",
+            lambda i: run_atomap(image, seeds_all[i], truth, i),
+            subset,
+            max(1, args.repeats // 2),
+        )
         atomap_rate = rows[-1][2]
     except ImportError:
         atomap_rate = None
         print("atomap is not installed: its row is skipped (pip install atomap to compare)")
-    print(f"\nImage {args.size} x {args.size} px, {PIXEL_A} Å/px, {len(truth.types)} columns, "
-          f"true Cs:PbBr ratio {truth.ratio('A', 'BX'):.4f}; medians over repeats")
-    head = (f"{'path':30s} {'columns':>8s} {'columns/s':>11s} {'time s':>9s} "
-            f"{'pos RMS px':>11s} {'ratio err':>10s} {'x Atomap':>9s}")
+    print(
+        f"\nImage {args.size} x {args.size} px, {PIXEL_A} Å/px, {len(truth.types)} columns, "
+        f"true Cs:PbBr ratio {truth.ratio('A', 'BX'):.4f}; medians over repeats"
+    )
+    head = (
+        f"{'path':30s} {'columns':>8s} {'columns/s':>11s} {'time s':>9s} "
+        f"{'pos RMS px':>11s} {'ratio err':>10s} {'x Atomap':>9s}"
+    )
     print(head)
     print("-" * len(head))
     for name, n, rate, t, pos, ratio in rows:

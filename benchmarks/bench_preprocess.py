@@ -45,8 +45,15 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
-    frames, _ = perovskite_dot((1024, 1024), pixel_size_A=PIXEL_A, edge_cells=25, dose=100,
-                               n_frames=10, drift_px=1.5, seed=0)
+    frames, _ = perovskite_dot(
+        (1024, 1024),
+        pixel_size_A=PIXEL_A,
+        edge_cells=25,
+        dose=100,
+        n_frames=10,
+        drift_px=1.5,
+        seed=0,
+    )
     config = Config()
     rows = []
     (avg, _), t, m = measure(lambda: align_frames(frames), args.repeats)
@@ -68,15 +75,19 @@ def main():
     small = avg[:512, :512]
     _, t_full, _ = measure(lambda: morphology.opening(small, morphology.disk(30)), 1)
     _, t_ours, _ = measure(lambda: remove_background(small, 30), args.repeats)
-    print(f"\n10 x 1024 x 1024 float32 stack, {PIXEL_A} Å/px; medians over {args.repeats} "
-          "repeats; peak = memory allocated during the stage")
+    print(
+        f"\n10 x 1024 x 1024 float32 stack, {PIXEL_A} Å/px; medians over {args.repeats} "
+        "repeats; peak = memory allocated during the stage"
+    )
     head = f"{'stage':34s} {'median s':>9s} {'peak MiB':>9s}"
     print(head)
     print("-" * len(head))
     for name, t, m in rows:
         print(f"{name:34s} {t:9.3f} {m:9.1f}")
-    print(f"\nbackground, 512 x 512, r = 30 px: full-disk opening {t_full:.3f} s, "
-          f"stemqd {t_ours:.3f} s (x{t_full / t_ours:.0f})")
+    print(
+        f"\nbackground, 512 x 512, r = 30 px: full-disk opening {t_full:.3f} s, "
+        f"stemqd {t_ours:.3f} s (x{t_full / t_ours:.0f})"
+    )
 
 
 if __name__ == "__main__":

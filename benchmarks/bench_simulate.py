@@ -37,9 +37,16 @@ def _case(exit_planes, scan_per_cell, configs, queue):
     out = sim.simulate_scans(params, list(range(configs)), seed=0, exit_planes=exit_planes)
     wall = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put({"wall_s": wall, "peak_mib": (peak - base) / 1024.0,
-               "peak_rss_mib": peak / 1024.0, "shape": list(out.shape),
-               "gpts": params.grid_points, "positions": out.shape[-1]})
+    queue.put(
+        {
+            "wall_s": wall,
+            "peak_mib": (peak - base) / 1024.0,
+            "peak_rss_mib": peak / 1024.0,
+            "shape": list(out.shape),
+            "gpts": params.grid_points,
+            "positions": out.shape[-1],
+        }
+    )
 
 
 def run_case(exit_planes, scan_per_cell, configs):
@@ -56,33 +63,54 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--scan-per-cell", type=int, default=8)
-    ap.add_argument("--configs", type=int, default=2,
-                    help="frozen-phonon configurations per case (one per focal node)")
+    ap.add_argument(
+        "--configs",
+        type=int,
+        default=2,
+        help="frozen-phonon configurations per case (one per focal node)",
+    )
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = ap.parse_args(argv)
     rows = {}
     for name, exit_planes in (("exit planes (1 pass)", True), ("separate (15 runs)", False)):
-        runs = [run_case(exit_planes, args.scan_per_cell, args.configs)
-                for _ in range(args.repeats)]
-        rows[name] = {"wall_s": statistics.median(r["wall_s"] for r in runs),
-                      "peak_mib": statistics.median(r["peak_mib"] for r in runs),
-                      "walls": [r["wall_s"] for r in runs], "gpts": runs[0]["gpts"],
-                      "positions": runs[0]["positions"]}
+        runs = [
+            run_case(exit_planes, args.scan_per_cell, args.configs) for _ in range(args.repeats)
+        ]
+        rows[name] = {
+            "wall_s": statistics.median(r["wall_s"] for r in runs),
+            "peak_mib": statistics.median(r["peak_mib"] for r in runs),
+            "walls": [r["wall_s"] for r in runs],
+            "gpts": runs[0]["gpts"],
+            "positions": runs[0]["positions"],
+        }
     ep, sep = rows["exit planes (1 pass)"], rows["separate (15 runs)"]
     speedup = sep["wall_s"] / ep["wall_s"]
-    print(f"CsPbBr3 [001], 2-30 uc (15 thicknesses), grid {ep['gpts']}^2, "
-          f"{ep['positions']} probe positions, {args.configs} configurations, "
-          f"median of {args.repeats}, {os.cpu_count()} cores")
+    print(
+        f"CsPbBr3 [001], 2-30 uc (15 thicknesses), grid {ep['gpts']}^2, "
+        f"{ep['positions']} probe positions, {args.configs} configurations, "
+        f"median of {args.repeats}, {os.cpu_count()} cores"
+    )
     print(f"{'case':<24}{'wall (s)':>10}{'peak mem (MiB)':>16}")
     for name, r in rows.items():
         print(f"{name:<24}{r['wall_s']:>10.2f}{r['peak_mib']:>16.0f}")
-    print(f"{'ratio separate/single':<24}{speedup:>10.2f}"
-          f"{sep['peak_mib'] / max(ep['peak_mib'], 1e-9):>16.2f}")
+    print(
+        f"{'ratio separate/single':<24}{speedup:>10.2f}"
+        f"{sep['peak_mib'] / max(ep['peak_mib'], 1e-9):>16.2f}"
+    )
     print(f"target >= 5x: {'met' if speedup >= 5 else 'NOT met'}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"rows": rows, "speedup": speedup, "args": vars(args),
-                       "host": platform.platform(), "cpu_count": os.cpu_count()}, fh, indent=2)
+            json.dump(
+                {
+                    "rows": rows,
+                    "speedup": speedup,
+                    "args": vars(args),
+                    "host": platform.platform(),
+                    "cpu_count": os.cpu_count(),
+                },
+                fh,
+                indent=2,
+            )
     return 0
 
 

@@ -29,9 +29,16 @@ from scipy.spatial import cKDTree
 from stemqd.columns import column_spacing_px, find_columns
 from stemqd.columns.fit import refine_columns
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
-MODELS = (("round", "constant"), ("round", "smooth"), ("round", "local"), ("gaussian7", "constant"),
-          ("window7", None))
+DATA = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
+)
+MODELS = (
+    ("round", "constant"),
+    ("round", "smooth"),
+    ("round", "local"),
+    ("gaussian7", "constant"),
+    ("window7", None),
+)
 
 
 def load_ptir(path=DATA):
@@ -39,8 +46,12 @@ def load_ptir(path=DATA):
     m = io.loadmat(path, squeeze_me=True, struct_as_record=False)
     dx = float(m["input"].dx)
     coords = np.asarray(m["output"].coordinates, float)
-    return (np.asarray(m["input"].obs, float), dx, coords[:, :2] / dx,
-            np.asarray(m["output"].volumes, float))
+    return (
+        np.asarray(m["input"].obs, float),
+        dx,
+        coords[:, :2] / dx,
+        np.asarray(m["output"].volumes, float),
+    )
 
 
 def compare(table, ref_px, ref_volume, dx, match_px):
@@ -49,11 +60,14 @@ def compare(table, ref_px, ref_volume, dx, match_px):
     ok = d < match_px
     volume = table["volume"].to_numpy()[j[ok]] * dx * dx
     ratio = volume / ref_volume[ok]
-    return dict(recall=ok.mean(), unflagged=(table["flag"] == "").mean(),
-                dpos=float(np.median(d[ok])),
-                spearman=float(stats.spearmanr(volume, ref_volume[ok])[0]),
-                scatter=float(stats.median_abs_deviation(ratio) / np.median(ratio)),
-                ratio=float(np.median(ratio)))
+    return dict(
+        recall=ok.mean(),
+        unflagged=(table["flag"] == "").mean(),
+        dpos=float(np.median(d[ok])),
+        spearman=float(stats.spearmanr(volume, ref_volume[ok])[0]),
+        scatter=float(stats.median_abs_deviation(ratio) / np.median(ratio)),
+        ratio=float(np.median(ratio)),
+    )
 
 
 def fit(image, seeds, nn_px, model, background):
@@ -72,18 +86,23 @@ def main(argv=None):
         return 0
     image, dx, ref, ref_volume = load_ptir(args.data)
     nn_px = column_spacing_px(image)
-    print(f"PtIr: {image.shape[1]}x{image.shape[0]} px, {dx} Å/px, {len(ref)} StatSTEM columns; "
-          f"spacing from the autocorrelation {nn_px:.2f} px")
+    print(
+        f"PtIr: {image.shape[1]}x{image.shape[0]} px, {dx} Å/px, {len(ref)} StatSTEM columns; "
+        f"spacing from the autocorrelation {nn_px:.2f} px"
+    )
     runs = [("seeded", ref)]
     # The default threshold (0.1 of the brightest peak) misses the faintest surface columns
     # (1-2 atoms, 7-21 % of the median volume); 0.05 finds them.
     for threshold in (0.1, 0.05):
-        found = find_columns(image, min_separation_px=0.6 * nn_px, com_radius_px=0.3 * nn_px,
-                             threshold_rel=threshold)
+        found = find_columns(
+            image, min_separation_px=0.6 * nn_px, com_radius_px=0.3 * nn_px, threshold_rel=threshold
+        )
         print(f"found with threshold_rel={threshold}: {len(found)} columns")
         runs.append((f"found{threshold}", found))
-    print(f"{'seeds':9} {'model':10} {'background':10} {'recall':>6} {'unflag':>6} "
-          f"{'dpos px':>7} {'spearman':>8} {'scatter':>7} {'V/V_ss':>6} {'time s':>7}")
+    print(
+        f"{'seeds':9} {'model':10} {'background':10} {'recall':>6} {'unflag':>6} "
+        f"{'dpos px':>7} {'spearman':>8} {'scatter':>7} {'V/V_ss':>6} {'time s':>7}"
+    )
     for label, seeds in runs:
         for model, background in MODELS:
             fit(image, seeds, nn_px, model, background)  # compile and warm up
@@ -93,9 +112,11 @@ def main(argv=None):
                 table = fit(image, seeds, nn_px, model, background)
                 times.append(time.perf_counter() - t0)
             r = compare(table, ref, ref_volume, dx, 0.5 * nn_px)
-            print(f"{label:9} {model:10} {background or 'window':10} {r['recall']:6.3f} "
-                  f"{r['unflagged']:6.3f} {r['dpos']:7.3f} {r['spearman']:8.5f} "
-                  f"{r['scatter']:7.4f} {r['ratio']:6.3f} {np.median(times):7.2f}")
+            print(
+                f"{label:9} {model:10} {background or 'window':10} {r['recall']:6.3f} "
+                f"{r['unflagged']:6.3f} {r['dpos']:7.3f} {r['spearman']:8.5f} "
+                f"{r['scatter']:7.4f} {r['ratio']:6.3f} {np.median(times):7.2f}"
+            )
     return 0
 
 

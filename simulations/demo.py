@@ -30,8 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 def run(args: list[str]) -> str:
     """Run ``stemqd ARGS`` (through the checkout's cli.py) and return its stdout."""
     print(f"$ stemqd {shlex.join(args)}", flush=True)
-    result = subprocess.run([sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT,
-                            stdout=subprocess.PIPE, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *args], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
     if result.stdout.strip():
         print(result.stdout.rstrip(), flush=True)
     if result.returncode != 0:
@@ -50,17 +51,38 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     if not (data / "core").is_dir() or not (data / "core-shell").is_dir():
         print(f"making the sample data in {data}", flush=True)
-        subprocess.run([sys.executable, str(ROOT / "simulations" / "make_sample_data.py"),
-                        "--out", str(data)], check=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "simulations" / "make_sample_data.py"), "--out", str(data)],
+            check=True,
+        )
     extra = ["--force"] if args.force else []
     series = Path("simulations") / "reference" / "cspbbr3_001_adf_series.csv"
     if (ROOT / series).is_file():
         extra += ["--set", f"reference_series={series}"]
     for group in ("core", "core-shell"):
-        run(["process", str(data / group), "--out", str(out / group), "--jobs", str(args.jobs), *extra])
-    run(["compare", f"core={out / 'core'}", f"core-shell={out / 'core-shell'}",
-         "--out", str(out / "compare")])
-    reports = [run(["report", str(out / name)]).strip() for name in ("core", "core-shell", "compare")]
+        run(
+            [
+                "process",
+                str(data / group),
+                "--out",
+                str(out / group),
+                "--jobs",
+                str(args.jobs),
+                *extra,
+            ]
+        )
+    run(
+        [
+            "compare",
+            f"core={out / 'core'}",
+            f"core-shell={out / 'core-shell'}",
+            "--out",
+            str(out / "compare"),
+        ]
+    )
+    reports = [
+        run(["report", str(out / name)]).strip() for name in ("core", "core-shell", "compare")
+    ]
     print(f"\ndemo finished in {time.perf_counter() - t0:.0f} s")
     print(f"per-stack reports: {reports[0]}\n                   {reports[1]}")
     print(f"report: {reports[2]}")

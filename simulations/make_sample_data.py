@@ -68,9 +68,11 @@ def amplitudes_source():
         simulate = None
     factory = getattr(simulate, "series_amplitudes", None) if simulate else None
     if SERIES.is_file() and factory is not None:
-        return (factory(SERIES, method="volume", relative_to="BX"),
-                f"multislice thickness series {SERIES.relative_to(ROOT)} "
-                "(stemqd.simulation.series_amplitudes, fitted volumes relative to Pb-Br)")
+        return (
+            factory(SERIES, method="volume", relative_to="BX"),
+            f"multislice thickness series {SERIES.relative_to(ROOT)} "
+            "(stemqd.simulation.series_amplitudes, fitted volumes relative to Pb-Br)",
+        )
     return None, "default Z^1.7 amplitudes (stemqd.simulation.synthetic.CSPBBR3_AMPLITUDES)"
 
 
@@ -95,27 +97,60 @@ def make(out: Path) -> pd.DataFrame:
             seed = spec["seed0"] + k
             shape = frame_shape(edge, rot)
             frames, truth = perovskite_dot(
-                shape, pixel_size_A=PIXEL_SIZE_A, edge_cells=edge, amplitudes=amplitudes,
-                psf=psf, shell_cells=spec["shell_cells"], shell_factor=0.6,
-                rotation_deg=rot, dose=dose, n_frames=N_FRAMES, drift_px=1.0, seed=seed)
+                shape,
+                pixel_size_A=PIXEL_SIZE_A,
+                edge_cells=edge,
+                amplitudes=amplitudes,
+                psf=psf,
+                shell_cells=spec["shell_cells"],
+                shell_factor=0.6,
+                rotation_deg=rot,
+                dose=dose,
+                n_frames=N_FRAMES,
+                drift_px=1.0,
+                seed=seed,
+            )
             name = f"{spec['prefix']}_{k + 1:02d}.tif"
-            write_stack_tiff(folder / name, frames, PIXEL_SIZE_A, VOLTAGE_KV, CONVERGENCE_MRAD,
-                             dtype="uint16")
-            rows.append({"group": group, "file": f"{group}/{name}", "edge_cells": edge,
-                         "edge_nm": edge * truth.lattice_constant_A / 10, "rotation_deg": rot,
-                         "shell_cells": spec["shell_cells"],
-                         "shell_factor": 0.6 if spec["shell_cells"] else None,
-                         "true_ratio_Cs_PbBr": truth.ratio("A", "BX"), "dose": dose,
-                         "frames": N_FRAMES, "shape_px": f"{shape[0]}x{shape[1]}",
-                         "pixel_size_A": PIXEL_SIZE_A, "seed": seed})
-            print(f"{group}/{name}: {edge} cells, {rot:+.1f} deg, {shape[0]} px, "
-                  f"true Cs:PbBr = {truth.ratio('A', 'BX'):.4f}", file=sys.stderr)
+            write_stack_tiff(
+                folder / name, frames, PIXEL_SIZE_A, VOLTAGE_KV, CONVERGENCE_MRAD, dtype="uint16"
+            )
+            rows.append(
+                {
+                    "group": group,
+                    "file": f"{group}/{name}",
+                    "edge_cells": edge,
+                    "edge_nm": edge * truth.lattice_constant_A / 10,
+                    "rotation_deg": rot,
+                    "shell_cells": spec["shell_cells"],
+                    "shell_factor": 0.6 if spec["shell_cells"] else None,
+                    "true_ratio_Cs_PbBr": truth.ratio("A", "BX"),
+                    "dose": dose,
+                    "frames": N_FRAMES,
+                    "shape_px": f"{shape[0]}x{shape[1]}",
+                    "pixel_size_A": PIXEL_SIZE_A,
+                    "seed": seed,
+                }
+            )
+            print(
+                f"{group}/{name}: {edge} cells, {rot:+.1f} deg, {shape[0]} px, "
+                f"true Cs:PbBr = {truth.ratio('A', 'BX'):.4f}",
+                file=sys.stderr,
+            )
     truth_table = pd.DataFrame(rows)
     atomic_write_text(out / "truth.csv", truth_table.to_csv(index=False, float_format="%.6g"))
-    atomic_write_text(out / "provenance.json", json.dumps({
-        "generator": "simulations/make_sample_data.py", "amplitudes": source,
-        "psf": f"stemqd.preprocess.probe.probe_psf({PIXEL_SIZE_A} A/px, 300 kV, 18 mrad, source_size_A=0.25)",
-        "numpy": np.__version__}, indent=2) + "\n")
+    atomic_write_text(
+        out / "provenance.json",
+        json.dumps(
+            {
+                "generator": "simulations/make_sample_data.py",
+                "amplitudes": source,
+                "psf": f"stemqd.preprocess.probe.probe_psf({PIXEL_SIZE_A} A/px, 300 kV, 18 mrad, source_size_A=0.25)",
+                "numpy": np.__version__,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
     print(f"amplitudes: {source}", file=sys.stderr)
     return truth_table
 

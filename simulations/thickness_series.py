@@ -67,17 +67,33 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="CSV of the checks")
     ap.add_argument("--configs", type=int, default=2, help="configurations per variant")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--check", choices=("numerics", "sampling", "sampling-limit", "sigmas",
-                                        "md-snapshots", "md-gaussian"), default="numerics")
-    ap.add_argument("--sigmas-json", default=str(AIMD_SIGMAS),
-                    help="AIMD sigmas for --check sigmas (simulations/cp2k/phonon_sigmas.py)")
-    ap.add_argument("--aimd-run", default=str(AIMD_RUN),
-                    help="AIMD folder for --check md-snapshots (production trajectory, dot.xyz)")
-    ap.add_argument("--configs-mean", type=int, default=None,
-                    help="--check md-snapshots: configurations of the mean-position variant "
-                         "(default --configs)")
-    ap.add_argument("--raw", metavar="DIR",
-                    help="folder of the --check md-snapshots checkpoints (resumed if present)")
+    ap.add_argument(
+        "--check",
+        choices=("numerics", "sampling", "sampling-limit", "sigmas", "md-snapshots", "md-gaussian"),
+        default="numerics",
+    )
+    ap.add_argument(
+        "--sigmas-json",
+        default=str(AIMD_SIGMAS),
+        help="AIMD sigmas for --check sigmas (simulations/cp2k/phonon_sigmas.py)",
+    )
+    ap.add_argument(
+        "--aimd-run",
+        default=str(AIMD_RUN),
+        help="AIMD folder for --check md-snapshots (production trajectory, dot.xyz)",
+    )
+    ap.add_argument(
+        "--configs-mean",
+        type=int,
+        default=None,
+        help="--check md-snapshots: configurations of the mean-position variant "
+        "(default --configs)",
+    )
+    ap.add_argument(
+        "--raw",
+        metavar="DIR",
+        help="folder of the --check md-snapshots checkpoints (resumed if present)",
+    )
     args = ap.parse_args(argv)
     if args.check == "sampling-limit":
         return _sampling_limit(args)
@@ -95,10 +111,12 @@ def main(argv=None) -> int:
     elif args.check == "sigmas":
         aimd = json.loads(Path(args.sigmas_json).read_text())
         variants = {
-            "AIMD, ideal cubic sites": SeriesParameters(sampling_factor=1.0,
-                                                        phonon_sigmas_A=aimd["sigma_A"]),
-            "AIMD, thermal only": SeriesParameters(sampling_factor=1.0,
-                                                   phonon_sigmas_A=aimd["thermal_sigma_A"]),
+            "AIMD, ideal cubic sites": SeriesParameters(
+                sampling_factor=1.0, phonon_sigmas_A=aimd["sigma_A"]
+            ),
+            "AIMD, thermal only": SeriesParameters(
+                sampling_factor=1.0, phonon_sigmas_A=aimd["thermal_sigma_A"]
+            ),
         }
     else:
         variants = {f"sf{f}": SeriesParameters(sampling_factor=f) for f in (0.7, 0.5, 0.35)}
@@ -106,19 +124,32 @@ def main(argv=None) -> int:
     table = convergence_check(base, variants, num_configs=args.configs, seed=args.seed)
     elapsed = time.perf_counter() - t0
     atomic_write_text(args.out, table.to_csv(index=False, float_format="%.6g"))
-    side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
-            "base": base.to_dict(), "base_derived": base.derived(),
-            "variants": {k: {"gpts": v.grid_points, "sampling_A": v.sampling_A,
-                             "scan_per_cell": v.scan_points, "cells": v.cells,
-                             "phonon_sigmas_A": v.sigmas}
-                         for k, v in variants.items()},
-            "run_time_s": elapsed, "versions": versions()}
+    side = {
+        "command": " ".join(sys.argv),
+        "configs": args.configs,
+        "seed": args.seed,
+        "base": base.to_dict(),
+        "base_derived": base.derived(),
+        "variants": {
+            k: {
+                "gpts": v.grid_points,
+                "sampling_A": v.sampling_A,
+                "scan_per_cell": v.scan_points,
+                "cells": v.cells,
+                "phonon_sigmas_A": v.sigmas,
+            }
+            for k, v in variants.items()
+        },
+        "run_time_s": elapsed,
+        "versions": versions(),
+    }
     atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
-    summary = table.groupby("variant").agg(max_abs_delta=("delta", lambda d: d.abs().max()),
-                                          max_abs_rel=("rel_delta", lambda d: d.abs().max()),
-                                          max_abs_delta_disc=("delta_disc",
-                                                              lambda d: d.abs().max()),
-                                          time_s=("time_s", "first"))
+    summary = table.groupby("variant").agg(
+        max_abs_delta=("delta", lambda d: d.abs().max()),
+        max_abs_rel=("rel_delta", lambda d: d.abs().max()),
+        max_abs_delta_disc=("delta_disc", lambda d: d.abs().max()),
+        time_s=("time_s", "first"),
+    )
     print(table.pivot(index="thickness_uc", columns="variant", values="ratio").to_string())
     print(summary.to_string())
     return 0
@@ -143,14 +174,24 @@ def _sampling_limit(args) -> int:
     t0 = time.perf_counter()
     table = thickness_series(fine, num_configs=args.configs, seed=args.seed).table
     elapsed = time.perf_counter() - t0
-    out = pd.DataFrame({"thickness_uc": table.thickness_uc,
-                        "ratio_486": stored.loc[table.thickness_uc, "ratio"].to_numpy(),
-                        "ratio_648": table.ratio.to_numpy()})
+    out = pd.DataFrame(
+        {
+            "thickness_uc": table.thickness_uc,
+            "ratio_486": stored.loc[table.thickness_uc, "ratio"].to_numpy(),
+            "ratio_648": table.ratio.to_numpy(),
+        }
+    )
     out["delta"] = out.ratio_648 - out.ratio_486
     atomic_write_text(args.out, out.to_csv(index=False, float_format="%.6g"))
-    side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
-            "fine": fine.to_dict(), "fine_derived": fine.derived(), "run_time_s": elapsed,
-            "versions": versions()}
+    side = {
+        "command": " ".join(sys.argv),
+        "configs": args.configs,
+        "seed": args.seed,
+        "fine": fine.to_dict(),
+        "fine_derived": fine.derived(),
+        "run_time_s": elapsed,
+        "versions": versions(),
+    }
     atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
     print(out.to_string(index=False))
     return 0
@@ -192,8 +233,14 @@ def _md_snapshots(args) -> int:
         raw = None if args.raw is None else Path(args.raw) / f"md_snapshots_{about}.raw.npz"
         t0 = time.perf_counter()
         configs = args.configs_mean if about == "mean" and args.configs_mean else args.configs
-        md = thickness_series(params, num_configs=configs, seed=args.seed,
-                              phonons=phonons, raw_path=raw, resume=raw is not None).table
+        md = thickness_series(
+            params,
+            num_configs=configs,
+            seed=args.seed,
+            phonons=phonons,
+            raw_path=raw,
+            resume=raw is not None,
+        ).table
         times[about] = time.perf_counter() - t0
         sources[about] = {**phonons.source, "rms_A": phonons.rms_A()}
         if out is None:
@@ -209,15 +256,24 @@ def _md_snapshots(args) -> int:
         out[f"ratio{method}_einstein_err"] = einstein[f"ratio{method}_err"].to_numpy()
         for about in ("sites", "mean"):
             out[f"ratio{method}_md_{about}_minus_einstein"] = (
-                out[f"ratio{method}_md_{about}"] - out[f"ratio{method}_einstein"])
+                out[f"ratio{method}_md_{about}"] - out[f"ratio{method}_einstein"]
+            )
     atomic_write_text(args.out, out.to_csv(index=False, float_format="%.6g"))
-    side = {"command": " ".join(sys.argv), "seed": args.seed,
-            "configs": {"sites": args.configs, "mean": args.configs_mean or args.configs},
-            "params": params.to_dict(), "derived": params.derived(), "phonons": sources,
-            "einstein": {"sigmas_A": level0.sigmas,
-                         "source": "cspbbr3_001_adf_series.raw.npz, phonon level "
-                                   "(sampling factor 1.0), no grid correction"},
-            "run_time_s": times, "versions": versions()}
+    side = {
+        "command": " ".join(sys.argv),
+        "seed": args.seed,
+        "configs": {"sites": args.configs, "mean": args.configs_mean or args.configs},
+        "params": params.to_dict(),
+        "derived": params.derived(),
+        "phonons": sources,
+        "einstein": {
+            "sigmas_A": level0.sigmas,
+            "source": "cspbbr3_001_adf_series.raw.npz, phonon level "
+            "(sampling factor 1.0), no grid correction",
+        },
+        "run_time_s": times,
+        "versions": versions(),
+    }
     atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
     print(out.to_string(index=False))
     return 0
@@ -242,13 +298,26 @@ def _md_gaussian(args) -> int:
     sig = np.array([params.sigmas[el] for el in ("Pb", "Br", "Br", "Br", "Cs")])
     rng = np.random.default_rng(args.seed)
     disp = rng.standard_normal(like.displacements.shape) * sig[:, None]
-    phonons = SnapshotPhonons(disp, {"model": "Gaussian surrogate of MD snapshots",
-                                     "sigmas_A": params.sigmas, "frames": len(disp),
-                                     "supercell": like.period, "seed": args.seed})
+    phonons = SnapshotPhonons(
+        disp,
+        {
+            "model": "Gaussian surrogate of MD snapshots",
+            "sigmas_A": params.sigmas,
+            "frames": len(disp),
+            "supercell": like.period,
+            "seed": args.seed,
+        },
+    )
     raw = None if args.raw is None else Path(args.raw) / "md_gaussian.raw.npz"
     t0 = time.perf_counter()
-    md = thickness_series(params, num_configs=args.configs, seed=args.seed, phonons=phonons,
-                          raw_path=raw, resume=raw is not None).table
+    md = thickness_series(
+        params,
+        num_configs=args.configs,
+        seed=args.seed,
+        phonons=phonons,
+        raw_path=raw,
+        resume=raw is not None,
+    ).table
     elapsed = time.perf_counter() - t0
     level0, einstein = _reference_phonon_level()
     out = pd.DataFrame({"thickness_uc": md.thickness_uc})
@@ -258,11 +327,19 @@ def _md_gaussian(args) -> int:
         out[f"ratio{method}_einstein"] = einstein[f"ratio{method}"].to_numpy()
         out[f"ratio{method}_einstein_err"] = einstein[f"ratio{method}_err"].to_numpy()
         out[f"ratio{method}_surrogate_minus_einstein"] = (
-            out[f"ratio{method}_surrogate"] - out[f"ratio{method}_einstein"])
+            out[f"ratio{method}_surrogate"] - out[f"ratio{method}_einstein"]
+        )
     atomic_write_text(args.out, out.to_csv(index=False, float_format="%.6g"))
-    side = {"command": " ".join(sys.argv), "configs": args.configs, "seed": args.seed,
-            "params": params.to_dict(), "phonons": phonons.source,
-            "einstein_sigmas_A": level0.sigmas, "run_time_s": elapsed, "versions": versions()}
+    side = {
+        "command": " ".join(sys.argv),
+        "configs": args.configs,
+        "seed": args.seed,
+        "params": params.to_dict(),
+        "phonons": phonons.source,
+        "einstein_sigmas_A": level0.sigmas,
+        "run_time_s": elapsed,
+        "versions": versions(),
+    }
     atomic_write_text(args.out.rsplit(".", 1)[0] + ".json", json.dumps(side, indent=2) + "\n")
     print(out.to_string(index=False))
     return 0

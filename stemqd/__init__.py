@@ -24,9 +24,24 @@ import lazy_loader as lazy  # noqa: E402
 
 __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
-    submodules=["aimd", "analysis", "batch", "cli", "columns", "config", "errors", "files",
-                "io", "materials", "optics", "pipeline", "preprocess", "provenance", "report",
-                "simulation"],
+    submodules=[
+        "aimd",
+        "analysis",
+        "batch",
+        "cli",
+        "columns",
+        "config",
+        "errors",
+        "files",
+        "io",
+        "materials",
+        "optics",
+        "pipeline",
+        "preprocess",
+        "provenance",
+        "report",
+        "simulation",
+    ],
     submod_attrs={
         "analysis.statistics": ["compare_groups", "intensity_ratio"],
         "analysis.thickness": ["thickness_from_ratio"],

@@ -91,7 +91,9 @@ def _is_stack_path(p: Path) -> bool:
     return p.is_file() or (ext == ".zspy" and p.is_dir())
 
 
-def discover_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], list[tuple[str, str]]]:
+def discover_inputs(
+    inputs: Iterable[str | os.PathLike],
+) -> tuple[list[Path], list[tuple[str, str]]]:
     """Expand files, folders and globs into the list of stacks to process.
 
     Parameters
@@ -126,7 +128,9 @@ def discover_inputs(inputs: Iterable[str | os.PathLike]) -> tuple[list[Path], li
         if p.is_dir() and p.suffix.lower() != ".zspy":
             found = sorted(c for c in p.iterdir() if _is_stack_path(c))
             if not found:
-                problems.append((text, f"folder holds no image files ({', '.join(SUPPORTED_EXTENSIONS)})"))
+                problems.append(
+                    (text, f"folder holds no image files ({', '.join(SUPPORTED_EXTENSIONS)})")
+                )
             for c in found:
                 add(c)
         elif not p.exists() and _has_magic(text):
@@ -179,7 +183,9 @@ def read_summary(folder: str | os.PathLike) -> dict | None:
         return None
 
 
-def summary_row(name: str, file: str, summary: dict, status: str, elapsed_s: float | None = None) -> dict:
+def summary_row(
+    name: str, file: str, summary: dict, status: str, elapsed_s: float | None = None
+) -> dict:
     """One ``summary.csv`` row from a stack's summary.
 
     Parameters
@@ -235,9 +241,15 @@ def _failure_row(name, file, exc: BaseException, elapsed_s) -> dict:
     # io messages start with the path; the row already names the file
     for prefix in (f"{file}: ",):
         if message.startswith(prefix):
-            message = message[len(prefix):]
-    row.update(name=name, file=file, status="failed", elapsed_s=elapsed_s,
-               error_class=type(exc).__name__, message=" ".join(message.split()))
+            message = message[len(prefix) :]
+    row.update(
+        name=name,
+        file=file,
+        status="failed",
+        elapsed_s=elapsed_s,
+        error_class=type(exc).__name__,
+        message=" ".join(message.split()),
+    )
     return row
 
 
@@ -273,9 +285,17 @@ def _columns_table(columns: pd.DataFrame) -> pd.DataFrame:
     return columns[first + [c for c in columns.columns if c not in first]]
 
 
-def write_stack_results(folder, analysis, *, name: str, file: str, elapsed_s: float,
-                        render: Callable | None = None, save_intermediates: bool = False,
-                        progress: Callable[[str], None] | None = None) -> None:
+def write_stack_results(
+    folder,
+    analysis,
+    *,
+    name: str,
+    file: str,
+    elapsed_s: float,
+    render: Callable | None = None,
+    save_intermediates: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> None:
     """Write one stack's results into `folder`, atomically as a whole.
 
     Parameters
@@ -303,8 +323,12 @@ def write_stack_results(folder, analysis, *, name: str, file: str, elapsed_s: fl
         pixel = float(analysis.summary.get("pixel_size_A"))
         _columns_table(analysis.columns).to_csv(tmp / "columns.csv", index=False)
         summary = dict(analysis.summary)
-        summary["run"] = {"name": name, "file": file, "elapsed_s": round(elapsed_s, 3),
-                          "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        summary["run"] = {
+            "name": name,
+            "file": file,
+            "elapsed_s": round(elapsed_s, 3),
+            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         (tmp / "summary.json").write_text(_dumps(summary))
         if render is not None:
             render(analysis, tmp, name)
@@ -314,7 +338,9 @@ def write_stack_results(folder, analysis, *, name: str, file: str, elapsed_s: fl
             inter = tmp / "intermediates"
             inter.mkdir()
             for k, (stage, image) in enumerate(analysis.images.items()):
-                write_stack_tiff(inter / f"{k:02d}_{stage}.tif", np.asarray(image, np.float32), pixel)
+                write_stack_tiff(
+                    inter / f"{k:02d}_{stage}.tif", np.asarray(image, np.float32), pixel
+                )
             for key in ("psf_initial", "psf"):
                 psf = analysis.extra.get(key)
                 if psf is not None:
@@ -341,10 +367,19 @@ def _default_process():
     return process_stack
 
 
-def run_stack(path: str, name: str, out_dir: str, config: Config, *, file: str | None = None,
-              force: bool = False, save_intermediates: bool = False,
-              process: Callable | None = None, render: Callable | None = None,
-              progress: Callable[[str], None] | None = None) -> dict:
+def run_stack(
+    path: str,
+    name: str,
+    out_dir: str,
+    config: Config,
+    *,
+    file: str | None = None,
+    force: bool = False,
+    save_intermediates: bool = False,
+    process: Callable | None = None,
+    render: Callable | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Process one stack into ``out_dir/name``, or reuse an up-to-date result.
 
     Never raises for a problem of this stack (only for :class:`KeyboardInterrupt` and
@@ -389,14 +424,18 @@ def run_stack(path: str, name: str, out_dir: str, config: Config, *, file: str |
     try:
         if not force and Path(path).exists():
             previous = read_summary(folder)
-            if (previous is not None and previous.get("config_hash") == chash
-                    and (folder / "columns.csv").is_file()
-                    and (not save_intermediates or (folder / "intermediates").is_dir())
-                    and (previous.get("input") or {}).get("sha256") == sha256_file(path)):
+            if (
+                previous is not None
+                and previous.get("config_hash") == chash
+                and (folder / "columns.csv").is_file()
+                and (not save_intermediates or (folder / "intermediates").is_dir())
+                and (previous.get("input") or {}).get("sha256") == sha256_file(path)
+            ):
                 if progress:
                     progress("skipped")
-                return summary_row(name, file, previous, "skipped",
-                                   (previous.get("run") or {}).get("elapsed_s"))
+                return summary_row(
+                    name, file, previous, "skipped", (previous.get("run") or {}).get("elapsed_s")
+                )
         stack = load(path, config.acquisition.pixel_size_A)
         if progress:
             progress("load")
@@ -407,9 +446,16 @@ def run_stack(path: str, name: str, out_dir: str, config: Config, *, file: str |
             analysis = process(stack, config)
             if progress:
                 progress("analyse")
-        write_stack_results(folder, analysis, name=name, file=file,
-                            elapsed_s=time.perf_counter() - t0, render=render,
-                            save_intermediates=save_intermediates, progress=progress)
+        write_stack_results(
+            folder,
+            analysis,
+            name=name,
+            file=file,
+            elapsed_s=time.perf_counter() - t0,
+            render=render,
+            save_intermediates=save_intermediates,
+            progress=progress,
+        )
         if progress:
             progress("write")
         return summary_row(name, file, analysis.summary, "processed", time.perf_counter() - t0)
@@ -419,7 +465,9 @@ def run_stack(path: str, name: str, out_dir: str, config: Config, *, file: str |
     except Exception as exc:  # an unexpected bug must not stop the other stacks
         log = _write_error_log(folder, f"{file}\n{traceback.format_exc()}")
         row = _failure_row(name, file, exc, time.perf_counter() - t0)
-        row["message"] += f" (unexpected error; traceback in {log})" if log else " (unexpected error)"
+        row["message"] += (
+            f" (unexpected error; traceback in {log})" if log else " (unexpected error)"
+        )
         return row
 
 
@@ -430,7 +478,8 @@ def run_stack(path: str, name: str, out_dir: str, config: Config, *, file: str |
 def _executor_failure(task: dict, exc: BaseException) -> dict:
     """Row for a stack whose worker died (killed, out of memory) before returning."""
     return _failure_row(task["name"], task["file"], exc, None) | {
-        "message": f"worker failed: {type(exc).__name__}: {exc}".strip()}
+        "message": f"worker failed: {type(exc).__name__}: {exc}".strip()
+    }
 
 
 def _run_serial(tasks, on_done, stage_progress):
@@ -466,7 +515,9 @@ def _run_dask(tasks, on_done, scheduler):
         try:
             client = Client(scheduler, timeout="20s")
         except (OSError, TimeoutError, ValueError) as exc:
-            raise StemqdError(f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}") from None
+            raise StemqdError(
+                f"cannot connect to the Dask scheduler at {scheduler!r}: {exc}"
+            ) from None
     else:
         client = scheduler
     try:
@@ -497,11 +548,21 @@ def _write_table(path: Path, rows: list[dict], columns: list[str]) -> None:
     atomic_write_text(path, frame.to_csv(index=False))
 
 
-def run_batch(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, config: Config, *,
-              jobs: int = 1, scheduler=None, force: bool = False,
-              save_intermediates: bool = False, process: Callable | None = None,
-              render: Callable | None = None, progress: bool = True,
-              log: Callable[[str], None] | None = None, command: str | None = None) -> pd.DataFrame:
+def run_batch(
+    inputs: Iterable[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    config: Config,
+    *,
+    jobs: int = 1,
+    scheduler=None,
+    force: bool = False,
+    save_intermediates: bool = False,
+    process: Callable | None = None,
+    render: Callable | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    command: str | None = None,
+) -> pd.DataFrame:
     """Process many stacks into `out_dir`, resumably, in parallel or on a Dask cluster.
 
     Parameters
@@ -556,10 +617,20 @@ def run_batch(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, c
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
     names = stack_names(paths)
-    tasks = [dict(path=str(p.resolve()) if p.exists() else str(p), name=n, out_dir=str(out.resolve()),
-                  config=config, file=str(p), force=force, save_intermediates=save_intermediates,
-                  process=process, render=render)
-             for p, n in zip(paths, names)]
+    tasks = [
+        dict(
+            path=str(p.resolve()) if p.exists() else str(p),
+            name=n,
+            out_dir=str(out.resolve()),
+            config=config,
+            file=str(p),
+            force=force,
+            save_intermediates=save_intermediates,
+            process=process,
+            render=render,
+        )
+        for p, n in zip(paths, names)
+    ]
     rows: list[dict | None] = [None] * len(tasks)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -570,9 +641,15 @@ def run_batch(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, c
 
     analyse_stages = len(PIPELINE_STAGES) if process is None else 1
     stage_total = 2 + analyse_stages + bool(render) + bool(save_intermediates)
-    bar = tqdm(total=stage_total if single else len(tasks), unit="stage" if single else "stack",
-               desc=names[0] if single else "stacks", file=sys.stderr,
-               disable=not progress or not tasks, dynamic_ncols=True, leave=True)
+    bar = tqdm(
+        total=stage_total if single else len(tasks),
+        unit="stage" if single else "stack",
+        desc=names[0] if single else "stacks",
+        file=sys.stderr,
+        disable=not progress or not tasks,
+        dynamic_ncols=True,
+        leave=True,
+    )
     write = log or (lambda line: tqdm.write(line, file=sys.stderr))
     counts = {"processed": 0, "skipped": 0, "failed": 0}
 
@@ -590,8 +667,12 @@ def run_batch(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, c
             write(f"failed: {row['file']}: {row['error_class']}: {row['message']}")
         if not single:
             bar.update(1)
-            bar.set_postfix(done=counts["processed"], skipped=counts["skipped"],
-                            failed=counts["failed"], refresh=False)
+            bar.set_postfix(
+                done=counts["processed"],
+                skipped=counts["skipped"],
+                failed=counts["failed"],
+                refresh=False,
+            )
 
     try:
         if not tasks:
@@ -619,16 +700,22 @@ def run_batch(inputs: Iterable[str | os.PathLike], out_dir: str | os.PathLike, c
         _write_table(out / "failures.csv", failures, FAILURE_COLUMNS)
     else:
         (out / "failures.csv").unlink(missing_ok=True)
-    atomic_write_text(out / "config.toml", f"# config_hash = {config_hash(config)}\n" + config_to_toml(config))
+    atomic_write_text(
+        out / "config.toml", f"# config_hash = {config_hash(config)}\n" + config_to_toml(config)
+    )
     run = {
         "command": command,
         "config_hash": config_hash(config),
         "started_utc": started.isoformat(timespec="seconds"),
         "elapsed_s": round(time.perf_counter() - t0, 3),
-        "executor": ("dask" if scheduler is not None else "serial" if serial else f"processes ({jobs})"),
+        "executor": (
+            "dask" if scheduler is not None else "serial" if serial else f"processes ({jobs})"
+        ),
         "counts": counts,
         "versions": versions(),
-        "stacks": [{"name": r["name"], "file": r["file"], "status": r["status"]} for r in summary_rows],
+        "stacks": [
+            {"name": r["name"], "file": r["file"], "status": r["status"]} for r in summary_rows
+        ],
     }
     atomic_write_text(out / "run.json", _dumps(run))
     return pd.DataFrame(summary_rows)
@@ -663,11 +750,20 @@ def collect_results(folder: str | os.PathLike) -> pd.DataFrame:
         if summary is None or status.get(sub.name) == "failed":
             continue
         run = summary.get("run") or {}
-        rows.append(summary_row(sub.name, run.get("file") or (summary.get("input") or {}).get("path"),
-                                summary, status.get(sub.name, "processed"), run.get("elapsed_s")))
+        rows.append(
+            summary_row(
+                sub.name,
+                run.get("file") or (summary.get("input") or {}).get("path"),
+                summary,
+                status.get(sub.name, "processed"),
+                run.get("elapsed_s"),
+            )
+        )
     if not rows:
-        raise InputError(f"{folder}: holds no stack results (no <name>/summary.json); "
-                         "run 'stemqd process ... --out' on it first")
+        raise InputError(
+            f"{folder}: holds no stack results (no <name>/summary.json); "
+            "run 'stemqd process ... --out' on it first"
+        )
     return pd.DataFrame(rows)
 
 
@@ -684,8 +780,14 @@ def _holm(pvalues) -> np.ndarray:
     return out
 
 
-def compare_batches(groups: dict[str, str | os.PathLike], *, permutations: int = 10000,
-                    bootstrap: int = 10000, seed: int = 0, confidence: float = 0.95) -> dict:
+def compare_batches(
+    groups: dict[str, str | os.PathLike],
+    *,
+    permutations: int = 10000,
+    bootstrap: int = 10000,
+    seed: int = 0,
+    confidence: float = 0.95,
+) -> dict:
     """Group statistics and tests of the per-dot ratios of several ``process`` folders.
 
     Parameters
@@ -721,8 +823,10 @@ def compare_batches(groups: dict[str, str | os.PathLike], *, permutations: int =
         rows.insert(0, "group", name)
         bad = rows["ratio"].isna()
         if bad.any():
-            warnings.append(f"group {name!r}: {int(bad.sum())} dot(s) without a ratio left out "
-                            f"({', '.join(rows.loc[bad, 'name'].astype(str))})")
+            warnings.append(
+                f"group {name!r}: {int(bad.sum())} dot(s) without a ratio left out "
+                f"({', '.join(rows.loc[bad, 'name'].astype(str))})"
+            )
         rows = rows[~bad]
         if rows.empty:
             raise InputError(f"group {name!r} ({folder}): no dot with a measured ratio")
@@ -730,36 +834,60 @@ def compare_batches(groups: dict[str, str | os.PathLike], *, permutations: int =
     dots = pd.concat(frames, ignore_index=True)
     labels = sorted(set(dots["ratio_label"].dropna()))
     if len(labels) > 1:
-        raise InputError(f"the groups measure different ratios ({', '.join(labels)}); "
-                         "process them with the same material.ratio")
-    hashes = {g: sorted(set(d["config_hash"].dropna())) for g, d in dots.groupby("group", sort=False)}
+        raise InputError(
+            f"the groups measure different ratios ({', '.join(labels)}); "
+            "process them with the same material.ratio"
+        )
+    hashes = {
+        g: sorted(set(d["config_hash"].dropna())) for g, d in dots.groupby("group", sort=False)
+    }
     if len({h for hs in hashes.values() for h in hs}) > 1:
-        warnings.append("the dots were processed with different configs (hashes "
-                        + "; ".join(f"{g}: {', '.join(h)}" for g, h in hashes.items())
-                        + "); differences may come from the settings")
+        warnings.append(
+            "the dots were processed with different configs (hashes "
+            + "; ".join(f"{g}: {', '.join(h)}" for g, h in hashes.items())
+            + "); differences may come from the settings"
+        )
     stats_rows = []
     for g in groups:
         r = dots.loc[dots["group"] == g, "ratio"].to_numpy(float)
-        stats_rows.append({"group": g, "n": len(r), "mean": r.mean(),
-                           "std": r.std(ddof=1) if len(r) > 1 else np.nan,
-                           "sem": r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan,
-                           "min": r.min(), "max": r.max(),
-                           "config_hashes": " ".join(hashes.get(g, []))})
+        stats_rows.append(
+            {
+                "group": g,
+                "n": len(r),
+                "mean": r.mean(),
+                "std": r.std(ddof=1) if len(r) > 1 else np.nan,
+                "sem": r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan,
+                "min": r.min(),
+                "max": r.max(),
+                "config_hashes": " ".join(hashes.get(g, [])),
+            }
+        )
     tests = []
     names = list(groups)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             ra = dots.loc[dots["group"] == a, "ratio"].to_numpy(float)
             rb = dots.loc[dots["group"] == b, "ratio"].to_numpy(float)
             if min(len(ra), len(rb)) < 2:
                 warnings.append(f"{a} vs {b}: fewer than two dots in a group, no test")
-            res = compare_groups(ra, rb, permutations=permutations, bootstrap=bootstrap,
-                                 seed=seed, confidence=confidence)
+            res = compare_groups(
+                ra,
+                rb,
+                permutations=permutations,
+                bootstrap=bootstrap,
+                seed=seed,
+                confidence=confidence,
+            )
             tests.append({"group_a": a, "group_b": b} | to_jsonable(res))
     tests = pd.DataFrame(tests)
     if len(tests) > 1:
         for col in ("welch_p", "permutation_p"):
             if col in tests:
                 tests[f"{col}_holm"] = _holm(tests[col])
-    return {"dots": dots, "groups": pd.DataFrame(stats_rows), "tests": tests,
-            "ratio_label": labels[0] if labels else None, "warnings": warnings}
+    return {
+        "dots": dots,
+        "groups": pd.DataFrame(stats_rows),
+        "tests": tests,
+        "ratio_label": labels[0] if labels else None,
+        "warnings": warnings,
+    }

@@ -267,8 +267,10 @@ class Config:
 #: into every summary.json.
 PRESETS = {
     "default": {},
-    "study": {"columns": {"model": "window7", "fit_on": "final", "complete_lattice": False},
-              "dot": {"mode": "dot"}},
+    "study": {
+        "columns": {"model": "window7", "fit_on": "final", "complete_lattice": False},
+        "dot": {"mode": "dot"},
+    },
 }
 
 _BIAS_FILE = Path(__file__).with_name("chain_bias.json")
@@ -307,8 +309,10 @@ def _coerce(value, hint, key):
         return _coerce(value, inner, key)
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"config key {key!r}: {value!r} is not allowed; choose one of "
-                              f"{', '.join(map(repr, args))}")
+            raise ConfigError(
+                f"config key {key!r}: {value!r} is not allowed; choose one of "
+                f"{', '.join(map(repr, args))}"
+            )
         return value
     try:
         if hint is bool:
@@ -329,13 +333,16 @@ def _coerce(value, hint, key):
             return hint(value)
         if origin is tuple:
             if isinstance(value, str):
-                value = [v for v in value.replace("[", "").replace("]", "").replace(",", " ").split()]
+                value = [
+                    v for v in value.replace("[", "").replace("]", "").replace(",", " ").split()
+                ]
                 if len(value) == 1 and len(args) == 3 and len(value[0]) == 3:
                     value = list(value[0])
             return tuple(_coerce(v, a, key) for v, a in zip(value, args, strict=True))
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config key {key!r}: cannot read {value!r} as "
-                          f"{getattr(hint, '__name__', hint)}") from exc
+        raise ConfigError(
+            f"config key {key!r}: cannot read {value!r} as {getattr(hint, '__name__', hint)}"
+        ) from exc
     return value
 
 
@@ -344,8 +351,9 @@ def _check_range(value, f, key):
     if value is None or (low is None and high is None):
         return
     if (low is not None and value < low) or (high is not None and value > high):
-        allowed = " and ".join(t for t in (low is not None and f">= {low}",
-                                           high is not None and f"<= {high}") if t)
+        allowed = " and ".join(
+            t for t in (low is not None and f">= {low}", high is not None and f"<= {high}") if t
+        )
         raise ConfigError(f"config key {key!r}: {value!r} is out of range; it must be {allowed}")
 
 
@@ -387,8 +395,10 @@ def config_from_dict(data: dict) -> Config:
     """
     name = data.get("preset", "default")
     if name not in PRESETS:
-        raise ConfigError(f"config key 'preset': {name!r} is not allowed; choose one of "
-                          f"{', '.join(map(repr, PRESETS))}")
+        raise ConfigError(
+            f"config key 'preset': {name!r} is not allowed; choose one of "
+            f"{', '.join(map(repr, PRESETS))}"
+        )
     return _build(Config, _merge(PRESETS[name], data))
 
 
@@ -405,8 +415,9 @@ def config_to_dict(config: Config) -> dict:
     return clean(dataclasses.asdict(config))
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *,
-                preset: str | None = None) -> Config:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None, *, preset: str | None = None
+) -> Config:
     """The effective config: defaults, the preset, a TOML file, then ``key=value`` overrides.
 
     Parameters

@@ -29,5 +29,11 @@ class ModelMismatchError(InputError):
     """A measured ratio and a simulated series were fitted with different column models."""
 
 
-__all__ = ["CalibrationError", "ConfigError", "FitError", "InputError",
-           "ModelMismatchError", "StemqdError"]
+__all__ = [
+    "CalibrationError",
+    "ConfigError",
+    "FitError",
+    "InputError",
+    "ModelMismatchError",
+    "StemqdError",
+]

@@ -20,8 +20,15 @@ import numpy as np
 
 from .errors import InputError
 
-__all__ = ["atomic_write", "atomic_write_bytes", "atomic_write_text", "save_figure",
-           "sha256_file", "to_jsonable", "write_json"]
+__all__ = [
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "save_figure",
+    "sha256_file",
+    "to_jsonable",
+    "write_json",
+]
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -44,7 +51,10 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 @contextlib.contextmanager
 def atomic_write(
-    path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None
+    path: str | os.PathLike,
+    mode: str = "w",
+    encoding: str | None = "utf-8",
+    newline: str | None = None,
 ) -> Iterator[IO]:
     """Open `path` for writing so that it appears complete or not at all.
 
@@ -72,13 +82,17 @@ def atomic_write(
     path = Path(path)
     folder = path.parent
     if not folder.is_dir():
-        raise InputError(f"{path}: cannot write, folder {str(folder)!r} does not exist; create it first")
+        raise InputError(
+            f"{path}: cannot write, folder {str(folder)!r} does not exist; create it first"
+        )
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
     binary = "b" in mode
     os.close(fd)  # reopen by name: writers such as tifffile want a named file object
     try:
         with open(
-            tmp, "wb" if binary else "w", **({} if binary else {"encoding": encoding, "newline": newline})
+            tmp,
+            "wb" if binary else "w",
+            **({} if binary else {"encoding": encoding, "newline": newline}),
         ) as fh:
             yield fh
             fh.flush()

@@ -209,7 +209,10 @@ def load(path: str | os.PathLike, pixel_size_A: float | str | None = None) -> St
     override = _check_override(pixel_size_A)
     ext = _check_path(path)
 
-    with warnings.catch_warnings(record=True) as caught, _LogCapture(("rsciio", "tifffile", "hyperspy")) as log:
+    with (
+        warnings.catch_warnings(record=True) as caught,
+        _LogCapture(("rsciio", "tifffile", "hyperspy")) as log,
+    ):
         warnings.simplefilter("always")
         raw = _read(path, ext)
     notes = sorted({str(w.message) for w in caught} | set(log.errors))
@@ -229,7 +232,9 @@ def load(path: str | os.PathLike, pixel_size_A: float | str | None = None) -> St
         raise CalibrationError(raw.calibration_error)
     else:
         note = f" ({raw.calibration_note})" if raw.calibration_note else ""
-        raise CalibrationError(f"{path}: no pixel size in the file's metadata{note}; {_PIXEL_SIZE_HINT}")
+        raise CalibrationError(
+            f"{path}: no pixel size in the file's metadata{note}; {_PIXEL_SIZE_HINT}"
+        )
 
     return Stack(
         frames=frames,
@@ -327,7 +332,9 @@ def write_stack_tiff(
     if frames.ndim == 2:
         frames = frames[np.newaxis]
     if frames.ndim != 3:
-        raise InputError(f"{path}: cannot write frames of shape {frames.shape}; expected (n, y, x) or (y, x)")
+        raise InputError(
+            f"{path}: cannot write frames of shape {frames.shape}; expected (n, y, x) or (y, x)"
+        )
     pixel_size_A = parse_length(pixel_size_A)
     px_per_nm = 10.0 / pixel_size_A
     info = [f"stemqd_pixel_size_A = {pixel_size_A!r}"]
@@ -372,7 +379,9 @@ def to_signal(stack: Stack):
     if stack.voltage_kv is not None:
         signal.metadata.set_item("Acquisition_instrument.TEM.beam_energy", stack.voltage_kv)
     if stack.convergence_mrad is not None:
-        signal.metadata.set_item("Acquisition_instrument.TEM.convergence_angle", stack.convergence_mrad)
+        signal.metadata.set_item(
+            "Acquisition_instrument.TEM.convergence_angle", stack.convergence_mrad
+        )
     return signal
 
 
@@ -412,7 +421,9 @@ def _to_frames(data: Any, path: str) -> tuple[np.ndarray, str]:
             "export the raw data instead of a rendered view"
         )
     if np.iscomplexobj(data):
-        raise InputError(f"{path}: complex data (an FFT or DPC image?); stemqd needs real ADF intensities")
+        raise InputError(
+            f"{path}: complex data (an FFT or DPC image?); stemqd needs real ADF intensities"
+        )
     if not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
         raise InputError(f"{path}: pixel type {data.dtype} is not numeric")
     dtype = data.dtype.name
@@ -535,7 +546,11 @@ def _read_npy(path: str) -> _Raw:
     return _Raw(
         data=data,
         calibration_note="NumPy files carry no calibration",
-        metadata={"format": "NPY", "reader": f"numpy {np.__version__}", "original_shape": list(data.shape)},
+        metadata={
+            "format": "NPY",
+            "reader": f"numpy {np.__version__}",
+            "original_shape": list(data.shape),
+        },
     )
 
 
@@ -574,9 +589,13 @@ def _read_tiff(path: str) -> _Raw:
         if log.errors or data.size < expected * data.shape[-1] * data.shape[-2]:
             # tifffile logs (rather than raises) a broken page chain and returns fewer frames
             reason = log.errors[0] if log.errors else f"{expected} images announced"
-            raise InputError(f"{path}: TIFF is damaged or truncated ({reason}); copy or export it again")
+            raise InputError(
+                f"{path}: TIFF is damaged or truncated ({reason}); copy or export it again"
+            )
         raw = _Raw(data=data)
-        kind = "ImageJ" if tif.is_imagej else "OME" if tif.is_ome else "FEI" if tif.is_fei else "plain"
+        kind = (
+            "ImageJ" if tif.is_imagej else "OME" if tif.is_ome else "FEI" if tif.is_fei else "plain"
+        )
         raw.metadata = {
             "format": f"TIFF ({kind})",
             "reader": f"tifffile {tifffile.__version__}",
@@ -668,14 +687,20 @@ def _tiff_calibration(tif: Any, page: Any, raw: _Raw, path: str) -> None:
     if raw.pixel_size_A is None and "XResolution" in page.tags and page.resolution[0] > 0:
         per_unit = {3: ("cm", 1e8), 4: ("mm", 1e7), 5: ("µm", 1e4)}.get(int(unit))
         if per_unit is not None:
-            size = _square(1.0 / page.resolution[0], 1.0 / page.resolution[1], raw, "resolution", path)
+            size = _square(
+                1.0 / page.resolution[0], 1.0 / page.resolution[1], raw, "resolution", path
+            )
             if size is not None:
-                _set_size(raw, size * per_unit[1], f"metadata (TIFF resolution tags, {per_unit[0]})")
+                _set_size(
+                    raw, size * per_unit[1], f"metadata (TIFF resolution tags, {per_unit[0]})"
+                )
                 return
         elif raw.calibration_note is None:
             # dots per inch (or no unit) describe printing, not the specimen
-            raw.calibration_note = "TIFF resolution tags give no physical unit" if int(unit) == 1 else (
-                "TIFF resolution is in dots per inch, a display setting"
+            raw.calibration_note = (
+                "TIFF resolution tags give no physical unit"
+                if int(unit) == 1
+                else ("TIFF resolution is in dots per inch, a display setting")
             )
 
 
@@ -780,7 +805,11 @@ def _read_rsciio(path: str, ext: str) -> _Raw:
         "reader": f"rosettasciio {rsciio.__version__} ({plugin.__name__.split('.')[-1]})",
         "original_shape": list(data.shape),
         "axes": [
-            {k: a.get(k) for k in ("name", "size", "scale", "offset", "units", "navigate") if k in a}
+            {
+                k: a.get(k)
+                for k in ("name", "size", "scale", "offset", "units", "navigate")
+                if k in a
+            }
             for a in axes
         ],
         "title": title,
@@ -788,7 +817,9 @@ def _read_rsciio(path: str, ext: str) -> _Raw:
         "signal_index": index,
     }
     if len(signals) > 1:
-        raw.metadata["signal_titles"] = [_get_path(s.get("metadata") or {}, "General.title") or "" for s in signals]
+        raw.metadata["signal_titles"] = [
+            _get_path(s.get("metadata") or {}, "General.title") or "" for s in signals
+        ]
     instrument = _get_path(md, "Acquisition_instrument")
     if isinstance(instrument, dict):
         raw.metadata["acquisition_instrument"] = instrument
@@ -799,11 +830,15 @@ def _read_rsciio(path: str, ext: str) -> _Raw:
         fx, fy = _unit_to_A(ax.get("units")), _unit_to_A(ay.get("units"))
         if fx is None or fy is None:
             units = ax.get("units") or ""
-            raw.calibration_note = f"{name} axis units are {units!r}, not a length" if units else (
-                f"{name} axes are uncalibrated"
+            raw.calibration_note = (
+                f"{name} axis units are {units!r}, not a length"
+                if units
+                else (f"{name} axes are uncalibrated")
             )
         else:
-            size = _square(float(ax["scale"]) * fx, float(ay["scale"]) * fy, raw, f"{name} axes, Å", path)
+            size = _square(
+                float(ax["scale"]) * fx, float(ay["scale"]) * fy, raw, f"{name} axes, Å", path
+            )
             if size is not None:
                 _set_size(raw, size, f"metadata ({name} axis scale, {ax.get('units')})")
 
@@ -811,7 +846,9 @@ def _read_rsciio(path: str, ext: str) -> _Raw:
         _get_path(md, "Acquisition_instrument.TEM.beam_energy")
         or _get_path(md, "Acquisition_instrument.SEM.beam_energy")
     )
-    raw.convergence_mrad = _positive_or_none(_get_path(md, "Acquisition_instrument.TEM.convergence_angle"))
+    raw.convergence_mrad = _positive_or_none(
+        _get_path(md, "Acquisition_instrument.TEM.convergence_angle")
+    )
     _format_specific_optics(om, raw)
     return raw
 

@@ -24,8 +24,13 @@ CSPBBR3_LATTICE_CONSTANT_A = PEROVSKITES["CsPbBr3"][1]
 #: Sites of the cubic perovskite cell ABX3 with the B cation at the origin:
 #: (role, fractional position). The A-origin setting of :func:`builtin_structure` is the
 #: same cell shifted by (1/2, 1/2, 1/2).
-PEROVSKITE_SITES = (("B", (0.0, 0.0, 0.0)), ("X", (0.5, 0.0, 0.0)), ("X", (0.0, 0.5, 0.0)),
-                    ("X", (0.0, 0.0, 0.5)), ("A", (0.5, 0.5, 0.5)))
+PEROVSKITE_SITES = (
+    ("B", (0.0, 0.0, 0.0)),
+    ("X", (0.5, 0.0, 0.0)),
+    ("X", (0.0, 0.5, 0.0)),
+    ("X", (0.0, 0.0, 0.5)),
+    ("A", (0.5, 0.5, 0.5)),
+)
 
 
 #: 2H-MoS2 (P6_3/mmc), a = 3.16 Å, c = 12.29 Å, S at z = 0.621 (Wyckoff 4f).
@@ -40,15 +45,23 @@ def _perovskite(species, a):
     first = {}
     for role, frac in PEROVSKITE_SITES:
         first.setdefault(role, tuple((f + 0.5) % 1.0 for f in frac))
-    return crystal(list(species), basis=[first[role] for role in "ABX"], spacegroup=221,
-                   cellpar=[a, a, a, 90, 90, 90])
+    return crystal(
+        list(species),
+        basis=[first[role] for role in "ABX"],
+        spacegroup=221,
+        cellpar=[a, a, a, 90, 90, 90],
+    )
 
 
 def _mos2_2h():
     from ase.spacegroup import crystal
 
-    return crystal(["Mo", "S"], basis=[(1 / 3, 2 / 3, 0.25), (1 / 3, 2 / 3, _MOS2_ZS)],
-                   spacegroup=194, cellpar=[_MOS2_A, _MOS2_A, _MOS2_C, 90, 90, 120])
+    return crystal(
+        ["Mo", "S"],
+        basis=[(1 / 3, 2 / 3, 0.25), (1 / 3, 2 / 3, _MOS2_ZS)],
+        spacegroup=194,
+        cellpar=[_MOS2_A, _MOS2_A, _MOS2_C, 90, 90, 120],
+    )
 
 
 def _mos2_1h():
@@ -79,8 +92,7 @@ def _fcc_au():
 
 
 def _builtins():
-    table = {name: (lambda s=s, a=a: _perovskite(s, a)) for name, (s, a) in
-             PEROVSKITES.items()}
+    table = {name: (lambda s=s, a=a: _perovskite(s, a)) for name, (s, a) in PEROVSKITES.items()}
     table.update({"MoS2": _mos2_2h, "MoS2-1H": _mos2_1h, "Si": _diamond_si, "Au": _fcc_au})
     return table
 
@@ -95,5 +107,10 @@ def builtin_structure(name):
     return _builtins()[name]()
 
 
-__all__ = ["BUILTIN_MATERIALS", "CSPBBR3_LATTICE_CONSTANT_A", "PEROVSKITES",
-           "PEROVSKITE_SITES", "builtin_structure"]
+__all__ = [
+    "BUILTIN_MATERIALS",
+    "CSPBBR3_LATTICE_CONSTANT_A",
+    "PEROVSKITES",
+    "PEROVSKITE_SITES",
+    "builtin_structure",
+]

@@ -67,8 +67,12 @@ class Analysis:
 def cell_for(config: Config):
     """The projected cell of the configured material and zone axis."""
     m = config.material
-    return projected_cell(m.name, tuple(m.zone_axis), lattice_constant_A=m.lattice_constant_A,
-                          exponent=m.contrast_exponent)
+    return projected_cell(
+        m.name,
+        tuple(m.zone_axis),
+        lattice_constant_A=m.lattice_constant_A,
+        exponent=m.contrast_exponent,
+    )
 
 
 def lattice_constant_A(cell) -> float:
@@ -76,8 +80,9 @@ def lattice_constant_A(cell) -> float:
     return float(np.hypot(*np.asarray(cell.vectors_A)[0]))
 
 
-def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
-               convergence_mrad=None, progress=None):
+def preprocess(
+    frames, pixel_size_A, config: Config, *, voltage_kv=None, convergence_mrad=None, progress=None
+):
     """Align, remove the background, denoise and deconvolve a frame series.
 
     Parameters
@@ -106,8 +111,11 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
     images, info = {}, {}
     tick = progress or (lambda stage: None)
     if config.align.enabled and len(frames) > 1:
-        average, shifts = align_frames(frames, upsample_factor=config.align.upsample_factor,
-                                       reference_iterations=config.align.reference_iterations)
+        average, shifts = align_frames(
+            frames,
+            upsample_factor=config.align.upsample_factor,
+            reference_iterations=config.align.reference_iterations,
+        )
     else:
         average, shifts = frames.mean(axis=0), np.zeros((len(frames), 2))
     images["average"] = average
@@ -120,7 +128,8 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
         a_A = column_spacing_for(average, pixel_size_A, config)[0] * pixel_size_A
     if config.background.enabled:
         radius = config.background.radius_px or disk_radius_px(
-            a_A, pixel_size_A, config.background.radius_lattice)
+            a_A, pixel_size_A, config.background.radius_lattice
+        )
         current, background = remove_background(current, radius)
         images["background"] = background
         images["background_removed"] = current
@@ -128,22 +137,39 @@ def preprocess(frames, pixel_size_A, config: Config, *, voltage_kv=None,
     tick("background")
     if config.denoise.enabled:
         d = config.denoise
-        current = du_filter(current, pixel_size_A, cutoff_inv_A=d.cutoff_inv_A,
-                            cycles=d.cycles, delta_percent=d.delta_percent,
-                            anscombe=d.anscombe)
+        current = du_filter(
+            current,
+            pixel_size_A,
+            cutoff_inv_A=d.cutoff_inv_A,
+            cycles=d.cycles,
+            delta_percent=d.delta_percent,
+            anscombe=d.anscombe,
+        )
         images["denoised"] = current
     tick("denoise")
     info["psf_initial"] = info["psf"] = None
     if config.deconvolve.enabled:
         p, dc = config.probe, config.deconvolve
-        psf0 = probe_psf(pixel_size_A, voltage_kv or config.acquisition.voltage_kv,
-                         convergence_mrad or config.acquisition.convergence_mrad,
-                         defocus_A=p.defocus_A, cs_mm=p.cs_mm, source_size_A=p.source_size_A,
-                         energy_spread_eV=p.energy_spread_eV, cc_mm=p.cc_mm,
-                         half_width_A=dc.psf_half_width_A)
-        current, psf = deconvolve_blind(current, psf0, iterations=dc.iterations,
-                                        damping=dc.damping, readout=dc.readout,
-                                        blind=dc.blind, pad_px=dc.pad_px)
+        psf0 = probe_psf(
+            pixel_size_A,
+            voltage_kv or config.acquisition.voltage_kv,
+            convergence_mrad or config.acquisition.convergence_mrad,
+            defocus_A=p.defocus_A,
+            cs_mm=p.cs_mm,
+            source_size_A=p.source_size_A,
+            energy_spread_eV=p.energy_spread_eV,
+            cc_mm=p.cc_mm,
+            half_width_A=dc.psf_half_width_A,
+        )
+        current, psf = deconvolve_blind(
+            current,
+            psf0,
+            iterations=dc.iterations,
+            damping=dc.damping,
+            readout=dc.readout,
+            blind=dc.blind,
+            pad_px=dc.pad_px,
+        )
         images["deconvolved"] = current
         info["psf_initial"], info["psf"] = psf0, psf
     tick("deconvolve")
@@ -173,9 +199,11 @@ def column_spacing_for(image, pixel_size_A, config: Config, cell=None) -> tuple[
 
     nn = column_spacing_px(image)
     if not np.isfinite(nn):
-        raise FitError("no periodic contrast in the image, so no column spacing can be "
-                       "measured; give it with --set columns.spacing_A=VALUE, or check "
-                       "that the image shows atomic columns")
+        raise FitError(
+            "no periodic contrast in the image, so no column spacing can be "
+            "measured; give it with --set columns.spacing_A=VALUE, or check "
+            "that the image shows atomic columns"
+        )
     return nn, "image autocorrelation"
 
 
@@ -192,8 +220,10 @@ def read_positions(path) -> pd.DataFrame:
         raise InputError(f"{path}: cannot read the positions file ({exc})") from None
     missing = {"x_px", "y_px"} - set(table.columns)
     if missing:
-        raise InputError(f"{path}: the positions file needs columns x_px, y_px (optional "
-                         f"label); missing {sorted(missing)}, found {list(table.columns)}")
+        raise InputError(
+            f"{path}: the positions file needs columns x_px, y_px (optional "
+            f"label); missing {sorted(missing)}, found {list(table.columns)}"
+        )
     xy = table[["x_px", "y_px"]].to_numpy(float)
     if len(xy) == 0 or not np.isfinite(xy).all():
         raise InputError(f"{path}: the positions file has no rows or non-numeric positions")
@@ -205,13 +235,28 @@ def read_positions(path) -> pd.DataFrame:
 
 def _refine(image, seeds, labels, nn_px, c):
     if c.model == "window7":
-        return refine_columns(image, seeds, model="window7", radius_px=c.fit_radius_nn * nn_px,
-                              method=c.method, max_iterations=c.max_iterations,
-                              neighbour_iterations=c.neighbour_iterations,
-                              tolerance_px=c.position_tolerance_px, errors=c.errors)
-    return refine_columns(image, seeds, model=c.model, labels=labels, background=c.background,
-                          nn_px=nn_px, max_iterations=c.max_iterations,
-                          tolerance_px=c.position_tolerance_px, errors=c.errors)
+        return refine_columns(
+            image,
+            seeds,
+            model="window7",
+            radius_px=c.fit_radius_nn * nn_px,
+            method=c.method,
+            max_iterations=c.max_iterations,
+            neighbour_iterations=c.neighbour_iterations,
+            tolerance_px=c.position_tolerance_px,
+            errors=c.errors,
+        )
+    return refine_columns(
+        image,
+        seeds,
+        model=c.model,
+        labels=labels,
+        background=c.background,
+        nn_px=nn_px,
+        max_iterations=c.max_iterations,
+        tolerance_px=c.position_tolerance_px,
+        errors=c.errors,
+    )
 
 
 def _dot_mode(config, seeds, shape, spacing_px):
@@ -254,8 +299,9 @@ def _image_edge_flags(pos, shape, margin_px):
     return np.where(d < margin_px, "image edge", "")
 
 
-def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positions=None,
-                  progress=None):
+def analyse_image(
+    image, pixel_size_A, config: Config, *, fit_image=None, positions=None, progress=None
+):
     """Find, fit and assign the columns of one preprocessed image, and measure the dot.
 
     Parameters
@@ -296,37 +342,51 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
         seeds = positions[["x_px", "y_px"]].to_numpy(float)
         labels = positions["label"].to_numpy() if "label" in positions else None
     else:
-        seeds = find_columns(image, min_separation_px=c.min_separation_nn * nn_px,
-                             com_radius_px=c.com_radius_nn * nn_px,
-                             threshold_rel=c.threshold_rel)
+        seeds = find_columns(
+            image,
+            min_separation_px=c.min_separation_nn * nn_px,
+            com_radius_px=c.com_radius_nn * nn_px,
+            threshold_rel=c.threshold_rel,
+        )
     if len(seeds) < 4:
         raise FitError(
             f"only {len(seeds)} column position(s) found; at the pixel size "
             f"{pixel_size_A:.4g} Å the columns of {config.material.name or 'the image'} are "
             f"expected {nn_px:.3g} px apart: check the pixel size (a wrong calibration, "
             f"by 10x too large or too small, looks like this), the material, or whether "
-            f"the image is blank")
+            f"the image is blank"
+        )
     fit = _refine(fit_image, seeds, labels if c.width_per_type else None, nn_px, c)
     joint = dict(fit.attrs.get("joint", {}))
     mode, coverage = _dot_mode(config, seeds, image.shape, a_px)
     if mode == "none":
-        dot = Dot(np.ones(image.shape, bool), (np.nan, np.nan),
-                  float(image.size * (pixel_size_A / 10) ** 2), (image.shape[1] / 2,
-                                                                 image.shape[0] / 2))
+        dot = Dot(
+            np.ones(image.shape, bool),
+            (np.nan, np.nan),
+            float(image.size * (pixel_size_A / 10) ** 2),
+            (image.shape[1] / 2, image.shape[0] / 2),
+        )
 
         def flags_at(p):
             return _image_edge_flags(p, image.shape, 0.5 * nn_px)
     else:
-        dot = segment_dot(image, pixel_size_A,
-                          smoothing_px=config.dot.smoothing_lattice * 0.5 * a_px)
+        dot = segment_dot(
+            image, pixel_size_A, smoothing_px=config.dot.smoothing_lattice * 0.5 * a_px
+        )
 
         def flags_at(p):
             return column_flags(p, dot, margin_px=config.dot.edge_margin_lattice * a_px)
+
     position_flags = flags_at(fit[["x_px", "y_px"]].to_numpy())
     inside = _in_statistics_region(position_flags)
     seed_source = np.full(len(fit), "found" if positions is None else "positions file", object)
-    if (cell is not None and positions is None and c.complete_lattice and c.model != "window7"
-            and inside.sum() >= 4):
+    if (
+        cell is not None
+        and positions is None
+        and c.complete_lattice
+        and c.model != "window7"
+        and inside.sum() >= 4
+    ):
         # Sites no local maximum marked (weak columns beside bright ones under overlap) are
         # added from the lattice of the found columns, and everything is fitted again.
         # Only sites within the hull of the columns found on sites (not weak: a noise peak
@@ -337,8 +397,10 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
         volume0 = fit["volume"].to_numpy()[inside]
         assigned0, lattice0 = assign_sublattices(pos0[inside], volume0, pixel_size_A, cell)
         typical0 = pd.Series(volume0).groupby(assigned0["label"].to_numpy()).transform("median")
-        on_sites = pos0[inside][(assigned0["assign_flag"] == "").to_numpy()
-                                & (volume0 >= WEAK_FRACTION * typical0.to_numpy())]
+        on_sites = pos0[inside][
+            (assigned0["assign_flag"] == "").to_numpy()
+            & (volume0 >= WEAK_FRACTION * typical0.to_numpy())
+        ]
         # Where the crystal runs into the image border its last columns are cut and not
         # found; sites there next to found columns are modelled all the same (flagged
         # "image edge", kept out of the statistics), or their intensity goes into their
@@ -349,20 +411,26 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
             in_image = (p[:, 0] >= 0) & (p[:, 1] >= 0) & (p[:, 0] <= nx - 1) & (p[:, 1] <= ny - 1)
             # the band where find_columns drops seeds (its centre-of-mass disk)
             at_border = (_image_edge_flags(p, image.shape, c.com_radius_nn * nn_px + 1) != "") & (
-                cKDTree(on_sites).query(p)[0] <= 1.5 * nn_px)
-            return in_image & (flags_at(p) != "outside dot") & (
-                _within_hull(p, on_sites, COMPLETE_TOLERANCE_NN * nn_px) | at_border)
+                cKDTree(on_sites).query(p)[0] <= 1.5 * nn_px
+            )
+            return (
+                in_image
+                & (flags_at(p) != "outside dot")
+                & (_within_hull(p, on_sites, COMPLETE_TOLERANCE_NN * nn_px) | at_border)
+            )
 
         if len(on_sites) >= 3:  # a hull to add sites in
-            extra, _ = missing_sites(pos0[inside], lattice0, cell, addable,
-                                     tolerance_px=COMPLETE_TOLERANCE_NN * nn_px)
+            extra, _ = missing_sites(
+                pos0[inside], lattice0, cell, addable, tolerance_px=COMPLETE_TOLERANCE_NN * nn_px
+            )
         else:
             extra = np.empty((0, 2))
         # Inside the crystal every column sits on a site: a found peak off every site
         # (or a second one on an occupied site) is noise, and is dropped.
         off = np.zeros(len(fit), bool)
-        off[np.flatnonzero(inside)] = (assigned0["assign_flag"] != "").to_numpy() & \
-            _within_hull(pos0[inside], on_sites, -COMPLETE_TOLERANCE_NN * nn_px)
+        off[np.flatnonzero(inside)] = (assigned0["assign_flag"] != "").to_numpy() & _within_hull(
+            pos0[inside], on_sites, -COMPLETE_TOLERANCE_NN * nn_px
+        )
         if len(extra) or off.any():
             keep = ~off
             seeds = np.vstack([seeds[keep], extra])
@@ -370,8 +438,9 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
             fit["seed_x_px"], fit["seed_y_px"] = seeds[:, 0], seeds[:, 1]
             joint = dict(fit.attrs.get("joint", {}))
             joint["seeds_dropped_off_lattice"] = int(off.sum())
-            seed_source = np.concatenate([seed_source[keep],
-                                          np.full(len(extra), "lattice", object)])
+            seed_source = np.concatenate(
+                [seed_source[keep], np.full(len(extra), "lattice", object)]
+            )
             position_flags = flags_at(fit[["x_px", "y_px"]].to_numpy())
             inside = _in_statistics_region(position_flags)
     fit["seed_source"] = seed_source
@@ -379,11 +448,13 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
         # One width per column type: assign the sublattices on a one-width fit, then refit
         # with the types (the second fit starts at the first one's positions).
         pos0 = fit[["x_px", "y_px"]].to_numpy()
-        assigned0, _ = assign_sublattices(pos0[inside], fit["volume"].to_numpy()[inside],
-                                          pixel_size_A, cell)
+        assigned0, _ = assign_sublattices(
+            pos0[inside], fit["volume"].to_numpy()[inside], pixel_size_A, cell
+        )
         types = np.full(len(fit), "other", dtype=object)
-        types[inside] = np.where(assigned0["label"].to_numpy() == "", "other",
-                                 assigned0["label"].to_numpy())
+        types[inside] = np.where(
+            assigned0["label"].to_numpy() == "", "other", assigned0["label"].to_numpy()
+        )
         if len(set(types)) > 1:
             refit = _refine(fit_image, pos0, types, nn_px, c)
             refit["seed_x_px"], refit["seed_y_px"] = seeds[:, 0], seeds[:, 1]
@@ -391,21 +462,39 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
             joint = dict(fit.attrs.get("joint", {}))
     tick("columns")
     pos = fit[["x_px", "y_px"]].to_numpy()
-    fit["cross_section"] = voronoi_cross_sections(fit_image, pos, max_radius_px=0.5 * a_px,
-                                                  offsets=fit["offset"].to_numpy())
+    fit["cross_section"] = voronoi_cross_sections(
+        fit_image, pos, max_radius_px=0.5 * a_px, offsets=fit["offset"].to_numpy()
+    )
     fit["intensity"] = fit[config.analysis.intensity]
     fit["x_nm"] = fit["x_px"] * pixel_size_A / 10
     fit["y_nm"] = fit["y_px"] * pixel_size_A / 10
-    fitting = {"model": c.model, "background": c.background if c.model != "window7" else
-               "offset per window", "fit_on": c.fit_on, "spacing_px": float(nn_px),
-               "spacing_source": spacing_source, "seeds": "positions file"
-               if positions is not None else "found",
-               "seeds_from_lattice": int(np.sum(seed_source == "lattice")), **joint}
+    fitting = {
+        "model": c.model,
+        "background": c.background if c.model != "window7" else "offset per window",
+        "fit_on": c.fit_on,
+        "spacing_px": float(nn_px),
+        "spacing_source": spacing_source,
+        "seeds": "positions file" if positions is not None else "found",
+        "seeds_from_lattice": int(np.sum(seed_source == "lattice")),
+        **joint,
+    }
     if cell is None:
-        return _analyse_without_cell(fit, labels, position_flags, inside, dot, mode, coverage,
-                                     fitting, config, pixel_size_A, tick)
-    assigned, lattice = assign_sublattices(pos[inside], fit["intensity"].to_numpy()[inside],
-                                           pixel_size_A, cell)
+        return _analyse_without_cell(
+            fit,
+            labels,
+            position_flags,
+            inside,
+            dot,
+            mode,
+            coverage,
+            fitting,
+            config,
+            pixel_size_A,
+            tick,
+        )
+    assigned, lattice = assign_sublattices(
+        pos[inside], fit["intensity"].to_numpy()[inside], pixel_size_A, cell
+    )
     for name in ("label", "site", "i", "j", "misfit_A", "assign_flag"):
         default = "" if name in ("label", "site", "assign_flag") else np.nan
         col = np.full(len(fit), default, dtype=object if isinstance(default, str) else float)
@@ -418,26 +507,35 @@ def analyse_image(image, pixel_size_A, config: Config, *, fit_image=None, positi
     typical = fit[inside].groupby("label")["intensity"].median()
     weak = inside & (intensity < WEAK_FRACTION * fit["label"].map(typical).fillna(0).to_numpy())
     fit.loc[weak, "assign_flag"] = [
-        "; ".join(f for f in (old, "weak") if f) for old in fit.loc[weak, "assign_flag"]]
+        "; ".join(f for f in (old, "weak") if f) for old in fit.loc[weak, "assign_flag"]
+    ]
     # The surface is the hull of the two sublattices of the ratio: they are found reliably,
     # whereas a weak column at the edge may be a noise peak that would push the hull out.
     numerator, denominator = parse_ratio(config.material.ratio, cell)
-    frame = inside & ~weak & fit["label"].isin([numerator.label, denominator.label]).to_numpy() & (
-        fit["flag"] == "").to_numpy()
+    frame = (
+        inside
+        & ~weak
+        & fit["label"].isin([numerator.label, denominator.label]).to_numpy()
+        & (fit["flag"] == "").to_numpy()
+    )
     if mode == "none":
         fit["depth_uc"] = np.where(inside, 0, -1)
     else:
-        fit["depth_uc"] = surface_depth(pos, frame, a_px, others=inside,
-                                        vectors_px=lattice.vectors_px)
-        dot = replace(dot, edge_lengths_nm=edge_lengths_from_columns(
-            pos[frame], lattice.vectors_px, pixel_size_A))
+        fit["depth_uc"] = surface_depth(
+            pos, frame, a_px, others=inside, vectors_px=lattice.vectors_px
+        )
+        dot = replace(
+            dot,
+            edge_lengths_nm=edge_lengths_from_columns(pos[frame], lattice.vectors_px, pixel_size_A),
+        )
     fit["flag"] = [
         "; ".join(f for f in parts if f)
         for parts in zip(fit["flag"], fit["assign_flag"], position_flags)
     ]
     fit = fit.drop(columns="assign_flag")
-    summary, extra = _summarise(fit, numerator.label, denominator.label, config, pixel_size_A,
-                                dot, lattice)
+    summary, extra = _summarise(
+        fit, numerator.label, denominator.label, config, pixel_size_A, dot, lattice
+    )
     summary["dot"].update(mode=mode, coverage=coverage)
     summary["fitting"] = fitting
     _exclusions(summary, fit)
@@ -456,27 +554,30 @@ def _exclusions(summary, columns):
     use = _used(columns)
     reasons = columns.loc[~use, "flag"].str.split("; ").explode()
     n = len(columns)
-    summary["columns"]["excluded"] = {"total": int((~use).sum()),
-                                      "by_reason": {k: int(v) for k, v in
-                                                    reasons.value_counts().items()}}
+    summary["columns"]["excluded"] = {
+        "total": int((~use).sum()),
+        "by_reason": {k: int(v) for k, v in reasons.value_counts().items()},
+    }
     warnings = summary.setdefault("warnings", [])
     if n and (~use).sum() > EXCLUDED_WARNING_FRACTION * n:
         top = ", ".join(f"{k} {v}" for k, v in reasons.value_counts().head(3).items())
-        warnings.append(f"{int((~use).sum())} of {n} columns "
-                        f"({(~use).mean():.0%}) are excluded from the statistics ({top})")
+        warnings.append(
+            f"{int((~use).sum())} of {n} columns "
+            f"({(~use).mean():.0%}) are excluded from the statistics ({top})"
+        )
     if summary.get("fitting", {}).get("converged") is False:
         warnings.append("the joint column fit did not converge")
 
 
-def _analyse_without_cell(fit, labels, position_flags, inside, dot, mode, coverage, fitting,
-                          config, pixel_size_A, tick):
+def _analyse_without_cell(
+    fit, labels, position_flags, inside, dot, mode, coverage, fitting, config, pixel_size_A, tick
+):
     fit["label"] = labels if labels is not None else "column"
     fit["site"] = ""
     for name in ("i", "j", "misfit_A"):
         fit[name] = np.nan
     fit["depth_uc"] = np.where(inside, 0, -1) if mode == "none" else -1
-    fit["flag"] = ["; ".join(f for f in parts if f)
-                   for parts in zip(fit["flag"], position_flags)]
+    fit["flag"] = ["; ".join(f for f in parts if f) for parts in zip(fit["flag"], position_flags)]
     use = fit[_used(fit)]
     stats_table = type_statistics(use["intensity"], use["label"])
     flags = fit["flag"].str.split("; ").explode()
@@ -485,12 +586,21 @@ def _analyse_without_cell(fit, labels, position_flags, inside, dot, mode, covera
         "material": None,
         "zone_axis": None,
         "intensity_measure": config.analysis.intensity,
-        "dot": {"edge_lengths_nm": list(dot.edge_lengths_nm), "area_nm2": dot.area_nm2,
-                "mode": mode, "coverage": coverage},
-        "columns": {"total": int(len(fit)), "used": int(len(use)),
-                    "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()}},
-        "per_type": {k: {kk: float(vv) for kk, vv in row.items()}
-                     for k, row in stats_table.to_dict(orient="index").items()},
+        "dot": {
+            "edge_lengths_nm": list(dot.edge_lengths_nm),
+            "area_nm2": dot.area_nm2,
+            "mode": mode,
+            "coverage": coverage,
+        },
+        "columns": {
+            "total": int(len(fit)),
+            "used": int(len(use)),
+            "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()},
+        },
+        "per_type": {
+            k: {kk: float(vv) for kk, vv in row.items()}
+            for k, row in stats_table.to_dict(orient="index").items()
+        },
         "ratio": {},
         "ratio_by_depth": [],
         "fitting": fitting,
@@ -507,16 +617,19 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
     use = columns[_used(columns)]
     stats_table = type_statistics(use["intensity"], use["label"])
     a = config.analysis
-    ratio = intensity_ratio(use["intensity"], use["label"], numerator, denominator,
-                            bootstrap=a.bootstrap, seed=a.seed)
+    ratio = intensity_ratio(
+        use["intensity"], use["label"], numerator, denominator, bootstrap=a.bootstrap, seed=a.seed
+    )
     inside = use[use["depth_uc"] >= 0]
-    depth = ratio_by_depth(inside["intensity"], inside["label"], inside["depth_uc"],
-                           numerator, denominator)
+    depth = ratio_by_depth(
+        inside["intensity"], inside["label"], inside["depth_uc"], numerator, denominator
+    )
     spacing = {}
     for label in (numerator, denominator):
         sel = columns[(columns["label"] == label) & (columns["depth_uc"] >= 0)]
-        cols, summ = peak_pair_spacing(sel[["x_px", "y_px"]].to_numpy(), lattice.vectors_px,
-                                       pixel_size_A)
+        cols, summ = peak_pair_spacing(
+            sel[["x_px", "y_px"]].to_numpy(), lattice.vectors_px, pixel_size_A
+        )
         for k in cols:
             columns.loc[sel.index, k] = cols[k].to_numpy()
         spacing[label] = summ
@@ -526,19 +639,35 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
         "material": config.material.name,
         "zone_axis": list(config.material.zone_axis),
         "intensity_measure": a.intensity,
-        "dot": {"edge_lengths_nm": list(dot.edge_lengths_nm), "area_nm2": dot.area_nm2,
-                "edge_lengths_method": "extent of the A and BX column centres along the two "
-                                       "lattice vectors"},
-        "columns": {"total": int(len(columns)), "used": int(len(use)),
-                    "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()}},
-        "per_type": {k: {kk: float(vv) for kk, vv in row.items()}
-                     for k, row in stats_table.to_dict(orient="index").items()},
-        "ratio": {k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
-                  for k, v in ratio.items()},
+        "dot": {
+            "edge_lengths_nm": list(dot.edge_lengths_nm),
+            "area_nm2": dot.area_nm2,
+            "edge_lengths_method": "extent of the A and BX column centres along the two "
+            "lattice vectors",
+        },
+        "columns": {
+            "total": int(len(columns)),
+            "used": int(len(use)),
+            "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()},
+        },
+        "per_type": {
+            k: {kk: float(vv) for kk, vv in row.items()}
+            for k, row in stats_table.to_dict(orient="index").items()
+        },
+        "ratio": {
+            k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
+            for k, v in ratio.items()
+        },
         "ratio_by_depth": depth.to_dict(orient="records"),
-        "lattice": {"a_A": lattice.a_A, "b_A": lattice.b_A, "expected_a_A": lattice.expected_a_A,
-                    "expected_b_A": lattice.expected_b_A, "rotation_deg": lattice.rotation_deg,
-                    "mirrored": bool(lattice.mirrored), "rms_misfit_A": lattice.rms_misfit_A},
+        "lattice": {
+            "a_A": lattice.a_A,
+            "b_A": lattice.b_A,
+            "expected_a_A": lattice.expected_a_A,
+            "expected_b_A": lattice.expected_b_A,
+            "rotation_deg": lattice.rotation_deg,
+            "mirrored": bool(lattice.mirrored),
+            "rms_misfit_A": lattice.rms_misfit_A,
+        },
         "spacing": spacing,
     }
     return summary, {"dot": dot, "lattice": lattice, "depth_profile": depth}
@@ -558,8 +687,9 @@ def thickness_summary(ratio: dict, series_path: str, fit_model: str | None = Non
     if not np.isfinite(ratio.get("ratio", np.nan)):
         return {"series": str(series_path), "flag": "no ratio measured"}
     try:
-        estimate = thickness_from_ratio(ratio["ratio"], ratio["stderr"], series_path,
-                                        fit_model=fit_model)
+        estimate = thickness_from_ratio(
+            ratio["ratio"], ratio["stderr"], series_path, fit_model=fit_model
+        )
     except ModelMismatchError as exc:
         return {"series": str(series_path), "refused": str(exc), "flag": "refused"}
     return {"series": str(series_path), **estimate.to_dict()}
@@ -580,39 +710,68 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
         seeds_source = {"path": str(positions), "sha256": sha256_file(positions)}
         positions = read_positions(positions)
     pixel = config.acquisition.pixel_size_A or stack.pixel_size_A
-    images, info = preprocess(stack.frames, pixel, config, voltage_kv=stack.voltage_kv,
-                              convergence_mrad=stack.convergence_mrad, progress=progress)
+    images, info = preprocess(
+        stack.frames,
+        pixel,
+        config,
+        voltage_kv=stack.voltage_kv,
+        convergence_mrad=stack.convergence_mrad,
+        progress=progress,
+    )
     fit_image = images.get(config.columns.fit_on, images["final"])
     if config.columns.fit_on == "background_removed" and "background_removed" not in images:
         fit_image = images["average"]
-    analysis = analyse_image(images["final"], pixel, config, fit_image=fit_image,
-                             positions=positions, progress=progress)
+    analysis = analyse_image(
+        images["final"], pixel, config, fit_image=fit_image, positions=positions, progress=progress
+    )
     analysis.images = images
     analysis.extra.update(info)
     if seeds_source is not None:
         analysis.summary["fitting"]["positions_file"] = seeds_source
     if config.reference_series:
         analysis.summary["thickness"] = thickness_summary(
-            analysis.summary["ratio"], config.reference_series, config.columns.model)
+            analysis.summary["ratio"], config.reference_series, config.columns.model
+        )
         if "refused" in analysis.summary["thickness"]:
             analysis.summary.setdefault("warnings", []).append(
-                "thickness: " + analysis.summary["thickness"]["refused"])
-    analysis.summary.update({
-        "input": {"path": str(stack.path), "sha256": stack.sha256,
-                  "frames": int(stack.frames.shape[0]), "shape": list(stack.frames.shape[1:]),
-                  "pixel_size_source": stack.pixel_size_source,
-                  "voltage_kv": stack.voltage_kv, "convergence_mrad": stack.convergence_mrad},
-        "drift_px": {"max": float(np.abs(info["shifts_px"]).max()) if len(info["shifts_px"])
-                     else 0.0},
-        "config": config_to_dict(config),
-        "config_hash": config_hash(config),
-        "preset": {"name": config.preset, "ratio_bias": preset_bias(config.preset)},
-        "versions": versions(),
-    })
+                "thickness: " + analysis.summary["thickness"]["refused"]
+            )
+    analysis.summary.update(
+        {
+            "input": {
+                "path": str(stack.path),
+                "sha256": stack.sha256,
+                "frames": int(stack.frames.shape[0]),
+                "shape": list(stack.frames.shape[1:]),
+                "pixel_size_source": stack.pixel_size_source,
+                "voltage_kv": stack.voltage_kv,
+                "convergence_mrad": stack.convergence_mrad,
+            },
+            "drift_px": {
+                "max": float(np.abs(info["shifts_px"]).max()) if len(info["shifts_px"]) else 0.0
+            },
+            "config": config_to_dict(config),
+            "config_hash": config_hash(config),
+            "preset": {"name": config.preset, "ratio_bias": preset_bias(config.preset)},
+            "versions": versions(),
+        }
+    )
     return analysis
 
 
-__all__ = ["COMPLETE_TOLERANCE_NN", "EXCLUDED_WARNING_FRACTION", "FULL_FIELD_COVERAGE",
-           "PIPELINE_STAGES", "WEAK_FRACTION", "analyse_image", "Analysis", "cell_for",
-           "column_spacing_for", "lattice_constant_A", "preprocess", "process_stack",
-           "read_positions", "thickness_summary"]
+__all__ = [
+    "COMPLETE_TOLERANCE_NN",
+    "EXCLUDED_WARNING_FRACTION",
+    "FULL_FIELD_COVERAGE",
+    "PIPELINE_STAGES",
+    "WEAK_FRACTION",
+    "analyse_image",
+    "Analysis",
+    "cell_for",
+    "column_spacing_for",
+    "lattice_constant_A",
+    "preprocess",
+    "process_stack",
+    "read_positions",
+    "thickness_summary",
+]

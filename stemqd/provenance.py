@@ -14,8 +14,16 @@ from . import __version__
 from .files import atomic_write_text, sha256_file, to_jsonable, write_json
 
 #: Libraries that shape stemqd's image-analysis numbers.
-CORE_PACKAGES = ("numpy", "scipy", "scikit-image", "lmfit", "numba", "pandas", "tifffile",
-                 "rosettasciio")
+CORE_PACKAGES = (
+    "numpy",
+    "scipy",
+    "scikit-image",
+    "lmfit",
+    "numba",
+    "pandas",
+    "tifffile",
+    "rosettasciio",
+)
 
 
 def versions(extra=()) -> dict:

@@ -81,8 +81,15 @@ def _scale_bar_nm(width_nm: float) -> float:
     return max([n for n in _NICE_NM if n <= target] or [_NICE_NM[0]])
 
 
-def overlay_figure(image, columns: pd.DataFrame, pixel_size_A: float, *, title: str | None = None,
-                   dot_mask=None, marker_diameter_px: float | None = None):
+def overlay_figure(
+    image,
+    columns: pd.DataFrame,
+    pixel_size_A: float,
+    *,
+    title: str | None = None,
+    dot_mask=None,
+    marker_diameter_px: float | None = None,
+):
     """The processed image with the fitted columns, coloured by sublattice.
 
     Parameters
@@ -128,8 +135,16 @@ def overlay_figure(image, columns: pd.DataFrame, pixel_size_A: float, *, title: 
 
     x = columns["x_px"].to_numpy(float)
     y = columns["y_px"].to_numpy(float)
-    flag = columns["flag"].fillna("").astype(str).to_numpy() if "flag" in columns else np.full(len(x), "")
-    site = columns["site"].fillna("").astype(str).to_numpy() if "site" in columns else np.full(len(x), "")
+    flag = (
+        columns["flag"].fillna("").astype(str).to_numpy()
+        if "flag" in columns
+        else np.full(len(x), "")
+    )
+    site = (
+        columns["site"].fillna("").astype(str).to_numpy()
+        if "site" in columns
+        else np.full(len(x), "")
+    )
     label = columns["label"].fillna("").astype(str).to_numpy() if "label" in columns else site
     outside = np.array(["outside dot" in f for f in flag], bool)
     excluded = ~outside & ~np.isin(flag, ["", "edge margin"])
@@ -146,50 +161,126 @@ def overlay_figure(image, columns: pd.DataFrame, pixel_size_A: float, *, title: 
     lw = float(np.clip(0.08 * np.sqrt(size), 0.6, 1.6))
 
     if dot_mask is not None and np.any(dot_mask):
-        ax.contour(np.asarray(dot_mask, float), levels=[0.5], colors=["#FFFFFF"],
-                   linewidths=0.8, linestyles="dashed", alpha=0.7)
+        ax.contour(
+            np.asarray(dot_mask, float),
+            levels=[0.5],
+            colors=["#FFFFFF"],
+            linewidths=0.8,
+            linestyles="dashed",
+            alpha=0.7,
+        )
 
     handles = []
     present = [s for s in dict.fromkeys(site[~outside]) if s]
-    sites = [s for s in SITE_COLOURS if s in present] + [s for s in present if s not in SITE_COLOURS]
+    sites = [s for s in SITE_COLOURS if s in present] + [
+        s for s in present if s not in SITE_COLOURS
+    ]
     colours = _site_colours(sites)
     for s in sites:
         sel = (site == s) & ~outside
         names = pd.Series(label[sel]).value_counts()
         name = names.index[0] if len(names) else ""
         ax.scatter(x[sel], y[sel], s=size, facecolors="none", edgecolors=colours[s], linewidths=lw)
-        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec=colours[s], mew=1.5,
-                              ms=8, label=f"{s}: {name}  ({int(sel.sum())})" if name != s
-                              else f"{s}  ({int(sel.sum())})"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="o",
+                mfc="none",
+                mec=colours[s],
+                mew=1.5,
+                ms=8,
+                label=f"{s}: {name}  ({int(sel.sum())})"
+                if name != s
+                else f"{s}  ({int(sel.sum())})",
+            )
+        )
     unassigned = ~outside & (site == "")
     if unassigned.any():
-        ax.scatter(x[unassigned], y[unassigned], s=size, facecolors="none", edgecolors="#BBBBBB",
-                   linewidths=lw)
-        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="#BBBBBB", mew=1.5,
-                              ms=8, label=f"unassigned  ({int(unassigned.sum())})"))
+        ax.scatter(
+            x[unassigned],
+            y[unassigned],
+            s=size,
+            facecolors="none",
+            edgecolors="#BBBBBB",
+            linewidths=lw,
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="o",
+                mfc="none",
+                mec="#BBBBBB",
+                mew=1.5,
+                ms=8,
+                label=f"unassigned  ({int(unassigned.sum())})",
+            )
+        )
     if excluded.any():
-        ax.scatter(x[excluded], y[excluded], s=size * 0.6, marker="x", c=_FLAG_COLOUR,
-                   linewidths=lw * 1.3)
-        handles.append(Line2D([], [], ls="none", marker="x", color=_FLAG_COLOUR, mew=2, ms=8,
-                              label=f"flagged, excluded  ({int(excluded.sum())})"))
+        ax.scatter(
+            x[excluded], y[excluded], s=size * 0.6, marker="x", c=_FLAG_COLOUR, linewidths=lw * 1.3
+        )
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="x",
+                color=_FLAG_COLOUR,
+                mew=2,
+                ms=8,
+                label=f"flagged, excluded  ({int(excluded.sum())})",
+            )
+        )
     if outside.any():
         ax.scatter(x[outside], y[outside], s=size * 0.6, marker="+", c="#9A9A9A", linewidths=lw)
-        handles.append(Line2D([], [], ls="none", marker="+", color="#9A9A9A", mew=1.5, ms=8,
-                              label=f"outside dot  ({int(outside.sum())})"))
+        handles.append(
+            Line2D(
+                [],
+                [],
+                ls="none",
+                marker="+",
+                color="#9A9A9A",
+                mew=1.5,
+                ms=8,
+                label=f"outside dot  ({int(outside.sum())})",
+            )
+        )
     if dot_mask is not None and np.any(dot_mask):
         handles.append(Line2D([], [], color="#FFFFFF", ls="--", lw=1.0, label="dot outline"))
     # Below the image, so that it never hides a column.
-    ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.005),
-              ncol=min(3, len(handles)), fontsize=9, framealpha=1.0, facecolor="#2A2A2A",
-              edgecolor="#2A2A2A", labelcolor="white", borderpad=0.6, handletextpad=0.4,
-              columnspacing=1.5)
+    ax.legend(
+        handles=handles,
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.005),
+        ncol=min(3, len(handles)),
+        fontsize=9,
+        framealpha=1.0,
+        facecolor="#2A2A2A",
+        edgecolor="#2A2A2A",
+        labelcolor="white",
+        borderpad=0.6,
+        handletextpad=0.4,
+        columnspacing=1.5,
+    )
 
     width_nm = nx * pixel_size_A / 10
     bar_nm = _scale_bar_nm(width_nm)
-    bar = AnchoredSizeBar(ax.transData, bar_nm * 10 / pixel_size_A,
-                          f"{bar_nm:g} nm", "lower left", pad=0.6, sep=4, color="white",
-                          frameon=True, size_vertical=max(ny / 120, 1.0),
-                          fontproperties={"size": 11, "weight": "bold"})
+    bar = AnchoredSizeBar(
+        ax.transData,
+        bar_nm * 10 / pixel_size_A,
+        f"{bar_nm:g} nm",
+        "lower left",
+        pad=0.6,
+        sep=4,
+        color="white",
+        frameon=True,
+        size_vertical=max(ny / 120, 1.0),
+        fontproperties={"size": 11, "weight": "bold"},
+    )
     bar.patch.set(facecolor="#000000", alpha=0.55, edgecolor="none")
     ax.add_artist(bar)
     if title:
@@ -212,8 +303,13 @@ def write_stack_figures(analysis, folder, name: str) -> None:
     """
     s = analysis.summary
     dot = analysis.extra.get("dot")
-    fig = overlay_figure(analysis.images.get("final"), analysis.columns, float(s["pixel_size_A"]),
-                         title=_stack_title(name, s), dot_mask=getattr(dot, "mask", None))
+    fig = overlay_figure(
+        analysis.images.get("final"),
+        analysis.columns,
+        float(s["pixel_size_A"]),
+        title=_stack_title(name, s),
+        dot_mask=getattr(dot, "mask", None),
+    )
     atomic_write_bytes(Path(folder) / "overlay.png", figure_png(fig, dpi=110))
 
 
@@ -234,7 +330,11 @@ def _ratio_text(r: dict) -> str:
         return "ratio: not measured"
     conf = r.get("confidence") or 0.95
     lo, hi = (r.get(k) for k in ("ci_low", "ci_high"))
-    ci = f" [{float(lo):.3f}, {float(hi):.3f}] ({conf:.0%} CI)" if lo is not None and hi is not None else ""
+    ci = (
+        f" [{float(lo):.3f}, {float(hi):.3f}] ({conf:.0%} CI)"
+        if lo is not None and hi is not None
+        else ""
+    )
     return f"{r.get('numerator')}:{r.get('denominator')} = {float(r['ratio']):.3f}{ci}"
 
 
@@ -269,18 +369,36 @@ def depth_profile_figure(records, ratio: dict | None = None):
     if ratio and ratio.get("ratio") is not None:
         ax.axhline(ratio["ratio"], color="#0072B2", lw=1, label="whole dot")
         if ratio.get("ci_low") is not None and ratio.get("ci_high") is not None:
-            ax.axhspan(ratio["ci_low"], ratio["ci_high"], color="#0072B2", alpha=0.15,
-                       label=f"{(ratio.get('confidence') or 0.95):.0%} CI")
+            ax.axhspan(
+                ratio["ci_low"],
+                ratio["ci_high"],
+                color="#0072B2",
+                alpha=0.15,
+                label=f"{(ratio.get('confidence') or 0.95):.0%} CI",
+            )
     if not df.empty and "ratio" in df:
         df = df.astype({"ratio": float, "stderr": float})
         ok = np.isfinite(df["ratio"].to_numpy())
         d = df[ok]
-        ax.errorbar(d["depth_uc"], d["ratio"], yerr=d["stderr"].fillna(0.0), fmt="o-",
-                    color="#D55E00", ms=5, capsize=3, label="per depth (± s.e.)")
+        ax.errorbar(
+            d["depth_uc"],
+            d["ratio"],
+            yerr=d["stderr"].fillna(0.0),
+            fmt="o-",
+            color="#D55E00",
+            ms=5,
+            capsize=3,
+            label="per depth (± s.e.)",
+        )
         for _, row in d.iterrows():
-            ax.annotate(f"{int(row['n_numerator'])}/{int(row['n_denominator'])}",
-                        (row["depth_uc"], row["ratio"]), textcoords="offset points",
-                        xytext=(4, 6), fontsize=7, color="#555555")
+            ax.annotate(
+                f"{int(row['n_numerator'])}/{int(row['n_denominator'])}",
+                (row["depth_uc"], row["ratio"]),
+                textcoords="offset points",
+                xytext=(4, 6),
+                fontsize=7,
+                color="#555555",
+            )
         ax.set_xticks(sorted(df["depth_uc"].astype(int).unique()))
         ax.margins(x=0.12)
     ax.set_xlabel("depth below surface (unit cells; 0 = outermost)")
@@ -292,8 +410,12 @@ def depth_profile_figure(records, ratio: dict | None = None):
     return fig
 
 
-def compare_figure(dots: pd.DataFrame, groups: pd.DataFrame, tests: pd.DataFrame | None = None,
-                   ratio_label: str | None = None):
+def compare_figure(
+    dots: pd.DataFrame,
+    groups: pd.DataFrame,
+    tests: pd.DataFrame | None = None,
+    ratio_label: str | None = None,
+):
     """Per-dot ratios by group, with each dot's CI and the group mean ± standard deviation.
 
     Parameters
@@ -324,16 +446,36 @@ def compare_figure(dots: pd.DataFrame, groups: pd.DataFrame, tests: pd.DataFrame
         lo = d["ci_low"].to_numpy(float) if "ci_low" in d else np.full(n, np.nan)
         hi = d["ci_high"].to_numpy(float) if "ci_high" in d else np.full(n, np.nan)
         yerr = np.vstack([np.nan_to_num(r - lo), np.nan_to_num(hi - r)])
-        ax.errorbar(xs, r, yerr=yerr, fmt="o", color=palette[k % len(palette)], ms=6, capsize=3,
-                    elinewidth=1.2, label=None)
+        ax.errorbar(
+            xs,
+            r,
+            yerr=yerr,
+            fmt="o",
+            color=palette[k % len(palette)],
+            ms=6,
+            capsize=3,
+            elinewidth=1.2,
+            label=None,
+        )
         row = groups[groups["group"] == g].iloc[0]
         if np.isfinite(row["mean"]):
             ax.hlines(row["mean"], k - 0.32, k + 0.32, color="black", lw=2)
             if np.isfinite(row.get("std", np.nan)):
-                ax.errorbar(k + 0.36, row["mean"], yerr=row["std"], fmt="none", ecolor="black",
-                            capsize=5, lw=1.5)
-            ax.annotate(f"{row['mean']:.3f} ± {_fmt(row.get('std'), 2)}", (k + 0.4, row["mean"]),
-                        fontsize=8, va="center")
+                ax.errorbar(
+                    k + 0.36,
+                    row["mean"],
+                    yerr=row["std"],
+                    fmt="none",
+                    ecolor="black",
+                    capsize=5,
+                    lw=1.5,
+                )
+            ax.annotate(
+                f"{row['mean']:.3f} ± {_fmt(row.get('std'), 2)}",
+                (k + 0.4, row["mean"]),
+                fontsize=8,
+                va="center",
+            )
     ax.set_xticks(range(len(order)))
     ax.set_xticklabels([f"{g}\n(n = {int(n)})" for g, n in zip(order, groups["n"])])
     ax.set_xlim(-0.6, len(order) - 0.2)
@@ -347,8 +489,13 @@ def compare_figure(dots: pd.DataFrame, groups: pd.DataFrame, tests: pd.DataFrame
             if t.empty or "welch_p" not in t or pd.isna(t.iloc[0].get("welch_p")):
                 continue
             t = t.iloc[0]
-            ax.annotate(f"Welch p = {_fmt(t['welch_p'], 2)}\nperm. p = {_fmt(t['permutation_p'], 2)}",
-                        (k + 0.5, top + 0.02 * span), ha="center", va="bottom", fontsize=8)
+            ax.annotate(
+                f"Welch p = {_fmt(t['welch_p'], 2)}\nperm. p = {_fmt(t['permutation_p'], 2)}",
+                (k + 0.5, top + 0.02 * span),
+                ha="center",
+                va="bottom",
+                fontsize=8,
+            )
         ax.set_ylim(ax.get_ylim()[0], top + 0.15 * span)
     ax.set_title("dots: ratio with its CI; black: group mean ± s.d.", fontsize=9)
     fig.tight_layout()
@@ -379,12 +526,16 @@ def _b64(data: bytes) -> str:
 
 
 def _html_table(df: pd.DataFrame, left=(), row_class=None) -> str:
-    head = "".join(f"<th class='{'l' if c in left else ''}'>{html.escape(str(c))}</th>" for c in df.columns)
+    head = "".join(
+        f"<th class='{'l' if c in left else ''}'>{html.escape(str(c))}</th>" for c in df.columns
+    )
     body = []
     for _, row in df.iterrows():
         cls = f" class='{row_class(row)}'" if row_class else ""
         cells = "".join(
-            f"<td class='{'l' if c in left else ''}'>{html.escape(_cell(row[c]))}</td>" for c in df.columns)
+            f"<td class='{'l' if c in left else ''}'>{html.escape(_cell(row[c]))}</td>"
+            for c in df.columns
+        )
         body.append(f"<tr{cls}>{cells}</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
@@ -392,8 +543,10 @@ def _html_table(df: pd.DataFrame, left=(), row_class=None) -> str:
 def _md_table(df: pd.DataFrame) -> str:
     head = "| " + " | ".join(str(c) for c in df.columns) + " |"
     sep = "|" + "|".join("---" for _ in df.columns) + "|"
-    rows = ["| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
-            for row in df.itertuples(index=False)]
+    rows = [
+        "| " + " | ".join(_cell(v).replace("|", "\\|") for v in row) + " |"
+        for row in df.itertuples(index=False)
+    ]
     return "\n".join([head, sep, *rows])
 
 
@@ -430,10 +583,18 @@ class _Doc:
 
     def pre(self, text, summary=None):
         body = f"<pre>{html.escape(text)}</pre>"
-        self.html.append(f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
-                         if summary else body)
-        self.md.append((f"<details><summary>{summary}</summary>\n\n" if summary else "")
-                       + "```\n" + text.rstrip() + "\n```\n" + ("\n</details>\n" if summary else ""))
+        self.html.append(
+            f"<details><summary>{html.escape(summary)}</summary>{body}</details>"
+            if summary
+            else body
+        )
+        self.md.append(
+            (f"<details><summary>{summary}</summary>\n\n" if summary else "")
+            + "```\n"
+            + text.rstrip()
+            + "\n```\n"
+            + ("\n</details>\n" if summary else "")
+        )
 
     def figure_bytes(self, png: bytes, filename: str, alt: str, cls=""):
         """Embed PNG bytes in the HTML and save them for the Markdown."""
@@ -451,10 +612,13 @@ class _Doc:
         self.html.append(text)
 
     def write(self, title: str) -> tuple[Path, Path]:
-        page = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-                f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
-                f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
-                + "\n".join(self.html) + "</body></html>\n")
+        page = (
+            f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            f"<meta name='viewport' content='width=device-width, initial-scale=1'>"
+            f"<title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"
+            + "\n".join(self.html)
+            + "</body></html>\n"
+        )
         html_path, md_path = self.folder / "report.html", self.folder / "report.md"
         atomic_write_text(html_path, page)
         atomic_write_text(md_path, "\n".join(self.md))
@@ -488,37 +652,72 @@ def _process_report(folder: Path, doc: _Doc) -> str:
     title = f"stemqd process report: {folder.name}"
     doc.heading(title, 1)
     counts = run.get("counts") or {}
-    doc.para(f"Folder {folder.resolve()} · {len(rows)} stack(s) with results"
-             + (f" · this run: {counts.get('processed', 0)} processed, {counts.get('skipped', 0)} "
-                f"reused, {counts.get('failed', 0)} failed" if counts else "")
-             + (f" · started {run['started_utc']}" if run.get("started_utc") else ""), cls="meta")
+    doc.para(
+        f"Folder {folder.resolve()} · {len(rows)} stack(s) with results"
+        + (
+            f" · this run: {counts.get('processed', 0)} processed, {counts.get('skipped', 0)} "
+            f"reused, {counts.get('failed', 0)} failed"
+            if counts
+            else ""
+        )
+        + (f" · started {run['started_utc']}" if run.get("started_utc") else ""),
+        cls="meta",
+    )
     summaries = {n: read_summary(folder / n) or {} for n in rows["name"]}
     hashes = sorted({s.get("config_hash") for s in summaries.values() if s.get("config_hash")})
-    versions = next((s.get("versions") for s in summaries.values() if s.get("versions")),
-                    run.get("versions"))
-    doc.para(f"Config hash: {', '.join(hashes) or run.get('config_hash', 'unknown')} · "
-             f"versions: {_versions_text(versions)}", cls="meta")
+    versions = next(
+        (s.get("versions") for s in summaries.values() if s.get("versions")), run.get("versions")
+    )
+    doc.para(
+        f"Config hash: {', '.join(hashes) or run.get('config_hash', 'unknown')} · "
+        f"versions: {_versions_text(versions)}",
+        cls="meta",
+    )
     if run.get("command"):
         doc.para(f"Command: {run['command']}", cls="meta")
     if len(hashes) > 1:
-        doc.para("The stacks in this folder were processed with different configs; compare "
-                 "their numbers with care.", cls="warn")
+        doc.para(
+            "The stacks in this folder were processed with different configs; compare "
+            "their numbers with care.",
+            cls="warn",
+        )
 
     doc.heading("Summary")
     if len(rows):
-        cols = ["name", "status", "ratio_label", "ratio", "ci_low", "ci_high", "n_numerator",
-                "n_denominator", "dot_edge_nm", "lattice_a_A", "lattice_b_A"]
-        shown = rows[[c for c in cols if c in rows]].rename(columns={
-            "ratio_label": "ratio of", "ci_low": "CI low", "ci_high": "CI high",
-            "n_numerator": "n num.", "n_denominator": "n den.", "dot_edge_nm": "dot edge (nm)",
-            "lattice_a_A": "a (Å)", "lattice_b_A": "b (Å)"})
+        cols = [
+            "name",
+            "status",
+            "ratio_label",
+            "ratio",
+            "ci_low",
+            "ci_high",
+            "n_numerator",
+            "n_denominator",
+            "dot_edge_nm",
+            "lattice_a_A",
+            "lattice_b_A",
+        ]
+        shown = rows[[c for c in cols if c in rows]].rename(
+            columns={
+                "ratio_label": "ratio of",
+                "ci_low": "CI low",
+                "ci_high": "CI high",
+                "n_numerator": "n num.",
+                "n_denominator": "n den.",
+                "dot_edge_nm": "dot edge (nm)",
+                "lattice_a_A": "a (Å)",
+                "lattice_b_A": "b (Å)",
+            }
+        )
         shown["status"] = shown["status"].replace({"skipped": "reused"})
         doc.table(shown, left=("name", "status", "ratio of"))
         r = rows["ratio"].astype(float)
         r = r[np.isfinite(r)]
         if len(r) > 1:
-            doc.para(f"Per-dot ratio over {len(r)} dots: mean {r.mean():.4f}, standard deviation "
-                     f"{r.std(ddof=1):.4f}.")
+            doc.para(
+                f"Per-dot ratio over {len(r)} dots: mean {r.mean():.4f}, standard deviation "
+                f"{r.std(ddof=1):.4f}."
+            )
     else:
         doc.para("No stack has results.")
 
@@ -526,7 +725,9 @@ def _process_report(folder: Path, doc: _Doc) -> str:
     if len(failures):
         f = failures[["file", "error_class", "message"]].rename(columns={"error_class": "error"})
         doc.table(f, left=("file", "error", "message"), row_class=lambda _: "failed")
-        doc.para("Details (and tracebacks of unexpected errors) are in <name>/error.log.", cls="meta")
+        doc.para(
+            "Details (and tracebacks of unexpected errors) are in <name>/error.log.", cls="meta"
+        )
     else:
         doc.para("None.")
 
@@ -535,11 +736,13 @@ def _process_report(folder: Path, doc: _Doc) -> str:
         sub = folder / name
         doc.heading(name, 2, anchor=f"stack-{name}")
         inp = s.get("input") or {}
-        doc.para(f"{_ratio_text(s.get('ratio') or {})} · input {inp.get('path', '?')} "
-                 f"(SHA-256 {str(inp.get('sha256', '?'))[:16]}…, {inp.get('frames', '?')} frames "
-                 f"of {' x '.join(str(v) for v in inp.get('shape', []))} px, "
-                 f"{_fmt(s.get('pixel_size_A'), 4)} Å/px from {inp.get('pixel_size_source', '?')})",
-                 cls="meta")
+        doc.para(
+            f"{_ratio_text(s.get('ratio') or {})} · input {inp.get('path', '?')} "
+            f"(SHA-256 {str(inp.get('sha256', '?'))[:16]}…, {inp.get('frames', '?')} frames "
+            f"of {' x '.join(str(v) for v in inp.get('shape', []))} px, "
+            f"{_fmt(s.get('pixel_size_A'), 4)} Å/px from {inp.get('pixel_size_source', '?')})",
+            cls="meta",
+        )
         doc.raw_html("<div class='stack'>")
         if (sub / "overlay.png").is_file():
             doc.figure_file(sub / "overlay.png", f"{name} overlay", cls="overlay")
@@ -557,33 +760,54 @@ def _process_report(folder: Path, doc: _Doc) -> str:
         lat = s.get("lattice") or {}
         if spacing or lat:
             doc.heading("Lattice", 3)
-            sp_rows = [{"sublattice": k, "a (nm)": v.get("spacing_a_nm_mean"),
-                        "s.d. a": v.get("spacing_a_nm_std"), "pairs a": v.get("n_pairs_a"),
-                        "b (nm)": v.get("spacing_b_nm_mean"), "s.d. b": v.get("spacing_b_nm_std"),
-                        "pairs b": v.get("n_pairs_b")} for k, v in spacing.items()]
+            sp_rows = [
+                {
+                    "sublattice": k,
+                    "a (nm)": v.get("spacing_a_nm_mean"),
+                    "s.d. a": v.get("spacing_a_nm_std"),
+                    "pairs a": v.get("n_pairs_a"),
+                    "b (nm)": v.get("spacing_b_nm_mean"),
+                    "s.d. b": v.get("spacing_b_nm_std"),
+                    "pairs b": v.get("n_pairs_b"),
+                }
+                for k, v in spacing.items()
+            ]
             if sp_rows:
                 doc.table(pd.DataFrame(sp_rows), left=("sublattice",))
             if lat:
-                doc.para(f"Lattice fit: a = {_fmt(lat.get('a_A'), 4)} Å, b = {_fmt(lat.get('b_A'), 4)} Å "
-                         f"(expected {_fmt(lat.get('expected_a_A'), 4)}, {_fmt(lat.get('expected_b_A'), 4)}), "
-                         f"rotation {_fmt(lat.get('rotation_deg'), 3)}°, rms misfit "
-                         f"{_fmt(lat.get('rms_misfit_A'), 2)} Å.", cls="meta")
+                doc.para(
+                    f"Lattice fit: a = {_fmt(lat.get('a_A'), 4)} Å, b = {_fmt(lat.get('b_A'), 4)} Å "
+                    f"(expected {_fmt(lat.get('expected_a_A'), 4)}, {_fmt(lat.get('expected_b_A'), 4)}), "
+                    f"rotation {_fmt(lat.get('rotation_deg'), 3)}°, rms misfit "
+                    f"{_fmt(lat.get('rms_misfit_A'), 2)} Å.",
+                    cls="meta",
+                )
         thick = s.get("thickness") or {}
         if thick.get("ranges_nm") is not None:
-            ranges = ", ".join(f"{lo:.1f}-{hi:.1f} nm ({lo_uc:.1f}-{hi_uc:.1f} uc)"
-                               for (lo, hi), (lo_uc, hi_uc)
-                               in zip(thick["ranges_nm"], thick["ranges_uc"])) or "none"
-            doc.para(f"Thickness consistent with the ratio under {thick.get('series')}: "
-                     f"{ranges}" + (f" ({thick['flag']})" if thick.get("flag") else ""),
-                     cls="meta")
+            ranges = (
+                ", ".join(
+                    f"{lo:.1f}-{hi:.1f} nm ({lo_uc:.1f}-{hi_uc:.1f} uc)"
+                    for (lo, hi), (lo_uc, hi_uc) in zip(thick["ranges_nm"], thick["ranges_uc"])
+                )
+                or "none"
+            )
+            doc.para(
+                f"Thickness consistent with the ratio under {thick.get('series')}: "
+                f"{ranges}" + (f" ({thick['flag']})" if thick.get("flag") else ""),
+                cls="meta",
+            )
         cols = s.get("columns") or {}
         flags = cols.get("flags") or {}
-        doc.para(f"Columns: {cols.get('total', '?')} found, {cols.get('used', '?')} used"
-                 + (" · flags: " + ", ".join(f"{k} {v}" for k, v in flags.items()) if flags else ""),
-                 cls="meta")
+        doc.para(
+            f"Columns: {cols.get('total', '?')} found, {cols.get('used', '?')} used"
+            + (" · flags: " + ", ".join(f"{k} {v}" for k, v in flags.items()) if flags else ""),
+            cls="meta",
+        )
         doc.raw_html("</div></div>")
 
-    config_text = (folder / "config.toml").read_text() if (folder / "config.toml").is_file() else None
+    config_text = (
+        (folder / "config.toml").read_text() if (folder / "config.toml").is_file() else None
+    )
     if config_text:
         doc.heading("Configuration")
         doc.pre(config_text, summary="effective config (TOML)")
@@ -594,15 +818,20 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
     data = _read_json(folder / "compare.json") or {}
     title = f"stemqd compare report: {' vs '.join(data.get('groups', {}))}"
     doc.heading(title, 1)
-    doc.para(f"Folder {folder.resolve()} · created {data.get('created_utc', '?')} · "
-             f"versions: {_versions_text(data.get('versions'))}", cls="meta")
+    doc.para(
+        f"Folder {folder.resolve()} · created {data.get('created_utc', '?')} · "
+        f"versions: {_versions_text(data.get('versions'))}",
+        cls="meta",
+    )
     for w in data.get("warnings") or []:
         doc.para(w, cls="warn")
     doc.heading("Groups")
     groups = pd.DataFrame(data.get("group_stats") or [])
     src = pd.DataFrame([{"group": g, "folder": p} for g, p in (data.get("groups") or {}).items()])
     if len(groups):
-        doc.table(groups.merge(src, on="group", how="left"), left=("group", "config_hashes", "folder"))
+        doc.table(
+            groups.merge(src, on="group", how="left"), left=("group", "config_hashes", "folder")
+        )
     links = []
     for g, p in (data.get("groups") or {}).items():
         page = Path(p) / "report.html"
@@ -610,18 +839,25 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
             rel = os.path.relpath(page, folder)
             links.append((g, rel))
     if links:
-        doc.raw_html("<p class='meta'>Per-stack reports: " + " · ".join(
-            f"<a href='{html.escape(rel)}'>{html.escape(g)}</a>" for g, rel in links) + "</p>")
-        doc.md.append("Per-stack reports: " + " · ".join(f"[{g}]({rel})" for g, rel in links) + "\n")
+        doc.raw_html(
+            "<p class='meta'>Per-stack reports: "
+            + " · ".join(f"<a href='{html.escape(rel)}'>{html.escape(g)}</a>" for g, rel in links)
+            + "</p>"
+        )
+        doc.md.append(
+            "Per-stack reports: " + " · ".join(f"[{g}]({rel})" for g, rel in links) + "\n"
+        )
     if (folder / "compare.png").is_file():
         doc.figure_file(folder / "compare.png", "per-dot ratios by group")
     doc.heading("Tests")
     tests = pd.DataFrame(data.get("tests") or [])
     if len(tests):
-        doc.para("difference = mean(b) − mean(a); Welch's t-test, two-sided permutation test of the "
-                 "difference of means, Hedges' g, and a bootstrap CI of the difference"
-                 + ("; *_holm: Holm-adjusted over all pairs." if "welch_p_holm" in tests else "."),
-                 cls="meta")
+        doc.para(
+            "difference = mean(b) − mean(a); Welch's t-test, two-sided permutation test of the "
+            "difference of means, Hedges' g, and a bootstrap CI of the difference"
+            + ("; *_holm: Holm-adjusted over all pairs." if "welch_p_holm" in tests else "."),
+            cls="meta",
+        )
         # one column per pair of groups: the statistics read down, and the page stays narrow
         shown = tests.copy()
         shown.index = [f"{a} → {b}" for a, b in zip(shown.pop("group_a"), shown.pop("group_b"))]
@@ -630,8 +866,22 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
     doc.heading("Dots")
     dots = pd.DataFrame(data.get("dots") or [])
     if len(dots):
-        cols = [c for c in ("group", "name", "ratio", "ci_low", "ci_high", "n_numerator",
-                            "n_denominator", "dot_edge_nm", "lattice_a_A", "config_hash") if c in dots]
+        cols = [
+            c
+            for c in (
+                "group",
+                "name",
+                "ratio",
+                "ci_low",
+                "ci_high",
+                "n_numerator",
+                "n_denominator",
+                "dot_edge_nm",
+                "lattice_a_A",
+                "config_hash",
+            )
+            if c in dots
+        ]
         doc.table(dots[cols], left=("group", "name", "config_hash"))
     return title
 
@@ -663,13 +913,19 @@ def write_report(folder: str | os.PathLike) -> tuple[Path, Path]:
     if (folder / "compare.json").is_file():
         title = _compare_report(folder, doc)
     elif (folder / "summary.csv").is_file() or any(
-            (p / "summary.json").is_file() for p in folder.iterdir() if p.is_dir()):
+        (p / "summary.json").is_file() for p in folder.iterdir() if p.is_dir()
+    ):
         title = _process_report(folder, doc)
     else:
-        raise InputError(f"{folder}: not a 'stemqd process' or 'stemqd compare' output folder "
-                         "(no summary.csv, compare.json or <name>/summary.json)")
-    doc.para(f"Report written {datetime.now(timezone.utc).isoformat(timespec='seconds')} by "
-             f"stemqd {_stemqd_version()}.", cls="meta")
+        raise InputError(
+            f"{folder}: not a 'stemqd process' or 'stemqd compare' output folder "
+            "(no summary.csv, compare.json or <name>/summary.json)"
+        )
+    doc.para(
+        f"Report written {datetime.now(timezone.utc).isoformat(timespec='seconds')} by "
+        f"stemqd {_stemqd_version()}.",
+        cls="meta",
+    )
     return doc.write(title)
 
 

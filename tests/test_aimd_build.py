@@ -21,7 +21,7 @@ def test_composition_and_charge(n):
     atoms = build_dot(n)
     sym = np.array(atoms.get_chemical_symbols())
     counts = {el: int((sym == el).sum()) for el in ("Cs", "Pb", "Br")}
-    assert counts == {"Cs": (n + 1) ** 3 - 8, "Pb": n ** 3, "Br": 3 * n * n * (n + 1)}
+    assert counts == {"Cs": (n + 1) ** 3 - 8, "Pb": n**3, "Br": 3 * n * n * (n + 1)}
     assert atoms.info["charge"] == 3 * n - 7
     assert dot_composition(n)["charge"] == 3 * n - 7
     if n in EXPECTED:
@@ -33,8 +33,12 @@ def test_composition_and_charge(n):
 def test_matches_ase_spacegroup_cut(n):
     """Independent construction: ase.spacegroup.crystal + repeat + mask."""
     a = 5.87
-    bulk = crystal(["Pb", "Br", "Cs"], [(0, 0, 0), (0.5, 0, 0), (0.5, 0.5, 0.5)], spacegroup=221,
-                   cellpar=[a, a, a, 90, 90, 90])
+    bulk = crystal(
+        ["Pb", "Br", "Cs"],
+        [(0, 0, 0), (0.5, 0, 0), (0.5, 0.5, 0.5)],
+        spacegroup=221,
+        cellpar=[a, a, a, 90, 90, 90],
+    )
     big = bulk.repeat((n + 2, n + 2, n + 2))
     big.positions -= a  # cells from -1 to n
     f = big.positions / a
@@ -44,12 +48,15 @@ def test_matches_ase_spacegroup_cut(n):
     # Pb and Br only where they belong to the n^3 octahedra: Pb in [0, n-1]^3.
     pb_ok = (sym != "Pb") | np.all((f > -1e-6) & (f < n - 1 + 1e-6), axis=1)
     br_ok = (sym != "Br") | (np.sum(np.abs(f - np.round(f)) > 0.25, axis=1) == 1) & np.all(
-        np.where(np.abs(f - np.round(f)) > 0.25, True, (f > -1e-6) & (f < n - 1 + 1e-6)), axis=1)
+        np.where(np.abs(f - np.round(f)) > 0.25, True, (f > -1e-6) & (f < n - 1 + 1e-6)), axis=1
+    )
     corner = np.all(np.isclose(f, -0.5) | np.isclose(f, n - 0.5), axis=1)
     keep = inside & pb_ok & br_ok & ~corner
     ref = sorted((s, *np.round(p, 6)) for s, p in zip(sym[keep], f[keep]))
     dot = build_dot(n)
-    mine = sorted((s, *np.round(p, 6)) for s, p in zip(dot.get_chemical_symbols(), dot.arrays["ideal_frac"]))
+    mine = sorted(
+        (s, *np.round(p, 6)) for s, p in zip(dot.get_chemical_symbols(), dot.arrays["ideal_frac"])
+    )
     assert mine == ref
 
 
@@ -67,12 +74,20 @@ def test_core_shell_36nm():
 
 @pytest.mark.parametrize("n", range(3, 8))
 def test_core_shell_ca_count(n):
-    assert dot_composition(n, 1)["Ca"] == n ** 3 - (n - 2) ** 3
-    assert (np.array(build_dot(n, shell="CsCaBr3").get_chemical_symbols()) == "Ca").sum() == n ** 3 - (n - 2) ** 3
+    assert dot_composition(n, 1)["Ca"] == n**3 - (n - 2) ** 3
+    assert (
+        np.array(build_dot(n, shell="CsCaBr3").get_chemical_symbols()) == "Ca"
+    ).sum() == n**3 - (n - 2) ** 3
 
 
 def test_sizes_and_cells():
-    assert [edge_from_size(s) for s in ("1.8nm", "2.4nm", "3.0nm", "3.6nm", "4.2nm")] == [3, 4, 5, 6, 7]
+    assert [edge_from_size(s) for s in ("1.8nm", "2.4nm", "3.0nm", "3.6nm", "4.2nm")] == [
+        3,
+        4,
+        5,
+        6,
+        7,
+    ]
     assert edge_from_size("35.2A") == 6 and edge_from_size(6) == 6 and edge_from_size("6") == 6
     assert [cell_size_A(n) / 10 for n in range(3, 8)] == [5.0, 6.0, 7.0, 7.5, 7.5]
     atoms = build_dot(3)
@@ -100,10 +115,23 @@ def test_write_structures(tmp_path):
 def test_cp2k_input_settings():
     atoms = build_dot(4)
     text = cp2k_input(atoms, run_type="MD", fixed=frozen_indices(atoms, 1.0, "shell"))
-    for key in ("CUTOFF 300", "EPS_SCF 1.0e-08", "TYPE CSVR", "TIMESTEP 10", "TIMECON 15",
-                "XC_FUNCTIONAL PBE", "POTENTIAL GTH-PBE-q9", "BASIS_SET DZVP-MOLOPT-SR-GTH",
-                "&VELOCITIES ON", "&MO_CUBES", "NLUMO 1", "WRITE_CUBE F", "FIXED_ATOMS",
-                "PERIODIC NONE", "ABC 60.0000"):
+    for key in (
+        "CUTOFF 300",
+        "EPS_SCF 1.0e-08",
+        "TYPE CSVR",
+        "TIMESTEP 10",
+        "TIMECON 15",
+        "XC_FUNCTIONAL PBE",
+        "POTENTIAL GTH-PBE-q9",
+        "BASIS_SET DZVP-MOLOPT-SR-GTH",
+        "&VELOCITIES ON",
+        "&MO_CUBES",
+        "NLUMO 1",
+        "WRITE_CUBE F",
+        "FIXED_ATOMS",
+        "PERIODIC NONE",
+        "ABC 60.0000",
+    ):
         assert key in text, key
     # q = +5 for n = 4; CHARGE 0 leaves an odd electron count -> UKS doublet.
     assert electron_count(atoms.get_chemical_symbols(), 0) % 2 == 1
@@ -147,6 +175,11 @@ def test_frozen_regions_and_stages(tmp_path):
     assert stages[-1]["steps"] == 1000 and stages[-1]["timecon_fs"] == 1000.0
     assert stages[-1]["temperature_K"] == 10.0
     paths = write_cp2k_inputs(atoms, tmp_path, stages=stages, fixed=shell)
-    assert [p.name for p in paths] == ["geo_opt.inp", "equilibration.inp", "cooling.inp", "production.inp"]
+    assert [p.name for p in paths] == [
+        "geo_opt.inp",
+        "equilibration.inp",
+        "cooling.inp",
+        "production.inp",
+    ]
     assert "dot-cooling-1.restart" in paths[-1].read_text()
     assert (tmp_path / "run.sh").exists() and (tmp_path / "dot.xyz").exists()

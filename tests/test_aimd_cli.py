@@ -22,8 +22,23 @@ def _sidecar(path):
 
 
 def test_linewidth_prints_fwhm(capsys):
-    assert main(["aimd", "linewidth", "--mode", "2:0.5", "--mode", "7:0.3", "--mode", "17:0.1",
-                 "--temperature", "300"]) == 0
+    assert (
+        main(
+            [
+                "aimd",
+                "linewidth",
+                "--mode",
+                "2:0.5",
+                "--mode",
+                "7:0.3",
+                "--mode",
+                "17:0.1",
+                "--temperature",
+                "300",
+            ]
+        )
+        == 0
+    )
     lam = 2 * 0.5 + 7 * 0.3 + 17 * 0.1
     expected = FWHM_PER_SIGMA * np.sqrt(2 * lam * KB_MEV_K * 300)
     value, unit = capsys.readouterr().out.split()
@@ -32,8 +47,23 @@ def test_linewidth_prints_fwhm(capsys):
 
 def test_linewidth_table_and_plot(tmp_path, capsys):
     csv, png = tmp_path / "lw.csv", tmp_path / "lw.png"
-    assert main(["aimd", "linewidth", "--mode", "2:1", "--temperature", "10:300:10", "-o", str(csv),
-                 "--plot", str(png)]) == 0
+    assert (
+        main(
+            [
+                "aimd",
+                "linewidth",
+                "--mode",
+                "2:1",
+                "--temperature",
+                "10:300:10",
+                "-o",
+                str(csv),
+                "--plot",
+                str(png),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(csv)
     assert len(table) == 30 and png.stat().st_size > 1000
     assert _sidecar(csv)["results"]["reorganization_meV"] == 2.0
@@ -48,11 +78,16 @@ def test_bad_input_is_one_line_error(capsys, tmp_path):
 
 
 def test_build_and_cp2k(tmp_path, capsys):
-    assert main(["aimd", "build", "--size", "3.6nm", "--shell", "CsCaBr3", "-o", str(tmp_path)]) == 0
+    assert (
+        main(["aimd", "build", "--size", "3.6nm", "--shell", "CsCaBr3", "-o", str(tmp_path)]) == 0
+    )
     out = capsys.readouterr().out
     assert "Cs335Ca152Pb64Br756" in out and "q=+11" in out
     assert (tmp_path / "dot_n6_CsCaBr3.xyz").exists() and (tmp_path / "dot_n6_CsCaBr3.cif").exists()
-    assert main(["aimd", "cp2k", "--size", "1.8nm", "--frozen", "core", "-o", str(tmp_path / "inp")]) == 0
+    assert (
+        main(["aimd", "cp2k", "--size", "1.8nm", "--frozen", "core", "-o", str(tmp_path / "inp")])
+        == 0
+    )
     text = (tmp_path / "inp" / "production.inp").read_text()
     assert "FIXED_ATOMS" in text and "TIMECON 1000" in text and "ABC 50.0000" in text
 
@@ -65,7 +100,10 @@ def test_gaps_dos_rmsf_on_fixture(tmp_path, capsys):
     side = _sidecar(gaps)
     assert list(side["inputs"].values())[0] and len(list(side["inputs"].values())[0]) == 64
     pos, vel = FIX / "cspbbr3-md-pos-1.xyz", FIX / "cspbbr3-md-vel-1.xyz"
-    assert main(["aimd", "dos", "--pos", str(pos), "--vel", str(vel), "-o", str(tmp_path / "dos")]) == 0
+    assert (
+        main(["aimd", "dos", "--pos", str(pos), "--vel", str(vel), "-o", str(tmp_path / "dos")])
+        == 0
+    )
     dos = pd.read_csv(tmp_path / "dos" / "dos.csv")
     de = dos["energy_meV"].iloc[1]
     assert dos["dos_per_meV"].sum() * de == pytest.approx(9.0)  # 3N - 6 for 5 atoms
@@ -86,18 +124,40 @@ def test_huang_rhys_and_dephasing_from_csv(tmp_path, capsys):
     s = np.array([20.0, 5.0, 1.0])
     a = np.sqrt(4 * s * e * KB_MEV_K * T)
     t = np.arange(n) * dt
-    gap_meV = 1850 + (a[:, None] * np.cos(e[:, None] / HBAR_MEV_FS * t + np.array([[0.1], [1.0], [2.0]]))).sum(0)
+    gap_meV = 1850 + (
+        a[:, None] * np.cos(e[:, None] / HBAR_MEV_FS * t + np.array([[0.1], [1.0], [2.0]]))
+    ).sum(0)
     csv = tmp_path / "gap.csv"
-    pd.DataFrame({"step": np.arange(n), "time_fs": t, "gap_eV": gap_meV / 1000}).to_csv(csv, index=False)
+    pd.DataFrame({"step": np.arange(n), "time_fs": t, "gap_eV": gap_meV / 1000}).to_csv(
+        csv, index=False
+    )
     out = tmp_path / "hr"
-    assert main(["aimd", "huang-rhys", str(csv), "--temperature", "10", "-o", str(out), "--n-free", "10"]) == 0
+    assert (
+        main(
+            [
+                "aimd",
+                "huang-rhys",
+                str(csv),
+                "--temperature",
+                "10",
+                "-o",
+                str(out),
+                "--n-free",
+                "10",
+            ]
+        )
+        == 0
+    )
     win = pd.read_csv(out / "huang_rhys_windows.csv")
     assert np.allclose(win["S"], s, rtol=1e-9)
     assert np.allclose(win["S_per_free_atom"], s / 10, rtol=1e-9)
     res = _sidecar(out / "huang_rhys_windows.csv")["results"]
     assert res["reorganization_meV"] == pytest.approx((s * e).sum(), rel=1e-9)
     assert (out / "huang_rhys.png").exists()
-    assert main(["aimd", "dephasing", str(csv), "--max-time", "500", "-o", str(tmp_path / "deph")]) == 0
+    assert (
+        main(["aimd", "dephasing", str(csv), "--max-time", "500", "-o", str(tmp_path / "deph")])
+        == 0
+    )
     d = pd.read_csv(tmp_path / "deph" / "dephasing.csv")
     assert d["D"].iloc[0] == 1.0 and d["time_fs"].iloc[-1] == 500.0
     assert (tmp_path / "deph" / "dephasing.png").exists()

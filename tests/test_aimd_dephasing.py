@@ -25,7 +25,7 @@ def harmonic():
 def ornstein_uhlenbeck(sigma, tau_c, dt, n, seed):
     rng = np.random.default_rng(seed)
     rho = np.exp(-dt / tau_c)
-    noise = rng.normal(scale=sigma * np.sqrt(1 - rho ** 2), size=n)
+    noise = rng.normal(scale=sigma * np.sqrt(1 - rho**2), size=n)
     return lfilter([1.0], [1.0, -rho], noise, zi=[rho * rng.normal(scale=sigma)])[0]
 
 
@@ -36,7 +36,9 @@ def test_circular_acf_and_cumulant_exact():
     exact_c = (A[:, None] ** 2 / 2 * np.cos(W[:, None] * t)).sum(axis=0)
     assert np.abs(c - exact_c).max() < 1e-11 * np.abs(exact_c).max() * 100
     g = cumulant(c, DT)
-    exact_g = (A[:, None] ** 2 * (1 - np.cos(W[:, None] * t)) / (2 * HBAR_MEV_FS ** 2 * W[:, None] ** 2)).sum(axis=0)
+    exact_g = (
+        A[:, None] ** 2 * (1 - np.cos(W[:, None] * t)) / (2 * HBAR_MEV_FS**2 * W[:, None] ** 2)
+    ).sum(axis=0)
     # C linear between samples: error ~ (w dt)^2 / 24 of the fast mode's share of g.
     assert np.allclose(g[1:], exact_g[1:], rtol=2e-3)
     assert g[0] == 0.0
@@ -82,7 +84,7 @@ def test_exponential_fit_motional_narrowing():
     sigma, tau_c, dt = 5.0, 5.0, 1.0
     x = ornstein_uhlenbeck(sigma, tau_c, dt, 400_000, seed=4)
     res = dephasing(x, dt, max_time_fs=20000.0, fit="exponential", fit_threshold=0.05)
-    tau_expected = HBAR_MEV_FS ** 2 / (sigma ** 2 * tau_c)
+    tau_expected = HBAR_MEV_FS**2 / (sigma**2 * tau_c)
     assert res["tau_fs"] == pytest.approx(tau_expected, rel=0.1)
     assert res["fwhm_meV"] == pytest.approx(2 * HBAR_MEV_FS / res["tau_fs"])
 

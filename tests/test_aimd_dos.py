@@ -31,7 +31,9 @@ def oscillators():
 def test_integral_partials_and_peaks(oscillators):
     symbols, masses, _, vel = oscillators
     for normalize in ("temperature", "dof"):
-        d = phonon_dos(vel, masses, DT, symbols=symbols, temperature_K=T, normalize=normalize, n_dof=36)
+        d = phonon_dos(
+            vel, masses, DT, symbols=symbols, temperature_K=T, normalize=normalize, n_dof=36
+        )
         de = d.attrs["bin_meV"]
         assert de == pytest.approx(H_MEV_FS / (NF * DT))
         assert d["dos_per_meV"].sum() * de == pytest.approx(36.0, abs=1e-10)
@@ -47,27 +49,44 @@ def test_integral_partials_and_peaks(oscillators):
 def test_position_route_and_central_difference(oscillators):
     symbols, masses, pos, vel = oscillators
     ref = phonon_dos(vel, masses, DT, symbols=symbols, temperature_K=T, normalize="temperature")
-    spec = phonon_dos_from_positions(pos, masses, DT, symbols=symbols, temperature_K=T, normalize="temperature")
+    spec = phonon_dos_from_positions(
+        pos, masses, DT, symbols=symbols, temperature_K=T, normalize="temperature"
+    )
     assert np.allclose(spec["dos_per_meV"], ref["dos_per_meV"], atol=1e-10)
-    cen = phonon_dos_from_positions(pos, masses, DT, symbols=symbols, temperature_K=T, normalize="temperature",
-                                    derivative="central")
+    cen = phonon_dos_from_positions(
+        pos,
+        masses,
+        DT,
+        symbols=symbols,
+        temperature_K=T,
+        normalize="temperature",
+        derivative="central",
+    )
     de = cen.attrs["bin_meV"]
     for el, b in BINS.items():
         x = 2 * np.pi * b / NF  # omega dt
         # Central differences scale the amplitude by sin(w dt)/(w dt), the power by its square.
-        assert cen[f"dos_{el}_per_meV"].sum() * de / 12 == pytest.approx((np.sin(x) / x) ** 2, rel=2e-3)
+        assert cen[f"dos_{el}_per_meV"].sum() * de / 12 == pytest.approx(
+            (np.sin(x) / x) ** 2, rel=2e-3
+        )
 
 
 def test_window_smoothing_and_quantum_factor(oscillators):
     symbols, masses, _, vel = oscillators
-    d = phonon_dos(vel, masses, DT, symbols=symbols, n_dof=36, window="hann", pad=2, smoothing_meV=0.5)
+    d = phonon_dos(
+        vel, masses, DT, symbols=symbols, n_dof=36, window="hann", pad=2, smoothing_meV=0.5
+    )
     assert d.attrs["integral"] == pytest.approx(36.0, rel=1e-6)
     e = d["energy_meV"].to_numpy()
     for el, b in BINS.items():
         assert abs(e[np.argmax(d[f"dos_{el}_per_meV"])] - b * H_MEV_FS / (NF * DT)) < 0.05
     # Q -> 1 classically; the harmonic factor beta E / (1 - exp(-beta E)).
     q = quantum_factor([0.0, 1e-6, 25.85], T, "harmonic")
-    assert q[0] == 1.0 and q[1] == pytest.approx(1.0) and q[2] == pytest.approx(1.0 / (1 - np.exp(-1.0)), rel=1e-3)
+    assert (
+        q[0] == 1.0
+        and q[1] == pytest.approx(1.0)
+        and q[2] == pytest.approx(1.0 / (1 - np.exp(-1.0)), rel=1e-3)
+    )
     qe = quantum_factor([25.85], T, "energy")
     assert qe[0] == pytest.approx(0.5 / np.tanh(0.5), rel=1e-3)
     dq = phonon_dos(vel, masses, DT, temperature_K=T, n_dof=36, quantum_correction="harmonic")

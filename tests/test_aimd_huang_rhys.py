@@ -27,7 +27,9 @@ def harmonic_gap(energies, s, n=N, seed=0, e0=1850.0):
     a = np.sqrt(4 * s * energies * KT)  # variance A^2/2 = 2 S E kT
     t = np.arange(n) * DT
     phase = rng.uniform(0, 2 * np.pi, size=len(energies))
-    return e0 + (a[:, None] * np.cos(energies[:, None] / HBAR_MEV_FS * t + phase[:, None])).sum(axis=0)
+    return e0 + (a[:, None] * np.cos(energies[:, None] / HBAR_MEV_FS * t + phase[:, None])).sum(
+        axis=0
+    )
 
 
 def test_exact_window_sums_and_lambda():
@@ -47,7 +49,9 @@ def test_exact_window_sums_and_lambda():
 
 
 def test_quantum_convention_ratio():
-    res = huang_rhys(harmonic_gap(E, S), DT, T, windows=[(e - 1.5, e + 1.5) for e in E], convention="quantum")
+    res = huang_rhys(
+        harmonic_gap(E, S), DT, T, windows=[(e - 1.5, e + 1.5) for e in E], convention="quantum"
+    )
     x = E / (2 * KT)
     # sigma^2 = S_q E^2 coth(E / 2kT) = 2 S_cl E kT  ->  S_q / S_cl = 2 kT / (E coth).
     assert np.allclose(res["windows"]["S"], S * 2 * KT / (E / np.tanh(x)), rtol=1e-12)
@@ -57,7 +61,9 @@ def test_quantum_convention_ratio():
 
 def test_off_grid_modes_with_hann_taper():
     e_off = E + 0.37 * H_MEV_FS / (N * DT)  # between grid points
-    res = huang_rhys(harmonic_gap(e_off, S), DT, T, windows=[(e - 1.5, e + 1.5) for e in e_off], window="hann")
+    res = huang_rhys(
+        harmonic_gap(e_off, S), DT, T, windows=[(e - 1.5, e + 1.5) for e in e_off], window="hann"
+    )
     assert np.allclose(res["windows"]["S"], S, rtol=0.03)
 
 

@@ -30,8 +30,15 @@ def test_layers_of_ideal_dot():
     frac = atoms.arrays["ideal_frac"]
     # Surface Cs and terminal Br at depth 0, Pb of the outer octahedra at 1/2: all layer 0.
     assert np.all(layers[(sym == "Pb") & np.any((frac == 0) | (frac == 4), axis=1)] == 0)
-    assert layers.max() == 2 and np.all(layers[sym == "Pb"][np.all(frac[sym == "Pb"] == 2, axis=1)] == 2)
-    assert np.all(layer_index(atoms.positions, 5.87, rounding="round")[(sym == "Pb") & np.any(frac == 0, axis=1)] == 1)
+    assert layers.max() == 2 and np.all(
+        layers[sym == "Pb"][np.all(frac[sym == "Pb"] == 2, axis=1)] == 2
+    )
+    assert np.all(
+        layer_index(atoms.positions, 5.87, rounding="round")[
+            (sym == "Pb") & np.any(frac == 0, axis=1)
+        ]
+        == 1
+    )
     # Robust to small relaxations.
     jitter = np.random.default_rng(1).normal(scale=0.1, size=atoms.positions.shape)
     assert np.array_equal(layer_index(atoms.positions + jitter, 5.87), layers)
@@ -81,8 +88,8 @@ def test_element_msd_recovers_planted_sigmas_under_drift():
     # Removing the mass-weighted centre of mass c = sum_j w_j u_j (w = m / M) leaves
     # <(u_i - c)^2> = s_i^2 (1 - 2 w_i) + sum_j w_j^2 s_j^2 per direction.
     w = atoms.get_masses() / atoms.get_masses().sum()
-    com_var = (w[:, None] ** 2 * scale ** 2).sum(axis=0)
-    expected = scale ** 2 * (1 - 2 * w[:, None]) + com_var
+    com_var = (w[:, None] ** 2 * scale**2).sum(axis=0)
+    expected = scale**2 * (1 - 2 * w[:, None]) + com_var
     for el, s in truth.items():
         u_true = float(np.mean(np.square(s)))
         row = table.loc[el]
@@ -93,7 +100,11 @@ def test_element_msd_recovers_planted_sigmas_under_drift():
         assert row["sigma_min_A"] == pytest.approx(min(s), rel=0.04)
         assert row["sigma_max_A"] == pytest.approx(max(s), rel=0.04)
         # The block error is the size of the scatter of independent frames.
-        assert 0.3 < row["u_iso_err_A2"] / (u_true * np.sqrt(2.0 / (3 * n_frames * row["n_atoms"]))) < 3
+        assert (
+            0.3
+            < row["u_iso_err_A2"] / (u_true * np.sqrt(2.0 / (3 * n_frames * row["n_atoms"])))
+            < 3
+        )
 
 
 def test_element_msd_about_reference_sites_counts_static_offsets():
@@ -125,8 +136,9 @@ def test_element_msd_rejects_too_few_frames():
         element_msd(np.zeros((20, 2, 3)), ["Cs"], n_blocks=5)
 
 
-@pytest.mark.parametrize("run", sorted(p.name for p in AIMD_RUNS.iterdir()) if AIMD_RUNS.is_dir()
-                         else [])
+@pytest.mark.parametrize(
+    "run", sorted(p.name for p in AIMD_RUNS.iterdir()) if AIMD_RUNS.is_dir() else []
+)
 def test_committed_aimd_sigmas_reproduce(run):
     """The committed sigmas of the thickness series' AIMD runs follow from the committed
     production trajectories (simulations/cp2k/phonon_sigmas.py)."""
@@ -139,11 +151,10 @@ def test_committed_aimd_sigmas_reproduce(run):
     folder = AIMD_RUNS / run
     recorded = json.loads((folder / "phonon_sigmas.json").read_text())
     traj = read_xyz_trajectory(folder / "bulk-production-pos-1.xyz.gz")
-    frames = traj.values[recorded["skipped_frames"]:]
+    frames = traj.values[recorded["skipped_frames"] :]
     assert len(frames) == recorded["frames"]
     sites = read(folder / "dot.xyz").positions
     for key, reference in (("sigma_A", sites), ("thermal_sigma_A", None)):
-        table = element_msd(frames, traj.symbols, reference=reference,
-                            n_blocks=recorded["blocks"])
+        table = element_msd(frames, traj.symbols, reference=reference, n_blocks=recorded["blocks"])
         for el, value in recorded[key].items():
             assert table.loc[el, "sigma_A"] == pytest.approx(value, abs=1e-4)

@@ -11,8 +11,9 @@ def test_shifts_recovered_within_005_px():
 
 
 def test_snr_of_average_grows_as_sqrt_n():
-    frames, truth = perovskite_dot((192, 192), n_frames=16, drift_px=1.0, dose=50, seed=2,
-                                   edge_cells=5)
+    frames, truth = perovskite_dot(
+        (192, 192), n_frames=16, drift_px=1.0, dose=50, seed=2, edge_cells=5
+    )
     inner = (slice(20, -20), slice(20, -20))
 
     def noise(n):

@@ -33,15 +33,29 @@ def fake_process(stack, config):
     img = np.asarray(stack.frames).mean(axis=0)
     half = img.shape[1] // 2
     left, right = img[:, :half].mean(), img[:, half:].mean()
-    columns = pd.DataFrame({"x_px": [10.0, 20.0, 30.0], "y_px": [10.0, 20.0, 30.0],
-                            "site": ["A", "BX", "BX"], "label": ["Cs", "PbBr", "PbBr"],
-                            "flag": ["", "", "fit failed"], "intensity": [left, right, np.nan]})
+    columns = pd.DataFrame(
+        {
+            "x_px": [10.0, 20.0, 30.0],
+            "y_px": [10.0, 20.0, 30.0],
+            "site": ["A", "BX", "BX"],
+            "label": ["Cs", "PbBr", "PbBr"],
+            "flag": ["", "", "fit failed"],
+            "intensity": [left, right, np.nan],
+        }
+    )
     summary = {
         "pixel_size_A": stack.pixel_size_A,
-        "ratio": {"numerator": "Cs", "denominator": "PbBr", "ratio": left / right,
-                  "ci_low": 0.9 * left / right, "ci_high": 1.1 * left / right,
-                  "stderr": np.float64(np.nan), "n_numerator": np.int64(1), "n_denominator": 2,
-                  "confidence": 0.95},
+        "ratio": {
+            "numerator": "Cs",
+            "denominator": "PbBr",
+            "ratio": left / right,
+            "ci_low": 0.9 * left / right,
+            "ci_high": 1.1 * left / right,
+            "stderr": np.float64(np.nan),
+            "n_numerator": np.int64(1),
+            "n_denominator": 2,
+            "confidence": 0.95,
+        },
         "dot": {"edge_lengths_nm": [1.0, 2.0], "area_nm2": 2.0},
         "columns": {"total": 3, "used": 2},
         "lattice": {"a_A": 5.87, "b_A": 5.86},
@@ -49,8 +63,12 @@ def fake_process(stack, config):
         "input": {"path": stack.path, "sha256": stack.sha256},
         "config_hash": config_hash(config),
     }
-    return SimpleNamespace(columns=columns, summary=summary, images={"average": img, "final": img},
-                           extra={"psf": np.ones((3, 3)) / 9})
+    return SimpleNamespace(
+        columns=columns,
+        summary=summary,
+        images={"average": img, "final": img},
+        extra={"psf": np.ones((3, 3)) / 9},
+    )
 
 
 def fake_render(analysis, folder, name):
@@ -66,7 +84,7 @@ def _stack(path, left=2.0, right=4.0, n=2, size=48, seed=0):
     rng = np.random.default_rng(seed)
     frames = np.empty((n, size, size), np.float32)
     frames[:, :, : size // 2] = left
-    frames[:, :, size // 2:] = right
+    frames[:, :, size // 2 :] = right
     frames += rng.uniform(-1e-3, 1e-3, frames.shape).astype(np.float32)
     write_stack_tiff(path, frames, 0.3, voltage_kv=300, convergence_mrad=18)
     return path
@@ -102,10 +120,21 @@ CONFIG = load_config()
 def test_discover_files_folders_globs(tmp_path, good):
     (tmp_path / "in" / "notes.txt").write_text("x")
     (tmp_path / "empty_dir").mkdir()
-    paths, problems = discover_inputs([str(good[0]), str(tmp_path / "in"),
-                                       str(tmp_path / "in" / "*.tif"), str(tmp_path / "empty_dir"),
-                                       str(tmp_path / "nothing*.dm4"), str(tmp_path / "missing.tif")])
-    assert [p.name for p in paths] == ["a.tif", "b.tif", "missing.tif"]  # unique, notes.txt left out
+    paths, problems = discover_inputs(
+        [
+            str(good[0]),
+            str(tmp_path / "in"),
+            str(tmp_path / "in" / "*.tif"),
+            str(tmp_path / "empty_dir"),
+            str(tmp_path / "nothing*.dm4"),
+            str(tmp_path / "missing.tif"),
+        ]
+    )
+    assert [p.name for p in paths] == [
+        "a.tif",
+        "b.tif",
+        "missing.tif",
+    ]  # unique, notes.txt left out
     assert [p[0] for p in problems] == [str(tmp_path / "empty_dir"), str(tmp_path / "nothing*.dm4")]
 
 
@@ -115,17 +144,36 @@ def test_stack_names_are_unique():
 
 
 def test_to_jsonable_gives_strict_json():
-    obj = {"a": np.float32(1.5), "b": np.nan, "c": [np.int64(2), np.inf], "d": (1, None),
-           "e": np.array([1.0, np.nan]), "f": Path("x/y")}
+    obj = {
+        "a": np.float32(1.5),
+        "b": np.nan,
+        "c": [np.int64(2), np.inf],
+        "d": (1, None),
+        "e": np.array([1.0, np.nan]),
+        "f": Path("x/y"),
+    }
     text = json.dumps(to_jsonable(obj), allow_nan=False)
-    assert json.loads(text) == {"a": 1.5, "b": None, "c": [2, None], "d": [1, None],
-                                "e": [1.0, None], "f": "x/y"}
+    assert json.loads(text) == {
+        "a": 1.5,
+        "b": None,
+        "c": [2, None],
+        "d": [1, None],
+        "e": [1.0, None],
+        "f": "x/y",
+    }
 
 
 def test_results_and_summary(tmp_path, good):
     out = tmp_path / "out"
-    rows = run_batch([str(p) for p in good], out, CONFIG, process=fake_process,
-                     render=fake_render, save_intermediates=True, progress=False)
+    rows = run_batch(
+        [str(p) for p in good],
+        out,
+        CONFIG,
+        process=fake_process,
+        render=fake_render,
+        save_intermediates=True,
+        progress=False,
+    )
     assert list(rows["status"]) == ["processed", "processed"]
     table = pd.read_csv(out / "summary.csv")
     assert list(table["name"]) == ["a", "b"]
@@ -149,11 +197,25 @@ def test_bad_inputs_are_isolated(tmp_path, good, bad):
     out = tmp_path / "out"
     lines = []
     boom = _stack(tmp_path / "in" / "boom.tif")
-    rows = run_batch([str(p) for p in good] + [str(bad), str(boom)], out, CONFIG,
-                     process=fake_process, progress=False, log=lines.append)
+    rows = run_batch(
+        [str(p) for p in good] + [str(bad), str(boom)],
+        out,
+        CONFIG,
+        process=fake_process,
+        progress=False,
+        log=lines.append,
+    )
     status = dict(zip(rows["name"], rows["status"]))
-    assert status == {"a": "processed", "b": "processed", "empty": "failed", "line": "failed",
-                      "nanpix": "failed", "text": "failed", "truncated": "failed", "boom": "failed"}
+    assert status == {
+        "a": "processed",
+        "b": "processed",
+        "empty": "failed",
+        "line": "failed",
+        "nanpix": "failed",
+        "text": "failed",
+        "truncated": "failed",
+        "boom": "failed",
+    }
     failures = pd.read_csv(out / "failures.csv")
     assert list(failures.columns) == ["file", "name", "error_class", "message"]
     msg = dict(zip(failures["name"], failures["message"]))
@@ -183,7 +245,9 @@ def test_resume_skips_and_force_redoes(tmp_path, good):
     assert set(rows["status"]) == {"processed"}
     # a changed config or a changed input is recomputed
     other = load_config(None, ["denoise.cycles=3"])
-    assert set(run_batch(good, out, other, process=fake_process, progress=False)["status"]) == {"processed"}
+    assert set(run_batch(good, out, other, process=fake_process, progress=False)["status"]) == {
+        "processed"
+    }
     _stack(good[0], 1, 4)
     rows = run_batch(good, out, other, process=fake_process, progress=False)
     assert list(rows["status"]) == ["processed", "skipped"]
@@ -195,18 +259,32 @@ def test_interrupt_leaves_no_half_result(tmp_path, good):
     run_batch(good[:1], out, CONFIG, process=fake_process, render=fake_render, progress=False)
     before = (out / "a" / "summary.json").read_bytes()
     with pytest.raises(KeyboardInterrupt):
-        run_batch(good[:1], out, CONFIG, process=fake_process, render=interrupting_render,
-                  progress=False, force=True)
+        run_batch(
+            good[:1],
+            out,
+            CONFIG,
+            process=fake_process,
+            render=interrupting_render,
+            progress=False,
+            force=True,
+        )
     assert (out / "a" / "summary.json").read_bytes() == before  # the old result is intact
     assert (out / "a" / "overlay.png").read_bytes().startswith(b"\x89PNG")
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
 
 
 def test_process_pool_matches_serial(tmp_path, good, bad):
-    serial = run_batch(good + [bad / "empty.tif"], tmp_path / "s", CONFIG, process=fake_process,
-                       progress=False)
-    parallel = run_batch(good + [bad / "empty.tif"], tmp_path / "p", CONFIG, process=fake_process,
-                         jobs=2, progress=False)
+    serial = run_batch(
+        good + [bad / "empty.tif"], tmp_path / "s", CONFIG, process=fake_process, progress=False
+    )
+    parallel = run_batch(
+        good + [bad / "empty.tif"],
+        tmp_path / "p",
+        CONFIG,
+        process=fake_process,
+        jobs=2,
+        progress=False,
+    )
     cols = ["name", "status", "ratio", "ci_low", "ci_high", "error_class"]
     pd.testing.assert_frame_equal(serial[cols], parallel[cols])
 
@@ -214,11 +292,13 @@ def test_process_pool_matches_serial(tmp_path, good, bad):
 def test_dask_local_cluster_matches_serial(tmp_path, good):
     distributed = pytest.importorskip("distributed")
     serial = run_batch(good, tmp_path / "s", CONFIG, process=fake_process, progress=False)
-    with distributed.LocalCluster(n_workers=1, processes=False, threads_per_worker=1,
-                                  dashboard_address=None) as cluster:
+    with distributed.LocalCluster(
+        n_workers=1, processes=False, threads_per_worker=1, dashboard_address=None
+    ) as cluster:
         with distributed.Client(cluster) as client:
-            dask = run_batch(good, tmp_path / "d", CONFIG, process=fake_process, progress=False,
-                             scheduler=client)
+            dask = run_batch(
+                good, tmp_path / "d", CONFIG, process=fake_process, progress=False, scheduler=client
+            )
     cols = ["name", "status", "ratio", "ci_low", "ci_high"]
     pd.testing.assert_frame_equal(serial[cols], dask[cols])
     assert json.loads((tmp_path / "d" / "run.json").read_text())["executor"] == "dask"
@@ -229,15 +309,28 @@ def test_compare_batches(tmp_path):
         for k, r in enumerate(ratios):
             sub = tmp_path / group / f"dot{k}"
             sub.mkdir(parents=True)
-            (sub / "summary.json").write_text(json.dumps({
-                "ratio": {"numerator": "Cs", "denominator": "PbBr", "ratio": r,
-                          "ci_low": r - 0.01, "ci_high": r + 0.01}, "config_hash": "h"}))
+            (sub / "summary.json").write_text(
+                json.dumps(
+                    {
+                        "ratio": {
+                            "numerator": "Cs",
+                            "denominator": "PbBr",
+                            "ratio": r,
+                            "ci_low": r - 0.01,
+                            "ci_high": r + 0.01,
+                        },
+                        "config_hash": "h",
+                    }
+                )
+            )
     # a stale result of a stack that failed in the latest run is not used
-    (tmp_path / "core" / "summary.csv").write_text("name,status\ndot0,processed\ndot1,processed\n"
-                                                   "dot2,failed\n")
+    (tmp_path / "core" / "summary.csv").write_text(
+        "name,status\ndot0,processed\ndot1,processed\ndot2,failed\n"
+    )
     assert len(collect_results(tmp_path / "core")) == 2
-    res = compare_batches({"core": tmp_path / "core", "shell": tmp_path / "shell"},
-                          permutations=999, bootstrap=999)
+    res = compare_batches(
+        {"core": tmp_path / "core", "shell": tmp_path / "shell"}, permutations=999, bootstrap=999
+    )
     g = res["groups"].set_index("group")
     assert g.loc["core", "n"] == 2 and g.loc["shell", "mean"] == pytest.approx(0.515)
     t = res["tests"].iloc[0]

@@ -29,8 +29,7 @@ def by_label(cell):
 
 
 def fracs_of(cell, label):
-    return sorted(tuple(round(x, 4) for x in c.frac) for c in cell.columns
-                  if c.label == label)
+    return sorted(tuple(round(x, 4) for x in c.frac) for c in cell.columns if c.label == label)
 
 
 def test_cspbbr3_001_default():
@@ -106,8 +105,7 @@ def test_srtio3_110_is_sro_ti_o2():
 def test_mos2_monolayer_001_hexagonal():
     cell = projected_cell("MoS2-1H", "001")
     a = 3.16
-    np.testing.assert_allclose(cell.vectors_A, [[a, 0], [-a / 2, a * math.sqrt(3) / 2]],
-                               atol=1e-9)
+    np.testing.assert_allclose(cell.vectors_A, [[a, 0], [-a / 2, a * math.sqrt(3) / 2]], atol=1e-9)
     assert cell.gamma_deg == pytest.approx(120)
     cols = by_label(cell)
     assert set(cols) == {"Mo", "S2"}
@@ -156,19 +154,22 @@ def test_supercell_and_cif_give_the_same_projection(tmp_path):
     for other in (sup, from_cif):
         np.testing.assert_allclose(other.vectors_A, ref.vectors_A, atol=1e-6)
         assert other.repeat_A == pytest.approx(ref.repeat_A)
-        assert [(c.label, c.frac, c.composition) for c in other.columns] == \
-            [(c.label, c.frac, c.composition) for c in ref.columns]
+        assert [(c.label, c.frac, c.composition) for c in other.columns] == [
+            (c.label, c.frac, c.composition) for c in ref.columns
+        ]
 
 
 def test_lattice_constant_override_and_exponent():
     cell = projected_cell("CsPbBr3", lattice_constant_A=6.0, exponent=2.0)
     assert cell.a_A == pytest.approx(6.0) and cell.repeat_A == pytest.approx(6.0)
-    assert cell.column("Cs").contrast == pytest.approx(55 ** 2 / 6.0)
+    assert cell.column("Cs").contrast == pytest.approx(55**2 / 6.0)
 
 
 @settings(max_examples=20, deadline=None)
-@given(st.tuples(*[st.integers(-2, 2)] * 3).filter(lambda z: any(z)),
-       st.sampled_from(["CsPbBr3", "MoS2", "Si"]))
+@given(
+    st.tuples(*[st.integers(-2, 2)] * 3).filter(lambda z: any(z)),
+    st.sampled_from(["CsPbBr3", "MoS2", "Si"]),
+)
 def test_column_contrast_density_is_zone_independent(zone, material):
     # Every atom lands in exactly one column: sum(contrast per Å) / cell area is the Z**n
     # density of the crystal, whatever the zone axis.
@@ -237,8 +238,7 @@ def _cli(argv):
 
 def test_cli_prints_and_writes_png(tmp_path, capsys):
     png = tmp_path / "cell.png"
-    assert _cli(["cell", "SrTiO3", "--zone", "110", "--ratio", "Ti:SrO", "--png",
-                 str(png)]) == 0
+    assert _cli(["cell", "SrTiO3", "--zone", "110", "--ratio", "Ti:SrO", "--png", str(png)]) == 0
     out = capsys.readouterr().out
     assert "SrTiO3 [110]" in out and "SrO" in out and "O2" in out
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -278,7 +278,7 @@ def test_mixed_halide_cif_counts_occupancies(tmp_path):
     cell = projected_cell(str(path), "001")
     bx = next(c for c in cell.columns if c.site == "BX")
     assert bx.composition == {"Pb": 1, "I": 0.5, "Br": 0.5}
-    assert bx.contrast == pytest.approx((82 ** N + (53 ** N + 35 ** N) / 2) / 5.87)
+    assert bx.contrast == pytest.approx((82**N + (53**N + 35**N) / 2) / 5.87)
     assert parse_ratio("Cs:PbIBr", cell)[1] is bx
     x = [c for c in cell.columns if c.site == "X"]
     assert len(x) == 2 and x[0].composition == {"I": 0.5, "Br": 0.5}

@@ -17,9 +17,17 @@ def _ratio_errors(overlap, dose, seeds):
     config = replace(config, analysis=replace(config.analysis, bootstrap=0))
     out = []
     for seed in seeds:
-        frames, truth = perovskite_dot((256, 256), pixel_size_A=PIXEL_A, edge_cells=7,
-                                       sigma_A=overlap * NN_A, dose=dose, n_frames=1,
-                                       drift_px=0.0, background_level=0.15, seed=seed)
+        frames, truth = perovskite_dot(
+            (256, 256),
+            pixel_size_A=PIXEL_A,
+            edge_cells=7,
+            sigma_A=overlap * NN_A,
+            dose=dose,
+            n_frames=1,
+            drift_px=0.0,
+            background_level=0.15,
+            seed=seed,
+        )
         images, _ = preprocess(frames, PIXEL_A, config)
         fit_image = images[config.columns.fit_on]
         summary = analyse_image(images["final"], PIXEL_A, config, fit_image=fit_image).summary
@@ -31,15 +39,21 @@ def _ratio_errors(overlap, dose, seeds):
 # width is biased at about 20 counts per weak column (ratio -2.5 %); at 0.45 and 20 counts
 # the weak Br columns next to Cs take its intensity (-20 % and worse). Kept as strict xfails
 # so that the targets stay in view.
-_LOW_DOSE = pytest.mark.xfail(strict=True, reason="low-dose least-squares bias (see the "
-                              "Real images issue note)")
+_LOW_DOSE = pytest.mark.xfail(
+    strict=True, reason="low-dose least-squares bias (see the Real images issue note)"
+)
 
 
-@pytest.mark.parametrize("overlap, dose", [
-    (0.10, 1000), (0.30, 100), (0.45, 1000),
-    pytest.param(0.10, 20, marks=[_LOW_DOSE, pytest.mark.slow]),
-    pytest.param(0.45, 20, marks=[_LOW_DOSE, pytest.mark.slow]),
-])
+@pytest.mark.parametrize(
+    "overlap, dose",
+    [
+        (0.10, 1000),
+        (0.30, 100),
+        (0.45, 1000),
+        pytest.param(0.10, 20, marks=[_LOW_DOSE, pytest.mark.slow]),
+        pytest.param(0.45, 20, marks=[_LOW_DOSE, pytest.mark.slow]),
+    ],
+)
 def test_default_chain_ratio_within_two_percent(overlap, dose):
     """Mean over seeds within 2 % of the truth, no single image beyond 5 %."""
     errors = _ratio_errors(overlap, dose, seeds=(0, 1, 2))

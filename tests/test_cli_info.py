@@ -38,7 +38,15 @@ def test_info_good_and_bad(files):
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "good.tif" in result.stdout
-    for expected in ("3 x 40 x 48", "frames:        3", "float32", "0.25 Å", "ImageJ", "300 kV", "21.4 mrad"):
+    for expected in (
+        "3 x 40 x 48",
+        "frames:        3",
+        "float32",
+        "0.25 Å",
+        "ImageJ",
+        "300 kV",
+        "21.4 mrad",
+    ):
         assert expected in result.stdout
     errors = result.stderr.strip().splitlines()
     assert len(errors) == 1 and "bad.tif" in errors[0]

@@ -31,14 +31,27 @@ PIXEL_A = 0.3
 
 def stemqd(*args, cwd=None):
     """Run ``python cli.py ARGS``; returns the CompletedProcess (text)."""
-    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "cli.py"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 def make_dot(path, *, shell_cells=0, seed=0, rotation_deg=2.0):
-    frames, truth = perovskite_dot((160, 160), pixel_size_A=PIXEL_A, edge_cells=4, n_frames=2,
-                                   dose=400.0, shell_cells=shell_cells, rotation_deg=rotation_deg,
-                                   drift_px=0.5, seed=seed)
+    frames, truth = perovskite_dot(
+        (160, 160),
+        pixel_size_A=PIXEL_A,
+        edge_cells=4,
+        n_frames=2,
+        dose=400.0,
+        shell_cells=shell_cells,
+        rotation_deg=rotation_deg,
+        drift_px=0.5,
+        seed=seed,
+    )
     write_stack_tiff(path, frames, PIXEL_A, voltage_kv=300, convergence_mrad=18)
     return truth
 
@@ -67,8 +80,18 @@ def test_process_writes_results_with_the_true_ratio(clean_run):
     folder = out / "dot"
     cols = pd.read_csv(folder / "columns.csv")
     params = ("amplitude", "x_px", "y_px", "sigma_x_px", "sigma_y_px", "theta_rad", "offset")
-    for name in (*params, *(f"{p}_err" for p in params), "x_nm", "y_nm", "volume",
-                 "cross_section", "site", "label", "depth_uc", "flag"):
+    for name in (
+        *params,
+        *(f"{p}_err" for p in params),
+        "x_nm",
+        "y_nm",
+        "volume",
+        "cross_section",
+        "site",
+        "label",
+        "depth_uc",
+        "flag",
+    ):
         assert name in cols.columns, name
     assert list(cols.columns[:4]) == ["x_px", "y_px", "x_nm", "y_nm"]
     assert set(cols["site"].dropna()) >= {"A", "BX"}
@@ -126,8 +149,13 @@ def test_bad_inputs_are_reported_and_the_rest_processed(tmp_path, clean_run):
     assert "Traceback" not in result.stderr
     lines = [line for line in result.stderr.splitlines() if line.startswith("failed:")]
     assert len(lines) == 5
-    expected = {"truncated.tif": "truncated", "empty.tif": "empty", "text.tif": "not a TIFF",
-                "profile.npy": "1-D", "nan.tif": "non-finite"}
+    expected = {
+        "truncated.tif": "truncated",
+        "empty.tif": "empty",
+        "text.tif": "not a TIFF",
+        "profile.npy": "1-D",
+        "nan.tif": "non-finite",
+    }
     for name, words in expected.items():
         assert any(name in line and words in line for line in lines), (name, lines)
     failures = pd.read_csv(out / "failures.csv")
@@ -155,8 +183,9 @@ def test_rerun_skips_and_force_redoes(tmp_path, clean_run):
     redo = strict_json(out / "dot" / "summary.json")
     assert redo["ratio"] == first["ratio"]  # deterministic
     # a different config is not "up to date"
-    changed = stemqd("process", base / "dot.tif", "--out", out, "--quiet",
-                     "--set", "analysis.bootstrap=500")
+    changed = stemqd(
+        "process", base / "dot.tif", "--out", out, "--quiet", "--set", "analysis.bootstrap=500"
+    )
     assert changed.returncode == 0 and "1 processed" in changed.stderr
 
 
@@ -170,18 +199,31 @@ def test_dask_scheduler_gives_the_same_results(tmp_path, clean_run):
     local = stemqd("process", data, "--out", tmp_path / "local", "--quiet", "--jobs", "2")
     assert local.returncode == 0, local.stderr
     # threads in this process, reachable over TCP by the CLI's own process
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  protocol="tcp", host="127.0.0.1",
-                                  dashboard_address=None) as cluster:
-        result = stemqd("process", data, "--out", tmp_path / "dask", "--quiet",
-                        "--scheduler", cluster.scheduler_address)
+    with distributed.LocalCluster(
+        n_workers=1,
+        threads_per_worker=1,
+        processes=False,
+        protocol="tcp",
+        host="127.0.0.1",
+        dashboard_address=None,
+    ) as cluster:
+        result = stemqd(
+            "process",
+            data,
+            "--out",
+            tmp_path / "dask",
+            "--quiet",
+            "--scheduler",
+            cluster.scheduler_address,
+        )
     assert result.returncode == 0, result.stderr
     a = pd.read_csv(tmp_path / "local" / "summary.csv")
     b = pd.read_csv(tmp_path / "dask" / "summary.csv")
     cols = ["name", "status", "ratio", "ci_low", "ci_high", "n_numerator", "n_denominator"]
     pd.testing.assert_frame_equal(a[cols], b[cols])
     assert b.loc[b["name"] == "dot", "ratio"].item() == pytest.approx(
-        pd.read_csv(out0 / "summary.csv")["ratio"].item())
+        pd.read_csv(out0 / "summary.csv")["ratio"].item()
+    )
 
 
 @pytest.mark.slow
@@ -189,13 +231,29 @@ def test_compare_core_and_shell_groups(tmp_path):
     for group, shell in (("core", 0), ("shell", 2)):
         (tmp_path / group).mkdir()
         for k in range(3):
-            make_dot(tmp_path / group / f"{group}{k}.tif", shell_cells=shell, seed=10 * k + shell,
-                     rotation_deg=1.0 + k)
-        r = stemqd("process", tmp_path / group, "--out", tmp_path / f"out_{group}", "--quiet",
-                   "--jobs", "2")
+            make_dot(
+                tmp_path / group / f"{group}{k}.tif",
+                shell_cells=shell,
+                seed=10 * k + shell,
+                rotation_deg=1.0 + k,
+            )
+        r = stemqd(
+            "process",
+            tmp_path / group,
+            "--out",
+            tmp_path / f"out_{group}",
+            "--quiet",
+            "--jobs",
+            "2",
+        )
         assert r.returncode == 0, r.stderr
-    result = stemqd("compare", f"core={tmp_path / 'out_core'}", f"shell={tmp_path / 'out_shell'}",
-                    "--out", tmp_path / "cmp")
+    result = stemqd(
+        "compare",
+        f"core={tmp_path / 'out_core'}",
+        f"shell={tmp_path / 'out_shell'}",
+        "--out",
+        tmp_path / "cmp",
+    )
     assert result.returncode == 0, result.stderr
     tests = pd.read_csv(tmp_path / "cmp" / "tests.csv")
     assert tests.loc[0, "difference"] > 0  # the depleted shell raises Cs : PbBr
@@ -208,7 +266,9 @@ def test_compare_core_and_shell_groups(tmp_path):
 
 
 def test_config_show_round_trips(tmp_path):
-    result = stemqd("config", "--show", "--set", "denoise.cycles=3", "--set", "columns.method=lmfit")
+    result = stemqd(
+        "config", "--show", "--set", "denoise.cycles=3", "--set", "columns.method=lmfit"
+    )
     assert result.returncode == 0, result.stderr
     (tmp_path / "c.toml").write_text(result.stdout)
     assert tomllib.loads(result.stdout)["denoise"]["cycles"] == 3
@@ -217,13 +277,16 @@ def test_config_show_round_trips(tmp_path):
     assert f"config_hash = {config_hash(config)}" in result.stdout.splitlines()[0]
 
 
-@pytest.mark.parametrize("args, words", [
-    (["config", "--set", "nosuch.key=1"], "unknown config key"),
-    (["process", "x.tif", "--out", "o", "--pixel-size", "fast"], "--pixel-size"),
-    (["process", "x.tif", "--out", "o", "--jobs", "0"], "--jobs"),
-    (["compare", "justone", "--out", "o"], "NAME=DIR"),
-    (["report", "nowhere"], "no such folder"),
-])
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["config", "--set", "nosuch.key=1"], "unknown config key"),
+        (["process", "x.tif", "--out", "o", "--pixel-size", "fast"], "--pixel-size"),
+        (["process", "x.tif", "--out", "o", "--jobs", "0"], "--jobs"),
+        (["compare", "justone", "--out", "o"], "NAME=DIR"),
+        (["report", "nowhere"], "no such folder"),
+    ],
+)
 def test_usage_errors_are_one_line(tmp_path, args, words):
     result = stemqd(*args, cwd=tmp_path)
     assert result.returncode == 2

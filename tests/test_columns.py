@@ -10,11 +10,11 @@ NN = 2.935 / 0.2
 
 
 def _found(dose):
-    frames, truth = perovskite_dot((400, 400), edge_cells=8, dose=dose, n_frames=1,
-                                   drift_px=0, seed=2)
+    frames, truth = perovskite_dot(
+        (400, 400), edge_cells=8, dose=dose, n_frames=1, drift_px=0, seed=2
+    )
     image, _ = remove_background(frames[0], 3 * 5.87 / 0.2)
-    pos = find_columns(image, min_separation_px=0.6 * NN, com_radius_px=0.3 * NN,
-                       threshold_rel=0.1)
+    pos = find_columns(image, min_separation_px=0.6 * NN, com_radius_px=0.3 * NN, threshold_rel=0.1)
     return image, pos, truth
 
 

@@ -12,7 +12,7 @@ def test_defaults_from_methods():
 
 def test_file_and_overrides_round_trip(tmp_path):
     p = tmp_path / "c.toml"
-    p.write_text('[background]\nradius_lattice = 2.5\n[material]\nzone_axis = [1, 1, 0]\n')
+    p.write_text("[background]\nradius_lattice = 2.5\n[material]\nzone_axis = [1, 1, 0]\n")
     c = load_config(p, ["columns.method=lmfit", "acquisition.pixel_size_A=0.2"])
     assert c.background.radius_lattice == 2.5 and c.material.zone_axis == (1, 1, 0)
     assert c.columns.method == "lmfit" and c.acquisition.pixel_size_A == 0.2
@@ -22,8 +22,9 @@ def test_file_and_overrides_round_trip(tmp_path):
     assert config_hash(load_config(p2)) == config_hash(c) != config_hash(Config())
 
 
-@pytest.mark.parametrize("override", ["nosuch.key=1", "columns.max_iterations=abc",
-                                      "columns", "align.enabled=maybe"])
+@pytest.mark.parametrize(
+    "override", ["nosuch.key=1", "columns.max_iterations=abc", "columns", "align.enabled=maybe"]
+)
 def test_bad_overrides_are_clear(override):
     with pytest.raises(ConfigError):
         load_config(None, [override])
@@ -34,15 +35,22 @@ def test_presets_start_below_the_file_and_the_overrides(tmp_path):
 
     study = load_config(preset="study")
     assert study.preset == "study"
-    assert (study.columns.model, study.columns.fit_on, study.dot.mode) == ("window7", "final",
-                                                                          "dot")
+    assert (study.columns.model, study.columns.fit_on, study.dot.mode) == (
+        "window7",
+        "final",
+        "dot",
+    )
     assert not study.columns.complete_lattice
     # a file's preset key, and overrides on top of the preset
     f = tmp_path / "c.toml"
     f.write_text('preset = "study"\n[columns]\nfit_on = "average"\n')
     c = load_config(f, ["dot.mode=auto"])
     assert (c.preset, c.columns.model, c.columns.fit_on, c.dot.mode) == (
-        "study", "window7", "average", "auto")
+        "study",
+        "window7",
+        "average",
+        "auto",
+    )
     # the saved config of a run reproduces it
     from stemqd.config import config_from_dict, config_to_dict
 

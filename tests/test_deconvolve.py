@@ -13,7 +13,7 @@ COLUMN_SIGMA_PX = 2.0  # 0.4 Å, intrinsic column width
 
 
 def gaussian_psf(fwhm_px, half=7):
-    y, x = np.mgrid[-half:half + 1, -half:half + 1]
+    y, x = np.mgrid[-half : half + 1, -half : half + 1]
     s = fwhm_px / (2 * np.sqrt(2 * np.log(2)))
     g = np.exp(-(x * x + y * y) / (2 * s * s))
     return g / g.sum()
@@ -61,8 +61,12 @@ def test_blind_width_settles_without_noise_and_drifts_with_noise():
     # noise best, so the PSF keeps narrowing; the iteration count is the regulariser, as in
     # MATLAB (documented in deconvolve_blind's Notes).
     _, noisy = lattice(dose=2000.0)
-    widths = [psf_fwhm_A(deconvolve_blind(noisy, gaussian_psf(1.4 * TRUE_FWHM_PX),
-                                          iterations=it)[1], PIXEL_A) for it in (10, 40)]
+    widths = [
+        psf_fwhm_A(
+            deconvolve_blind(noisy, gaussian_psf(1.4 * TRUE_FWHM_PX), iterations=it)[1], PIXEL_A
+        )
+        for it in (10, 40)
+    ]
     assert widths[1] < 0.8 * widths[0]
 
 
@@ -75,8 +79,9 @@ def test_nonblind_matches_scikit_image(iterations):
     image[:16], image[-16:], image[:, :16], image[:, -16:] = 0, 0, 0, 0
     psf = gaussian_psf(TRUE_FWHM_PX)
     ref = richardson_lucy(image, psf, num_iter=iterations, clip=False)
-    out, psf_out = deconvolve_blind(image, psf, iterations=iterations, blind=False,
-                                    accelerate=False, init=0.5, pad_px=0)
+    out, psf_out = deconvolve_blind(
+        image, psf, iterations=iterations, blind=False, accelerate=False, init=0.5, pad_px=0
+    )
     # The only difference is MATLAB's sqrt(eps) = 1.5e-8 in the image update's scale.
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-7 * ref.max())
     np.testing.assert_array_equal(psf_out, psf / psf.sum())

@@ -32,8 +32,9 @@ def _ratio(image, truth, radius_A):
 
 @pytest.fixture(scope="module")
 def low_dose():
-    frames, truth = perovskite_dot((320, 320), pixel_size_A=PIXEL_A, edge_cells=8, dose=DOSE,
-                                   n_frames=1, drift_px=0, seed=0)
+    frames, truth = perovskite_dot(
+        (320, 320), pixel_size_A=PIXEL_A, edge_cells=8, dose=DOSE, n_frames=1, drift_px=0, seed=0
+    )
     background = DOSE * truth.background  # the filter's input is background-subtracted
     noisy = frames[0].astype(np.float64) - background
     clean = truth.clean - background
@@ -63,7 +64,8 @@ def test_column_ratio_kept(low_dose):
     clean_filtered = du_filter(clean, PIXEL_A)
     for radius in (0.3, 1.0):
         assert _ratio(clean_filtered, truth, radius) == pytest.approx(
-            _ratio(clean, truth, radius), rel=1e-3)
+            _ratio(clean, truth, radius), rel=1e-3
+        )
 
 
 def test_low_frequencies_preserved(low_dose):
@@ -107,7 +109,8 @@ def test_input_untouched_shape_dtype_and_cutoff_units(low_dose):
     assert du_filter(noisy.astype(np.float64), PIXEL_A, cycles=3).dtype == np.float64
     # The default cutoff is 0.6 x Nyquist = 0.3 / p Å^-1 (the ports' sigma_k = 0.3 N).
     np.testing.assert_array_equal(
-        du_filter(noisy, PIXEL_A, cycles=3, cutoff_inv_A=0.3 / PIXEL_A), out)
+        du_filter(noisy, PIXEL_A, cycles=3, cutoff_inv_A=0.3 / PIXEL_A), out
+    )
     # No cycles: the identity, up to FFT round-off.
     np.testing.assert_allclose(du_filter(noisy, PIXEL_A, cycles=0), noisy, atol=1e-3)
     with pytest.raises(ValueError):
@@ -127,8 +130,9 @@ def test_anscombe_inverse_is_unbiased():
 
 
 def test_anscombe_option_on_counts():
-    frames, truth = perovskite_dot((320, 320), pixel_size_A=PIXEL_A, edge_cells=8, dose=DOSE,
-                                   n_frames=1, drift_px=0, seed=1)
+    frames, truth = perovskite_dot(
+        (320, 320), pixel_size_A=PIXEL_A, edge_cells=8, dose=DOSE, n_frames=1, drift_px=0, seed=1
+    )
     counts = frames[0].astype(np.float64)
     out = du_filter(counts, PIXEL_A, anscombe=True)
     assert np.isfinite(out).all()

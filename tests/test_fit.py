@@ -13,8 +13,16 @@ NN_PX = 2.935 / PIXEL  # Br to Pb-Br distance in CsPbBr3 [001], px
 
 @pytest.fixture(scope="module")
 def clean_dot():
-    frames, truth = perovskite_dot((320, 320), pixel_size_A=PIXEL, edge_cells=8, dose=2000,
-                                   background_level=0.0, n_frames=1, drift_px=0, seed=3)
+    frames, truth = perovskite_dot(
+        (320, 320),
+        pixel_size_A=PIXEL,
+        edge_cells=8,
+        dose=2000,
+        background_level=0.0,
+        n_frames=1,
+        drift_px=0,
+        seed=3,
+    )
     return frames[0] / truth.dose, truth
 
 
@@ -42,21 +50,35 @@ def test_recovers_positions_and_amplitudes_with_overlap(clean_dot):
 def test_isolated_fits_are_biased_by_overlap_and_joint_sweeps_are_not():
     """Fitting each column alone (Atomap-style) biases the weak Br columns next to Pb-Br;
     the neighbour-subtraction sweeps remove that bias."""
-    frames, truth = perovskite_dot((320, 320), pixel_size_A=PIXEL, edge_cells=8, dose=1e6,
-                                   background_level=0.0, n_frames=1, drift_px=0, seed=4,
-                                   sigma_A=0.7)
+    frames, truth = perovskite_dot(
+        (320, 320),
+        pixel_size_A=PIXEL,
+        edge_cells=8,
+        dose=1e6,
+        background_level=0.0,
+        n_frames=1,
+        drift_px=0,
+        seed=4,
+        sigma_A=0.7,
+    )
     image = frames[0] / truth.dose
     seeds = _seeds(truth)
     radius = 0.5 * NN_PX
     full = refine_columns(image, seeds, model="window7", radius_px=radius)
     centre = np.flatnonzero((truth.types == "X") & (truth.depth_uc >= 2))
-    alone = np.array([refine_columns(image, seeds[[i]], model="window7", radius_px=radius).volume[0]
-                      for i in centre])
+    alone = np.array(
+        [
+            refine_columns(image, seeds[[i]], model="window7", radius_px=radius).volume[0]
+            for i in centre
+        ]
+    )
     true_volume = 2 * np.pi * 0.19 * truth.sigma_px**2
     assert abs(full.volume[centre].mean() / true_volume - 1) < 0.01
     assert abs(alone.mean() / true_volume - 1) > 0.03
-    print(f"Br volume bias: joint {full.volume[centre].mean() / true_volume - 1:+.4f}, "
-          f"isolated {alone.mean() / true_volume - 1:+.4f}")
+    print(
+        f"Br volume bias: joint {full.volume[centre].mean() / true_volume - 1:+.4f}, "
+        f"isolated {alone.mean() / true_volume - 1:+.4f}"
+    )
 
 
 def test_fast_and_lmfit_paths_agree(clean_dot):
@@ -64,7 +86,9 @@ def test_fast_and_lmfit_paths_agree(clean_dot):
     sel = np.flatnonzero(np.hypot(*(truth.positions_px - 160).T) < 70)
     seeds = _seeds(truth)[sel]
     fast = refine_columns(image, seeds, model="window7", radius_px=0.5 * NN_PX, tolerance_px=1e-7)
-    ref = refine_columns(image, seeds, model="window7", radius_px=0.5 * NN_PX, method="lmfit", tolerance_px=1e-7)
+    ref = refine_columns(
+        image, seeds, model="window7", radius_px=0.5 * NN_PX, method="lmfit", tolerance_px=1e-7
+    )
     reports = ref.attrs["lmfit_reports"]
     assert len(reports) == len(seeds) and "[[Variables]]" in reports[0]
     assert np.abs(fast.x_px - ref.x_px).max() < 1e-3
@@ -76,8 +100,7 @@ def test_fast_and_lmfit_paths_agree(clean_dot):
 def test_canonical_form_and_elliptical_columns():
     shape = (80, 80)
     y, x = np.mgrid[0:80, 0:80]
-    truth = dict(amplitude=5.0, x0=40.3, y0=39.6, sigma_x=2.0, sigma_y=3.5, theta=0.4,
-                 offset=0.7)
+    truth = dict(amplitude=5.0, x0=40.3, y0=39.6, sigma_x=2.0, sigma_y=3.5, theta=0.4, offset=0.7)
     image = gaussian2d(x, y, *truth.values())
     df = refine_columns(image, [[40, 40]], model="window7", radius_px=12, sigma_px=2.5)
     row = df.iloc[0]
@@ -111,8 +134,13 @@ def test_position_precision_near_cramer_rao_bound():
     errors = []
     for _ in range(4):
         noisy = rng.poisson(clean).astype(float)
-        df = refine_columns(noisy, truth + rng.normal(0, 0.5, truth.shape), model="window7", radius_px=radius,
-                            sigma_px=sigma)
+        df = refine_columns(
+            noisy,
+            truth + rng.normal(0, 0.5, truth.shape),
+            model="window7",
+            radius_px=radius,
+            sigma_px=sigma,
+        )
         ok = df.flag == ""
         errors.append((df.x_px - truth[:, 0])[ok])
     rms = np.sqrt(np.mean(np.concatenate(errors) ** 2))
@@ -121,11 +149,19 @@ def test_position_precision_near_cramer_rao_bound():
     # The reported (sandwich) standard errors match the actual scatter; the classical
     # ones are too small under Poisson noise.
     assert df.x_px_err.median() == pytest.approx(rms, rel=0.15)
-    classical = refine_columns(noisy, truth, model="window7", radius_px=radius, sigma_px=sigma,
-                               errors="classical")
+    classical = refine_columns(
+        noisy, truth, model="window7", radius_px=radius, sigma_px=sigma, errors="classical"
+    )
     assert classical.x_px_err.median() < 0.9 * rms
 
 
 def test_parameter_names():
-    assert PARAMS == ("amplitude", "x_px", "y_px", "sigma_x_px", "sigma_y_px", "theta_rad",
-                      "offset")
+    assert PARAMS == (
+        "amplitude",
+        "x_px",
+        "y_px",
+        "sigma_x_px",
+        "sigma_y_px",
+        "theta_rad",
+        "offset",
+    )

@@ -58,7 +58,9 @@ def test_parse_length(text, expected):
     assert io.parse_length(text) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("text", ["", "abc", "0", "-0.25A", "0.25 parsec", "nanA", "inf", "0.25 1/nm", "A0.25"])
+@pytest.mark.parametrize(
+    "text", ["", "abc", "0", "-0.25A", "0.25 parsec", "nanA", "inf", "0.25 1/nm", "A0.25"]
+)
 def test_parse_length_rejects(text):
     with pytest.raises(InputError, match="length"):
         io.parse_length(text)
@@ -141,14 +143,23 @@ def test_write_stack_tiff_single_image_without_optics(tmp_path):
     assert stack.voltage_kv is None and stack.convergence_mrad is None
 
 
-@pytest.mark.parametrize("unit, per_unit", [("nm", 1 / 0.025), ("micron", 1 / 2.5e-5), ("\\u00B5m", 1 / 2.5e-5), ("A", 4.0)])
+@pytest.mark.parametrize(
+    "unit, per_unit",
+    [("nm", 1 / 0.025), ("micron", 1 / 2.5e-5), ("\\u00B5m", 1 / 2.5e-5), ("A", 4.0)],
+)
 @pytest.mark.parametrize("n", [1, 3])
 def test_imagej_tiff(tmp_path, unit, per_unit, n):
     frames = _frames(n)
     path = tmp_path / "ij.tif"
     axes = "TYX" if n > 1 else "YX"
     data = frames if n > 1 else frames[0]
-    tifffile.imwrite(path, data, imagej=True, resolution=(per_unit, per_unit), metadata={"axes": axes, "unit": unit})
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(per_unit, per_unit),
+        metadata={"axes": axes, "unit": unit},
+    )
     stack = io.load(path)
     _assert_stack(stack, frames, source_contains="ImageJ")
     assert stack.dtype == "uint16"
@@ -162,7 +173,9 @@ def test_imagej_tiff_pixel_unit_needs_override(tmp_path):
         io.load(path)
 
 
-@pytest.mark.parametrize("size, unit", [(0.025, "nm"), (25.0, "pm"), (2.5e-5, None)])  # None: OME default µm
+@pytest.mark.parametrize(
+    "size, unit", [(0.025, "nm"), (25.0, "pm"), (2.5e-5, None)]
+)  # None: OME default µm
 def test_ome_tiff(tmp_path, size, unit):
     frames = _frames(3)
     path = tmp_path / "x.ome.tif"
@@ -174,7 +187,9 @@ def test_ome_tiff(tmp_path, size, unit):
     _assert_stack(stack, frames, source_contains="OME PhysicalSizeX")
 
 
-@pytest.mark.parametrize("resunit, per_unit", [("CENTIMETER", 4e8), ("MILLIMETER", 4e7), ("MICROMETER", 4e4)])
+@pytest.mark.parametrize(
+    "resunit, per_unit", [("CENTIMETER", 4e8), ("MILLIMETER", 4e7), ("MICROMETER", 4e4)]
+)
 def test_tiff_resolution_tags(tmp_path, resunit, per_unit):
     image = _frames(1)[0]
     path = tmp_path / "res.tif"
@@ -227,7 +242,9 @@ def test_npy_needs_override(tmp_path):
     frames = _frames(2, dtype=np.int32)
     path = tmp_path / "raw.npy"
     np.save(path, frames)
-    with pytest.raises(CalibrationError, match=r"raw\.npy.*pass --pixel-size, e\.g\. --pixel-size 0\.25A"):
+    with pytest.raises(
+        CalibrationError, match=r"raw\.npy.*pass --pixel-size, e\.g\. --pixel-size 0\.25A"
+    ):
         io.load(path)
     stack = io.load(path, pixel_size_A="25pm")
     _assert_stack(stack, frames, source_contains="override")
@@ -244,7 +261,9 @@ def _hyperspy_signal(frames, title="HAADF"):
 
     signal = hs.signals.Signal2D(np.asarray(frames))
     for axis, (name, scale, units) in zip(
-        signal.axes_manager._axes, [("frame", 1.0, ""), ("y", 0.025, "nm"), ("x", 0.025, "nm")], strict=True
+        signal.axes_manager._axes,
+        [("frame", 1.0, ""), ("y", 0.025, "nm"), ("x", 0.025, "nm")],
+        strict=True,
     ):
         axis.name, axis.scale, axis.units = name, scale, units
     signal.metadata.General.title = title
@@ -280,12 +299,16 @@ def test_emd_ncem_by_hand(tmp_path):
     path = tmp_path / "hand.emd"
     with h5py.File(path, "w") as f:
         f.attrs["version_major"], f.attrs["version_minor"] = 0, 2
-        f.create_group("microscope").attrs.update({"voltage_kV": 200.0, "convergence_angle_mrad": 25.0})
+        f.create_group("microscope").attrs.update(
+            {"voltage_kV": 200.0, "convergence_angle_mrad": 25.0}
+        )
         group = f.create_group("data/haadf")
         group.attrs["emd_group_type"] = 1
         stored = frames.T  # (x, y, frame): rosettasciio transposes NCEM data on reading
         group.create_dataset("data", data=stored)
-        for i, (name, units, step) in enumerate([("x", "[n_m]", 0.025), ("y", "[n_m]", 0.025), ("frame", "", 1.0)]):
+        for i, (name, units, step) in enumerate(
+            [("x", "[n_m]", 0.025), ("y", "[n_m]", 0.025), ("frame", "", 1.0)]
+        ):
             dim = group.create_dataset(f"dim{i + 1}", data=np.arange(stored.shape[i]) * step)
             dim.attrs["name"], dim.attrs["units"] = name, units
     stack = io.load(path)
@@ -301,10 +324,14 @@ def _json_dataset(group, name, obj):
 def write_velox(path, detectors, pixel_size_m=2.5e-11, voltage_v=300e3, convergence_rad=0.0214):
     """A minimal Velox EMD (version 11): Data/Image/<uuid>/{Data (y, x, frame), Metadata (JSON)}."""
     with h5py.File(path, "w") as f:
-        f.create_dataset("Version", data=np.array([json.dumps({"format": "Velox", "version": "11"}).encode()]))
+        f.create_dataset(
+            "Version", data=np.array([json.dumps({"format": "Velox", "version": "11"}).encode()])
+        )
         for index, frames in enumerate(detectors.values()):
             group = f.create_group(f"Data/Image/{index:08x}-uuid")
-            group.create_dataset("Data", data=np.moveaxis(frames, 0, -1), chunks=frames.shape[1:] + (1,))
+            group.create_dataset(
+                "Data", data=np.moveaxis(frames, 0, -1), chunks=frames.shape[1:] + (1,)
+            )
             _json_dataset(group, "Metadata", {
                 "BinaryResult": {"PixelSize": {"width": str(pixel_size_m), "height": str(pixel_size_m)},
                                  "PixelUnitX": "m", "PixelUnitY": "m", "Offset": {"x": "0", "y": "0"},
@@ -336,9 +363,15 @@ def write_ser(path, frames, pixel_size_m=2.5e-11):
     n, ny, nx = frames.shape
     desc = b"Number"
     header = struct.pack("<HHHIIIII", 0x4949, 0x0197, 0x0210, 0x4122, 0x4152, n, n, 0)
-    header += struct.pack("<I", 1) + struct.pack("<IddII", n, 0.0, 1.0, 0, len(desc)) + desc + struct.pack("<I", 0)
+    header += (
+        struct.pack("<I", 1)
+        + struct.pack("<IddII", n, 0.0, 1.0, 0, len(desc))
+        + desc
+        + struct.pack("<I", 0)
+    )
     elements = [
-        struct.pack("<ddIddIHII", 0.0, pixel_size_m, 0, 0.0, pixel_size_m, 0, 7, nx, ny) + frame[::-1].tobytes()
+        struct.pack("<ddIddIHII", 0.0, pixel_size_m, 0, 0.0, pixel_size_m, 0, 7, nx, ny)
+        + frame[::-1].tobytes()
         for frame in frames  # TIA stores rows bottom to top; data type 7 is float32
     ]
     start = len(header) + 8 * n
@@ -347,7 +380,9 @@ def write_ser(path, frames, pixel_size_m=2.5e-11):
     out = bytearray(header)
     out[22:26] = struct.pack("<I", len(header))  # OffsetArrayOffset
     out += data_offsets[:-1].astype("<u4").tobytes() + tag_offsets.astype("<u4").tobytes()
-    out += b"".join(elements) + b"".join(struct.pack("<HHI", 0x4152, 0, 1700000000 + i) for i in range(n))
+    out += b"".join(elements) + b"".join(
+        struct.pack("<HHI", 0x4152, 0, 1700000000 + i) for i in range(n)
+    )
     path.write_bytes(bytes(out))
 
 
@@ -368,13 +403,28 @@ def _dm_dict(data, units="nm", scale=0.025, voltage_v=300000.0, microscope_info=
     axes = [{"name": n, "size": s, "scale": scale, "offset": 0.0, "units": units, "navigate": False}
             for n, s in zip("yx", data.shape[-2:])]  # fmt: skip
     if data.ndim == 3:
-        axes.insert(0, {"name": "Z", "size": data.shape[0], "scale": 1.0, "offset": 0.0, "units": "", "navigate": True})
+        axes.insert(
+            0,
+            {
+                "name": "Z",
+                "size": data.shape[0],
+                "scale": 1.0,
+                "offset": 0.0,
+                "units": "",
+                "navigate": True,
+            },
+        )
     return {
         "data": data,
         "axes": axes,
         "metadata": {"General": {"title": "HAADF", "original_filename": "x.dm4"}, "Signal": {}},
         "original_metadata": {"ImageList": {"TagGroup0": {"ImageTags": {"Microscope Info": info}}}},
-        "mapping": {f"{tags}.Microscope Info.Voltage": ("Acquisition_instrument.TEM.beam_energy", lambda x: x / 1e3)},
+        "mapping": {
+            f"{tags}.Microscope Info.Voltage": (
+                "Acquisition_instrument.TEM.beam_energy",
+                lambda x: x / 1e3,
+            )
+        },
     }
 
 
@@ -384,7 +434,9 @@ def fake_dm(monkeypatch):
     import rsciio.digitalmicrograph
 
     def install(*dicts):
-        monkeypatch.setattr(rsciio.digitalmicrograph, "file_reader", lambda path, lazy=False: list(dicts))
+        monkeypatch.setattr(
+            rsciio.digitalmicrograph, "file_reader", lambda path, lazy=False: list(dicts)
+        )
 
     return install
 
@@ -578,11 +630,23 @@ BAD_INPUTS = {
     "1-D": (lambda p: _save_npy(p, "profile.npy", np.ones(100)), InputError, "1-D"),
     "4-D": (lambda p: _save_npy(p, "fourd.npy", np.ones((2, 3, 40, 40))), InputError, "4-D"),
     "0-D": (lambda p: _save_npy(p, "scalar.npy", np.float64(1)), InputError, "0-D"),
-    "complex": (lambda p: _save_npy(p, "fft.npy", np.ones((40, 40), complex)), InputError, "complex"),
+    "complex": (
+        lambda p: _save_npy(p, "fft.npy", np.ones((40, 40), complex)),
+        InputError,
+        "complex",
+    ),
     "nan": (_nan_npy, InputError, "non-finite"),
     "inf": (_inf_tif, InputError, "non-finite.*frame 1 at y=5, x=7"),
-    "beyond float32": (lambda p: _save_npy(p, "huge.npy", np.full((40, 40), 1e300)), InputError, "float32 range"),
-    "small frames": (lambda p: _save_npy(p, "tiny.npy", np.ones((3, 16, 40))), InputError, "16 x 40 px.*at least 32"),
+    "beyond float32": (
+        lambda p: _save_npy(p, "huge.npy", np.full((40, 40), 1e300)),
+        InputError,
+        "float32 range",
+    ),
+    "small frames": (
+        lambda p: _save_npy(p, "tiny.npy", np.ones((3, 16, 40))),
+        InputError,
+        "16 x 40 px.*at least 32",
+    ),
     "different page sizes": (_mixed_pages_tif, InputError, "different sizes"),
 }
 
@@ -615,7 +679,9 @@ def test_bad_override_is_input_error(tmp_path):
 
 def test_non_square_pixels(tmp_path):
     path = tmp_path / "rect.tif"
-    tifffile.imwrite(path, _frames(1)[0], imagej=True, resolution=(40.0, 20.0), metadata={"unit": "nm"})
+    tifffile.imwrite(
+        path, _frames(1)[0], imagej=True, resolution=(40.0, 20.0), metadata={"unit": "nm"}
+    )
     with pytest.raises(CalibrationError, match="rect.tif.*non-square"):
         io.load(path)
     assert io.load(path, pixel_size_A=0.25).pixel_size_A == 0.25  # an override settles it

@@ -13,7 +13,9 @@ from stemqd.columns.joint import fit_columns_jointly
 from stemqd.columns.precision import cramer_rao_bound_overlap
 from stemqd.simulation.synthetic import render_columns
 
-PTIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
+PTIR = (
+    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
+)
 
 
 def _square(n_cells, spacing, margin=12.0):
@@ -24,13 +26,22 @@ def _square(n_cells, spacing, margin=12.0):
 # Measured: at sigma 1.2 px and 20 counts per peak the least-squares volume is +1.7 % biased
 # (the nonlinear width estimate at about 180 counts per column); a Poisson likelihood fit
 # would remove it. Kept as a strict xfail so that the target stays in view.
-_LOW_DOSE_NARROW = pytest.mark.xfail(strict=True, reason="LS volume bias +1.7 % at 20 counts, "
-                                     "sigma 1.2 px (target 1 %)")
+_LOW_DOSE_NARROW = pytest.mark.xfail(
+    strict=True, reason="LS volume bias +1.7 % at 20 counts, sigma 1.2 px (target 1 %)"
+)
 
 
-@pytest.mark.parametrize("overlap, dose", [
-    pytest.param(0.10, 20, marks=_LOW_DOSE_NARROW), (0.10, 1000), (0.30, 20), (0.30, 1000),
-    (0.45, 20), (0.45, 1000)])
+@pytest.mark.parametrize(
+    "overlap, dose",
+    [
+        pytest.param(0.10, 20, marks=_LOW_DOSE_NARROW),
+        (0.10, 1000),
+        (0.30, 20),
+        (0.30, 1000),
+        (0.45, 20),
+        (0.45, 1000),
+    ],
+)
 def test_square_lattice_sweep_unbiased_near_the_bound(overlap, dose):
     """sigma / nn 0.10-0.45 and 20-1000 counts at a column peak: no collapsed fit, volume
     bias under 1 % over seeds, RMS position error within 1.2x the Cramér-Rao bound of the
@@ -46,8 +57,13 @@ def test_square_lattice_sweep_unbiased_near_the_bound(overlap, dose):
     errors, bias = [], []
     for _ in range(5):
         noisy = rng.poisson(dose * clean) / dose
-        df = fit_columns_jointly(noisy, truth + rng.normal(0, 0.3, truth.shape),
-                                 fit_radius_px=None, background="constant", nn_px=spacing)
+        df = fit_columns_jointly(
+            noisy,
+            truth + rng.normal(0, 0.3, truth.shape),
+            fit_radius_px=None,
+            background="constant",
+            nn_px=spacing,
+        )
         assert (df["flag"] == "").all()
         assert df.attrs["joint"]["converged"]
         errors.append(np.hypot(df.x_px - truth[:, 0], df.y_px - truth[:, 1]) ** 2)
@@ -79,8 +95,9 @@ def test_ptir_matches_statstem(model):
     dx = float(m["input"].dx)
     seeds = np.asarray(m["output"].coordinates, float)[:, :2] / dx
     ref = np.asarray(m["output"].volumes, float)
-    df = refine_columns(np.asarray(m["input"].obs, float), seeds, model=model,
-                        background="constant")
+    df = refine_columns(
+        np.asarray(m["input"].obs, float), seeds, model=model, background="constant"
+    )
     d = np.hypot(df.x_px - seeds[:, 0], df.y_px - seeds[:, 1])
     ratio = df.volume.to_numpy() * dx * dx / ref
     assert (df["flag"] == "").mean() >= 0.95
@@ -100,12 +117,16 @@ def test_errors_match_the_scatter():
     rng = np.random.default_rng(3)
     x_err, x_rep = [], []
     for _ in range(6):
-        df = fit_columns_jointly(rng.poisson(dose * clean) / dose, truth, fit_radius_px=None,
-                                 background="constant", nn_px=spacing)
+        df = fit_columns_jointly(
+            rng.poisson(dose * clean) / dose,
+            truth,
+            fit_radius_px=None,
+            background="constant",
+            nn_px=spacing,
+        )
         x_err.append(df.x_px - truth[:, 0])
         x_rep.append(df.x_px_err)
-    assert np.median(np.concatenate(x_rep)) == pytest.approx(np.std(np.concatenate(x_err)),
-                                                            rel=0.2)
+    assert np.median(np.concatenate(x_rep)) == pytest.approx(np.std(np.concatenate(x_err)), rel=0.2)
 
 
 def test_seed_table_order_and_empty_input():

@@ -15,8 +15,7 @@ def test_spacing_and_uniform_strain():
     t = np.deg2rad(0.5)
     rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
     deformed = (rot @ np.diag([1.01, 1.0]) @ (ij * a).T).T
-    cols, _ = peak_pair_spacing(deformed, [[a, 0], [0, a]], 0.2,
-                                reference=[[a, 0], [0, a]])
+    cols, _ = peak_pair_spacing(deformed, [[a, 0], [0, a]], 0.2, reference=[[a, 0], [0, a]])
     ok = cols.dropna()
     assert np.allclose(ok.exx, 1.01 * np.cos(t) - 1, atol=1e-4)
     assert np.allclose(ok.rotation_rad, t, atol=1e-4)

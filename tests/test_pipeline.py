@@ -28,8 +28,9 @@ def _matched(result, truth):
 
 @pytest.fixture(scope="module")
 def core():
-    frames, truth = perovskite_dot((560, 560), pixel_size_A=PIXEL, edge_cells=10, dose=300,
-                                   n_frames=4, sigma_A=0.45, seed=4)
+    frames, truth = perovskite_dot(
+        (560, 560), pixel_size_A=PIXEL, edge_cells=10, dose=300, n_frames=4, sigma_A=0.45, seed=4
+    )
     return _run(frames, load_config(overrides=NO_RESTORATION)), truth
 
 
@@ -49,15 +50,22 @@ def test_core_ratio_within_one_percent(core):
     assert ratio["ratio"] == pytest.approx(truth.ratio("A", "BX"), rel=0.01)
     lattice = result.summary["lattice"]
     assert lattice["a_A"] == pytest.approx(5.87, rel=0.002)
-    assert result.summary["spacing"]["Cs"]["spacing_a_nm_mean"] == pytest.approx(0.587,
-                                                                                  rel=0.002)
+    assert result.summary["spacing"]["Cs"]["spacing_a_nm_mean"] == pytest.approx(0.587, rel=0.002)
     assert np.allclose(result.summary["dot"]["edge_lengths_nm"], 10 * 0.587, atol=0.02)
 
 
 def test_core_shell_depth_profile_shows_the_shell():
-    frames, truth = perovskite_dot((560, 560), pixel_size_A=PIXEL, edge_cells=10, dose=300,
-                                   n_frames=4, sigma_A=0.45, seed=5, shell_cells=2,
-                                   shell_factor=0.6)
+    frames, truth = perovskite_dot(
+        (560, 560),
+        pixel_size_A=PIXEL,
+        edge_cells=10,
+        dose=300,
+        n_frames=4,
+        sigma_A=0.45,
+        seed=5,
+        shell_cells=2,
+        shell_factor=0.6,
+    )
     result = _run(frames, load_config(overrides=NO_RESTORATION))
     profile = result.extra["depth_profile"].dropna(subset=["ratio"]).set_index("depth_uc")
     core_ratio = 0.41
@@ -68,11 +76,20 @@ def test_core_shell_depth_profile_shows_the_shell():
 
 def test_srtio3_assigns_the_bright_columns_to_sr():
     # SrTiO3 [001]: Sr columns are brighter than Ti-O (sum Z**1.7 per column).
-    frames, truth = perovskite_dot((400, 400), pixel_size_A=0.1, lattice_constant_A=3.905,
-                                   edge_cells=10, amplitudes={"A": 1.0, "BX": 0.47, "X": 0.07},
-                                   dose=400, n_frames=2, sigma_A=0.35, seed=6)
-    config = load_config(overrides=NO_RESTORATION + ["material.name=SrTiO3",
-                                                     "material.ratio=TiO:Sr"])
+    frames, truth = perovskite_dot(
+        (400, 400),
+        pixel_size_A=0.1,
+        lattice_constant_A=3.905,
+        edge_cells=10,
+        amplitudes={"A": 1.0, "BX": 0.47, "X": 0.07},
+        dose=400,
+        n_frames=2,
+        sigma_A=0.35,
+        seed=6,
+    )
+    config = load_config(
+        overrides=NO_RESTORATION + ["material.name=SrTiO3", "material.ratio=TiO:Sr"]
+    )
     result = _run(frames, config, pixel=0.1)
     good, d, j = _matched(result, truth)
     bright = truth.types[d < 0.5] == "A"
@@ -82,12 +99,15 @@ def test_srtio3_assigns_the_bright_columns_to_sr():
     assert result.summary["ratio"]["ratio"] == pytest.approx(0.47, rel=0.02)
 
 
-@pytest.mark.parametrize("material, zone, ratio, pixel, sigma, rotation, mirror", [
-    ("SrTiO3", "110", "Ti:SrO", 0.06, 0.25, 17, False),
-    ("SrTiO3", "110", "Ti:SrO", 0.06, 0.25, -30, True),
-    ("MoS2-1H", "001", "S2:Mo", 0.08, 0.3, 10, False),
-    ("CsPbBr3", "001", "Cs:PbBr", 0.15, 0.45, 33, True),
-])
+@pytest.mark.parametrize(
+    "material, zone, ratio, pixel, sigma, rotation, mirror",
+    [
+        ("SrTiO3", "110", "Ti:SrO", 0.06, 0.25, 17, False),
+        ("SrTiO3", "110", "Ti:SrO", 0.06, 0.25, -30, True),
+        ("MoS2-1H", "001", "S2:Mo", 0.08, 0.3, 10, False),
+        ("CsPbBr3", "001", "Cs:PbBr", 0.15, 0.45, 33, True),
+    ],
+)
 def test_any_projected_cell_end_to_end(material, zone, ratio, pixel, sigma, rotation, mirror):
     """Issue 7: images of other cells and zone axes, rotated and mirrored, through the
     whole column pipeline: every found column labelled right, ratio within 1 %."""
@@ -95,18 +115,29 @@ def test_any_projected_cell_end_to_end(material, zone, ratio, pixel, sigma, rota
     from stemqd.simulation.synthetic import crystal_stack
 
     cell = projected_cell(material, zone)
-    frames, truth = crystal_stack(cell, (400, 400), pixel_size_A=pixel, rotation_deg=rotation,
-                                  mirror=mirror, sigma_A=sigma, dose=500, seed=1)
-    config = load_config(overrides=NO_RESTORATION + [
-        f"material.name={material}", f"material.zone_axis={zone}", f"material.ratio={ratio}"])
+    frames, truth = crystal_stack(
+        cell,
+        (400, 400),
+        pixel_size_A=pixel,
+        rotation_deg=rotation,
+        mirror=mirror,
+        sigma_A=sigma,
+        dose=500,
+        seed=1,
+    )
+    config = load_config(
+        overrides=NO_RESTORATION
+        + [f"material.name={material}", f"material.zone_axis={zone}", f"material.ratio={ratio}"]
+    )
     result = _run(frames, config, pixel=pixel)
     good, d, j = _matched(result, truth)
     found = d < 0.5
     assert found.mean() > 0.5  # columns at the image border are not fitted
     assert (good["label"].to_numpy()[j][found] == truth.types[found]).all()
     num, den = ratio.split(":")
-    true_ratio = (truth.amplitudes[truth.types == num].mean()
-                  / truth.amplitudes[truth.types == den].mean())
+    true_ratio = (
+        truth.amplitudes[truth.types == num].mean() / truth.amplitudes[truth.types == den].mean()
+    )
     assert result.summary["ratio"]["ratio"] == pytest.approx(true_ratio, rel=0.01)
 
 
@@ -114,12 +145,27 @@ def _reference_dot(series):
     from stemqd.io import Stack
     from stemqd.simulation import series_amplitudes
 
-    frames, truth = perovskite_dot((512, 512), pixel_size_A=PIXEL, edge_cells=10, dose=300,
-                                   n_frames=4, sigma_A=0.45, seed=8,
-                                   amplitudes=series_amplitudes(series))
-    stack = Stack(frames=frames, pixel_size_A=PIXEL, pixel_size_source="override",
-                  voltage_kv=300.0, convergence_mrad=18.0, path="dot.tif", sha256="0" * 64,
-                  dtype="float32", metadata={})
+    frames, truth = perovskite_dot(
+        (512, 512),
+        pixel_size_A=PIXEL,
+        edge_cells=10,
+        dose=300,
+        n_frames=4,
+        sigma_A=0.45,
+        seed=8,
+        amplitudes=series_amplitudes(series),
+    )
+    stack = Stack(
+        frames=frames,
+        pixel_size_A=PIXEL,
+        pixel_size_source="override",
+        voltage_kv=300.0,
+        convergence_mrad=18.0,
+        path="dot.tif",
+        sha256="0" * 64,
+        dtype="float32",
+        metadata={},
+    )
     return stack, truth
 
 

@@ -60,14 +60,17 @@ def test_full_field_crystal_ratio():
     assert added["flag"].str.contains("image edge").any()
     # this crystal has no O columns: the O sites added from the lattice fit nothing
     o = added[added["label"] == "O"]
-    assert (o["volume"].abs() < 0.1 * result.columns.loc[result.columns["label"] == "TiO",
-                                                          "volume"].median()).all()
+    assert (
+        o["volume"].abs()
+        < 0.1 * result.columns.loc[result.columns["label"] == "TiO", "volume"].median()
+    ).all()
 
 
 def test_dot_mode_dot_on_a_full_field_warns_about_exclusions():
-    image, *_ , pixel = _full_field_srtio3()
-    config = load_config(overrides=["material.name=SrTiO3", "material.ratio=TiO:Sr",
-                                    "dot.mode=dot"])
+    image, *_, pixel = _full_field_srtio3()
+    config = load_config(
+        overrides=["material.name=SrTiO3", "material.ratio=TiO:Sr", "dot.mode=dot"]
+    )
     result = analyse_image(image, pixel, config)
     excluded = result.summary["columns"]["excluded"]["total"]
     if excluded > 0.3 * result.summary["columns"]["total"]:
@@ -84,8 +87,7 @@ def test_spacing_from_the_image_and_none_for_noise():
 def test_no_material_with_positions_and_labels():
     image, pos, amp, pixel = _full_field_srtio3()
     labels = np.where(amp > 0.7, "Sr", "TiO")
-    positions = pd.DataFrame({"x_px": pos[:, 0] + 0.4, "y_px": pos[:, 1] - 0.3,
-                              "label": labels})
+    positions = pd.DataFrame({"x_px": pos[:, 0] + 0.4, "y_px": pos[:, 1] - 0.3, "label": labels})
     config = load_config(overrides=["material.name=none"])
     result = analyse_image(image, pixel, config, positions=positions)
     cols = result.columns
@@ -107,11 +109,23 @@ def test_positions_file_errors(tmp_path):
 def test_cli_positions_and_no_material(tmp_path):
     image, pos, amp, pixel = _full_field_srtio3()
     tifffile.imwrite(tmp_path / "sto.tif", image.astype(np.float32))
-    pd.DataFrame({"x_px": pos[:, 0], "y_px": pos[:, 1]}).to_csv(tmp_path / "seeds.csv",
-                                                                index=False)
-    cmd = [sys.executable, "-m", "stemqd.cli", "process", str(tmp_path / "sto.tif"), "--out",
-           str(tmp_path / "out"), "--pixel-size", str(pixel), "--positions",
-           str(tmp_path / "seeds.csv"), "--set", "material.name=none", "-q"]
+    pd.DataFrame({"x_px": pos[:, 0], "y_px": pos[:, 1]}).to_csv(tmp_path / "seeds.csv", index=False)
+    cmd = [
+        sys.executable,
+        "-m",
+        "stemqd.cli",
+        "process",
+        str(tmp_path / "sto.tif"),
+        "--out",
+        str(tmp_path / "out"),
+        "--pixel-size",
+        str(pixel),
+        "--positions",
+        str(tmp_path / "seeds.csv"),
+        "--set",
+        "material.name=none",
+        "-q",
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     summary = json.loads((tmp_path / "out" / "sto" / "summary.json").read_text())

@@ -20,6 +20,7 @@ from stemqd.errors import InputError
 
 # Closed-form pieces ---------------------------------------------------------------------
 
+
 def test_focal_spread_follows_the_stated_convention():
     sigma_e = 0.8 / (2 * math.sqrt(2 * math.log(2)))  # FWHM -> standard deviation, eV
     expected = 1.6e7 * sigma_e / 300e3  # Cc (Å) sigma_E / E0
@@ -68,8 +69,9 @@ def test_default_phonon_sigmas_are_the_committed_aimd_thermal_sigmas():
     """The defaults' stated source: the AIMD run's sigmas about the mean positions."""
     run = Path(__file__).parents[1] / "simulations/reference/cspbbr3_bulk_aimd/a6.00"
     aimd = json.loads((run / "phonon_sigmas.json").read_text())
-    assert sim.DEFAULT_PHONON_SIGMAS_A == {el: round(v, 2)
-                                           for el, v in aimd["thermal_sigma_A"].items()}
+    assert sim.DEFAULT_PHONON_SIGMAS_A == {
+        el: round(v, 2) for el, v in aimd["thermal_sigma_A"].items()
+    }
 
 
 def test_committed_reference_series_uses_the_defaults():
@@ -127,8 +129,12 @@ def test_displacements_have_the_requested_rms_and_do_not_depend_on_box_or_thickn
     big = sim.cspbbr3_slab(2, cells=4)
     ds = sim.displaced_configuration(small, sig, 3, 0).positions - small.positions
     db = sim.displaced_configuration(big, sig, 3, 0).positions - big.positions
-    key = lambda atoms: {tuple(c) + (s,): i for i, (c, s) in enumerate(  # noqa: E731
-        zip(atoms.get_array("stemqd_cell"), atoms.get_array("stemqd_site")))}
+    key = lambda atoms: {
+        tuple(c) + (s,): i
+        for i, (c, s) in enumerate(  # noqa: E731
+            zip(atoms.get_array("stemqd_cell"), atoms.get_array("stemqd_site"))
+        )
+    }
     ks, kb = key(small), key(big)
     common = [k for k in ks if k in kb and k[0] == 0 and k[1] == 0]
     assert common
@@ -143,9 +149,12 @@ def test_wedge_unfolds_a_p4mm_symmetric_image():
     assert len(sim.wedge_indices(n)) == 78  # docs/abtem.md: 78 of 484 positions
     k = np.arange(n)
     x, y = np.meshgrid(k, k, indexing="xy")  # [y, x]
-    f = np.cos(2 * np.pi * x / n) + np.cos(2 * np.pi * y / n) + 0.3 * np.cos(
-        2 * np.pi * x / n) * np.cos(2 * np.pi * y / n) + 0.1 * np.cos(4 * np.pi * x / n) * \
-        np.cos(4 * np.pi * y / n)
+    f = (
+        np.cos(2 * np.pi * x / n)
+        + np.cos(2 * np.pi * y / n)
+        + 0.3 * np.cos(2 * np.pi * x / n) * np.cos(2 * np.pi * y / n)
+        + 0.1 * np.cos(4 * np.pi * x / n) * np.cos(4 * np.pi * y / n)
+    )
     wedge = sim.wedge_indices(n)
     values = f[wedge[:, 1], wedge[:, 0]]
     assert np.allclose(sim.unfold_wedge(values, n), f)
@@ -174,8 +183,12 @@ def test_spread_scan_maps_every_wedge_point_to_a_symmetry_equivalent_position():
 
 def test_spread_scan_gives_the_centre_cell_signal_for_a_static_lattice():
     """Without displacements every cell and mirror image is the same: identical signal."""
-    p = sim.SeriesParameters(thicknesses_uc=(3,), sampling_factor=1.0, focal_nodes=1,
-                             phonon_sigmas_A={"Cs": 0.0, "Pb": 0.0, "Br": 0.0})
+    p = sim.SeriesParameters(
+        thicknesses_uc=(3,),
+        sampling_factor=1.0,
+        focal_nodes=1,
+        phonon_sigmas_A={"Cs": 0.0, "Pb": 0.0, "Br": 0.0},
+    )
     spread = sim.simulate_scans(p, [0], seed=0)
     centre = sim.simulate_scans(dataclasses.replace(p, spread_scan=False), [0], seed=0)
     # float32 multislice: agreement to ~1e-7 of the incident intensity (1).
@@ -213,8 +226,7 @@ def test_disc_integrals_match_direct_quadrature():
     xx, yy = np.meshgrid(u, u, indexing="xy")
     out = sim.measure.disc_integrals(f(xx, yy)[None], p)
     # Polar quadrature around the A column at (a/2, a/2).
-    rho, phi = np.polynomial.legendre.leggauss(80), np.linspace(0, 2 * np.pi, 400,
-                                                                 endpoint=False)
+    rho, phi = np.polynomial.legendre.leggauss(80), np.linspace(0, 2 * np.pi, 400, endpoint=False)
     rr = 0.5 * r * (rho[0] + 1)
     w = 0.5 * r * rho[1]
     R, PH = np.meshgrid(rr, phi, indexing="ij")
@@ -224,6 +236,7 @@ def test_disc_integrals_match_direct_quadrature():
 
 
 # abTEM runs ------------------------------------------------------------------------------
+
 
 def test_exit_planes_equal_separate_single_thickness_runs():
     """One pass with exit planes == a separate slab per thickness, same seed."""
@@ -241,8 +254,7 @@ def test_exit_planes_equal_separate_single_thickness_runs():
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("series") / "quick.csv"
-    code = main(["simulate", "thickness-series", "--quick", "--out", str(out),
-                 "--device", "cpu"])
+    code = main(["simulate", "thickness-series", "--quick", "--out", str(out), "--device", "cpu"])
     assert code == 0
     return out
 
@@ -291,8 +303,9 @@ def test_thickness_inference_inverts_a_point_of_the_quick_series(quick_run):
     row = table[table.thickness_uc == 14].iloc[0]
     est = thickness_from_ratio(float(row.ratio), 1e-6, table, include_series_error=False)
     assert any(lo <= 14 <= hi for lo, hi in est.ranges_uc)
-    assert est.monotonic == bool(np.all(np.diff(table.ratio) > 0)
-                                 or np.all(np.diff(table.ratio) < 0))
+    assert est.monotonic == bool(
+        np.all(np.diff(table.ratio) > 0) or np.all(np.diff(table.ratio) < 0)
+    )
     if not est.monotonic:
         assert "non-monotonic" in est.flag
 
@@ -310,8 +323,9 @@ def test_series_amplitudes_feed_the_synthetic_dot(quick_run):
     cs = 0.5 * (row.cs_volume_A2 + r12.cs_volume_A2)  # linear in each intensity
     pbbr = 0.5 * (row.pbbr_volume_A2 + r12.pbbr_volume_A2)
     assert mid == pytest.approx(cs / pbbr)
-    frames, truth = perovskite_dot((96, 96), edge_cells=10, amplitudes=f, shell_cells=1,
-                                   n_frames=1, seed=1)
+    frames, truth = perovskite_dot(
+        (96, 96), edge_cells=10, amplitudes=f, shell_cells=1, n_frames=1, seed=1
+    )
     core_a = truth.amplitudes[(truth.types == "A")]
     assert core_a == pytest.approx(np.full(len(core_a), row.ratio_volume))
     shell_bx = truth.amplitudes[(truth.types == "BX") & (truth.depth_uc < 1)]
@@ -319,26 +333,61 @@ def test_series_amplitudes_feed_the_synthetic_dot(quick_run):
     with pytest.raises(InputError):
         f(np.array(["A"]), np.zeros(1, int), 40)
     absolute = sim.series_amplitudes(table, method="disc", relative_to=None)
-    assert absolute(np.array(["BX"]), np.zeros(1, int), 10)[0] == pytest.approx(
-        row.pbbr_disc_A2)
+    assert absolute(np.array(["BX"]), np.zeros(1, int), 10)[0] == pytest.approx(row.pbbr_disc_A2)
 
 
 def test_cli_rejects_bad_input(tmp_path, capsys):
-    assert main(["simulate", "thickness-series", "--quick", "--out",
-                 str(tmp_path / "x.txt")]) == 2
-    assert main(["simulate", "thickness-series", "--quick", "--thicknesses", "a:b",
-                 "--out", str(tmp_path / "x.csv")]) == 2
-    assert main(["simulate", "thickness-series", "--quick", "--cells", "2",
-                 "--out", str(tmp_path / "x.csv")]) == 2
+    assert main(["simulate", "thickness-series", "--quick", "--out", str(tmp_path / "x.txt")]) == 2
+    assert (
+        main(
+            [
+                "simulate",
+                "thickness-series",
+                "--quick",
+                "--thicknesses",
+                "a:b",
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 2
+    )
+    assert (
+        main(
+            [
+                "simulate",
+                "thickness-series",
+                "--quick",
+                "--cells",
+                "2",
+                "--out",
+                str(tmp_path / "x.csv"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "error" in err and "Traceback" not in err
 
 
 def test_resume_continues_the_checkpoint_and_records_every_session(tmp_path):
     out = tmp_path / "tiny.csv"
-    common = ["simulate", "thickness-series", "--out", str(out), "--thicknesses", "2,4",
-              "--scan-per-cell", "8", "--sampling-factor", "1", "--plot", "none",
-              "--device", "cpu"]
+    common = [
+        "simulate",
+        "thickness-series",
+        "--out",
+        str(out),
+        "--thicknesses",
+        "2,4",
+        "--scan-per-cell",
+        "8",
+        "--sampling-factor",
+        "1",
+        "--plot",
+        "none",
+        "--device",
+        "cpu",
+    ]
     assert main(common + ["--configs", "2"]) == 0
     first = np.load(sim.raw_path_for(out))["raw"]
     assert main(common + ["--configs", "4", "--resume"]) == 0
@@ -348,11 +397,15 @@ def test_resume_continues_the_checkpoint_and_records_every_session(tmp_path):
     assert [s["configs_simulated"] for s in side["sessions"]] == [2, 2]
     assert side["resumed_configs"] == 2 and side["num_configs"] == 4
     assert side["simulation_time_total_s"] == pytest.approx(
-        sum(s["simulation_time_s"] for s in side["sessions"]))
+        sum(s["simulation_time_s"] for s in side["sessions"])
+    )
     assert side["error_method"].startswith("jackknife")
     # Configurations are independent of the run they were made in.
-    fresh = sim.simulate_scans(sim.SeriesParameters(thicknesses_uc=(2, 4), scan_per_cell=8,
-                                                    sampling_factor=1.0), [2, 3], seed=0)
+    fresh = sim.simulate_scans(
+        sim.SeriesParameters(thicknesses_uc=(2, 4), scan_per_cell=8, sampling_factor=1.0),
+        [2, 3],
+        seed=0,
+    )
     np.testing.assert_allclose(fresh, raw[2:], rtol=1e-6)
 
 
@@ -365,16 +418,22 @@ def test_quick_mode_does_not_claim_the_error_target(quick_run):
 
 # Two-level Monte Carlo ---------------------------------------------------------------------
 
+
 def _wedge_scans(params, amplitudes, rng, noise):
     """Wedge scans of periodic Gaussian columns: amplitudes (configs, thicknesses, 3 types)."""
     n, a = params.scan_points, params.lattice_constant_A
     x = np.arange(n) * a / n
+
     def bump(c):  # periodic Gaussian of sigma 0.4 Å centred at c, Å
         d = (x - c + a / 2) % a - a / 2
-        return np.exp(-d**2 / (2 * 0.4**2))
+        return np.exp(-(d**2) / (2 * 0.4**2))
+
     gx = {f: bump(f * a) for f in (0.0, 0.5)}
-    shapes = [np.outer(gx[0.0], gx[0.0]), np.outer(gx[0.5], gx[0.5]),  # BX, A
-              np.outer(gx[0.0], gx[0.5]) + np.outer(gx[0.5], gx[0.0])]  # X [y, x]
+    shapes = [
+        np.outer(gx[0.0], gx[0.0]),
+        np.outer(gx[0.5], gx[0.5]),  # BX, A
+        np.outer(gx[0.0], gx[0.5]) + np.outer(gx[0.5], gx[0.0]),
+    ]  # X [y, x]
     wedge = sim.wedge_indices(n)
     basis = np.stack([s[wedge[:, 1], wedge[:, 0]] for s in shapes])  # (3, positions)
     scans = np.einsum("ctk,kp->ctp", amplitudes, basis)
@@ -386,15 +445,17 @@ def test_two_level_estimate_is_the_target_grid_average_when_the_levels_share_con
 
     The window fit converges to rounding, so the identity is checked to 1e-9; the joint
     fit stops at a chi² change of 1e-3, which leaves differences of ~1e-9 relative."""
-    p = sim.SeriesParameters(thicknesses_uc=(2, 4), scan_per_cell=12, fit_pixel_A=0.25,
-                             fit_model="window7")
+    p = sim.SeriesParameters(
+        thicknesses_uc=(2, 4), scan_per_cell=12, fit_pixel_A=0.25, fit_model="window7"
+    )
     rng = np.random.default_rng(5)
     amp = np.array([[1.0, 0.35, 0.2], [1.8, 0.6, 0.35]])  # BX, A, X per thickness
     coarse = _wedge_scans(p, amp * (1 + 0.05 * rng.standard_normal((6, 2, 3))), rng, 1e-3)
     fine = coarse + _wedge_scans(p, np.tile([0.02, 0.03, 0.0], (6, 2, 1)), rng, 1e-4)
     nodes = sim.ensemble.config_nodes(6, sim.focal_nodes(p.focal_nodes, p.focal_spread_A)[1])
-    two, _, _, method = sim.analyse_series(coarse, nodes, p,
-                                           correction=(np.stack([coarse, fine]), nodes))
+    two, _, _, method = sim.analyse_series(
+        coarse, nodes, p, correction=(np.stack([coarse, fine]), nodes)
+    )
     direct, _, _, _ = sim.analyse_series(fine, nodes, p)
     one, _, _, _ = sim.analyse_series(coarse, nodes, p)
     np.testing.assert_allclose(two.ratio, direct.ratio, rtol=1e-9)
@@ -407,10 +468,26 @@ def test_two_level_estimate_is_the_target_grid_average_when_the_levels_share_con
 
 def test_two_level_run_checkpoints_resumes_and_records_both_grids(tmp_path):
     out = tmp_path / "two.csv"
-    common = ["simulate", "thickness-series", "--out", str(out), "--thicknesses", "2",
-              "--scan-per-cell", "8", "--sampling-factor", "0.9", "--plot", "none",
-              "--device", "cpu", "--phonon-sampling-factor", "1.0",
-              "--correction-configs", "4"]
+    common = [
+        "simulate",
+        "thickness-series",
+        "--out",
+        str(out),
+        "--thicknesses",
+        "2",
+        "--scan-per-cell",
+        "8",
+        "--sampling-factor",
+        "0.9",
+        "--plot",
+        "none",
+        "--device",
+        "cpu",
+        "--phonon-sampling-factor",
+        "1.0",
+        "--correction-configs",
+        "4",
+    ]
     assert main(common + ["--configs", "2"]) == 0
     z = np.load(sim.raw_path_for(out))
     assert z["raw"].shape == (2, 1, len(sim.wedge_indices(8))) and z["corr"].shape[:2] == (2, 4)
@@ -435,16 +512,28 @@ def test_sidecar_records_the_fitter_and_reanalysis_reproduces_the_series(quick_r
     """One implementation: re-measuring the raw scans with the model they were measured
     with gives the same table; another model gives another table, recorded as such."""
     side = json.loads(quick_run.with_suffix(".json").read_text())
-    assert side["fitter"] == sim.fitter_settings(sim.SeriesParameters(
-        sampling_factor=sim.QUICK_SAMPLING_FACTOR))
+    assert side["fitter"] == sim.fitter_settings(
+        sim.SeriesParameters(sampling_factor=sim.QUICK_SAMPLING_FACTOR)
+    )
     assert side["fitter"]["model"] == "round" == sim.series_fit_model(side)
     assert sim.read_series(quick_run).attrs["fit_model"] == "round"
     again = sim.reanalyse_series(quick_run, fit_model="round")
     table = pd.read_csv(quick_run)
     assert np.allclose(again.table["ratio"], table["ratio"], rtol=1e-6, atol=0)
     out = tmp_path / "window7.csv"
-    code = main(["simulate", "reanalyse", str(quick_run), "--fit-model", "window7",
-                 "--out", str(out), "--side-by-side", str(tmp_path / "both.csv")])
+    code = main(
+        [
+            "simulate",
+            "reanalyse",
+            str(quick_run),
+            "--fit-model",
+            "window7",
+            "--out",
+            str(out),
+            "--side-by-side",
+            str(tmp_path / "both.csv"),
+        ]
+    )
     assert code == 0
     new = json.loads(out.with_suffix(".json").read_text())
     assert new["fitter"]["model"] == "window7" and new["mode"] == "reanalysis"
@@ -463,11 +552,16 @@ def test_a_series_of_another_model_is_refused_unless_allowed(quick_run):
     row = table[table.thickness_uc == 14].iloc[0]
     with pytest.raises(ModelMismatchError, match="window7.*round"):
         thickness_from_ratio(float(row.ratio), 0.01, quick_run, fit_model="window7")
-    est = thickness_from_ratio(float(row.ratio), 0.01, quick_run, fit_model="window7",
-                               allow_other_model=True)
+    est = thickness_from_ratio(
+        float(row.ratio), 0.01, quick_run, fit_model="window7", allow_other_model=True
+    )
     assert "series fitted with 'round'" in est.flag and est.series_fit_model == "round"
-    assert thickness_from_ratio(float(row.ratio), 0.01, quick_run, fit_model="round").flag \
-        .find("round") < 0
+    assert (
+        thickness_from_ratio(float(row.ratio), 0.01, quick_run, fit_model="round").flag.find(
+            "round"
+        )
+        < 0
+    )
 
 
 def test_the_committed_reference_predates_the_fitter_record_and_was_window7():
@@ -482,7 +576,13 @@ def test_committed_reference_reproduces_from_its_raw_scans():
     ref = Path(__file__).parents[1] / "simulations/reference/cspbbr3_001_adf_series.csv"
     again = sim.reanalyse_series(ref, fit_model="window7")
     table = pd.read_csv(ref)
-    for col in ("ratio", "ratio_err", "cs_volume_A2", "pbbr_volume_A2", "br_volume_A2",
-                "ratio_disc", "ratio_peak"):
-        np.testing.assert_allclose(again.table[col], table[col], rtol=2e-6, atol=1e-9,
-                                   err_msg=col)
+    for col in (
+        "ratio",
+        "ratio_err",
+        "cs_volume_A2",
+        "pbbr_volume_A2",
+        "br_volume_A2",
+        "ratio_disc",
+        "ratio_peak",
+    ):
+        np.testing.assert_allclose(again.table[col], table[col], rtol=2e-6, atol=1e-9, err_msg=col)

@@ -99,8 +99,9 @@ def test_snapshot_field_recovers_the_planted_displacements(md_run):
     np.testing.assert_allclose(scaled.displacements, ph.displacements * 5.87 / A_MD)
 
 
-@pytest.mark.parametrize("op, shift", [(0, (1, 0, 0)), (5, (0, 0, 0)), (17, (1, 1, 0)),
-                                       (47, (0, 1, 1))])
+@pytest.mark.parametrize(
+    "op, shift", [(0, (1, 0, 0)), (5, (0, 0, 0)), (17, (1, 1, 0)), (47, (0, 1, 1))]
+)
 def test_transformed_field_is_the_rotated_and_translated_crystal(md_run, op, shift):
     """The field after operation g and translation t is the displaced crystal g x + t a."""
     traj, sites, _, ideal = md_run
@@ -110,14 +111,15 @@ def test_transformed_field_is_the_rotated_and_translated_crystal(md_run, op, shi
     g = cubic_operations()[op]
     box = N * A_MD
     f = 3
-    moved = (ideal.positions + ph.displacements[f, cell[:, 0], cell[:, 1], cell[:, 2], site])
+    moved = ideal.positions + ph.displacements[f, cell[:, 0], cell[:, 1], cell[:, 2], site]
     expected = np.mod(moved @ g.T + A_MD * np.array(shift), box)
     field = ph.transformed([f], op, shift)[0]
     got = np.mod(ideal.positions + field[cell[:, 0], cell[:, 1], cell[:, 2], site], box)
     dist, idx = cKDTree(expected, boxsize=box).query(got)
     assert dist.max() < 1e-9
-    assert np.array_equal(np.array(ideal.get_chemical_symbols())[idx],
-                          np.array(ideal.get_chemical_symbols()))
+    assert np.array_equal(
+        np.array(ideal.get_chemical_symbols())[idx], np.array(ideal.get_chemical_symbols())
+    )
 
 
 def test_configurations_tile_the_supercell_and_draw_a_frame_per_block(md_run):
@@ -173,8 +175,11 @@ def test_bad_sites_are_rejected(md_run, tmp_path):
 
 
 def test_the_committed_aimd_run_gives_its_cubic_site_sigmas():
-    ph = snapshot_phonons(AIMD_RUN / "bulk-production-pos-1.xyz.gz", AIMD_RUN / "dot.xyz",
-                          target_lattice_constant_A=6.0)
+    ph = snapshot_phonons(
+        AIMD_RUN / "bulk-production-pos-1.xyz.gz",
+        AIMD_RUN / "dot.xyz",
+        target_lattice_constant_A=6.0,
+    )
     sigmas = json.loads((AIMD_RUN / "phonon_sigmas.json").read_text())["sigma_A"]
     for el, rms in ph.rms_A().items():
         assert rms == pytest.approx(sigmas[el], abs=1e-4)
@@ -185,10 +190,20 @@ def test_series_hook_uses_the_snapshots_and_keys_the_checkpoint(md_run, tmp_path
     traj, sites, _, _ = md_run
     ph = snapshot_phonons(traj, sites, target_lattice_constant_A=5.87)
     still = type(ph)(displacements=np.zeros_like(ph.displacements), source=ph.source)
-    p = sim.SeriesParameters(thicknesses_uc=(2,), cells=4, sampling_factor=1.0, focal_nodes=1,
-                             scan_per_cell=8, phonon_sigmas_A={"Cs": 0, "Pb": 0, "Br": 0})
-    np.testing.assert_allclose(sim.simulate_scans(p, [0], seed=0, phonons=still),
-                               sim.simulate_scans(p, [0], seed=0), rtol=1e-6, atol=1e-7)
+    p = sim.SeriesParameters(
+        thicknesses_uc=(2,),
+        cells=4,
+        sampling_factor=1.0,
+        focal_nodes=1,
+        scan_per_cell=8,
+        phonon_sigmas_A={"Cs": 0, "Pb": 0, "Br": 0},
+    )
+    np.testing.assert_allclose(
+        sim.simulate_scans(p, [0], seed=0, phonons=still),
+        sim.simulate_scans(p, [0], seed=0),
+        rtol=1e-6,
+        atol=1e-7,
+    )
     assert sim.files.params_key(p, 0, ph.key) != sim.files.params_key(p, 0)
     assert sim.files.phonons_key({"phonons": ph.source}) == ph.key
     assert sim.files.phonons_key({"phonons": {"model": "Einstein"}}) is None
@@ -197,17 +212,37 @@ def test_series_hook_uses_the_snapshots_and_keys_the_checkpoint(md_run, tmp_path
 def test_cli_runs_the_series_on_md_snapshots_and_records_the_source(md_run, tmp_path, capsys):
     traj, sites, _, _ = md_run
     out = tmp_path / "md.csv"
-    common = ["simulate", "thickness-series", "--out", str(out), "--thicknesses", "2,4",
-              "--scan-per-cell", "8", "--sampling-factor", "1", "--plot", "none",
-              "--device", "cpu", "--configs", "2", "--md-snapshots", str(traj), str(sites)]
+    common = [
+        "simulate",
+        "thickness-series",
+        "--out",
+        str(out),
+        "--thicknesses",
+        "2,4",
+        "--scan-per-cell",
+        "8",
+        "--sampling-factor",
+        "1",
+        "--plot",
+        "none",
+        "--device",
+        "cpu",
+        "--configs",
+        "2",
+        "--md-snapshots",
+        str(traj),
+        str(sites),
+    ]
     assert main(common + ["--cells", "3"]) == 2
     assert "multiple of the MD supercell" in capsys.readouterr().err
     assert main(common + ["--cells", "4", "--md-about", "mean"]) == 0
     side = json.loads(out.with_suffix(".json").read_text())
     assert side["phonons"]["model"] == "MD snapshots"
     assert side["phonons"]["displacements_about"] == "mean positions"
-    assert side["phonons"]["trajectory_sha256"] == snapshot_phonons(
-        traj, sites).source["trajectory_sha256"]
+    assert (
+        side["phonons"]["trajectory_sha256"]
+        == snapshot_phonons(traj, sites).source["trajectory_sha256"]
+    )
     assert f"--md-snapshots {traj} {sites}" in side["command"]
     table = sim.read_series(out)
     assert np.isfinite(table.ratio).all() and (table.ratio > 0).all()

@@ -26,18 +26,22 @@ def assert_lattice_equivalent(fit_vectors, true_vectors):
     assert abs(abs(np.linalg.det(np.round(p))) - 1) < 1e-9
 
 
-@pytest.mark.parametrize("material, zone, rotation, mirror", [
-    ("CsPbBr3", "001", 17.0, False),
-    ("CsPbBr3", "001", -61.0, True),
-    ("SrTiO3", "001", -33.0, True),
-    ("SrTiO3", "110", 50.0, True),
-    ("MoS2-1H", "001", 12.0, True),
-    ("CsPbBr3", "110", 80.0, False),
-])
+@pytest.mark.parametrize(
+    "material, zone, rotation, mirror",
+    [
+        ("CsPbBr3", "001", 17.0, False),
+        ("CsPbBr3", "001", -61.0, True),
+        ("SrTiO3", "001", -33.0, True),
+        ("SrTiO3", "110", 50.0, True),
+        ("MoS2-1H", "001", 12.0, True),
+        ("CsPbBr3", "110", 80.0, False),
+    ],
+)
 def test_every_column_assigned_to_its_type(material, zone, rotation, mirror):
     cell = projected_cell(material, zone)
-    _, truth = crystal_stack(cell, (160, 170), pixel_size_A=PX, rotation_deg=rotation,
-                             mirror=mirror)
+    _, truth = crystal_stack(
+        cell, (160, 170), pixel_size_A=PX, rotation_deg=rotation, mirror=mirror
+    )
     rng = np.random.default_rng(3)
     pos, inten = noisy(truth, rng)
     table, fit = assign_sublattices(pos, inten, PX, cell)
@@ -52,8 +56,10 @@ def test_every_column_assigned_to_its_type(material, zone, rotation, mirror):
     assert fit.rms_misfit_A < 0.05
     assert table.misfit_A.max() < 0.2
     # The indices and fractional coordinates reproduce every position.
-    ideal = fit.origin_px + (table[["i", "j"]].to_numpy() + table[["u", "v"]].to_numpy()) \
-        @ fit.vectors_px
+    ideal = (
+        fit.origin_px
+        + (table[["i", "j"]].to_numpy() + table[["u", "v"]].to_numpy()) @ fit.vectors_px
+    )
     assert np.abs(ideal - pos).max() < 0.2 / PX
     assert fit.contrast_correlation > 0.7
 
@@ -61,14 +67,19 @@ def test_every_column_assigned_to_its_type(material, zone, rotation, mirror):
 def test_mirror_and_rotation_recovered_for_a_chiral_projection():
     # An orthorhombic crystal whose [001] projection has no mirror and no 2-fold axis
     # (plane group p1): only the true rotation and handedness put columns on sites.
-    atoms = Atoms("PbIS", scaled_positions=[(0, 0, 0), (0.31, 0.12, 0.5), (0.62, 0.41, 0)],
-                  cell=[4.2, 5.3, 3.0], pbc=True)
+    atoms = Atoms(
+        "PbIS",
+        scaled_positions=[(0, 0, 0), (0.31, 0.12, 0.5), (0.62, 0.41, 0)],
+        cell=[4.2, 5.3, 3.0],
+        pbc=True,
+    )
     cell = projected_cell(atoms, "001")
     assert len(cell.columns) == 3
     rng = np.random.default_rng(5)
     for rotation, mirror in [(23.0, False), (23.0, True), (-140.0, True)]:
-        _, truth = crystal_stack(cell, (150, 150), pixel_size_A=PX, rotation_deg=rotation,
-                                 mirror=mirror)
+        _, truth = crystal_stack(
+            cell, (150, 150), pixel_size_A=PX, rotation_deg=rotation, mirror=mirror
+        )
         pos, _ = noisy(truth, rng)
         table, fit = assign_sublattices(pos, None, PX, cell)
         assert list(table.label) == list(truth.types)
@@ -79,8 +90,14 @@ def test_mirror_and_rotation_recovered_for_a_chiral_projection():
 
 @pytest.mark.parametrize("include_x", [True, False])
 def test_cspbbr3_dot_pbbr_is_bx_and_cs_is_a(include_x):
-    _, truth = perovskite_dot((256, 256), pixel_size_A=0.2, edge_cells=7, rotation_deg=25.0,
-                              include_x=include_x, n_frames=1)
+    _, truth = perovskite_dot(
+        (256, 256),
+        pixel_size_A=0.2,
+        edge_cells=7,
+        rotation_deg=25.0,
+        include_x=include_x,
+        n_frames=1,
+    )
     rng = np.random.default_rng(7)
     pos, inten = noisy(truth, rng)
     cell = projected_cell("CsPbBr3", "001")
@@ -99,8 +116,15 @@ def test_cspbbr3_dot_pbbr_is_bx_and_cs_is_a(include_x):
 def test_srtio3_like_contrast_assigns_the_other_way_round():
     # Same geometry as the CsPbBr3 dot, but the A columns are the bright ones.
     amps = {"A": 1.0, "BX": 0.47, "X": 0.07}
-    _, truth = perovskite_dot((200, 200), pixel_size_A=0.1, lattice_constant_A=3.905,
-                              edge_cells=8, amplitudes=amps, rotation_deg=-12.0, n_frames=1)
+    _, truth = perovskite_dot(
+        (200, 200),
+        pixel_size_A=0.1,
+        lattice_constant_A=3.905,
+        edge_cells=8,
+        amplitudes=amps,
+        rotation_deg=-12.0,
+        n_frames=1,
+    )
     rng = np.random.default_rng(11)
     pos, inten = noisy(truth, rng)
     sto = projected_cell("SrTiO3", "001")
@@ -119,8 +143,7 @@ def test_srtio3_like_contrast_assigns_the_other_way_round():
 
 def test_spurious_and_duplicate_columns_are_flagged():
     cell = projected_cell("CsPbBr3", "001")
-    _, truth = crystal_stack(cell, (150, 150), pixel_size_A=PX, extent_cells=4,
-                             rotation_deg=8.0)
+    _, truth = crystal_stack(cell, (150, 150), pixel_size_A=PX, extent_cells=4, rotation_deg=8.0)
     rng = np.random.default_rng(2)
     pos, inten = noisy(truth, rng)
     v = truth.lattice_vectors_px
@@ -160,8 +183,9 @@ def test_invisible_sites_not_offered_and_calibration_error_measured():
 def test_found_columns_of_a_rendered_image():
     # A crude local-maximum finder on a rendered frame, standing in for the fitter.
     cell = projected_cell("CsPbBr3", "001")
-    frames, truth = crystal_stack(cell, (160, 160), pixel_size_A=PX, rotation_deg=30.0,
-                                  dose=400.0, sigma_A=0.45)
+    frames, truth = crystal_stack(
+        cell, (160, 160), pixel_size_A=PX, rotation_deg=30.0, dose=400.0, sigma_A=0.45
+    )
     img = ndimage.gaussian_filter(frames[0].astype(float), 1.0)
     peaks = (img == ndimage.maximum_filter(img, size=7)) & (img > 0.08 * img.max())
     ys, xs = np.nonzero(peaks)
@@ -175,16 +199,19 @@ def test_found_columns_of_a_rendered_image():
 
 def test_crystal_stack_places_the_cell():
     cell = projected_cell("CsPbBr3", "001")
-    frames, truth = crystal_stack(cell, (120, 120), pixel_size_A=0.2, extent_cells=4,
-                                  dose=1000.0)
+    frames, truth = crystal_stack(cell, (120, 120), pixel_size_A=0.2, extent_cells=4, dose=1000.0)
     counts = {t: int((truth.types == t).sum()) for t in ("Cs", "PbBr", "Br")}
     assert counts == {"Cs": 25, "PbBr": 16, "Br": 40}  # origin on Cs, edges closed
     assert frames.shape == (1, 120, 120)
     np.testing.assert_allclose(truth.lattice_vectors_px, [[5.87 / 0.2, 0], [0, 5.87 / 0.2]])
     rel = dict(zip([c.label for c in cell.columns], cell.relative_contrast()))
     np.testing.assert_allclose(truth.amplitudes, [rel[t] for t in truth.types])
-    peak = {t: truth.clean[tuple(np.round(truth.positions_px[truth.types == t][:, ::-1])
-                                 .astype(int).T)].mean() for t in counts}
+    peak = {
+        t: truth.clean[
+            tuple(np.round(truth.positions_px[truth.types == t][:, ::-1]).astype(int).T)
+        ].mean()
+        for t in counts
+    }
     assert peak["PbBr"] > peak["Cs"] > peak["Br"]
 
 

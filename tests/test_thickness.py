@@ -43,8 +43,7 @@ def test_series_error_widens_the_band():
     est = thickness_from_ratio(0.35, 0.03, _series(ratio, err=0.04))
     # sqrt(0.03^2 + 0.04^2) = 0.05 -> t in 10..20
     assert est.ranges_uc[0] == pytest.approx((10.0, 20.0), abs=1e-6)
-    plain = thickness_from_ratio(0.35, 0.03, _series(ratio, err=0.04),
-                                 include_series_error=False)
+    plain = thickness_from_ratio(0.35, 0.03, _series(ratio, err=0.04), include_series_error=False)
     assert plain.ranges_uc[0] == pytest.approx((12.0, 18.0), abs=1e-6)
 
 

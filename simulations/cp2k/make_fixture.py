@@ -44,8 +44,11 @@ PROJECT = "cspbbr3"
 def cluster():
     """The 5-atom CsPbBr3 fragment of one cubic unit cell, centred in a 10 Å box."""
     h = 5.87 / 2.0
-    atoms = Atoms("PbBr3Cs", positions=[(0, 0, 0), (h, 0, 0), (0, h, 0), (0, 0, h), (h, h, h)],
-                  cell=[10.0] * 3)
+    atoms = Atoms(
+        "PbBr3Cs",
+        positions=[(0, 0, 0), (h, 0, 0), (0, h, 0), (0, 0, h), (h, h, h)],
+        cell=[10.0] * 3,
+    )
     atoms.positions += 5.0 - atoms.positions.mean(axis=0)
     atoms.info["charge"] = 0  # Cs+ Pb2+ 3 Br-: neutral, 34 valence electrons, closed shell
     return atoms
@@ -61,21 +64,45 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", default="/tmp/stemqd_cp2k_fixture")
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--time-budget-s", type=float, default=1500.0,
-                        help="kill a run that takes longer than this (s)")
+    parser.add_argument(
+        "--time-budget-s",
+        type=float,
+        default=1500.0,
+        help="kill a run that takes longer than this (s)",
+    )
     parser.add_argument("--inputs-only", action="store_true")
-    parser.add_argument("--collect-only", action="store_true",
-                        help="copy the outputs of an earlier run in --workdir into the fixture")
+    parser.add_argument(
+        "--collect-only",
+        action="store_true",
+        help="copy the outputs of an earlier run in --workdir into the fixture",
+    )
     args = parser.parse_args(argv)
-    env = {**os.environ, "CP2K_DATA_DIR": os.environ.get("CP2K_DATA_DIR", "/usr/share/cp2k"),
-           "OMP_NUM_THREADS": "1"}
+    env = {
+        **os.environ,
+        "CP2K_DATA_DIR": os.environ.get("CP2K_DATA_DIR", "/usr/share/cp2k"),
+        "OMP_NUM_THREADS": "1",
+    }
     cp2k = shutil.which(os.environ.get("CP2K", "cp2k"))
     for name, options in RUNS.items():
         folder = Path(args.workdir) / name
-        stage = dict(name="md", run_type="MD", steps=args.steps, temperature_K=300.0,
-                     timestep_fs=10.0, timecon_fs=15.0)
-        write_cp2k_inputs(cluster(), folder, stages=[stage], project=PROJECT, cutoff_Ry=150.0,
-                          rel_cutoff_Ry=30.0, seed=20260101, **options)
+        stage = dict(
+            name="md",
+            run_type="MD",
+            steps=args.steps,
+            temperature_K=300.0,
+            timestep_fs=10.0,
+            timecon_fs=15.0,
+        )
+        write_cp2k_inputs(
+            cluster(),
+            folder,
+            stages=[stage],
+            project=PROJECT,
+            cutoff_Ry=150.0,
+            rel_cutoff_Ry=30.0,
+            seed=20260101,
+            **options,
+        )
         if args.inputs_only:
             continue
         if not args.collect_only:
@@ -83,26 +110,41 @@ def main(argv=None):
                 sys.exit("cp2k not found; apt-get install cp2k")
             t0 = time.monotonic()
             with open(folder / "md.out", "w") as log:
-                proc = subprocess.run([cp2k, "-i", "md.inp"], cwd=folder, stdout=log,
-                                      stderr=subprocess.STDOUT, env=env, timeout=args.time_budget_s)
+                proc = subprocess.run(
+                    [cp2k, "-i", "md.inp"],
+                    cwd=folder,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    timeout=args.time_budget_s,
+                )
             elapsed = time.monotonic() - t0
             print(f"{name}: cp2k exit {proc.returncode}, {elapsed:.1f} s for {args.steps} MD steps")
             if proc.returncode:
                 sys.exit(f"{name}: CP2K failed; see {folder / 'md.out'}")
             (folder / "RUNTIME.txt").write_text(
                 f"{elapsed:.1f} s wall for {args.steps} MD steps, {os.cpu_count()} cores, "
-                "OMP_NUM_THREADS=1, Debian cp2k 2023.1\n")
+                "OMP_NUM_THREADS=1, Debian cp2k 2023.1\n"
+            )
         collect(folder, FIXTURE / name)
 
 
 def collect(folder, dest):
     """Copy a run's outputs into the fixture; the .out log is gzipped (the readers read .gz)."""
     dest.mkdir(parents=True, exist_ok=True)
-    for src in ["md.inp", "dot.xyz", "RUNTIME.txt", f"{PROJECT}-md-1.ener",
-                f"{PROJECT}-md-pos-1.xyz", f"{PROJECT}-md-vel-1.xyz"]:
+    for src in [
+        "md.inp",
+        "dot.xyz",
+        "RUNTIME.txt",
+        f"{PROJECT}-md-1.ener",
+        f"{PROJECT}-md-pos-1.xyz",
+        f"{PROJECT}-md-vel-1.xyz",
+    ]:
         shutil.copyfile(folder / src, dest / src)
-    with open(folder / "md.out", "rb") as fin, \
-            gzip.GzipFile(dest / "md.out.gz", "wb", compresslevel=9, mtime=0) as fout:
+    with (
+        open(folder / "md.out", "rb") as fin,
+        gzip.GzipFile(dest / "md.out.gz", "wb", compresslevel=9, mtime=0) as fout,
+    ):
         shutil.copyfileobj(fin, fout)
 
 

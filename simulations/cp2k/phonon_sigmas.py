@@ -70,20 +70,33 @@ PROJECT = "bulk"
 DFT = dict(cutoff_Ry=200.0, rel_cutoff_Ry=40.0, eps_scf=1e-6, eps_default=1e-10)
 
 
-def write_inputs(workdir, cells, lattice_constant_A, temperature_K, equilibration_ps,
-                 production_ps, seed):
+def write_inputs(
+    workdir, cells, lattice_constant_A, temperature_K, equilibration_ps, production_ps, seed
+):
     """Write the CP2K inputs and ``run.sh`` for the bulk supercell; return the input paths."""
     atoms = cspbbr3_slab(cells, lattice_constant_A=lattice_constant_A, cells=cells)
-    stages = study_stages(temperature_K=temperature_K, equilibration_ps=equilibration_ps,
-                          production_ps=production_ps, geo_opt=False)
-    return write_cp2k_inputs(atoms, workdir, stages=stages, project=PROJECT, periodic=True,
-                             mo_print=(), seed=seed, **DFT)
+    stages = study_stages(
+        temperature_K=temperature_K,
+        equilibration_ps=equilibration_ps,
+        production_ps=production_ps,
+        geo_opt=False,
+    )
+    return write_cp2k_inputs(
+        atoms, workdir, stages=stages, project=PROJECT, periodic=True, mo_print=(), seed=seed, **DFT
+    )
 
 
 def run(args):
     workdir = Path(args.workdir)
-    inputs = write_inputs(workdir, args.cells, args.lattice_constant, args.temperature,
-                          args.equilibration_ps, args.production_ps, args.seed)
+    inputs = write_inputs(
+        workdir,
+        args.cells,
+        args.lattice_constant,
+        args.temperature,
+        args.equilibration_ps,
+        args.production_ps,
+        args.seed,
+    )
     print("wrote", ", ".join(str(p) for p in inputs))
     if args.inputs_only:
         return 0
@@ -91,12 +104,24 @@ def run(args):
     if shutil.which("cp2k.psmp") is None or mpirun is None:
         print("error: cp2k.psmp and mpirun are needed (apt-get install cp2k)", file=sys.stderr)
         return 2
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               CP2K_DATA_DIR=os.environ.get("CP2K_DATA_DIR", "/usr/share/cp2k"))
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS="1",
+        CP2K_DATA_DIR=os.environ.get("CP2K_DATA_DIR", "/usr/share/cp2k"),
+    )
     t0 = time.perf_counter()
     for inp in inputs:
-        cmd = [mpirun, "--allow-run-as-root", "-np", str(args.processes), "cp2k.psmp",
-               "-i", inp.name, "-o", f"{inp.stem}.out"]
+        cmd = [
+            mpirun,
+            "--allow-run-as-root",
+            "-np",
+            str(args.processes),
+            "cp2k.psmp",
+            "-i",
+            inp.name,
+            "-o",
+            f"{inp.stem}.out",
+        ]
         print("running", " ".join(cmd), flush=True)
         subprocess.run(cmd, cwd=workdir, env=env, check=True)
     print(f"done in {time.perf_counter() - t0:.0f} s")
@@ -110,8 +135,14 @@ def _find(workdir, name):
     return gz if gz.exists() and not path.exists() else path
 
 
-KEPT = ("dot.xyz", "equilibration.inp", "production.inp", f"{PROJECT}-equilibration-1.ener",
-        f"{PROJECT}-production-1.ener", f"{PROJECT}-production-pos-1.xyz")
+KEPT = (
+    "dot.xyz",
+    "equilibration.inp",
+    "production.inp",
+    f"{PROJECT}-equilibration-1.ener",
+    f"{PROJECT}-production-1.ener",
+    f"{PROJECT}-production-pos-1.xyz",
+)
 
 
 def collect(args):
@@ -132,10 +163,12 @@ def analyse(args):
     workdir = Path(args.workdir)
     pos = _find(workdir, f"{PROJECT}-production-pos-1.xyz")
     traj = read_xyz_trajectory(pos)
-    frames = traj.values[args.skip:]
+    frames = traj.values[args.skip :]
     if len(frames) < 2 * args.blocks:
-        print(f"error: {len(frames)} production frames in {pos}; need at least "
-              f"{2 * args.blocks}", file=sys.stderr)
+        print(
+            f"error: {len(frames)} production frames in {pos}; need at least {2 * args.blocks}",
+            file=sys.stderr,
+        )
         return 2
     start = read(workdir / "dot.xyz")
     sites = start.positions
@@ -150,16 +183,18 @@ def analyse(args):
         return {el: round(float(v), digits) for el, v in table[name].items()}
 
     def min_max(table):
-        return {el: [round(float(r.sigma_min_A), 4), round(float(r.sigma_max_A), 4)]
-                for el, r in table.iterrows()}
+        return {
+            el: [round(float(r.sigma_min_A), 4), round(float(r.sigma_max_A), 4)]
+            for el, r in table.iterrows()
+        }
 
     inp = workdir / "production.inp"
     a = _cell_edge(inp) / cells
     result = {
         "what": "per-element rms displacement per Cartesian direction of bulk CsPbBr3 from "
-                "PBE AIMD (simulations/cp2k/phonon_sigmas.py); sigma_A about the ideal "
-                "cubic sites (the frozen-phonon sigmas of a cubic model), thermal_sigma_A "
-                "about each atom's mean position",
+        "PBE AIMD (simulations/cp2k/phonon_sigmas.py); sigma_A about the ideal "
+        "cubic sites (the frozen-phonon sigmas of a cubic model), thermal_sigma_A "
+        "about each atom's mean position",
         "sigma_A": col(cubic, "sigma_A"),
         "sigma_err_A": col(cubic, "sigma_err_A"),
         "u_iso_A2": col(cubic, "u_iso_A2", 5),
@@ -178,9 +213,9 @@ def analyse(args):
         "mean_temperature_K": _mean_temperature(workdir),
         "dft": DFT,
         "limits": f"{cells}x{cells}x{cells} supercell (for 2: Gamma, X, M and R phonons only); "
-                  f"classical nuclei; PBE at a = {a:.2f} Å; "
-                  "'thermal' is about the mean over this run, so motion slower than the run "
-                  "counts as static",
+        f"classical nuclei; PBE at a = {a:.2f} Å; "
+        "'thermal' is about the mean over this run, so motion slower than the run "
+        "counts as static",
         "input_sha256": sha256_file(inp),
         "trajectory_sha256": _sha256_text(pos),
         "versions": versions(),

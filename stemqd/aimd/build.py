@@ -54,7 +54,9 @@ def edge_from_size(size):
         text = str(size).strip().lower().replace(" ", "")
         m = re.fullmatch(r"([0-9]*\.?[0-9]+)(nm|a|å)?", text)
         if not m:
-            raise InputError(f"cannot read dot size {size!r}; use e.g. 3.6nm, 36A or an edge n like 6")
+            raise InputError(
+                f"cannot read dot size {size!r}; use e.g. 3.6nm, 36A or an edge n like 6"
+            )
         value = float(m.group(1))
         unit = m.group(2)
         if unit is None and value.is_integer() and "." not in text:
@@ -110,8 +112,8 @@ def dot_composition(n, shell_layers=0):
     core = max(n - 2 * int(shell_layers), 0)
     counts = {
         "Cs": (n + 1) ** 3 - 8,
-        "Pb": core ** 3,
-        "Ca": n ** 3 - core ** 3,
+        "Pb": core**3,
+        "Ca": n**3 - core**3,
         "Br": 3 * n * n * (n + 1),
     }
     counts["charge"] = sum(FORMAL_CHARGE[el] * c for el, c in counts.items() if el in FORMAL_CHARGE)
@@ -137,8 +139,15 @@ def _fractional_sites(n):
     return pb, br, cs
 
 
-def build_dot(size, *, shell=None, shell_layers=1, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A,
-              vacuum_A=None, cell_A=None):
+def build_dot(
+    size,
+    *,
+    shell=None,
+    shell_layers=1,
+    lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A,
+    vacuum_A=None,
+    cell_A=None,
+):
     """Build a cubic CsPbBr3 dot (or CsPbBr3/CsCaBr3 core/shell dot).
 
     Parameters
@@ -190,8 +199,13 @@ def build_dot(size, *, shell=None, shell_layers=1, lattice_constant_A=CSPBBR3_LA
     atoms.set_array("ideal_frac", frac)
     counts = Counter(symbols)
     charge = sum(FORMAL_CHARGE[el] * c for el, c in counts.items())
-    atoms.info.update(n=n, charge=int(charge), lattice_constant_A=a, shell=shell or "",
-                      shell_layers=int(shell_layers) if shell else 0)
+    atoms.info.update(
+        n=n,
+        charge=int(charge),
+        lattice_constant_A=a,
+        shell=shell or "",
+        shell_layers=int(shell_layers) if shell else 0,
+    )
     return atoms
 
 
@@ -220,11 +234,15 @@ def write_structure(atoms, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = path.suffix.lower()
     if suffix == ".xyz":
-        lines = [str(len(atoms)),
-                 f"{formula(atoms)} charge={atoms.info.get('charge', 0)} "
-                 f"cell={atoms.cell[0, 0]:.4f}A stemqd"]
-        lines += [f"{s:<2s} {x:16.8f} {y:16.8f} {z:16.8f}"
-                  for s, (x, y, z) in zip(atoms.get_chemical_symbols(), atoms.positions)]
+        lines = [
+            str(len(atoms)),
+            f"{formula(atoms)} charge={atoms.info.get('charge', 0)} "
+            f"cell={atoms.cell[0, 0]:.4f}A stemqd",
+        ]
+        lines += [
+            f"{s:<2s} {x:16.8f} {y:16.8f} {z:16.8f}"
+            for s, (x, y, z) in zip(atoms.get_chemical_symbols(), atoms.positions)
+        ]
         atomic_write_text(path, "\n".join(lines) + "\n")
     elif suffix == ".cif":
         buf = io.BytesIO()
@@ -236,6 +254,15 @@ def write_structure(atoms, path):
     return path
 
 
-__all__ = ["FORMAL_CHARGE", "SHELL_B_SITE", "STUDY_CELL_NM",
-           "build_dot", "cell_size_A", "depth_in_cells", "dot_composition",
-           "edge_from_size", "formula", "write_structure"]
+__all__ = [
+    "FORMAL_CHARGE",
+    "SHELL_B_SITE",
+    "STUDY_CELL_NM",
+    "build_dot",
+    "cell_size_A",
+    "depth_in_cells",
+    "dot_composition",
+    "edge_from_size",
+    "formula",
+    "write_structure",
+]

@@ -101,13 +101,33 @@ def frozen_indices(atoms, shell_cells, which="shell", lattice_constant_A=None):
     return np.flatnonzero(mask)
 
 
-def cp2k_input(atoms, *, run_type="MD", project="dot", coord_file="dot.xyz", cutoff_Ry=300.0,
-               rel_cutoff_Ry=60.0, eps_scf=1e-8, eps_default=1e-12, charge_mode="electrons",
-               temperature_K=300.0, steps=300, timestep_fs=10.0,
-               timecon_fs=TIMECON_EQUILIBRATION_FS, max_force_eV_A=0.024, fixed=None,
-               mo_print=("MO_CUBES",), solver="OT", added_mos=4, mo_window=2,
-               basis="DZVP-MOLOPT-SR-GTH", cell_A=None, periodic=False, restart_file=None,
-               seed=None):
+def cp2k_input(
+    atoms,
+    *,
+    run_type="MD",
+    project="dot",
+    coord_file="dot.xyz",
+    cutoff_Ry=300.0,
+    rel_cutoff_Ry=60.0,
+    eps_scf=1e-8,
+    eps_default=1e-12,
+    charge_mode="electrons",
+    temperature_K=300.0,
+    steps=300,
+    timestep_fs=10.0,
+    timecon_fs=TIMECON_EQUILIBRATION_FS,
+    max_force_eV_A=0.024,
+    fixed=None,
+    mo_print=("MO_CUBES",),
+    solver="OT",
+    added_mos=4,
+    mo_window=2,
+    basis="DZVP-MOLOPT-SR-GTH",
+    cell_A=None,
+    periodic=False,
+    restart_file=None,
+    seed=None,
+):
     """Text of a CP2K input for geometry optimisation or NVT AIMD of a dot or a bulk cell.
 
     Parameters
@@ -377,22 +397,38 @@ def write_cp2k_inputs(atoms, folder, *, stages=None, project="dot", **kwargs):
         stage = dict(stage)
         name = stage.pop("name")
         params = {**kwargs, **stage}
-        text = cp2k_input(atoms, project=f"{project}-{name}", coord_file="dot.xyz",
-                          restart_file=previous, **params)
+        text = cp2k_input(
+            atoms,
+            project=f"{project}-{name}",
+            coord_file="dot.xyz",
+            restart_file=previous,
+            **params,
+        )
         path = folder / f"{name}.inp"
         atomic_write_text(path, text)
         written.append(path)
         previous = f"{project}-{name}-1.restart"
-    script = ["#!/bin/sh", "# Run the stages in order; each restarts from the previous one.",
-              "set -e", 'CP2K="${CP2K:-cp2k}"', 'export CP2K_DATA_DIR="${CP2K_DATA_DIR:-/usr/share/cp2k}"']
+    script = [
+        "#!/bin/sh",
+        "# Run the stages in order; each restarts from the previous one.",
+        "set -e",
+        'CP2K="${CP2K:-cp2k}"',
+        'export CP2K_DATA_DIR="${CP2K_DATA_DIR:-/usr/share/cp2k}"',
+    ]
     script += [f'"$CP2K" -i {p.name} -o {p.stem}.out' for p in written]
     atomic_write_text(folder / "run.sh", "\n".join(script) + "\n")
     (folder / "run.sh").chmod(0o755)
     return written
 
 
-def study_stages(temperature_K=300.0, equilibration_ps=3.0, production_ps=10.0,
-                 timestep_fs=10.0, cool_to_K=None, geo_opt=True):
+def study_stages(
+    temperature_K=300.0,
+    equilibration_ps=3.0,
+    production_ps=10.0,
+    timestep_fs=10.0,
+    cool_to_K=None,
+    geo_opt=True,
+):
     """The study's stage chain: GEO_OPT, NVT equilibration, (cooling), NVT production.
 
     Parameters
@@ -419,20 +455,48 @@ def study_stages(temperature_K=300.0, equilibration_ps=3.0, production_ps=10.0,
     stages = []
     if geo_opt:
         stages.append({"name": "geo_opt", "run_type": "GEO_OPT", "steps": 500})
-    stages.append({"name": "equilibration", "run_type": "MD", "temperature_K": temperature_K,
-                   "steps": steps(equilibration_ps), "timestep_fs": timestep_fs,
-                   "timecon_fs": TIMECON_EQUILIBRATION_FS})
+    stages.append(
+        {
+            "name": "equilibration",
+            "run_type": "MD",
+            "temperature_K": temperature_K,
+            "steps": steps(equilibration_ps),
+            "timestep_fs": timestep_fs,
+            "timecon_fs": TIMECON_EQUILIBRATION_FS,
+        }
+    )
     final_T = temperature_K
     if cool_to_K is not None:
         final_T = cool_to_K
-        stages.append({"name": "cooling", "run_type": "MD", "temperature_K": cool_to_K,
-                       "steps": steps(equilibration_ps), "timestep_fs": timestep_fs,
-                       "timecon_fs": TIMECON_EQUILIBRATION_FS})
-    stages.append({"name": "production", "run_type": "MD", "temperature_K": final_T,
-                   "steps": steps(production_ps), "timestep_fs": timestep_fs,
-                   "timecon_fs": TIMECON_PRODUCTION_FS})
+        stages.append(
+            {
+                "name": "cooling",
+                "run_type": "MD",
+                "temperature_K": cool_to_K,
+                "steps": steps(equilibration_ps),
+                "timestep_fs": timestep_fs,
+                "timecon_fs": TIMECON_EQUILIBRATION_FS,
+            }
+        )
+    stages.append(
+        {
+            "name": "production",
+            "run_type": "MD",
+            "temperature_K": final_T,
+            "steps": steps(production_ps),
+            "timestep_fs": timestep_fs,
+            "timecon_fs": TIMECON_PRODUCTION_FS,
+        }
+    )
     return stages
 
 
-__all__ = ["GTH_VALENCE", "TIMECON_EQUILIBRATION_FS", "cp2k_input", "electron_count",
-           "frozen_indices", "study_stages", "write_cp2k_inputs"]
+__all__ = [
+    "GTH_VALENCE",
+    "TIMECON_EQUILIBRATION_FS",
+    "cp2k_input",
+    "electron_count",
+    "frozen_indices",
+    "study_stages",
+    "write_cp2k_inputs",
+]

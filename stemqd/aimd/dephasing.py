@@ -84,7 +84,7 @@ def cumulant(acf_meV2, dt_fs):
     ndarray
         g(t_k), with g(0) = 0.
     """
-    c = np.asarray(acf_meV2, dtype=float) / HBAR_MEV_FS ** 2
+    c = np.asarray(acf_meV2, dtype=float) / HBAR_MEV_FS**2
     dt = float(dt_fs)
     first = integrate.cumulative_trapezoid(c, dx=dt, initial=0.0)
     step = dt * first[:-1] + dt * dt * (c[:-1] / 3.0 + c[1:] / 6.0)
@@ -93,7 +93,7 @@ def cumulant(acf_meV2, dt_fs):
 
 def _fit_tau(t, d, shape):
     if shape == "gaussian":
-        model = lambda tt, tau: np.exp(-(tt ** 2) / (2.0 * tau ** 2))  # noqa: E731
+        model = lambda tt, tau: np.exp(-(tt**2) / (2.0 * tau**2))  # noqa: E731
         target = np.exp(-0.5)
     elif shape == "exponential":
         model = lambda tt, tau: np.exp(-tt / tau)  # noqa: E731
@@ -107,8 +107,9 @@ def _fit_tau(t, d, shape):
     return float(abs(tau)), float(np.sqrt(cov[0, 0])) if np.isfinite(cov[0, 0]) else np.nan, model
 
 
-def dephasing(gap_meV, dt_fs, *, max_time_fs=None, fit="gaussian", fit_threshold=0.01,
-              estimator="biased"):
+def dephasing(
+    gap_meV, dt_fs, *, max_time_fs=None, fit="gaussian", fit_threshold=0.01, estimator="biased"
+):
     """Pure-dephasing function D(t) = exp(-g(t)) from a gap series and its fitted FWHM.
 
     Parameters
@@ -146,14 +147,31 @@ def dephasing(gap_meV, dt_fs, *, max_time_fs=None, fit="gaussian", fit_threshold
     below = np.flatnonzero(d < fit_threshold)
     stop = below[0] + 1 if below.size else d.size
     if stop < 3:
-        raise InputError(f"D(t) decays within two time steps (hbar/sigma = {HBAR_MEV_FS / np.sqrt(c[0]):.3g} fs, "
-                         f"dt = {float(dt_fs):g} fs): the sampling is too coarse to fit the dephasing")
+        raise InputError(
+            f"D(t) decays within two time steps (hbar/sigma = {HBAR_MEV_FS / np.sqrt(c[0]):.3g} fs, "
+            f"dt = {float(dt_fs):g} fs): the sampling is too coarse to fit the dephasing"
+        )
     tau, tau_err, model = _fit_tau(t[:stop], d[:stop], fit)
     fwhm = (FWHM_PER_SIGMA if fit == "gaussian" else 2.0) * HBAR_MEV_FS / tau
-    table = pd.DataFrame({"time_fs": t, "acf_meV2": c, "acf_norm": c / c[0] if c[0] > 0 else c,
-                          "g": g, "D": d, "D_fit": model(t, tau)})
-    return {"table": table, "tau_fs": tau, "tau_err_fs": tau_err, "fwhm_meV": float(fwhm),
-            "sigma_meV": float(np.sqrt(max(c[0], 0.0))), "fit": fit, "fit_points": int(stop)}
+    table = pd.DataFrame(
+        {
+            "time_fs": t,
+            "acf_meV2": c,
+            "acf_norm": c / c[0] if c[0] > 0 else c,
+            "g": g,
+            "D": d,
+            "D_fit": model(t, tau),
+        }
+    )
+    return {
+        "table": table,
+        "tau_fs": tau,
+        "tau_err_fs": tau_err,
+        "fwhm_meV": float(fwhm),
+        "sigma_meV": float(np.sqrt(max(c[0], 0.0))),
+        "fit": fit,
+        "fit_points": int(stop),
+    }
 
 
 def gap_histogram(gap_meV, *, bins="auto"):
@@ -182,13 +200,25 @@ def gap_histogram(gap_meV, *, bins="auto"):
         raise InputError("the gap does not fluctuate")
     density, edges = np.histogram(dx, bins=bins, density=True)
     centers = 0.5 * (edges[1:] + edges[:-1])
-    (mu, sigma), cov = optimize.curve_fit(lambda e, m, s: stats.norm.pdf(e, m, abs(s)), centers,
-                                          density, p0=[0.0, std])
+    (mu, sigma), cov = optimize.curve_fit(
+        lambda e, m, s: stats.norm.pdf(e, m, abs(s)), centers, density, p0=[0.0, std]
+    )
     sigma = abs(float(sigma))
-    table = pd.DataFrame({"center_meV": centers, "density_per_meV": density,
-                          "fit": stats.norm.pdf(centers, mu, sigma)})
-    return {"sigma_meV": sigma, "sigma_err_meV": float(np.sqrt(cov[1, 1])), "mean_meV": float(mu),
-            "fwhm_meV": FWHM_PER_SIGMA * sigma, "std_meV": std, "table": table}
+    table = pd.DataFrame(
+        {
+            "center_meV": centers,
+            "density_per_meV": density,
+            "fit": stats.norm.pdf(centers, mu, sigma),
+        }
+    )
+    return {
+        "sigma_meV": sigma,
+        "sigma_err_meV": float(np.sqrt(cov[1, 1])),
+        "mean_meV": float(mu),
+        "fwhm_meV": FWHM_PER_SIGMA * sigma,
+        "std_meV": std,
+        "table": table,
+    }
 
 
 __all__ = ["autocorrelation", "cumulant", "dephasing", "gap_histogram"]

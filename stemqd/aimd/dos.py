@@ -75,7 +75,7 @@ def periodogram(signal, *, window=None, pad=1, axis=0):
     x = np.moveaxis(np.asarray(signal, dtype=float), axis, 0)
     n = x.shape[0]
     w = _window(window, n)
-    sumw2 = float(n) if w is None else float(np.sum(w ** 2))
+    sumw2 = float(n) if w is None else float(np.sum(w**2))
     if w is not None:
         x = x * w.reshape((-1,) + (1,) * (x.ndim - 1))
     nfft = int(pad) * n
@@ -137,8 +137,20 @@ def _as_frames(x, name):
     return x
 
 
-def phonon_dos(velocities, masses, dt_fs, *, symbols=None, temperature_K=None, normalize="dof",
-               n_dof=None, window=None, pad=1, smoothing_meV=0.0, quantum_correction=None):
+def phonon_dos(
+    velocities,
+    masses,
+    dt_fs,
+    *,
+    symbols=None,
+    temperature_K=None,
+    normalize="dof",
+    n_dof=None,
+    window=None,
+    pad=1,
+    smoothing_meV=0.0,
+    quantum_correction=None,
+):
     """Phonon DOS and per-element partial DOS from mass-weighted velocities.
 
     Parameters
@@ -187,8 +199,19 @@ def phonon_dos(velocities, masses, dt_fs, *, symbols=None, temperature_K=None, n
     p = periodogram(v, window=window, pad=pad, axis=0).sum(axis=2)
     # m P in meV per bin.
     mp = p * (m * AMU_A2_PER_FS2_MEV)[None, :]
-    return _dos_table(mp, symbols, nf, dt_fs, pad, normalize, n_dof, temperature_K,
-                      smoothing_meV, quantum_correction, mobile_atoms(v))
+    return _dos_table(
+        mp,
+        symbols,
+        nf,
+        dt_fs,
+        pad,
+        normalize,
+        n_dof,
+        temperature_K,
+        smoothing_meV,
+        quantum_correction,
+        mobile_atoms(v),
+    )
 
 
 def phonon_dos_from_positions(positions, masses, dt_fs, *, derivative="spectral", **kwargs):
@@ -228,16 +251,38 @@ def phonon_dos_from_positions(positions, masses, dt_fs, *, derivative="spectral"
     x = x - x.mean(axis=0)
     p = periodogram(x, window=window, pad=pad, axis=0).sum(axis=2)
     omega = 2.0 * np.pi * energy_grid(x.shape[0], dt_fs, pad) / H_MEV_FS  # rad/fs
-    mp = p * (omega ** 2)[:, None] * (m * AMU_A2_PER_FS2_MEV)[None, :]
+    mp = p * (omega**2)[:, None] * (m * AMU_A2_PER_FS2_MEV)[None, :]
     moving = np.ptp(x, axis=0).max(axis=1) > 0
-    return _dos_table(mp, kwargs.pop("symbols", None), x.shape[0], dt_fs, pad,
-                      kwargs.pop("normalize", "dof"), kwargs.pop("n_dof", None),
-                      kwargs.pop("temperature_K", None), kwargs.pop("smoothing_meV", 0.0),
-                      kwargs.pop("quantum_correction", None), moving, extra=kwargs)
+    return _dos_table(
+        mp,
+        kwargs.pop("symbols", None),
+        x.shape[0],
+        dt_fs,
+        pad,
+        kwargs.pop("normalize", "dof"),
+        kwargs.pop("n_dof", None),
+        kwargs.pop("temperature_K", None),
+        kwargs.pop("smoothing_meV", 0.0),
+        kwargs.pop("quantum_correction", None),
+        moving,
+        extra=kwargs,
+    )
 
 
-def _dos_table(mp, symbols, nf, dt_fs, pad, normalize, n_dof, temperature_K, smoothing_meV,
-               quantum_correction, moving, extra=None):
+def _dos_table(
+    mp,
+    symbols,
+    nf,
+    dt_fs,
+    pad,
+    normalize,
+    n_dof,
+    temperature_K,
+    smoothing_meV,
+    quantum_correction,
+    moving,
+    extra=None,
+):
     if extra:
         raise InputError(f"unknown DOS option(s): {sorted(extra)}")
     if dt_fs is None or float(dt_fs) <= 0:
@@ -260,8 +305,11 @@ def _dos_table(mp, symbols, nf, dt_fs, pad, normalize, n_dof, temperature_K, smo
     else:
         raise InputError(f"normalize must be 'dof' or 'temperature', not {normalize!r}")
     q = quantum_factor(energy, temperature_K if temperature_K else t_kin, quantum_correction)
-    table = {"energy_meV": energy, "frequency_THz": energy / MEV_PER_THZ,
-             "wavenumber_cm-1": energy / MEV_PER_INV_CM}
+    table = {
+        "energy_meV": energy,
+        "frequency_THz": energy / MEV_PER_THZ,
+        "wavenumber_cm-1": energy / MEV_PER_INV_CM,
+    }
 
     def density(cols):
         g = mp[:, cols].sum(axis=1) * scale * q / d_e
@@ -278,11 +326,22 @@ def _dos_table(mp, symbols, nf, dt_fs, pad, normalize, n_dof, temperature_K, smo
         for el in dict.fromkeys(sym):
             table[f"dos_{el}_per_meV"] = density(np.flatnonzero(sym == el))
     frame = pd.DataFrame(table)
-    frame.attrs.update(n_dof=float(n_dof), bin_meV=float(d_e), normalize=normalize,
-                       temperature_K=float(t_kin), quantum_correction=quantum_correction or "none",
-                       integral=float(frame["dos_per_meV"].sum() * d_e))
+    frame.attrs.update(
+        n_dof=float(n_dof),
+        bin_meV=float(d_e),
+        normalize=normalize,
+        temperature_K=float(t_kin),
+        quantum_correction=quantum_correction or "none",
+        integral=float(frame["dos_per_meV"].sum() * d_e),
+    )
     return frame
 
 
-__all__ = ["energy_grid", "mobile_atoms", "periodogram", "phonon_dos",
-           "phonon_dos_from_positions", "quantum_factor"]
+__all__ = [
+    "energy_grid",
+    "mobile_atoms",
+    "periodogram",
+    "phonon_dos",
+    "phonon_dos_from_positions",
+    "quantum_factor",
+]

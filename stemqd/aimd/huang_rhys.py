@@ -88,8 +88,17 @@ def _parse_windows(windows):
     return out
 
 
-def huang_rhys(gap_meV, dt_fs, temperature_K, *, windows=DEFAULT_WINDOWS_MEV,
-               convention="classical", window=None, pad=1, detrend="constant"):
+def huang_rhys(
+    gap_meV,
+    dt_fs,
+    temperature_K,
+    *,
+    windows=DEFAULT_WINDOWS_MEV,
+    convention="classical",
+    window=None,
+    pad=1,
+    detrend="constant",
+):
     """Huang-Rhys spectrum S(omega), window sums and reorganisation energy.
 
     Parameters
@@ -129,26 +138,37 @@ def huang_rhys(gap_meV, dt_fs, temperature_K, *, windows=DEFAULT_WINDOWS_MEV,
     if convention == "classical":
         s[1:] = power[1:] / (2.0 * kt * e)
     elif convention == "quantum":
-        s[1:] = power[1:] / (e ** 2 / np.tanh(e / (2.0 * kt)))
+        s[1:] = power[1:] / (e**2 / np.tanh(e / (2.0 * kt)))
     else:
         raise InputError(f"convention must be 'classical' or 'quantum', not {convention!r}")
     d_e = energy[1] - energy[0]
-    spectrum = pd.DataFrame({"energy_meV": energy, "power_meV2": power, "S": s, "S_per_meV": s / d_e})
+    spectrum = pd.DataFrame(
+        {"energy_meV": energy, "power_meV2": power, "S": s, "S_per_meV": s / d_e}
+    )
     rows = []
     for name, lo, hi in _parse_windows(windows):
         sel = (energy >= lo) & (energy < hi)
         s_w = float(s[sel].sum())
         lam = float((s[sel] * energy[sel]).sum())
         rows.append((name, lo, hi, s_w, lam, lam / s_w if s_w > 0 else np.nan))
-    table = pd.DataFrame(rows, columns=["window", "lo_meV", "hi_meV", "S", "lambda_meV",
-                                        "mean_energy_meV"])
+    table = pd.DataFrame(
+        rows, columns=["window", "lo_meV", "hi_meV", "S", "lambda_meV", "mean_energy_meV"]
+    )
     x = np.asarray(gap_meV, dtype=float)
     variance = float(power.sum())
-    return {"spectrum": spectrum, "windows": table,
-            "reorganization_meV": float((s * energy).sum()), "S_total": float(s.sum()),
-            "variance_meV2": variance, "sigma_meV": float(np.sqrt(variance)),
-            "mean_gap_meV": float(x.mean()), "temperature_K": float(temperature_K),
-            "dt_fs": float(dt_fs), "resolution_meV": float(d_e), "convention": convention}
+    return {
+        "spectrum": spectrum,
+        "windows": table,
+        "reorganization_meV": float((s * energy).sum()),
+        "S_total": float(s.sum()),
+        "variance_meV2": variance,
+        "sigma_meV": float(np.sqrt(variance)),
+        "mean_gap_meV": float(x.mean()),
+        "temperature_K": float(temperature_K),
+        "dt_fs": float(dt_fs),
+        "resolution_meV": float(d_e),
+        "convention": convention,
+    }
 
 
 def effective_s_per_free_atom(s, n_free):

@@ -74,5 +74,4 @@ def linewidth_table(temperatures_K, huang_rhys, energy_meV):
     return pd.DataFrame({"temperature_K": t, "sigma_meV": fwhm / FWHM_PER_SIGMA, "fwhm_meV": fwhm})
 
 
-__all__ = ["fwhm_from_reorganization", "linewidth_fwhm", "linewidth_table",
-           "reorganization_energy"]
+__all__ = ["fwhm_from_reorganization", "linewidth_fwhm", "linewidth_table", "reorganization_energy"]

@@ -29,6 +29,7 @@ HARTREE_EV = 27.211386245988
 #: bohr / atomic time unit in Å/fs (ase.units.Bohr / (ase.units._aut * 1e15)).
 BOHR_PER_AUT_IN_A_PER_FS = 21.876912636433
 
+
 def _read_text(path):
     """Text of a (possibly gzipped) file; unreadable files raise InputError."""
     path = Path(path)
@@ -125,7 +126,9 @@ def read_xyz_trajectory(path, kind="auto"):
         try:
             n = int(lines[i])
         except ValueError:
-            raise InputError(f"{path}:{i + 1}: expected an atom count, got {lines[i][:40]!r}") from None
+            raise InputError(
+                f"{path}:{i + 1}: expected an atom count, got {lines[i][:40]!r}"
+            ) from None
         if natoms is None:
             natoms = n
         elif n != natoms:
@@ -144,8 +147,9 @@ def read_xyz_trajectory(path, kind="auto"):
         raise InputError(f"{path}: the element order changes between frames")
     # numpy's C text parser on the atom lines only (about 3x faster than splitting tokens).
     try:
-        values = np.loadtxt([ln for a, b in bodies for ln in lines[a:b]], usecols=(1, 2, 3),
-                            dtype=float, ndmin=2).reshape(len(bodies), natoms, 3)
+        values = np.loadtxt(
+            [ln for a, b in bodies for ln in lines[a:b]], usecols=(1, 2, 3), dtype=float, ndmin=2
+        ).reshape(len(bodies), natoms, 3)
     except ValueError as exc:
         raise InputError(f"{path}: unreadable coordinates ({exc})") from None
     step = np.empty(len(headers), dtype=int)
@@ -162,12 +166,25 @@ def read_xyz_trajectory(path, kind="auto"):
     keep = _keep_last(step)
     if kind == "velocities":
         values = values * BOHR_PER_AUT_IN_A_PER_FS
-    return Trajectory(symbols=symbols, values=values[keep], step=step[keep], time_fs=time_fs[keep],
-                      energy_Ha=energy[keep], kind=kind)
+    return Trajectory(
+        symbols=symbols,
+        values=values[keep],
+        step=step[keep],
+        time_fs=time_fs[keep],
+        energy_Ha=energy[keep],
+        kind=kind,
+    )
 
 
-ENER_COLUMNS = ["step", "time_fs", "kinetic_Ha", "temperature_K", "potential_Ha", "conserved_Ha",
-                "used_time_s"]
+ENER_COLUMNS = [
+    "step",
+    "time_fs",
+    "kinetic_Ha",
+    "temperature_K",
+    "potential_Ha",
+    "conserved_Ha",
+    "used_time_s",
+]
 
 
 def read_ener(path):
@@ -188,7 +205,9 @@ def read_ener(path):
     path = Path(path)
     lines = _read_text(path).splitlines()
     rows = []
-    data_lines = [(k, ln) for k, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")]
+    data_lines = [
+        (k, ln) for k, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")
+    ]
     for j, (k, ln) in enumerate(data_lines):
         parts = ln.split()
         try:
@@ -220,7 +239,10 @@ _NUMBERS = re.compile(r"^\s*-?\d+\.\d+(\s+-?\d+\.\d+)*\s*$")
 
 
 def _new_block():
-    return {"mo_cubes": {"homo": {}, "lumo": {}, "gap": []}, "mo": {"rows": [], "gap": [], "spin": 0}}
+    return {
+        "mo_cubes": {"homo": {}, "lumo": {}, "gap": []},
+        "mo": {"rows": [], "gap": [], "spin": 0},
+    }
 
 
 def _block_values(block, style):
@@ -308,12 +330,20 @@ def read_gaps(paths, style="auto", missing="error"):
                     continue
                 # Dashes, blank lines and the OT eigensolver's progress lines sit between
                 # the header and the eigenvalues.
-                if not line.strip() or line.lstrip().startswith("---") or "OT|" in line \
-                        or "eigensolver" in line.lower():
+                if (
+                    not line.strip()
+                    or line.lstrip().startswith("---")
+                    or "OT|" in line
+                    or "eigensolver" in line.lower()
+                ):
                     continue
                 waiting = mode == "unocc" and spin not in block["mo_cubes"]["lumo"]
-                if waiting and not (line.startswith(" HOMO - LUMO") or line.startswith(" MD")
-                                    or line.startswith(" ENERGY|") or "subspace" in line):
+                if waiting and not (
+                    line.startswith(" HOMO - LUMO")
+                    or line.startswith(" MD")
+                    or line.startswith(" ENERGY|")
+                    or "subspace" in line
+                ):
                     continue
                 mode = None
             m = _OCC_HEAD.match(line)
@@ -359,12 +389,14 @@ def read_gaps(paths, style="auto", missing="error"):
                 records[-1][1] = float(m.group(1) or m.group(2))
         # Whatever follows the last step marker belongs to an unfinished step: dropped.
     if not records:
-        raise InputError(f"{', '.join(map(str, paths))}: no MD steps found (no 'MD| Step number' "
-                         "or 'MD_INI|' lines); is this the .out log of an MD run?")
+        raise InputError(
+            f"{', '.join(map(str, paths))}: no MD steps found (no 'MD| Step number' "
+            "or 'MD_INI|' lines); is this the .out log of an MD run?"
+        )
     # MD_INI is the initial step of its run: one before the next numbered step.
     for k, rec in enumerate(records):
         if rec[0] is None:
-            nxt = next((r[0] for r in records[k + 1:] if r[0] is not None), None)
+            nxt = next((r[0] for r in records[k + 1 :] if r[0] is not None), None)
             rec[0] = (nxt - 1) if nxt is not None else 0
     if style == "auto":
         style = "mo_cubes" if any(_style_present(r[2], "mo_cubes") for r in records) else "mo"
@@ -382,11 +414,14 @@ def read_gaps(paths, style="auto", missing="error"):
         raise InputError(
             f"{names}: no HOMO-LUMO gap printout ({style} style) in any of {len(records)} MD steps; "
             "enable DFT%PRINT%MO_CUBES (NHOMO 1, NLUMO 1, WRITE_CUBE F) or DFT%PRINT%MO with "
-            "&EACH MD 1 (smearing suppresses the gap line)")
+            "&EACH MD 1 (smearing suppresses the gap line)"
+        )
     if absent and missing == "error":
         shown = ", ".join(map(str, absent[:8])) + (" ..." if len(absent) > 8 else "")
-        raise InputError(f"{names}: {len(absent)} of {len(records)} MD steps have no HOMO-LUMO gap "
-                         f"printout ({style} style): steps {shown}; pass missing='drop' to skip them")
+        raise InputError(
+            f"{names}: {len(absent)} of {len(records)} MD steps have no HOMO-LUMO gap "
+            f"printout ({style} style): steps {shown}; pass missing='drop' to skip them"
+        )
     frame = pd.DataFrame(rows, columns=["step", "time_fs", "homo_eV", "lumo_eV", "gap_eV"])
     frame = frame.iloc[_keep_last(frame["step"].to_numpy())].reset_index(drop=True)
     # Steps whose time line is absent (MD_INI) get it from the steps' linear time axis.
@@ -418,10 +453,18 @@ def read_gap_table(path):
         if "gap_eV" not in frame and "gap_meV" in frame:
             frame["gap_eV"] = frame["gap_meV"] / 1000.0
         if "gap_eV" not in frame:
-            raise InputError(f"{path}: no gap_eV or gap_meV column (columns: {list(frame.columns)})")
+            raise InputError(
+                f"{path}: no gap_eV or gap_meV column (columns: {list(frame.columns)})"
+            )
         return frame
     return read_gaps(path)
 
 
-__all__ = ["BOHR_PER_AUT_IN_A_PER_FS", "read_ener", "read_gap_table", "read_gaps",
-           "read_xyz_trajectory", "Trajectory"]
+__all__ = [
+    "BOHR_PER_AUT_IN_A_PER_FS",
+    "read_ener",
+    "read_gap_table",
+    "read_gaps",
+    "read_xyz_trajectory",
+    "Trajectory",
+]

@@ -25,7 +25,9 @@ def _as_frames(x, name):
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[-1] != 3:
-        raise InputError(f"{name} must have shape (n_frames, n_atoms, 3) or (n_atoms, 3), not {x.shape}")
+        raise InputError(
+            f"{name} must have shape (n_frames, n_atoms, 3) or (n_atoms, 3), not {x.shape}"
+        )
     return x
 
 
@@ -80,8 +82,15 @@ def _align_to(x_c, ref_c, w):
     return x_c @ np.swapaxes(rot, 1, 2), rot
 
 
-def remove_rigid_body(positions, masses=None, velocities=None, *, reference="first",
-                      max_iterations=20, tolerance_A=1e-10):
+def remove_rigid_body(
+    positions,
+    masses=None,
+    velocities=None,
+    *,
+    reference="first",
+    max_iterations=20,
+    tolerance_A=1e-10,
+):
     """Remove translation and rotation from every frame (mass-weighted Kabsch / Eckart frame).
 
     Parameters
@@ -134,8 +143,13 @@ def remove_rigid_body(positions, masses=None, velocities=None, *, reference="fir
             aligned, rot = _align_to(x_c, ref_c, w)
             if shift < tolerance_A:
                 break
-    out = {"positions": aligned + ref_com, "rotation": rot, "com": com,
-           "reference": ref_c + ref_com, "iterations": iterations}
+    out = {
+        "positions": aligned + ref_com,
+        "rotation": rot,
+        "com": com,
+        "reference": ref_c + ref_com,
+        "iterations": iterations,
+    }
     if velocities is not None:
         v = _as_frames(velocities, "velocities")
         if v.shape != x.shape:
@@ -176,8 +190,14 @@ def internal_velocities(centred_positions, velocities, masses, rotation=None):
     dv = v - vcom[:, None, :]
     mr = np.swapaxes(r * m[None, :, None], 1, 2)  # (F, 3, N)
     moment = mr @ dv  # sum_i m_i r_a v_b
-    ang = np.stack([moment[:, 1, 2] - moment[:, 2, 1], moment[:, 2, 0] - moment[:, 0, 2],
-                    moment[:, 0, 1] - moment[:, 1, 0]], axis=1)  # L = sum m r x v
+    ang = np.stack(
+        [
+            moment[:, 1, 2] - moment[:, 2, 1],
+            moment[:, 2, 0] - moment[:, 0, 2],
+            moment[:, 0, 1] - moment[:, 1, 0],
+        ],
+        axis=1,
+    )  # L = sum m r x v
     second = mr @ r  # sum_i m_i r_a r_b
     inertia = np.trace(second, axis1=1, axis2=2)[:, None, None] * np.eye(3) - second
     # A linear or single-atom structure has a singular inertia tensor; lstsq gives the
@@ -189,8 +209,14 @@ def internal_velocities(centred_positions, velocities, masses, rotation=None):
     # omega x r = r @ W^T with W the skew matrix of omega.
     wx, wy, wz = omega.T
     zero = np.zeros_like(wx)
-    skew = np.stack([np.stack([zero, -wz, wy], -1), np.stack([wz, zero, -wx], -1),
-                     np.stack([-wy, wx, zero], -1)], axis=1)
+    skew = np.stack(
+        [
+            np.stack([zero, -wz, wy], -1),
+            np.stack([wz, zero, -wx], -1),
+            np.stack([-wy, wx, zero], -1),
+        ],
+        axis=1,
+    )
     v_int = dv - r @ np.swapaxes(skew, 1, 2)
     if rotation is not None:
         v_int = v_int @ np.swapaxes(rotation, 1, 2)
@@ -212,8 +238,16 @@ def eckart_residual(aligned, reference, masses=None):
     return np.einsum("n,fna->fa", w, np.cross(ref_c[None], x_c))
 
 
-def icp_align(positions, reference, *, symbols=None, reference_symbols=None, masses=None,
-              max_iterations=50, tolerance_A=1e-12):
+def icp_align(
+    positions,
+    reference,
+    *,
+    symbols=None,
+    reference_symbols=None,
+    masses=None,
+    max_iterations=50,
+    tolerance_A=1e-12,
+):
     """Iterative-closest-point alignment when atom identities are unknown.
 
     Each frame alternates (i) matching every atom to its nearest reference atom of the same
@@ -257,8 +291,13 @@ def icp_align(positions, reference, *, symbols=None, reference_symbols=None, mas
         raise InputError("give both symbols and reference_symbols, or neither")
     if symbols is not None:
         ref_sym = np.asarray(reference_symbols)
-        frame_sym = [np.asarray(s) for s in symbols] if np.ndim(symbols[0]) else [np.asarray(symbols)] * nf
-        trees = {el: (cKDTree(ref[ref_sym == el]), np.flatnonzero(ref_sym == el)) for el in np.unique(ref_sym)}
+        frame_sym = (
+            [np.asarray(s) for s in symbols] if np.ndim(symbols[0]) else [np.asarray(symbols)] * nf
+        )
+        trees = {
+            el: (cKDTree(ref[ref_sym == el]), np.flatnonzero(ref_sym == el))
+            for el in np.unique(ref_sym)
+        }
     else:
         frame_sym = [np.zeros(n, dtype=int)] * nf
         trees = {0: (cKDTree(ref), np.arange(len(ref)))}
@@ -302,12 +341,23 @@ def icp_align(positions, reference, *, symbols=None, reference_symbols=None, mas
         aligned = x[f] @ rot.T + t
         out[f], rots[f], trans[f], matches[f], iters[f] = aligned, rot, t, match, it
         rms[f] = np.sqrt(np.mean(np.sum((aligned - ref[match]) ** 2, axis=1)))
-    res = {"positions": out, "rotation": rots, "translation": trans, "match": matches,
-           "rms_A": rms, "iterations": iters}
+    res = {
+        "positions": out,
+        "rotation": rots,
+        "translation": trans,
+        "match": matches,
+        "rms_A": rms,
+        "iterations": iters,
+    }
     if single:
         res = {k: v[0] for k, v in res.items()}
     return res
 
 
-__all__ = ["eckart_residual", "icp_align", "internal_velocities", "kabsch_rotation",
-           "remove_rigid_body"]
+__all__ = [
+    "eckart_residual",
+    "icp_align",
+    "internal_velocities",
+    "kabsch_rotation",
+    "remove_rigid_body",
+]

@@ -35,7 +35,9 @@ def rmsf(positions):
     return np.sqrt(np.einsum("fna,fna->n", dev, dev) / x.shape[0])
 
 
-def layer_index(reference_positions, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A, rounding="floor"):
+def layer_index(
+    reference_positions, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A, rounding="floor"
+):
     """Layer of each atom below the dot surface (0 = outermost unit cell).
 
     Parameters
@@ -82,21 +84,32 @@ def rmsf_by_layer(rmsf_A, symbols, layers):
         ``layer, element, n_atoms, rmsf_mean_A, rmsf_std_A``, plus rows with element
         ``"all"`` per layer and layer ``-1`` for each element over the whole dot.
     """
-    frame = pd.DataFrame({"layer": np.asarray(layers, dtype=int), "element": np.asarray(symbols),
-                          "rmsf_A": np.asarray(rmsf_A, dtype=float)})
+    frame = pd.DataFrame(
+        {
+            "layer": np.asarray(layers, dtype=int),
+            "element": np.asarray(symbols),
+            "rmsf_A": np.asarray(rmsf_A, dtype=float),
+        }
+    )
     if not (len(frame["layer"]) == len(frame["element"]) == len(frame["rmsf_A"])):
         raise InputError("rmsf, symbols and layers must have one entry per atom")
 
     def agg(df):
-        return df.agg(n_atoms=("rmsf_A", "size"), rmsf_mean_A=("rmsf_A", "mean"),
-                      rmsf_std_A=("rmsf_A", lambda s: float(np.std(s))))
+        return df.agg(
+            n_atoms=("rmsf_A", "size"),
+            rmsf_mean_A=("rmsf_A", "mean"),
+            rmsf_std_A=("rmsf_A", lambda s: float(np.std(s))),
+        )
 
     per = agg(frame.groupby(["layer", "element"])).reset_index()
     layer_all = agg(frame.groupby("layer")).reset_index().assign(element="all")
     element_all = agg(frame.groupby("element")).reset_index().assign(layer=-1)
     out = pd.concat([per, layer_all, element_all], ignore_index=True)
-    return out[["layer", "element", "n_atoms", "rmsf_mean_A", "rmsf_std_A"]].sort_values(
-        ["layer", "element"], kind="stable").reset_index(drop=True)
+    return (
+        out[["layer", "element", "n_atoms", "rmsf_mean_A", "rmsf_std_A"]]
+        .sort_values(["layer", "element"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def site_displacements(positions, symbols, masses=None, *, reference=None):
@@ -176,23 +189,30 @@ def element_msd(positions, symbols, masses=None, *, reference=None, n_blocks=5):
     x = np.asarray(positions, dtype=float)
     n_blocks = int(n_blocks)
     if x.ndim == 3 and (n_blocks < 2 or x.shape[0] < 2 * n_blocks):
-        raise InputError(f"need n_blocks >= 2 and at least 2 frames per block; got "
-                         f"{x.shape[0]} frames for {n_blocks} blocks")
+        raise InputError(
+            f"need n_blocks >= 2 and at least 2 frames per block; got "
+            f"{x.shape[0]} frames for {n_blocks} blocks"
+        )
     symbols = np.asarray(symbols)
     dev2 = site_displacements(x, symbols, masses, reference=reference) ** 2
     blocks = np.array_split(np.arange(x.shape[0]), n_blocks)
     rows = {}
     for el in sorted(set(symbols.tolist())):
         sel = symbols == el
-        per_dir = dev2[:, sel].mean(axis=0)                   # (atoms of el, 3)
+        per_dir = dev2[:, sel].mean(axis=0)  # (atoms of el, 3)
         u = float(per_dir.mean())
         u_blocks = np.array([dev2[b][:, sel].mean() for b in blocks])
         u_err = float(u_blocks.std(ddof=1) / np.sqrt(n_blocks))
         ordered = np.sqrt(np.sort(per_dir, axis=1))
-        rows[el] = {"n_atoms": int(sel.sum()), "u_iso_A2": u, "u_iso_err_A2": u_err,
-                    "sigma_A": np.sqrt(u), "sigma_err_A": u_err / (2.0 * np.sqrt(u)),
-                    "sigma_min_A": float(ordered[:, 0].mean()),
-                    "sigma_max_A": float(ordered[:, -1].mean())}
+        rows[el] = {
+            "n_atoms": int(sel.sum()),
+            "u_iso_A2": u,
+            "u_iso_err_A2": u_err,
+            "sigma_A": np.sqrt(u),
+            "sigma_err_A": u_err / (2.0 * np.sqrt(u)),
+            "sigma_min_A": float(ordered[:, 0].mean()),
+            "sigma_max_A": float(ordered[:, -1].mean()),
+        }
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("element")
 
 

@@ -14,7 +14,13 @@ __getattr__, __dir__, __all__ = lazy.attach(
     submodules=["lattice", "statistics", "thickness"],
     submod_attrs={
         "lattice": ["peak_pair_spacing", "peak_pairs", "strain_map"],
-        "statistics": ["compare_groups", "intensity_ratio", "ratio_by_depth", "type_statistics", "voronoi_cross_sections"],
+        "statistics": [
+            "compare_groups",
+            "intensity_ratio",
+            "ratio_by_depth",
+            "type_statistics",
+            "voronoi_cross_sections",
+        ],
         "thickness": ["ThicknessEstimate", "thickness_from_ratio"],
     },
 )

@@ -34,8 +34,7 @@ def peak_pairs(positions_px, vector_px, *, tolerance=0.25):
     return np.where(np.isfinite(d), j, -1)
 
 
-def peak_pair_spacing(positions_px, vectors_px, pixel_size_A, *, tolerance=0.25,
-                      reference=None):
+def peak_pair_spacing(positions_px, vectors_px, pixel_size_A, *, tolerance=0.25, reference=None):
     """Local lattice spacings, strain and rotation per column by peak-pair analysis.
 
     Parameters
@@ -72,8 +71,14 @@ def peak_pair_spacing(positions_px, vectors_px, pixel_size_A, *, tolerance=0.25,
     sa = np.hypot(*pa.T) * to_nm
     sb = np.hypot(*pb.T) * to_nm
     if reference is None:
-        ref = np.array([np.median(v[np.isfinite(v).all(axis=1)], axis=0)
-                        if np.isfinite(v).any() else [np.nan, np.nan] for v in (pa, pb)])
+        ref = np.array(
+            [
+                np.median(v[np.isfinite(v).all(axis=1)], axis=0)
+                if np.isfinite(v).any()
+                else [np.nan, np.nan]
+                for v in (pa, pb)
+            ]
+        )
     else:
         ref = np.asarray(reference, float)
     strain = np.full((len(pos), 3), np.nan)
@@ -87,9 +92,16 @@ def peak_pair_spacing(positions_px, vectors_px, pixel_size_A, *, tolerance=0.25,
         sym = 0.5 * (dist + np.swapaxes(dist, 1, 2))
         strain[both] = np.column_stack([sym[:, 0, 0], sym[:, 1, 1], sym[:, 0, 1]])
         rotation[both] = 0.5 * (dist[:, 1, 0] - dist[:, 0, 1])
-    columns = pd.DataFrame({"spacing_a_nm": sa, "spacing_b_nm": sb, "exx": strain[:, 0],
-                            "eyy": strain[:, 1], "exy": strain[:, 2],
-                            "rotation_rad": rotation})
+    columns = pd.DataFrame(
+        {
+            "spacing_a_nm": sa,
+            "spacing_b_nm": sb,
+            "exx": strain[:, 0],
+            "eyy": strain[:, 1],
+            "exy": strain[:, 2],
+            "rotation_rad": rotation,
+        }
+    )
     summary = {
         "spacing_a_nm_mean": float(np.nanmean(sa)) if np.isfinite(sa).any() else np.nan,
         "spacing_a_nm_std": float(np.nanstd(sa, ddof=1)) if np.isfinite(sa).sum() > 1 else np.nan,
@@ -112,7 +124,7 @@ def strain_map(positions_px, values, shape, *, method="linear"):
     pos = np.asarray(positions_px, float)
     vals = np.asarray(values, float)
     ok = np.isfinite(vals)
-    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
     if ok.sum() < 3:
         return np.full(shape, np.nan)
     return griddata(pos[ok], vals[ok], (xx, yy), method=method)

@@ -35,8 +35,9 @@ def voronoi_cross_sections(image, positions_px, *, max_radius_px, offsets=None):
         return np.empty(0)
     ny, nx = image.shape
     yy, xx = np.mgrid[0:ny, 0:nx]
-    dist, owner = cKDTree(pos).query(np.column_stack([xx.ravel(), yy.ravel()]),
-                                     distance_upper_bound=max_radius_px)
+    dist, owner = cKDTree(pos).query(
+        np.column_stack([xx.ravel(), yy.ravel()]), distance_upper_bound=max_radius_px
+    )
     keep = np.isfinite(dist)
     values = image.ravel()[keep]
     if offsets is not None:
@@ -59,8 +60,9 @@ def type_statistics(intensities, labels):
     return out
 
 
-def intensity_ratio(intensities, labels, numerator, denominator, *, bootstrap=2000, seed=0,
-                    confidence=0.95):
+def intensity_ratio(
+    intensities, labels, numerator, denominator, *, bootstrap=2000, seed=0, confidence=0.95
+):
     """Ratio of the mean intensities of two column types, with its uncertainty.
 
     The propagated standard error is r sqrt((sem_a / mean_a)**2 + (sem_b / mean_b)**2)
@@ -78,27 +80,46 @@ def intensity_ratio(intensities, labels, numerator, denominator, *, bootstrap=20
     labels = np.asarray(labels)
     a = values[(labels == numerator) & np.isfinite(values)]
     b = values[(labels == denominator) & np.isfinite(values)]
-    out = {"numerator": numerator, "denominator": denominator, "n_numerator": int(len(a)),
-           "n_denominator": int(len(b)), "confidence": confidence}
+    out = {
+        "numerator": numerator,
+        "denominator": denominator,
+        "n_numerator": int(len(a)),
+        "n_denominator": int(len(b)),
+        "confidence": confidence,
+    }
     if len(a) < 2 or len(b) < 2:
-        return out | {"ratio": np.nan, "stderr": np.nan, "bootstrap_stderr": np.nan,
-                      "ci_low": np.nan, "ci_high": np.nan}
+        return out | {
+            "ratio": np.nan,
+            "stderr": np.nan,
+            "bootstrap_stderr": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+        }
     ma, mb = a.mean(), b.mean()
     ratio = ma / mb
     sa, sb = a.std(ddof=1) / np.sqrt(len(a)), b.std(ddof=1) / np.sqrt(len(b))
     stderr = abs(ratio) * np.hypot(sa / ma, sb / mb)
     if bootstrap < 2:  # no bootstrap asked for: the propagated error only
-        return out | {"ratio": float(ratio), "stderr": float(stderr), "bootstrap_stderr": np.nan,
-                      "ci_low": np.nan, "ci_high": np.nan}
+        return out | {
+            "ratio": float(ratio),
+            "stderr": float(stderr),
+            "bootstrap_stderr": np.nan,
+            "ci_low": np.nan,
+            "ci_high": np.nan,
+        }
     rng = np.random.default_rng(seed)
     ra = a[rng.integers(0, len(a), (bootstrap, len(a)))].mean(axis=1)
     rb = b[rng.integers(0, len(b), (bootstrap, len(b)))].mean(axis=1)
     boot = ra / rb
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return out | {"ratio": float(ratio), "stderr": float(stderr),
-                  "bootstrap_stderr": float(boot.std(ddof=1)), "ci_low": float(lo),
-                  "ci_high": float(hi)}
+    return out | {
+        "ratio": float(ratio),
+        "stderr": float(stderr),
+        "bootstrap_stderr": float(boot.std(ddof=1)),
+        "ci_low": float(lo),
+        "ci_high": float(hi),
+    }
 
 
 def ratio_by_depth(intensities, labels, depth_uc, numerator, denominator):
@@ -121,17 +142,28 @@ def ratio_by_depth(intensities, labels, depth_uc, numerator, denominator):
         a, b = vals[lab == numerator], vals[lab == denominator]
         ratio = a.mean() / b.mean() if len(a) and len(b) else np.nan
         sem = [x.std(ddof=1) / np.sqrt(len(x)) if len(x) > 1 else np.nan for x in (a, b)]
-        stderr = abs(ratio) * np.hypot(sem[0] / a.mean(), sem[1] / b.mean()) \
-            if len(a) and len(b) else np.nan
-        rows.append({"depth_uc": int(d), "n_numerator": len(a), "n_denominator": len(b),
-                     "mean_numerator": a.mean() if len(a) else np.nan,
-                     "mean_denominator": b.mean() if len(b) else np.nan,
-                     "ratio": ratio, "stderr": stderr})
+        stderr = (
+            abs(ratio) * np.hypot(sem[0] / a.mean(), sem[1] / b.mean())
+            if len(a) and len(b)
+            else np.nan
+        )
+        rows.append(
+            {
+                "depth_uc": int(d),
+                "n_numerator": len(a),
+                "n_denominator": len(b),
+                "mean_numerator": a.mean() if len(a) else np.nan,
+                "mean_denominator": b.mean() if len(b) else np.nan,
+                "ratio": ratio,
+                "stderr": stderr,
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def compare_groups(group_a, group_b, *, permutations=10000, bootstrap=10000, seed=0,
-                   confidence=0.95):
+def compare_groups(
+    group_a, group_b, *, permutations=10000, bootstrap=10000, seed=0, confidence=0.95
+):
     """Compare the per-dot ratios of two groups of dots.
 
     Parameters
@@ -150,29 +182,51 @@ def compare_groups(group_a, group_b, *, permutations=10000, bootstrap=10000, see
     """
     a = np.asarray(group_a, float)
     b = np.asarray(group_b, float)
-    out = {"n_a": len(a), "n_b": len(b), "mean_a": a.mean(), "mean_b": b.mean(),
-           "std_a": a.std(ddof=1) if len(a) > 1 else np.nan,
-           "std_b": b.std(ddof=1) if len(b) > 1 else np.nan,
-           "difference": b.mean() - a.mean(), "confidence": confidence}
+    out = {
+        "n_a": len(a),
+        "n_b": len(b),
+        "mean_a": a.mean(),
+        "mean_b": b.mean(),
+        "std_a": a.std(ddof=1) if len(a) > 1 else np.nan,
+        "std_b": b.std(ddof=1) if len(b) > 1 else np.nan,
+        "difference": b.mean() - a.mean(),
+        "confidence": confidence,
+    }
     if len(a) < 2 or len(b) < 2:
         return out
     t = stats.ttest_ind(b, a, equal_var=False)
     rng = np.random.default_rng(seed)
-    perm = stats.permutation_test((b, a), lambda x, y: np.mean(x) - np.mean(y),
-                                  permutation_type="independent", n_resamples=permutations,
-                                  alternative="two-sided", random_state=rng)
-    pooled = np.sqrt(((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1))
-                     / (len(a) + len(b) - 2))
+    perm = stats.permutation_test(
+        (b, a),
+        lambda x, y: np.mean(x) - np.mean(y),
+        permutation_type="independent",
+        n_resamples=permutations,
+        alternative="two-sided",
+        random_state=rng,
+    )
+    pooled = np.sqrt(
+        ((len(a) - 1) * a.var(ddof=1) + (len(b) - 1) * b.var(ddof=1)) / (len(a) + len(b) - 2)
+    )
     d = (b.mean() - a.mean()) / pooled if pooled > 0 else np.inf
     g = d * (1 - 3 / (4 * (len(a) + len(b)) - 9))
     ba = a[rng.integers(0, len(a), (bootstrap, len(a)))].mean(axis=1)
     bb = b[rng.integers(0, len(b), (bootstrap, len(b)))].mean(axis=1)
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(bb - ba, [alpha, 1 - alpha])
-    return out | {"welch_t": float(t.statistic), "welch_p": float(t.pvalue),
-                  "permutation_p": float(perm.pvalue), "hedges_g": float(g),
-                  "diff_ci_low": float(lo), "diff_ci_high": float(hi)}
+    return out | {
+        "welch_t": float(t.statistic),
+        "welch_p": float(t.pvalue),
+        "permutation_p": float(perm.pvalue),
+        "hedges_g": float(g),
+        "diff_ci_low": float(lo),
+        "diff_ci_high": float(hi),
+    }
 
 
-__all__ = ["compare_groups", "intensity_ratio", "ratio_by_depth", "type_statistics",
-           "voronoi_cross_sections"]
+__all__ = [
+    "compare_groups",
+    "intensity_ratio",
+    "ratio_by_depth",
+    "type_statistics",
+    "voronoi_cross_sections",
+]

@@ -83,10 +83,18 @@ class ThicknessEstimate:
         return d
 
 
-def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: float = 1.0,
-                         column: str = "ratio", include_series_error: bool = True,
-                         grid_step_uc: float = 0.01, fit_model: str | None = None,
-                         allow_other_model: bool = False) -> ThicknessEstimate:
+def thickness_from_ratio(
+    ratio: float,
+    ratio_err: float,
+    series,
+    *,
+    n_sigma: float = 1.0,
+    column: str = "ratio",
+    include_series_error: bool = True,
+    grid_step_uc: float = 0.01,
+    fit_model: str | None = None,
+    allow_other_model: bool = False,
+) -> ThicknessEstimate:
     """Thickness ranges consistent with a measured ratio under a reference series.
 
     Parameters
@@ -140,13 +148,15 @@ def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: flo
                 f"fitted with {series_model!r}; the two measure different ratios. Use a "
                 f"series measured with {fit_model!r} ('stemqd simulate reanalyse SERIES.csv "
                 f"--fit-model {fit_model} --out NEW.csv' re-measures its scans) or allow the "
-                f"comparison explicitly")
+                f"comparison explicitly"
+            )
         model_flags.append(f"series fitted with {series_model!r}, ratio with {fit_model!r}")
     elif fit_model is not None and series_model is None:
         model_flags.append("the series' column model is unknown")
     if not np.isfinite(ratio) or not np.isfinite(ratio_err) or ratio_err < 0:
-        raise InputError(f"need a finite ratio and a non-negative uncertainty, got "
-                         f"{ratio} +- {ratio_err}")
+        raise InputError(
+            f"need a finite ratio and a non-negative uncertainty, got {ratio} +- {ratio_err}"
+        )
     if not n_sigma > 0:
         raise InputError(f"n_sigma must be positive, got {n_sigma}")
     table = table.sort_values("thickness_uc")
@@ -179,35 +189,46 @@ def thickness_from_ratio(ratio: float, ratio_err: float, series, *, n_sigma: flo
         start = k
         while k + 1 < len(grid) and inside[k + 1]:
             k += 1
-        lo = grid[start] if start == 0 else brentq(excess, grid[start - 1], grid[start],
-                                                      xtol=1e-9)
-        hi = grid[k] if k == len(grid) - 1 else brentq(excess, grid[k], grid[k + 1],
-                                                         xtol=1e-9)
+        lo = grid[start] if start == 0 else brentq(excess, grid[start - 1], grid[start], xtol=1e-9)
+        hi = grid[k] if k == len(grid) - 1 else brentq(excess, grid[k], grid[k + 1], xtol=1e-9)
         ranges.append((float(lo), float(hi)))
         k += 1
     diffs = np.diff(r_series)
     monotonic = bool(np.all(diffs > 0) or np.all(diffs < 0))
     flags = list(model_flags)
     if not monotonic:
-        flags.append("non-monotonic series: the ratio does not determine the thickness "
-                     "uniquely; every consistent range is returned")
+        flags.append(
+            "non-monotonic series: the ratio does not determine the thickness "
+            "uniquely; every consistent range is returned"
+        )
     if not ranges:
-        flags.append(f"no thickness in {t[0]:g}-{t[-1]:g} uc is consistent with "
-                     f"{ratio:.4g} +- {ratio_err:.2g} (n_sigma {n_sigma:g})")
+        flags.append(
+            f"no thickness in {t[0]:g}-{t[-1]:g} uc is consistent with "
+            f"{ratio:.4g} +- {ratio_err:.2g} (n_sigma {n_sigma:g})"
+        )
     else:
         if ranges[0][0] <= t[0]:
-            flags.append(f"open-ended: consistent down to the thinnest tabulated thickness "
-                         f"({t[0]:g} uc)")
+            flags.append(
+                f"open-ended: consistent down to the thinnest tabulated thickness ({t[0]:g} uc)"
+            )
         if ranges[-1][1] >= t[-1]:
-            flags.append(f"open-ended: consistent up to the thickest tabulated thickness "
-                         f"({t[-1]:g} uc)")
+            flags.append(
+                f"open-ended: consistent up to the thickest tabulated thickness ({t[-1]:g} uc)"
+            )
     best = float(grid[np.argmin(np.abs(np.interp(grid, t, r_series) - ratio))])
     return ThicknessEstimate(
-        ranges_uc=ranges, ranges_nm=[(lo * nm_per_uc, hi * nm_per_uc) for lo, hi in ranges],
-        monotonic=monotonic, flags=flags, best_uc=best, ratio=float(ratio),
-        ratio_err=float(ratio_err), n_sigma=float(n_sigma),
-        series_range_uc=(float(t[0]), float(t[-1])), column=column,
-        series_fit_model=series_model)
+        ranges_uc=ranges,
+        ranges_nm=[(lo * nm_per_uc, hi * nm_per_uc) for lo, hi in ranges],
+        monotonic=monotonic,
+        flags=flags,
+        best_uc=best,
+        ratio=float(ratio),
+        ratio_err=float(ratio_err),
+        n_sigma=float(n_sigma),
+        series_range_uc=(float(t[0]), float(t[-1])),
+        column=column,
+        series_fit_model=series_model,
+    )
 
 
 def _load(series) -> pd.DataFrame:

@@ -76,19 +76,32 @@ def _cmd_build(args):
     atoms = build.build_dot(args.size, shell=args.shell, shell_layers=args.shell_layers)
     n = atoms.info["n"]
     q = atoms.info["charge"]
-    print(f"{build.formula(atoms)}  n={n}  edge={n * atoms.info['lattice_constant_A'] / 10:.2f} nm  "
-          f"atoms={len(atoms)}  formal charge q={q:+d} (CHARGE 0 adds {q} electrons)  "
-          f"cell={atoms.cell[0, 0] / 10:.1f} nm")
+    print(
+        f"{build.formula(atoms)}  n={n}  edge={n * atoms.info['lattice_constant_A'] / 10:.2f} nm  "
+        f"atoms={len(atoms)}  formal charge q={q:+d} (CHARGE 0 adds {q} electrons)  "
+        f"cell={atoms.cell[0, 0] / 10:.1f} nm"
+    )
     out = _out(args)
     if out is not None:
         stem = args.name or f"dot_n{n}{'_' + args.shell if args.shell else ''}"
         for fmt in args.format:
             path = build.write_structure(atoms, out / f"{stem}.{fmt}")
             print(f"wrote {path}")
-        write_json(out / f"{stem}.json", {
-            **record({"size": str(args.size), "shell": args.shell, "shell_layers": args.shell_layers}),
-            "results": {"formula": build.formula(atoms), "n": n, "charge": q, "n_atoms": len(atoms),
-                        "composition": build.dot_composition(n, args.shell_layers if args.shell else 0)}})
+        write_json(
+            out / f"{stem}.json",
+            {
+                **record(
+                    {"size": str(args.size), "shell": args.shell, "shell_layers": args.shell_layers}
+                ),
+                "results": {
+                    "formula": build.formula(atoms),
+                    "n": n,
+                    "charge": q,
+                    "n_atoms": len(atoms),
+                    "composition": build.dot_composition(n, args.shell_layers if args.shell else 0),
+                },
+            },
+        )
     return 0
 
 
@@ -99,17 +112,33 @@ def _cmd_cp2k(args):
     fixed = None
     if args.frozen:
         fixed = cp2k.frozen_indices(atoms, args.frozen_cells, which=args.frozen)
-    stages = cp2k.study_stages(temperature_K=args.temperature, equilibration_ps=args.equilibration_ps,
-                               production_ps=args.production_ps, timestep_fs=args.timestep,
-                               cool_to_K=args.cool_to, geo_opt=not args.no_geo_opt)
+    stages = cp2k.study_stages(
+        temperature_K=args.temperature,
+        equilibration_ps=args.equilibration_ps,
+        production_ps=args.production_ps,
+        timestep_fs=args.timestep,
+        cool_to_K=args.cool_to,
+        geo_opt=not args.no_geo_opt,
+    )
     mo = tuple(args.mo_print)
     solver = "DIAG" if "MO" in mo else "OT"
-    paths = cp2k.write_cp2k_inputs(atoms, args.out, stages=stages, project=args.project,
-                                   cutoff_Ry=args.cutoff, charge_mode=args.charge_mode, fixed=fixed,
-                                   mo_print=mo, solver=solver)
-    print(f"{build.formula(atoms)}: {len(atoms)} atoms, q={atoms.info['charge']:+d}, "
-          f"CHARGE {'0' if args.charge_mode == 'electrons' else atoms.info['charge']}, "
-          f"cell {atoms.cell[0, 0] / 10:.1f} nm" + (f", {len(fixed)} fixed atoms ({args.frozen})" if fixed is not None else ""))
+    paths = cp2k.write_cp2k_inputs(
+        atoms,
+        args.out,
+        stages=stages,
+        project=args.project,
+        cutoff_Ry=args.cutoff,
+        charge_mode=args.charge_mode,
+        fixed=fixed,
+        mo_print=mo,
+        solver=solver,
+    )
+    print(
+        f"{build.formula(atoms)}: {len(atoms)} atoms, q={atoms.info['charge']:+d}, "
+        f"CHARGE {'0' if args.charge_mode == 'electrons' else atoms.info['charge']}, "
+        f"cell {atoms.cell[0, 0] / 10:.1f} nm"
+        + (f", {len(fixed)} fixed atoms ({args.frozen})" if fixed is not None else "")
+    )
     for p in paths:
         print(f"wrote {p}")
     print(f"run with: sh {Path(args.out) / 'run.sh'}")
@@ -126,7 +155,7 @@ def _gap_series(path, style="auto", dt=None, skip=0):
         table = readers.read_gap_table(path)
     else:
         table = readers.read_gaps(path, style=style)
-    table = table.iloc[int(skip):].reset_index(drop=True)
+    table = table.iloc[int(skip) :].reset_index(drop=True)
     if len(table) < 8:
         raise InputError(f"{path}: {len(table)} gap values after skipping; need at least 8")
     if dt is None:
@@ -145,12 +174,18 @@ def _cmd_gaps(args):
 
     table = readers.read_gaps(args.logs, style=args.style, missing=args.missing)
     g = table["gap_eV"]
-    print(f"{len(table)} MD steps ({table.attrs['style']} style), steps {table['step'].iloc[0]}..{table['step'].iloc[-1]}: "
-          f"gap mean {g.mean():.6f} eV, std {1000 * g.std(ddof=0):.3f} meV, "
-          f"min {g.min():.6f}, max {g.max():.6f} eV")
+    print(
+        f"{len(table)} MD steps ({table.attrs['style']} style), steps {table['step'].iloc[0]}..{table['step'].iloc[-1]}: "
+        f"gap mean {g.mean():.6f} eV, std {1000 * g.std(ddof=0):.3f} meV, "
+        f"min {g.min():.6f}, max {g.max():.6f} eV"
+    )
     if args.output:
-        write_table(args.output, table, parameters={"style": table.attrs["style"], "missing": args.missing},
-                    inputs=args.logs)
+        write_table(
+            args.output,
+            table,
+            parameters={"style": table.attrs["style"], "missing": args.missing},
+            inputs=args.logs,
+        )
         print(f"wrote {args.output}")
     return 0
 
@@ -159,8 +194,16 @@ def _trajectories(args):
     """Positions and/or velocities of the common steps, with symbols, masses and dt."""
     from ..aimd import readers
 
-    pos = readers.read_xyz_trajectory(args.pos, kind="positions") if getattr(args, "pos", None) else None
-    vel = readers.read_xyz_trajectory(args.vel, kind="velocities") if getattr(args, "vel", None) else None
+    pos = (
+        readers.read_xyz_trajectory(args.pos, kind="positions")
+        if getattr(args, "pos", None)
+        else None
+    )
+    vel = (
+        readers.read_xyz_trajectory(args.vel, kind="velocities")
+        if getattr(args, "vel", None)
+        else None
+    )
     if pos is not None and vel is not None:
         if pos.symbols != vel.symbols:
             raise InputError("position and velocity files hold different atoms")
@@ -206,11 +249,19 @@ def _cmd_dos(args):
             x = rigid.remove_rigid_body(pos, masses, reference="mean")["positions"]
             notes.append("rigid-body motion removed (mass-weighted Kabsch, mean reference)")
         n_dof = args.n_dof or (3 * len(symbols) - (0 if args.no_align else 6))
-        table = dos.phonon_dos_from_positions(x, masses, dt, symbols=symbols, temperature_K=args.temperature,
-                                              normalize=args.normalize, n_dof=n_dof, window=args.window,
-                                              smoothing_meV=args.smoothing,
-                                              quantum_correction=args.quantum_correction,
-                                              derivative=args.derivative)
+        table = dos.phonon_dos_from_positions(
+            x,
+            masses,
+            dt,
+            symbols=symbols,
+            temperature_K=args.temperature,
+            normalize=args.normalize,
+            n_dof=n_dof,
+            window=args.window,
+            smoothing_meV=args.smoothing,
+            quantum_correction=args.quantum_correction,
+            derivative=args.derivative,
+        )
     else:
         if vel is None:
             raise InputError("the velocity route needs --vel (or use --from-positions with --pos)")
@@ -222,33 +273,49 @@ def _cmd_dos(args):
             notes.append(f"{frozen} fixed atoms (v = 0): no rigid-body removal, n_dof = 3 N_mobile")
             n_dof = args.n_dof or 3 * int(mobile.sum())
         elif pos is not None and not args.no_align:
-            v = rigid.remove_rigid_body(pos, masses, velocities=vel, reference="first")["velocities"]
+            v = rigid.remove_rigid_body(pos, masses, velocities=vel, reference="first")[
+                "velocities"
+            ]
             notes.append("translation and rotation removed (Eckart frame), n_dof = 3N - 6")
             n_dof = args.n_dof or 3 * len(symbols) - 6
         else:
             notes.append("no positions: velocities used as read, n_dof = 3N")
             n_dof = args.n_dof or 3 * len(symbols)
-        table = dos.phonon_dos(v, masses, dt, symbols=symbols, temperature_K=args.temperature,
-                               normalize=args.normalize, n_dof=n_dof, window=args.window,
-                               smoothing_meV=args.smoothing, quantum_correction=args.quantum_correction)
+        table = dos.phonon_dos(
+            v,
+            masses,
+            dt,
+            symbols=symbols,
+            temperature_K=args.temperature,
+            normalize=args.normalize,
+            n_dof=n_dof,
+            window=args.window,
+            smoothing_meV=args.smoothing,
+            quantum_correction=args.quantum_correction,
+        )
     for note in notes:
         print(f"note: {note}")
     at = table.attrs
     d_e = at["bin_meV"]
     e = table["energy_meV"].to_numpy()
-    print(f"{len(symbols)} atoms, dt {dt:g} fs, resolution {d_e:.3f} meV, n_dof {at['n_dof']:g}, "
-          f"integral {at['integral']:.4f}, kinetic T {at['temperature_K']:.2f} K")
+    print(
+        f"{len(symbols)} atoms, dt {dt:g} fs, resolution {d_e:.3f} meV, n_dof {at['n_dof']:g}, "
+        f"integral {at['integral']:.4f}, kinetic T {at['temperature_K']:.2f} K"
+    )
     for col in [c for c in table.columns if c.startswith("dos_")]:
         g = table[col].to_numpy()
         mean_e = float((g * e).sum() / g.sum()) if g.sum() > 0 else float("nan")
-        print(f"  {col:<22s} integral {g.sum() * d_e:10.4f}   mean energy {mean_e:7.3f} meV   "
-              f"peak {e[np.argmax(g)]:7.3f} meV")
+        print(
+            f"  {col:<22s} integral {g.sum() * d_e:10.4f}   mean energy {mean_e:7.3f} meV   "
+            f"peak {e[np.argmax(g)]:7.3f} meV"
+        )
     out = _out(args)
     if out is not None:
         params = {k: v for k, v in vars(args).items() if k not in ("func",)}
         params["dt_fs"] = dt
-        write_table(out / "dos.csv", table, parameters=params, inputs=[args.pos, args.vel],
-                    results=dict(at))
+        write_table(
+            out / "dos.csv", table, parameters=params, inputs=[args.pos, args.vel], results=dict(at)
+        )
 
         def draw(fig):
             ax = fig.add_subplot()
@@ -256,8 +323,13 @@ def _cmd_dos(args):
             sel = e <= emax
             for col in [c for c in table.columns if c.startswith("dos_")]:
                 label = "total" if col == "dos_per_meV" else col[4:-8]
-                ax.plot(e[sel], table[col].to_numpy()[sel], lw=1.4 if label == "total" else 1.0,
-                        color="k" if label == "total" else None, label=label)
+                ax.plot(
+                    e[sel],
+                    table[col].to_numpy()[sel],
+                    lw=1.4 if label == "total" else 1.0,
+                    color="k" if label == "total" else None,
+                    label=label,
+                )
             ax.set_xlabel("energy (meV)")
             ax.set_ylabel("DOS (states / meV)")
             ax.legend()
@@ -281,7 +353,9 @@ def _n_free(args):
     if args.vel:
         from ..aimd import dos, readers
 
-        return int(dos.mobile_atoms(readers.read_xyz_trajectory(args.vel, kind="velocities").values).sum())
+        return int(
+            dos.mobile_atoms(readers.read_xyz_trajectory(args.vel, kind="velocities").values).sum()
+        )
     return None
 
 
@@ -293,18 +367,30 @@ def _cmd_huang_rhys(args):
     from ..provenance import write_table
 
     gap, dt, _ = _gap_series(args.gap, args.style, args.dt, args.skip_frames)
-    res = hr.huang_rhys(gap, dt, args.temperature, windows=_windows(args), convention=args.convention,
-                        window=args.taper, detrend=args.detrend)
+    res = hr.huang_rhys(
+        gap,
+        dt,
+        args.temperature,
+        windows=_windows(args),
+        convention=args.convention,
+        window=args.taper,
+        detrend=args.detrend,
+    )
     windows = res["windows"]
     n_free = _n_free(args)
     if n_free:
         windows = hr.effective_s_per_free_atom(windows, n_free)
     fwhm_t = linewidth.fwhm_from_reorganization(args.temperature, res["reorganization_meV"])
-    print(f"{len(gap)} gap samples, dt {dt:g} fs, T {args.temperature:g} K, resolution "
-          f"{res['resolution_meV']:.3f} meV, sigma {res['sigma_meV']:.3f} meV")
+    print(
+        f"{len(gap)} gap samples, dt {dt:g} fs, T {args.temperature:g} K, resolution "
+        f"{res['resolution_meV']:.3f} meV, sigma {res['sigma_meV']:.3f} meV"
+    )
     print(windows.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
-    print(f"S_total {res['S_total']:.5g}   Lambda {res['reorganization_meV']:.5g} meV   "
-          f"Gamma({args.temperature:g} K) {fwhm_t:.4f} meV" + (f"   free atoms {n_free}" if n_free else ""))
+    print(
+        f"S_total {res['S_total']:.5g}   Lambda {res['reorganization_meV']:.5g} meV   "
+        f"Gamma({args.temperature:g} K) {fwhm_t:.4f} meV"
+        + (f"   free atoms {n_free}" if n_free else "")
+    )
     out = _out(args)
     if out is not None:
         params = {k: v for k, v in vars(args).items() if k != "func"}
@@ -312,9 +398,20 @@ def _cmd_huang_rhys(args):
         results = {k: v for k, v in res.items() if k not in ("spectrum", "windows")}
         results.update(n_free=n_free, fwhm_at_T_meV=fwhm_t)
         inputs = [args.gap] + ([args.vel] if args.vel else [])
-        write_table(out / "huang_rhys_spectrum.csv", res["spectrum"], parameters=params, inputs=inputs,
-                    results=results)
-        write_table(out / "huang_rhys_windows.csv", windows, parameters=params, inputs=inputs, results=results)
+        write_table(
+            out / "huang_rhys_spectrum.csv",
+            res["spectrum"],
+            parameters=params,
+            inputs=inputs,
+            results=results,
+        )
+        write_table(
+            out / "huang_rhys_windows.csv",
+            windows,
+            parameters=params,
+            inputs=inputs,
+            results=results,
+        )
         spec = res["spectrum"]
 
         def draw(fig):
@@ -326,10 +423,14 @@ def _cmd_huang_rhys(args):
                 ax.axvspan(w["lo_meV"], w["hi_meV"], alpha=0.15)
             ax.set_xlabel("energy (meV)")
             ax.set_ylabel("S (1/meV)")
-            ax.set_title(f"Huang-Rhys spectrum, T = {args.temperature:g} K, Λ = {res['reorganization_meV']:.3g} meV")
+            ax.set_title(
+                f"Huang-Rhys spectrum, T = {args.temperature:g} K, Λ = {res['reorganization_meV']:.3g} meV"
+            )
 
         _plot(out / "huang_rhys.png", draw)
-        print(f"wrote {out / 'huang_rhys_spectrum.csv'}, {out / 'huang_rhys_windows.csv'}, {out / 'huang_rhys.png'}")
+        print(
+            f"wrote {out / 'huang_rhys_spectrum.csv'}, {out / 'huang_rhys_windows.csv'}, {out / 'huang_rhys.png'}"
+        )
     return 0
 
 
@@ -354,6 +455,7 @@ def _cmd_linewidth(args):
     if args.output:
         write_table(args.output, table, parameters=params, results={"reorganization_meV": lam})
     if args.plot:
+
         def draw(fig):
             ax = fig.add_subplot()
             ax.plot(table["temperature_K"], table["fwhm_meV"], "o-", color="k")
@@ -375,37 +477,70 @@ def _cmd_dephasing(args):
     res = dph.dephasing(gap, dt, max_time_fs=args.max_time, fit=args.fit, estimator=args.estimator)
     hist = dph.gap_histogram(gap)
     print(f"{len(gap)} gap samples, dt {dt:g} fs, sigma {res['sigma_meV']:.4f} meV")
-    print(f"dephasing ({args.fit} fit): tau {res['tau_fs']:.3f} ± {res['tau_err_fs']:.3f} fs, "
-          f"FWHM {res['fwhm_meV']:.4f} meV")
-    print(f"gap histogram (Gaussian fit): sigma {hist['sigma_meV']:.4f} meV, FWHM {hist['fwhm_meV']:.4f} meV")
+    print(
+        f"dephasing ({args.fit} fit): tau {res['tau_fs']:.3f} ± {res['tau_err_fs']:.3f} fs, "
+        f"FWHM {res['fwhm_meV']:.4f} meV"
+    )
+    print(
+        f"gap histogram (Gaussian fit): sigma {hist['sigma_meV']:.4f} meV, FWHM {hist['fwhm_meV']:.4f} meV"
+    )
     out = _out(args)
     if out is not None:
         params = {k: v for k, v in vars(args).items() if k != "func"}
         params["dt_fs"] = dt
-        results = {"tau_fs": res["tau_fs"], "tau_err_fs": res["tau_err_fs"], "fwhm_meV": res["fwhm_meV"],
-                   "sigma_meV": res["sigma_meV"], "histogram_sigma_meV": hist["sigma_meV"],
-                   "histogram_fwhm_meV": hist["fwhm_meV"]}
-        write_table(out / "dephasing.csv", res["table"], parameters=params, inputs=[args.gap], results=results)
-        write_table(out / "gap_histogram.csv", hist["table"], parameters=params, inputs=[args.gap],
-                    results=results)
+        results = {
+            "tau_fs": res["tau_fs"],
+            "tau_err_fs": res["tau_err_fs"],
+            "fwhm_meV": res["fwhm_meV"],
+            "sigma_meV": res["sigma_meV"],
+            "histogram_sigma_meV": hist["sigma_meV"],
+            "histogram_fwhm_meV": hist["fwhm_meV"],
+        }
+        write_table(
+            out / "dephasing.csv",
+            res["table"],
+            parameters=params,
+            inputs=[args.gap],
+            results=results,
+        )
+        write_table(
+            out / "gap_histogram.csv",
+            hist["table"],
+            parameters=params,
+            inputs=[args.gap],
+            results=results,
+        )
         tab, ht = res["table"], hist["table"]
 
         def draw(fig):
             a1, a2 = fig.subplots(1, 2)
             a1.plot(tab["time_fs"], tab["D"], color="k", label="D(t)")
-            a1.plot(tab["time_fs"], tab["D_fit"], "--", label=f"{args.fit} fit, τ = {res['tau_fs']:.1f} fs")
+            a1.plot(
+                tab["time_fs"],
+                tab["D_fit"],
+                "--",
+                label=f"{args.fit} fit, τ = {res['tau_fs']:.1f} fs",
+            )
             a1.set_xlabel("time (fs)")
             a1.set_ylabel("D(t)")
             a1.legend()
-            a2.bar(ht["center_meV"], ht["density_per_meV"], width=np.diff(ht["center_meV"]).mean() if len(ht) > 1 else 1.0,
-                   color="0.7")
-            a2.plot(ht["center_meV"], ht["fit"], color="k", label=f"FWHM {hist['fwhm_meV']:.2f} meV")
+            a2.bar(
+                ht["center_meV"],
+                ht["density_per_meV"],
+                width=np.diff(ht["center_meV"]).mean() if len(ht) > 1 else 1.0,
+                color="0.7",
+            )
+            a2.plot(
+                ht["center_meV"], ht["fit"], color="k", label=f"FWHM {hist['fwhm_meV']:.2f} meV"
+            )
             a2.set_xlabel("gap - <gap> (meV)")
             a2.set_ylabel("density (1/meV)")
             a2.legend()
 
         _plot(out / "dephasing.png", draw, figsize=(9.0, 3.6))
-        print(f"wrote {out / 'dephasing.csv'}, {out / 'gap_histogram.csv'}, {out / 'dephasing.png'}")
+        print(
+            f"wrote {out / 'dephasing.csv'}, {out / 'gap_histogram.csv'}, {out / 'dephasing.png'}"
+        )
     return 0
 
 
@@ -425,7 +560,9 @@ def _cmd_rmsf(args):
     if args.no_align:
         aligned, ref = pos, pos[0]
     elif args.icp:
-        res = rigid.icp_align(pos, pos[0], symbols=symbols, reference_symbols=symbols, masses=masses)
+        res = rigid.icp_align(
+            pos, pos[0], symbols=symbols, reference_symbols=symbols, masses=masses
+        )
         if np.any(res["match"] != np.arange(len(symbols))[None, :]):
             print("note: ICP matched some atoms to other reference sites (atoms swapped places)")
         aligned, ref = res["positions"], pos[0]
@@ -433,10 +570,14 @@ def _cmd_rmsf(args):
         res = rigid.remove_rigid_body(pos, masses, reference=args.reference)
         aligned, ref = res["positions"], res["reference"]
     rho = rmsf.rmsf(aligned)
-    layers = rmsf.layer_index(ref if args.layer_reference == "reference" else pos[0],
-                              args.lattice_constant, rounding=args.rounding)
-    per_atom = pd.DataFrame({"atom": np.arange(len(symbols)), "element": symbols, "layer": layers,
-                             "rmsf_A": rho})
+    layers = rmsf.layer_index(
+        ref if args.layer_reference == "reference" else pos[0],
+        args.lattice_constant,
+        rounding=args.rounding,
+    )
+    per_atom = pd.DataFrame(
+        {"atom": np.arange(len(symbols)), "element": symbols, "layer": layers, "rmsf_A": rho}
+    )
     table = rmsf.rmsf_by_layer(rho, symbols, layers)
     print(f"{len(symbols)} atoms, {len(aligned)} frames")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
@@ -450,8 +591,14 @@ def _cmd_rmsf(args):
             ax = fig.add_subplot()
             sub = table[(table["layer"] >= 0) & (table["element"] != "all")]
             for el, grp in sub.groupby("element"):
-                ax.errorbar(grp["layer"], grp["rmsf_mean_A"], yerr=grp["rmsf_std_A"], marker="o",
-                            capsize=3, label=el)
+                ax.errorbar(
+                    grp["layer"],
+                    grp["rmsf_mean_A"],
+                    yerr=grp["rmsf_std_A"],
+                    marker="o",
+                    capsize=3,
+                    label=el,
+                )
             ax.set_xlabel("layer below the surface (unit cells)")
             ax.set_ylabel("RMSF (Å)")
             ax.legend()
@@ -466,14 +613,18 @@ def _traj_args(p, vel=True):
     p.add_argument("--pos", help="CP2K *-pos-1.xyz trajectory (Å)")
     if vel:
         p.add_argument("--vel", help="CP2K *-vel-1.xyz trajectory (bohr/au_t)")
-    p.add_argument("--dt", type=float, help="time between frames (fs); default from the frame titles")
+    p.add_argument(
+        "--dt", type=float, help="time between frames (fs); default from the frame titles"
+    )
     p.add_argument("--skip-frames", type=int, default=0, help="discard this many leading frames")
     p.add_argument("-o", "--out", help="output folder for CSV, JSON and PNG")
 
 
 def _gap_args(p):
     p.add_argument("gap", help="CP2K .out log (or .out.gz) or a CSV with a gap_eV column")
-    p.add_argument("--style", default="auto", choices=["auto", "mo_cubes", "mo"], help="log print style")
+    p.add_argument(
+        "--style", default="auto", choices=["auto", "mo_cubes", "mo"], help="log print style"
+    )
     p.add_argument("--dt", type=float, help="time step (fs); default from the log")
     p.add_argument("--skip-frames", type=int, default=0, help="discard this many leading steps")
     p.add_argument("-o", "--out", help="output folder for CSV, JSON and PNG")
@@ -481,16 +632,23 @@ def _gap_args(p):
 
 def add_parser(subparsers):
     """Register ``stemqd aimd`` and its subcommands."""
-    aimd = subparsers.add_parser("aimd", help="AIMD (CP2K) dots, inputs and analyses",
-                                 description="Build dots, write CP2K inputs and analyse AIMD output "
-                                             "(phonon DOS, Huang-Rhys factors, linewidth, dephasing, RMSF).")
+    aimd = subparsers.add_parser(
+        "aimd",
+        help="AIMD (CP2K) dots, inputs and analyses",
+        description="Build dots, write CP2K inputs and analyse AIMD output "
+        "(phonon DOS, Huang-Rhys factors, linewidth, dephasing, RMSF).",
+    )
     sub = aimd.add_subparsers(dest="aimd_command", metavar="SUBCOMMAND")
     aimd.set_defaults(func=lambda args: (aimd.print_help(), 2)[1])
 
     p = sub.add_parser("build", help="build a cubic CsPbBr3 (core/shell) dot")
     p.add_argument("--size", required=True, help="3.6nm, 36A or the edge n in octahedra")
-    p.add_argument("--shell", choices=["CsCaBr3"], help="core/shell: Ca replaces Pb in the outer layers")
-    p.add_argument("--shell-layers", type=int, default=1, help="outer octahedral layers of the shell")
+    p.add_argument(
+        "--shell", choices=["CsCaBr3"], help="core/shell: Ca replaces Pb in the outer layers"
+    )
+    p.add_argument(
+        "--shell-layers", type=int, default=1, help="outer octahedral layers of the shell"
+    )
     p.add_argument("-o", "--out", help="output folder for the structure files")
     p.add_argument("--format", nargs="+", default=["xyz", "cif"], choices=["xyz", "cif"])
     p.add_argument("--name", help="file stem (default dot_n<N>[_shell])")
@@ -508,12 +666,21 @@ def add_parser(subparsers):
     p.add_argument("--production-ps", type=float, default=10.0)
     p.add_argument("--timestep", type=float, default=10.0, help="fs")
     p.add_argument("--cutoff", type=float, default=300.0, help="Ry")
-    p.add_argument("--charge-mode", default="electrons", choices=["electrons", "closed-shell"],
-                   help="CHARGE 0 with the q extra electrons (study) or CHARGE q")
+    p.add_argument(
+        "--charge-mode",
+        default="electrons",
+        choices=["electrons", "closed-shell"],
+        help="CHARGE 0 with the q extra electrons (study) or CHARGE q",
+    )
     p.add_argument("--frozen", choices=["shell", "core"], help="hold the shell or the core fixed")
     p.add_argument("--frozen-cells", type=float, default=1.0, help="shell thickness in unit cells")
-    p.add_argument("--mo-print", nargs="+", default=["MO_CUBES"], choices=["MO_CUBES", "MO"],
-                   help="HOMO/LUMO print styles (MO switches to diagonalisation)")
+    p.add_argument(
+        "--mo-print",
+        nargs="+",
+        default=["MO_CUBES"],
+        choices=["MO_CUBES", "MO"],
+        help="HOMO/LUMO print styles (MO switches to diagonalisation)",
+    )
     p.add_argument("--no-geo-opt", action="store_true")
     p.set_defaults(func=_cmd_cp2k)
 
@@ -528,9 +695,13 @@ def add_parser(subparsers):
     _traj_args(p)
     p.add_argument("--temperature", type=float, help="K (normalize=temperature, quantum factor)")
     p.add_argument("--normalize", default="dof", choices=["dof", "temperature"])
-    p.add_argument("--n-dof", type=float, help="degrees of freedom (default 3N-6 aligned, 3N_mobile frozen)")
+    p.add_argument(
+        "--n-dof", type=float, help="degrees of freedom (default 3N-6 aligned, 3N_mobile frozen)"
+    )
     p.add_argument("--no-align", action="store_true", help="keep translation and rotation")
-    p.add_argument("--from-positions", action="store_true", help="DOS from positions (omega^2 |x(omega)|^2)")
+    p.add_argument(
+        "--from-positions", action="store_true", help="DOS from positions (omega^2 |x(omega)|^2)"
+    )
     p.add_argument("--derivative", default="spectral", choices=["spectral", "central"])
     p.add_argument("--window", choices=["hann"], help="taper")
     p.add_argument("--smoothing", type=float, default=0.0, help="Gaussian broadening sigma (meV)")
@@ -541,8 +712,12 @@ def add_parser(subparsers):
     p = sub.add_parser("huang-rhys", help="Huang-Rhys spectrum and window sums from a gap series")
     _gap_args(p)
     p.add_argument("--temperature", type=float, required=True, help="trajectory temperature (K)")
-    p.add_argument("--window", action="append", metavar="LO:HI",
-                   help="energy window in meV (repeatable); default 0.5:3.5, 5.5:8.5, 15.5:18.5")
+    p.add_argument(
+        "--window",
+        action="append",
+        metavar="LO:HI",
+        help="energy window in meV (repeatable); default 0.5:3.5, 5.5:8.5, 15.5:18.5",
+    )
     p.add_argument("--convention", default="classical", choices=["classical", "quantum"])
     p.add_argument("--taper", choices=["hann"], help="window function of the gap series")
     p.add_argument("--detrend", default="constant", choices=["constant", "linear"])
@@ -552,7 +727,9 @@ def add_parser(subparsers):
     p.set_defaults(func=_cmd_huang_rhys)
 
     p = sub.add_parser("linewidth", help="Gaussian FWHM Gamma(T) from Huang-Rhys modes")
-    p.add_argument("--mode", action="append", metavar="ENERGY_meV:S", help="mode energy and S (repeatable)")
+    p.add_argument(
+        "--mode", action="append", metavar="ENERGY_meV:S", help="mode energy and S (repeatable)"
+    )
     p.add_argument("--temperature", default="300", help="K: 300, 10,77,300 or 10:300:10")
     p.add_argument("-o", "--output", help="CSV file")
     p.add_argument("--plot", help="PNG file of Gamma(T)")
@@ -560,20 +737,32 @@ def add_parser(subparsers):
 
     p = sub.add_parser("dephasing", help="cumulant dephasing D(t), its FWHM and the gap histogram")
     _gap_args(p)
-    p.add_argument("--max-time", type=float, help="longest lag (fs); default a quarter of the series")
+    p.add_argument(
+        "--max-time", type=float, help="longest lag (fs); default a quarter of the series"
+    )
     p.add_argument("--fit", default="gaussian", choices=["gaussian", "exponential"])
     p.add_argument("--estimator", default="biased", choices=["biased", "unbiased", "circular"])
     p.set_defaults(func=_cmd_dephasing)
 
     p = sub.add_parser("rmsf", help="RMSF per atom, element and layer below the surface")
     _traj_args(p, vel=False)
-    p.add_argument("--lattice-constant", type=float, default=CSPBBR3_LATTICE_CONSTANT_A,
-                   help="a (Å) for the layer index (default: cubic CsPbBr3)")
+    p.add_argument(
+        "--lattice-constant",
+        type=float,
+        default=CSPBBR3_LATTICE_CONSTANT_A,
+        help="a (Å) for the layer index (default: cubic CsPbBr3)",
+    )
     p.add_argument("--reference", default="mean", choices=["first", "mean"])
-    p.add_argument("--layer-reference", default="reference", choices=["reference", "first"],
-                   help="structure whose depths define the layers")
+    p.add_argument(
+        "--layer-reference",
+        default="reference",
+        choices=["reference", "first"],
+        help="structure whose depths define the layers",
+    )
     p.add_argument("--rounding", default="floor", choices=["floor", "round"])
-    p.add_argument("--icp", action="store_true", help="nearest-neighbour ICP instead of index Kabsch")
+    p.add_argument(
+        "--icp", action="store_true", help="nearest-neighbour ICP instead of index Kabsch"
+    )
     p.add_argument("--no-align", action="store_true")
     p.set_defaults(func=_cmd_rmsf)
     return aimd

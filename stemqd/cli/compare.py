@@ -27,9 +27,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "compare",
         help="compare per-dot ratios between groups of processed stacks",
         description="Compare the per-dot ratios of groups of dots, each the --out folder of a "
-                    "'stemqd process' run: stemqd compare core=out/core core-shell=out/cs --out out/cmp",
+        "'stemqd process' run: stemqd compare core=out/core core-shell=out/cs --out out/cmp",
     )
-    parser.add_argument("groups", nargs="+", metavar="NAME=DIR", help="group name and process folder")
+    parser.add_argument(
+        "groups", nargs="+", metavar="NAME=DIR", help="group name and process folder"
+    )
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     add_common_config_arguments(parser)
     parser.set_defaults(func=handler)
@@ -66,7 +68,9 @@ def handler(args: argparse.Namespace) -> int:
 
     groups = _parse_groups(args.groups)
     a = load_config(args.config, args.overrides, preset=args.preset).analysis
-    result = compare_batches(groups, permutations=a.permutations, bootstrap=a.bootstrap, seed=a.seed)
+    result = compare_batches(
+        groups, permutations=a.permutations, bootstrap=a.bootstrap, seed=a.seed
+    )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for w in result["warnings"]:
@@ -80,23 +84,30 @@ def handler(args: argparse.Namespace) -> int:
     record = {
         "groups": {g: str(Path(d).resolve()) for g, d in groups.items()},
         "ratio_label": result["ratio_label"],
-        "group_stats": stats, "tests": tests, "dots": dots,
+        "group_stats": stats,
+        "tests": tests,
+        "dots": dots,
         "warnings": result["warnings"],
         "analysis": {"permutations": a.permutations, "bootstrap": a.bootstrap, "seed": a.seed},
         "versions": versions(),
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_text(out / "compare.json",
-                      json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n")
+    atomic_write_text(
+        out / "compare.json", json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n"
+    )
     label = result["ratio_label"]
     for row in stats.to_dict(orient="records"):
-        print(f"{row['group']}: {label} = {_num(row['mean'], '.4f')} ± {_num(row['std'], '.4f')} "
-              f"(mean ± s.d., n = {row['n']})")
+        print(
+            f"{row['group']}: {label} = {_num(row['mean'], '.4f')} ± {_num(row['std'], '.4f')} "
+            f"(mean ± s.d., n = {row['n']})"
+        )
     for row in tests.to_dict(orient="records"):
-        print(f"{row['group_b']} - {row['group_a']}: {_num(row.get('difference'), '+.4f')} "
-              f"[{_num(row.get('diff_ci_low'), '+.4f')}, {_num(row.get('diff_ci_high'), '+.4f')}], "
-              f"Welch p = {_num(row.get('welch_p'), '.3g')}, "
-              f"permutation p = {_num(row.get('permutation_p'), '.3g')}, "
-              f"Hedges g = {_num(row.get('hedges_g'), '.2f')}")
+        print(
+            f"{row['group_b']} - {row['group_a']}: {_num(row.get('difference'), '+.4f')} "
+            f"[{_num(row.get('diff_ci_low'), '+.4f')}, {_num(row.get('diff_ci_high'), '+.4f')}], "
+            f"Welch p = {_num(row.get('welch_p'), '.3g')}, "
+            f"permutation p = {_num(row.get('permutation_p'), '.3g')}, "
+            f"Hedges g = {_num(row.get('hedges_g'), '.2f')}"
+        )
     print(f"tables and plot in {out}", file=sys.stderr)
     return 0

@@ -20,10 +20,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "config",
         help="print the effective configuration as TOML",
         description="Print the effective config (defaults, then --config, then --set) as TOML, "
-                    "with its hash; redirect it to a file to start your own config.",
+        "with its hash; redirect it to a file to start your own config.",
     )
-    parser.add_argument("--show", action="store_true",
-                        help="print the config (the default action)")
+    parser.add_argument("--show", action="store_true", help="print the config (the default action)")
     add_common_config_arguments(parser)
     parser.set_defaults(func=handler)
     return parser

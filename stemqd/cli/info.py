@@ -27,7 +27,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
             "be used."
         ),
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="image files (TIFF, DM3/DM4, EMD, SER, HSPY, ZSPY, NPY)")
+    parser.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE",
+        help="image files (TIFF, DM3/DM4, EMD, SER, HSPY, ZSPY, NPY)",
+    )
     parser.add_argument(
         "--pixel-size",
         metavar="VALUE",
@@ -76,14 +81,24 @@ def _format(s: dict) -> str:
         ("pixel size", f"{s['pixel_size_A']:.5g} Å  [{s['pixel_size_source']}]"),
     ]
     if "pixel_size_A_file" in md:
-        rows.append(("", f"(the file says {md['pixel_size_A_file']:.5g} Å, {md['pixel_size_source_file']})"))
+        rows.append(
+            ("", f"(the file says {md['pixel_size_A_file']:.5g} Å, {md['pixel_size_source_file']})")
+        )
     rows += [
-        ("field of view", f"{ny * s['pixel_size_A'] / 10:.4g} x {nx * s['pixel_size_A'] / 10:.4g} nm"),
+        (
+            "field of view",
+            f"{ny * s['pixel_size_A'] / 10:.4g} x {nx * s['pixel_size_A'] / 10:.4g} nm",
+        ),
         ("voltage", f"{voltage:g} kV" if voltage is not None else "not in file"),
         ("convergence", f"{conv:g} mrad" if conv is not None else "not in file"),
     ]
     if md.get("n_signals", 1) > 1:
         titles = ", ".join(map(str, md.get("signal_titles", [])))
-        rows.append(("signal", f"{md.get('title') or '#' + str(md.get('signal_index'))} (of {md['n_signals']}: {titles})"))
+        rows.append(
+            (
+                "signal",
+                f"{md.get('title') or '#' + str(md.get('signal_index'))} (of {md['n_signals']}: {titles})",
+            )
+        )
     rows.append(("sha256", s["sha256"]))
     return "\n".join([s["path"]] + [f"  {k + ':' if k else '':<15}{v}" for k, v in rows])

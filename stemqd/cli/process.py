@@ -25,14 +25,25 @@ def add_common_config_arguments(parser: argparse.ArgumentParser) -> None:
     """``--preset NAME``, ``--config FILE`` and repeatable ``--set key=value``."""
     from ..config import PRESETS
 
-    parser.add_argument("--preset", choices=sorted(PRESETS),
-                        help="named starting point under --config and --set: 'default' "
-                             "(stemqd's unbiased measurement) or 'study' (the study's exact "
-                             "chain: 7-parameter window fits on the deconvolved image); "
-                             "summary.json records it and its measured ratio bias")
-    parser.add_argument("--config", metavar="FILE", help="TOML config file (see 'stemqd config --show')")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one config value, e.g. --set columns.method=lmfit (repeatable)")
+    parser.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="named starting point under --config and --set: 'default' "
+        "(stemqd's unbiased measurement) or 'study' (the study's exact "
+        "chain: 7-parameter window fits on the deconvolved image); "
+        "summary.json records it and its measured ratio bias",
+    )
+    parser.add_argument(
+        "--config", metavar="FILE", help="TOML config file (see 'stemqd config --show')"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one config value, e.g. --set columns.method=lmfit (repeatable)",
+    )
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -51,21 +62,41 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or globs")
     parser.add_argument("--out", "-o", required=True, metavar="DIR", help="output folder")
     add_common_config_arguments(parser)
-    parser.add_argument("--pixel-size", metavar="VALUE",
-                        help="pixel size for all inputs, overriding their calibration: 0.25A, "
-                             "0.025nm, 25pm (a bare number is Å); same as --set acquisition.pixel_size_A=")
-    parser.add_argument("--jobs", "-j", type=int, default=1, metavar="N",
-                        help="process N stacks in parallel processes (default 1)")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="run the stacks on a Dask distributed scheduler, e.g. tcp://host:8786 "
-                             "(workers must see the same files)")
-    parser.add_argument("--force", action="store_true", help="redo stacks whose results are up to date")
-    parser.add_argument("--save-intermediates", action="store_true",
-                        help="also write every intermediate image as a calibrated TIFF")
-    parser.add_argument("--positions", metavar="FILE.csv",
-                        help="refine these column positions (columns x_px, y_px, optional "
-                             "label; e.g. exported from StatSTEM or Atomap) instead of "
-                             "finding columns; one INPUT only; always recomputes")
+    parser.add_argument(
+        "--pixel-size",
+        metavar="VALUE",
+        help="pixel size for all inputs, overriding their calibration: 0.25A, "
+        "0.025nm, 25pm (a bare number is Å); same as --set acquisition.pixel_size_A=",
+    )
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=int,
+        default=1,
+        metavar="N",
+        help="process N stacks in parallel processes (default 1)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the stacks on a Dask distributed scheduler, e.g. tcp://host:8786 "
+        "(workers must see the same files)",
+    )
+    parser.add_argument(
+        "--force", action="store_true", help="redo stacks whose results are up to date"
+    )
+    parser.add_argument(
+        "--save-intermediates",
+        action="store_true",
+        help="also write every intermediate image as a calibrated TIFF",
+    )
+    parser.add_argument(
+        "--positions",
+        metavar="FILE.csv",
+        help="refine these column positions (columns x_px, y_px, optional "
+        "label; e.g. exported from StatSTEM or Atomap) instead of "
+        "finding columns; one INPUT only; always recomputes",
+    )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser.set_defaults(func=handler)
     return parser
@@ -86,7 +117,9 @@ def handler(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise InputError(f"--jobs {args.jobs}: give a positive number of processes")
     if args.scheduler is not None and args.jobs != 1:
-        raise InputError("--jobs and --scheduler exclude each other; the Dask cluster sets the parallelism")
+        raise InputError(
+            "--jobs and --scheduler exclude each other; the Dask cluster sets the parallelism"
+        )
     config = load_config(args.config, overrides, preset=args.preset)
     process = None
     if args.positions is not None:
@@ -99,18 +132,28 @@ def handler(args: argparse.Namespace) -> int:
             raise InputError("--positions FILE.csv belongs to one image: give exactly one INPUT")
         read_positions(args.positions)  # a bad file is a usage error, before any work
         process = partial(process_stack, positions=str(Path(args.positions).resolve()))
-    rows = run_batch(args.inputs, args.out, config, jobs=args.jobs, scheduler=args.scheduler,
-                     force=args.force or process is not None,
-                     save_intermediates=args.save_intermediates, process=process,
-                     render=write_stack_figures, progress=not args.quiet,
-                     command=shlex.join(["stemqd", *sys.argv[1:]]))
+    rows = run_batch(
+        args.inputs,
+        args.out,
+        config,
+        jobs=args.jobs,
+        scheduler=args.scheduler,
+        force=args.force or process is not None,
+        save_intermediates=args.save_intermediates,
+        process=process,
+        render=write_stack_figures,
+        progress=not args.quiet,
+        command=shlex.join(["stemqd", *sys.argv[1:]]),
+    )
     _print_warnings(rows, args.out)
     counts = rows["status"].value_counts().to_dict() if len(rows) else {}
     failed = counts.get("failed", 0)
-    print(f"{counts.get('processed', 0)} processed, {counts.get('skipped', 0)} up to date (skipped), "
-          f"{failed} failed; results in {args.out}/summary.csv"
-          + (f"; failures listed in {args.out}/failures.csv" if failed else ""),
-          file=sys.stderr)
+    print(
+        f"{counts.get('processed', 0)} processed, {counts.get('skipped', 0)} up to date (skipped), "
+        f"{failed} failed; results in {args.out}/summary.csv"
+        + (f"; failures listed in {args.out}/failures.csv" if failed else ""),
+        file=sys.stderr,
+    )
     return 1 if failed else 0
 
 

@@ -18,9 +18,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "report",
         help="write an HTML + Markdown report of a process or compare folder",
         description="Summarise a 'stemqd process' or 'stemqd compare' output folder in one "
-                    "self-contained HTML page (DIR/report.html) and Markdown (DIR/report.md).",
+        "self-contained HTML page (DIR/report.html) and Markdown (DIR/report.md).",
     )
-    parser.add_argument("folder", metavar="DIR", help="output folder of 'stemqd process' or 'stemqd compare'")
+    parser.add_argument(
+        "folder", metavar="DIR", help="output folder of 'stemqd process' or 'stemqd compare'"
+    )
     parser.set_defaults(func=handler)
     return parser
 

@@ -18,7 +18,17 @@ __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
     submodules=["cell", "dot", "find", "fit", "joint", "markers", "precision", "sublattice"],
     submod_attrs={
-        "cell": ["ProjectedColumn", "ProjectedCell", "projected_cell", "parse_ratio", "parse_zone_axis", "nearest_neighbour_A", "pair_distance_A", "load_structure", "describe"],
+        "cell": [
+            "ProjectedColumn",
+            "ProjectedCell",
+            "projected_cell",
+            "parse_ratio",
+            "parse_zone_axis",
+            "nearest_neighbour_A",
+            "pair_distance_A",
+            "load_structure",
+            "describe",
+        ],
         "dot": ["column_flags", "Dot", "edge_lengths_from_columns", "segment_dot", "surface_depth"],
         "find": ["column_spacing_px", "find_columns"],
         "fit": ["gaussian2d", "refine_columns"],

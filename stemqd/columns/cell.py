@@ -154,8 +154,10 @@ class ProjectedCell:
         for c in self.columns:
             if c.label == label:
                 return c
-        raise InputError(f"no column {label!r} in the {self.name} {_zone_str(self.zone_axis)} "
-                         f"projection; available: {', '.join(self.labels)}")
+        raise InputError(
+            f"no column {label!r} in the {self.name} {_zone_str(self.zone_axis)} "
+            f"projection; available: {', '.join(self.labels)}"
+        )
 
     def __str__(self) -> str:
         return describe(self)
@@ -223,8 +225,10 @@ def parse_ratio(ratio: str, cell: ProjectedCell) -> tuple:
     """
     parts = str(ratio).split(":")
     if len(parts) != 2 or not all(p.strip() for p in parts):
-        raise InputError(f"ratio {ratio!r} must be 'NUMERATOR:DENOMINATOR', e.g. "
-                         f"'{':'.join(cell.labels[:2][::-1])}'")
+        raise InputError(
+            f"ratio {ratio!r} must be 'NUMERATOR:DENOMINATOR', e.g. "
+            f"'{':'.join(cell.labels[:2][::-1])}'"
+        )
     num, den = (_match_column(p.strip(), cell) for p in parts)
     if num.label == den.label:
         raise InputError(f"ratio {ratio!r} names the same column type twice")
@@ -249,8 +253,10 @@ def _match_column(name, cell):
     hits = {c.label: c for c in cell.columns if wanted and set(c.composition) == wanted}
     if len(hits) == 1:
         return next(iter(hits.values()))
-    raise InputError(f"no column {name!r} in the {cell.name} {_zone_str(cell.zone_axis)} "
-                     f"projection; available: {', '.join(cell.labels)}")
+    raise InputError(
+        f"no column {name!r} in the {cell.name} {_zone_str(cell.zone_axis)} "
+        f"projection; available: {', '.join(cell.labels)}"
+    )
 
 
 def _element_set(name):
@@ -286,8 +292,10 @@ def load_structure(material):
         key = name if name in BUILTIN_MATERIALS else lowered[name.lower()]
         return builtin_structure(key), key
     if not os.path.exists(name):
-        raise InputError(f"unknown material {name!r}: not a built-in "
-                         f"({', '.join(BUILTIN_MATERIALS)}) and no such file")
+        raise InputError(
+            f"unknown material {name!r}: not a built-in "
+            f"({', '.join(BUILTIN_MATERIALS)}) and no such file"
+        )
     import ase.io
 
     try:
@@ -408,8 +416,14 @@ def _in_plane_basis(cell, centrings, t, e_z):
     return a, b, e_x, e_y
 
 
-def projected_cell(material="CsPbBr3", zone_axis=(0, 0, 1), *, lattice_constant_A=None,
-                   exponent=1.7, merge_tol_A=0.1) -> ProjectedCell:
+def projected_cell(
+    material="CsPbBr3",
+    zone_axis=(0, 0, 1),
+    *,
+    lattice_constant_A=None,
+    exponent=1.7,
+    merge_tol_A=0.1,
+) -> ProjectedCell:
     """Project a crystal along a zone axis into its 2D cell of atomic columns.
 
     Parameters
@@ -484,8 +498,10 @@ def projected_cell(material="CsPbBr3", zone_axis=(0, 0, 1), *, lattice_constant_
     weight = abs(np.linalg.det(vectors)) * repeat / volume
     n_atoms_per_repeat = len(atoms) * weight
     if abs(n_atoms_per_repeat - round(n_atoms_per_repeat)) > 1e-3:
-        raise InputError(f"{name}: inconsistent projection ({n_atoms_per_repeat:.3f} atoms "
-                         "per column cell); is the structure complete?")
+        raise InputError(
+            f"{name}: inconsistent projection ({n_atoms_per_repeat:.3f} atoms "
+            "per column cell); is the structure complete?"
+        )
 
     xyz = frac @ cell
     inplane = np.stack([xyz @ e_x, xyz @ e_y], axis=1)
@@ -504,17 +520,30 @@ def projected_cell(material="CsPbBr3", zone_axis=(0, 0, 1), *, lattice_constant_
         ordered = sorted(comp, reverse=True)
         composition = {chemical_symbols[z]: _tidy_count(comp[z]) for z in ordered}
         label = "".join(sym + _count_str(n) for sym, n in composition.items())
-        contrast = sum(comp[z] * z ** exponent for z in ordered) / repeat
+        contrast = sum(comp[z] * z**exponent for z in ordered) / repeat
         if roles:
             site = "".join(r for r in "ABX" if any(roles[r] == numbers[m] for m in members))
         else:
             site = label
-        columns.append(ProjectedColumn(label=label, site=site, frac=centre,
-                                       composition=composition, contrast=float(contrast)))
+        columns.append(
+            ProjectedColumn(
+                label=label,
+                site=site,
+                frac=centre,
+                composition=composition,
+                contrast=float(contrast),
+            )
+        )
     columns.sort(key=lambda c: (-round(c.contrast, 9), c.frac[0], c.frac[1]))
     vectors.setflags(write=False)
-    return ProjectedCell(name=name, zone_axis=zone, vectors_A=vectors, repeat_A=repeat,
-                         columns=tuple(columns), exponent=float(exponent))
+    return ProjectedCell(
+        name=name,
+        zone_axis=zone,
+        vectors_A=vectors,
+        repeat_A=repeat,
+        columns=tuple(columns),
+        exponent=float(exponent),
+    )
 
 
 def _site_occupancies(atoms):
@@ -532,8 +561,7 @@ def _site_occupancies(atoms):
     for atom, kind in zip(plain, kinds):
         occ = table.get(str(int(kind)), table.get(int(kind)))
         try:
-            out.append({atomic_numbers[el]: float(v) for el, v in occ.items()} if occ
-                       else atom)
+            out.append({atomic_numbers[el]: float(v) for el, v in occ.items()} if occ else atom)
         except KeyError:
             out.append(atom)
     return out
@@ -615,24 +643,40 @@ def describe(cell: ProjectedCell) -> str:
         f"  nearest-neighbour column distance = {nearest_neighbour_A(cell):.4f} Å; "
         f"contrast = sum Z^{cell.exponent:g} per Å",
     ]
-    comps = [" ".join(f"{el}{'' if n == 1 else ' x' + str(n)}" for el, n in
-                      c.composition.items()) for c in cell.columns]
+    comps = [
+        " ".join(f"{el}{'' if n == 1 else ' x' + str(n)}" for el, n in c.composition.items())
+        for c in cell.columns
+    ]
     wl = max([10] + [len(c.label) + 2 for c in cell.columns])
     ws = max([7] + [len(c.site) + 2 for c in cell.columns])
     wc = max([22] + [len(c) + 2 for c in comps])
-    lines.append(f"  {'label':<{wl}}{'site':<{ws}}{'u':>8}{'v':>8}  "
-                 f"{'atoms per repeat':<{wc}}{'contrast/Å':>11}{'relative':>10}")
+    lines.append(
+        f"  {'label':<{wl}}{'site':<{ws}}{'u':>8}{'v':>8}  "
+        f"{'atoms per repeat':<{wc}}{'contrast/Å':>11}{'relative':>10}"
+    )
     for c, comp, r in zip(cell.columns, comps, rel):
-        lines.append(f"  {c.label:<{wl}}{c.site:<{ws}}{c.frac[0]:>8.4f}{c.frac[1]:>8.4f}  "
-                     f"{comp:<{wc}}{c.contrast:>11.2f}{r:>10.3f}")
+        lines.append(
+            f"  {c.label:<{wl}}{c.site:<{ws}}{c.frac[0]:>8.4f}{c.frac[1]:>8.4f}  "
+            f"{comp:<{wc}}{c.contrast:>11.2f}{r:>10.3f}"
+        )
     labels = cell.labels
-    pairs = [(l1, l2) for i, l1 in enumerate(labels) for l2 in labels[i + 1:]]
+    pairs = [(l1, l2) for i, l1 in enumerate(labels) for l2 in labels[i + 1 :]]
     if pairs:
-        lines.append("  shortest distances: " + ", ".join(
-            f"{l1}-{l2} {pair_distance_A(cell, l1, l2):.3f} Å" for l1, l2 in pairs))
+        lines.append(
+            "  shortest distances: "
+            + ", ".join(f"{l1}-{l2} {pair_distance_A(cell, l1, l2):.3f} Å" for l1, l2 in pairs)
+        )
     return "\n".join(lines)
 
 
-__all__ = ["ProjectedColumn", "ProjectedCell", "projected_cell",
-           "parse_ratio", "parse_zone_axis", "nearest_neighbour_A", "pair_distance_A",
-           "load_structure", "describe"]
+__all__ = [
+    "ProjectedColumn",
+    "ProjectedCell",
+    "projected_cell",
+    "parse_ratio",
+    "parse_zone_axis",
+    "nearest_neighbour_A",
+    "pair_distance_A",
+    "load_structure",
+    "describe",
+]

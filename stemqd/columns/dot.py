@@ -73,8 +73,12 @@ def segment_dot(image, pixel_size_A, *, smoothing_px):
         return Dot(mask, (0.0, 0.0), 0.0, (np.nan, np.nan))
     eig = np.sort(np.linalg.eigvalsh(np.cov(np.vstack([xs, ys]))))[::-1]
     edges = tuple(float(np.sqrt(12 * e) * pixel_size_A / 10) for e in eig)
-    return Dot(mask, edges, float(mask.sum() * (pixel_size_A / 10) ** 2),
-               (float(xs.mean()), float(ys.mean())))
+    return Dot(
+        mask,
+        edges,
+        float(mask.sum() * (pixel_size_A / 10) ** 2),
+        (float(xs.mean()), float(ys.mean())),
+    )
 
 
 def column_flags(positions_px, dot, *, margin_px):
@@ -91,8 +95,7 @@ def column_flags(positions_px, dot, *, margin_px):
     return np.where(d <= 0, "outside dot", np.where(d < margin_px, "edge margin", ""))
 
 
-def surface_depth(positions_px, inside, lattice_constant_px, *, others=None,
-                  vectors_px=None):
+def surface_depth(positions_px, inside, lattice_constant_px, *, others=None, vectors_px=None):
     """Depth of each column below the dot surface, in whole unit cells.
 
     The surface is given by the columns selected by ``inside``: with ``vectors_px`` (the
@@ -147,5 +150,4 @@ def edge_lengths_from_columns(positions_px, vectors_px, pixel_size_A):
     return tuple(out)
 
 
-__all__ = ["column_flags", "Dot", "edge_lengths_from_columns", "segment_dot",
-           "surface_depth"]
+__all__ = ["column_flags", "Dot", "edge_lengths_from_columns", "segment_dot", "surface_depth"]

@@ -8,8 +8,16 @@ from skimage.feature import peak_local_max
 from skimage.morphology import disk
 
 
-def find_columns(image, *, min_separation_px, com_radius_px, threshold_rel=0.1,
-                 smoothing_px=1.0, com_iterations=3, exclude_border_px=None):
+def find_columns(
+    image,
+    *,
+    min_separation_px,
+    com_radius_px,
+    threshold_rel=0.1,
+    smoothing_px=1.0,
+    com_iterations=3,
+    exclude_border_px=None,
+):
     """Column seeds from local maxima, refined by centre of mass.
 
     Local maxima of the lightly smoothed image at least ``min_separation_px`` apart and
@@ -49,10 +57,14 @@ def find_columns(image, *, min_separation_px, com_radius_px, threshold_rel=0.1,
     # 2 min_distance + 1 reaches 1.4x further along its diagonals, where the tail of a bright
     # neighbour can exceed a weak column's peak (a Br column 2.9 Å from Pb-Br in a rotated
     # image would then not count as a maximum).
-    peaks = peak_local_max(smooth, min_distance=max(1, int(min_separation_px)),
-                           footprint=disk(max(1, int(round(min_separation_px / 2)))),
-                           threshold_rel=threshold_rel, exclude_border=max(border, 1),
-                           p_norm=2)
+    peaks = peak_local_max(
+        smooth,
+        min_distance=max(1, int(min_separation_px)),
+        footprint=disk(max(1, int(round(min_separation_px / 2)))),
+        threshold_rel=threshold_rel,
+        exclude_border=max(border, 1),
+        p_norm=2,
+    )
     if len(peaks) == 0:
         return np.empty((0, 2))
     pos = peaks[:, ::-1].astype(float)
@@ -65,8 +77,13 @@ def find_columns(image, *, min_separation_px, com_radius_px, threshold_rel=0.1,
         cy = np.rint(pos[:, 1]).astype(int)[:, None]
         xs = cx + ox.ravel()
         ys = cy + oy.ravel()
-        inside = ((xs - pos[:, :1]) ** 2 + (ys - pos[:, 1:]) ** 2 <= com_radius_px**2) & (
-            xs >= 0) & (xs < nx) & (ys >= 0) & (ys < ny)
+        inside = (
+            ((xs - pos[:, :1]) ** 2 + (ys - pos[:, 1:]) ** 2 <= com_radius_px**2)
+            & (xs >= 0)
+            & (xs < nx)
+            & (ys >= 0)
+            & (ys < ny)
+        )
         vals = image[np.clip(ys, 0, ny - 1), np.clip(xs, 0, nx - 1)]
         low = np.where(inside, vals, np.inf).min(axis=1, keepdims=True)
         w = np.where(inside, vals - low, 0.0)
@@ -115,8 +132,9 @@ def column_spacing_px(image, *, min_px=3.0):
     start = int(min_px)
     while start + 1 < len(profile) and profile[start + 1] < profile[start]:
         start += 1
-    peaks = peak_local_max(ac, min_distance=max(1, start // 2), threshold_abs=0.05,
-                           exclude_border=False)
+    peaks = peak_local_max(
+        ac, min_distance=max(1, start // 2), threshold_abs=0.05, exclude_border=False
+    )
     dist = r[peaks[:, 0], peaks[:, 1]]
     keep = (dist > start) & (dist < 0.25 * min(nx, ny))
     if not keep.any():

@@ -178,8 +178,12 @@ def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius
             step = _solve7(lhs, grad)
             trial = pi + step
             off = np.hypot(trial[1] - seeds[i, 0], trial[2] - seeds[i, 1])
-            if trial[3] <= 0.0 or trial[4] <= 0.0 or off > radius or max(trial[3],
-                                                                        trial[4]) > radius:
+            if (
+                trial[3] <= 0.0
+                or trial[4] <= 0.0
+                or off > radius
+                or max(trial[3], trial[4]) > radius
+            ):
                 lam *= 4.0
                 done = lam > 1e8
                 continue
@@ -219,20 +223,41 @@ def _lmfit_window(p0, x, y, data, weights, max_iterations, seed, radius, vary_th
     import lmfit
 
     model = lmfit.Model(gaussian2d, independent_vars=["x", "y"])
-    params = model.make_params(amplitude=p0[_A], x0=p0[_X], y0=p0[_Y], sigma_x=p0[_SX],
-                               sigma_y=p0[_SY], theta=p0[_T], offset=p0[_B])
+    params = model.make_params(
+        amplitude=p0[_A],
+        x0=p0[_X],
+        y0=p0[_Y],
+        sigma_x=p0[_SX],
+        sigma_y=p0[_SY],
+        theta=p0[_T],
+        offset=p0[_B],
+    )
     for name, centre in (("x0", seed[0]), ("y0", seed[1])):
         params[name].set(min=centre - radius, max=centre + radius)
     for name in ("sigma_x", "sigma_y"):
         params[name].set(min=1e-6, max=radius)
     params["theta"].set(vary=vary_theta)
     keep = weights > 0
-    result = model.fit(data[keep], params, x=x[keep], y=y[keep],
-                       max_nfev=200 * max_iterations,
-                       fit_kws={"xtol": 1e-12, "ftol": 1e-14})
+    result = model.fit(
+        data[keep],
+        params,
+        x=x[keep],
+        y=y[keep],
+        max_nfev=200 * max_iterations,
+        fit_kws={"xtol": 1e-12, "ftol": 1e-14},
+    )
     v = result.params
-    p = np.array([v["amplitude"].value, v["x0"].value, v["y0"].value, v["sigma_x"].value,
-                  v["sigma_y"].value, v["theta"].value, v["offset"].value])
+    p = np.array(
+        [
+            v["amplitude"].value,
+            v["x0"].value,
+            v["y0"].value,
+            v["sigma_x"].value,
+            v["sigma_y"].value,
+            v["theta"].value,
+            v["offset"].value,
+        ]
+    )
     return p, result.nfev, bool(result.success), result
 
 
@@ -307,8 +332,14 @@ def _quadratic_form(p):
     c2, s2 = np.cos(p[_T]) ** 2, np.sin(p[_T]) ** 2
     ix, iy = 0.5 / (p[_SX] * p[_SX]), 0.5 / (p[_SY] * p[_SY])
     # For u = cos(t) dx + sin(t) dy, v = -sin(t) dx + cos(t) dy as in gaussian2d.
-    return (p[_A], p[_X], p[_Y], c2 * ix + s2 * iy, 0.5 * np.sin(2 * p[_T]) * (ix - iy),
-            s2 * ix + c2 * iy)
+    return (
+        p[_A],
+        p[_X],
+        p[_Y],
+        c2 * ix + s2 * iy,
+        0.5 * np.sin(2 * p[_T]) * (ix - iy),
+        s2 * ix + c2 * iy,
+    )
 
 
 @numba.njit(cache=True, fastmath=True)
@@ -349,10 +380,22 @@ def _neighbour_models(ny, nx, p, half, flat, xs, ys, weights):
     return others
 
 
-def refine_columns(image, positions_px, *, radius_px=None, model="round", labels=None,
-                   background="local", nn_px=None, sigma_px=None, method="fast",
-                   max_iterations=50, neighbour_iterations=20, tolerance_px=1e-4,
-                   errors="robust"):
+def refine_columns(
+    image,
+    positions_px,
+    *,
+    radius_px=None,
+    model="round",
+    labels=None,
+    background="local",
+    nn_px=None,
+    sigma_px=None,
+    method="fast",
+    max_iterations=50,
+    neighbour_iterations=20,
+    tolerance_px=1e-4,
+    errors="robust",
+):
     """Refine column positions and intensities by 2D Gaussian fits that handle overlap.
 
     Parameters
@@ -413,11 +456,19 @@ def refine_columns(image, positions_px, *, radius_px=None, model="round", labels
     if model != "window7":
         from .joint import fit_columns_jointly
 
-        return fit_columns_jointly(image, positions_px, fit_radius_px=radius_px,
-                                   labels=labels, model=model, background=background,
-                                   sigma_px=sigma_px, nn_px=nn_px,
-                                   max_iterations=max_iterations, tolerance_px=tolerance_px,
-                                   errors=errors)
+        return fit_columns_jointly(
+            image,
+            positions_px,
+            fit_radius_px=radius_px,
+            labels=labels,
+            model=model,
+            background=background,
+            sigma_px=sigma_px,
+            nn_px=nn_px,
+            max_iterations=max_iterations,
+            tolerance_px=tolerance_px,
+            errors=errors,
+        )
     if radius_px is None:
         raise ValueError("model='window7' needs radius_px, the radius of each fit window")
     if method not in ("fast", "lmfit"):
@@ -427,8 +478,18 @@ def refine_columns(image, positions_px, *, radius_px=None, model="round", labels
     image = np.asarray(image, dtype=np.float64)
     seeds = np.asarray(positions_px, dtype=np.float64).reshape(-1, 2)
     n = len(seeds)
-    columns = [*PARAMS, *(f"{k}_err" for k in PARAMS), "volume", "volume_err", "seed_x_px",
-               "seed_y_px", "redchi", "sweeps", "converged", "flag"]
+    columns = [
+        *PARAMS,
+        *(f"{k}_err" for k in PARAMS),
+        "volume",
+        "volume_err",
+        "seed_x_px",
+        "seed_y_px",
+        "redchi",
+        "sweeps",
+        "converged",
+        "flag",
+    ]
     if n == 0:
         return pd.DataFrame(columns=columns)
     sigma0 = radius_px / 3.0 if sigma_px is None else float(sigma_px)
@@ -457,26 +518,35 @@ def refine_columns(image, positions_px, *, radius_px=None, model="round", labels
         # tile; the column's own contribution is removed with the same truncation.
         reach = 5 * np.percentile(np.maximum(p[:, _SX], p[:, _SY]), 99)
         half = int(np.ceil(np.clip(reach, 3, 2.5 * radius_px)))
-        others = _neighbour_models(image.shape[0], image.shape[1], p, half, flat, xs, ys,
-                                   weights)
+        others = _neighbour_models(image.shape[0], image.shape[1], p, half, flat, xs, ys, weights)
         data = data_raw - others
         previous = p.copy()
         if method == "fast":
             if sweep == 0:
                 # Fit with the rotation fixed first: theta is undefined for a round start.
-                p, _, _ = _lm_batch(p, xs, ys, data, weights, round_first, max_iterations,
-                                    1e-8, seeds, radius_px)
-            p, iterations, converged = _lm_batch(p, xs, ys, data, weights, all_free,
-                                                 max_iterations, 1e-8, seeds, radius_px)
+                p, _, _ = _lm_batch(
+                    p, xs, ys, data, weights, round_first, max_iterations, 1e-8, seeds, radius_px
+                )
+            p, iterations, converged = _lm_batch(
+                p, xs, ys, data, weights, all_free, max_iterations, 1e-8, seeds, radius_px
+            )
         else:
             for i in range(n):
                 if sweep == 0:
-                    p[i], _, _, _ = _lmfit_window(p[i], xs[i], ys[i], data[i], weights[i],
-                                                  max_iterations, seeds[i], radius_px,
-                                                  vary_theta=False)
+                    p[i], _, _, _ = _lmfit_window(
+                        p[i],
+                        xs[i],
+                        ys[i],
+                        data[i],
+                        weights[i],
+                        max_iterations,
+                        seeds[i],
+                        radius_px,
+                        vary_theta=False,
+                    )
                 p[i], iterations[i], converged[i], result = _lmfit_window(
-                    p[i], xs[i], ys[i], data[i], weights[i], max_iterations, seeds[i],
-                    radius_px)
+                    p[i], xs[i], ys[i], data[i], weights[i], max_iterations, seeds[i], radius_px
+                )
                 reports[i] = result.fit_report()
         moved = np.hypot(p[:, _X] - previous[:, _X], p[:, _Y] - previous[:, _Y])
         if np.all(moved[np.isfinite(moved)] < tolerance_px) and sweep > 0:
@@ -493,9 +563,16 @@ def refine_columns(image, positions_px, *, radius_px=None, model="round", labels
     flags = _flags(p, seeds, radius_px, converged, weights, err)
     out = {k: p[:, i] for i, k in enumerate(PARAMS)}
     out.update({f"{k}_err": err[:, i] for i, k in enumerate(PARAMS)})
-    out.update(volume=volume, volume_err=volume_err, seed_x_px=seeds[:, 0],
-               seed_y_px=seeds[:, 1], redchi=s2, sweeps=sweeps, converged=converged,
-               flag=flags)
+    out.update(
+        volume=volume,
+        volume_err=volume_err,
+        seed_x_px=seeds[:, 0],
+        seed_y_px=seeds[:, 1],
+        redchi=s2,
+        sweeps=sweeps,
+        converged=converged,
+        flag=flags,
+    )
     table = pd.DataFrame(out, columns=columns)
     if method == "lmfit":
         # lmfit's own report of each column's last fit (neighbours subtracted), in order.
@@ -512,8 +589,10 @@ def _flags(p, seeds, radius_px, converged, weights, err):
 
     mark(~converged, "not converged")
     mark(p[:, _A] <= 0, "negative amplitude")
-    mark(np.hypot(p[:, _X] - seeds[:, 0], p[:, _Y] - seeds[:, 1]) > 0.95 * radius_px,
-         "centre at window edge")
+    mark(
+        np.hypot(p[:, _X] - seeds[:, 0], p[:, _Y] - seeds[:, 1]) > 0.95 * radius_px,
+        "centre at window edge",
+    )
     mark((p[:, _SY] <= 0.05) | (p[:, _SX] > 0.95 * radius_px), "width out of range")
     mark(p[:, _SX] > 4 * p[:, _SY], "elongated (sx/sy > 4)")
     mark(weights.astype(bool).sum(axis=1) < 8, "too few pixels")

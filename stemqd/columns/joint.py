@@ -147,8 +147,23 @@ def _jacobian(kind, cp, aux, i, dx, dy, e, jac, dshape):
 
 
 @numba.njit(cache=True, fastmath=True)
-def _render(kind, cp, aux, n_shape, tcol, n_glob_shape, constant, centres, half, fptr, table, nx,
-            pix, npix, derivatives):
+def _render(
+    kind,
+    cp,
+    aux,
+    n_shape,
+    tcol,
+    n_glob_shape,
+    constant,
+    centres,
+    half,
+    fptr,
+    table,
+    nx,
+    pix,
+    npix,
+    derivatives,
+):
     """Model of all columns on the fitted pixels, and (if ``derivatives``) the Jacobian of
     the image-wide parameters per pixel: d(model)/d(shape) per type and shape parameter
     (column ``type * n_shape + parameter``), then, if ``constant``, a column of ones."""
@@ -173,8 +188,9 @@ def _render(kind, cp, aux, n_shape, tcol, n_glob_shape, constant, centres, half,
                 if not derivatives:
                     model[q] += cp[i, 0] * table[base + xx]
                     continue
-                model[q] += _jacobian(kind, cp, aux, i, xx - px, yy - py, table[base + xx],
-                                      jac, dshape)
+                model[q] += _jacobian(
+                    kind, cp, aux, i, xx - px, yy - py, table[base + xx], jac, dshape
+                )
                 for p in range(n_shape):
                     dsig[q, row + p] += dshape[p]
     return model, dsig
@@ -220,8 +236,26 @@ def _slot(nb_idx, lo, hi, j):
 
 
 @numba.njit(parallel=True, cache=True, fastmath=True)
-def _assemble_columns(kind, cp, aux, n_shape, centres, half, fptr, table, nx, pix, weight, resid,
-                      owner, gcols, cov_ptr, cov_idx, nb_ptr, nb_idx):
+def _assemble_columns(
+    kind,
+    cp,
+    aux,
+    n_shape,
+    centres,
+    half,
+    fptr,
+    table,
+    nx,
+    pix,
+    weight,
+    resid,
+    owner,
+    gcols,
+    cov_ptr,
+    cov_idx,
+    nb_ptr,
+    nb_idx,
+):
     """Column rows of JᵀWJ and JᵀWr.
 
     Returns the column-column blocks per neighbour slot (S, k, k), the column-offset
@@ -257,8 +291,9 @@ def _assemble_columns(kind, cp, aux, n_shape, centres, half, fptr, table, nx, pi
                     j = cov_idx[c]
                     s = _slot(nb_idx, lo, hi, j)
                     hj = half[j]
-                    e = table[fptr[j] + (yy - centres[j, 1] + hj) * (2 * hj + 1)
-                              + xx - centres[j, 0] + hj]
+                    e = table[
+                        fptr[j] + (yy - centres[j, 1] + hj) * (2 * hj + 1) + xx - centres[j, 0] + hj
+                    ]
                     _jacobian(kind, cp, aux, j, xx - cp[j, 1], yy - cp[j, 2], e, jj, ds)
                     for a in range(k):
                         wa = ji[a] * w
@@ -301,8 +336,20 @@ def _assemble_rest(n, weight, resid, owner, gcols, local):
 
 
 @numba.njit(parallel=True, cache=True)
-def _local_covariances(k, blocks, coupling, meat_blocks, meat_coupling, off_diag, meat_off,
-                       nb_ptr, nb_idx, local, has_offsets, robust):
+def _local_covariances(
+    k,
+    blocks,
+    coupling,
+    meat_blocks,
+    meat_coupling,
+    off_diag,
+    meat_off,
+    nb_ptr,
+    nb_idx,
+    local,
+    has_offsets,
+    robust,
+):
     """Covariance of each column's own parameters from its local block of JᵀWJ.
 
     ``local`` (N, m) lists the column itself first, then its nearest neighbours (-1: none).
@@ -342,8 +389,9 @@ def _local_covariances(k, blocks, coupling, meat_blocks, meat_coupling, off_diag
                 M[size * k + ca, size * k + ca] = meat_off[a]
         # An undetermined direction (theta of a round column) leaves the block singular:
         # drop parameters with no curvature, report them as NaN.
-        keep = np.array([H[d, d] > 1e-12 * max(np.abs(np.diag(H)).max(), 1e-300)
-                         for d in range(dim)])
+        keep = np.array(
+            [H[d, d] > 1e-12 * max(np.abs(np.diag(H)).max(), 1e-300) for d in range(dim)]
+        )
         idx = np.flatnonzero(keep)
         if idx.shape[0] == 0:
             continue
@@ -404,11 +452,11 @@ def _fit_pixels(shape, positions, radius_px):
     r = int(np.ceil(radius_px))
     lo = np.maximum(np.floor(positions.min(axis=0)).astype(int) - r, 0)
     hi = np.minimum(np.ceil(positions.max(axis=0)).astype(int) + r, [nx - 1, ny - 1])
-    yy, xx = np.mgrid[lo[1]:hi[1] + 1, lo[0]:hi[0] + 1]
+    yy, xx = np.mgrid[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
     grid = np.column_stack([xx.ravel(), yy.ravel()]).astype(float)
     dist, nearest = cKDTree(positions).query(grid, distance_upper_bound=radius_px)
     inside = np.isfinite(dist)
-    flat = (grid[inside, 1].astype(int) * nx + grid[inside, 0].astype(int))
+    flat = grid[inside, 1].astype(int) * nx + grid[inside, 0].astype(int)
     pix = np.full(ny * nx, -1, np.int64)
     pix[flat] = np.arange(inside.sum())
     return pix, flat, nearest[inside].astype(np.int64)
@@ -440,9 +488,23 @@ def _model(prob, st, centres, half, derivatives=True):
     constant; if ``derivatives``), the kernels' shape constants and the footprint tables."""
     aux = _aux(prob.kind, st.shapes[prob.types])
     fptr, table = _footprints(prob.kind, st.cp, aux, centres, half)
-    model, gcols = _render(prob.kind, st.cp, aux, prob.n_shape, prob.types, prob.n_sig,
-                           int(not prob.local), centres, half, fptr, table, prob.nx, prob.pix,
-                           len(prob.data), derivatives)
+    model, gcols = _render(
+        prob.kind,
+        st.cp,
+        aux,
+        prob.n_shape,
+        prob.types,
+        prob.n_sig,
+        int(not prob.local),
+        centres,
+        half,
+        fptr,
+        table,
+        prob.nx,
+        prob.pix,
+        len(prob.data),
+        derivatives,
+    )
     model += st.offsets[prob.owner] if prob.local else st.zeta
     return model, gcols, (aux, fptr, table)
 
@@ -480,10 +542,28 @@ def _normal(prob, st, weight=None, resid=None):
     nb_ptr, nb_idx = _neighbours(centres, half, prob.local, prob.owner_reach)
     owner = prob.owner if prob.local else np.full(len(prob.data), -1, np.int64)
     blocks, coupling, glob, grad = _assemble_columns(
-        prob.kind, st.cp, aux, prob.n_shape, centres, half, fptr, table, prob.nx, prob.pix, w,
-        r, owner, gcols, cov_ptr, cov_idx, nb_ptr, nb_idx)
-    off_diag, off_grad, off_glob, gg, g_grad = _assemble_rest(len(st.cp), w, r, owner, gcols,
-                                                                prob.local)
+        prob.kind,
+        st.cp,
+        aux,
+        prob.n_shape,
+        centres,
+        half,
+        fptr,
+        table,
+        prob.nx,
+        prob.pix,
+        w,
+        r,
+        owner,
+        gcols,
+        cov_ptr,
+        cov_idx,
+        nb_ptr,
+        nb_idx,
+    )
+    off_diag, off_grad, off_glob, gg, g_grad = _assemble_rest(
+        len(st.cp), w, r, owner, gcols, prob.local
+    )
     n, k = st.cp.shape
     n_off = n if prob.local else 0
     g0 = n * k + n_off
@@ -517,12 +597,12 @@ def _normal(prob, st, weight=None, resid=None):
     parts_r.append(g0 + gr.ravel())
     parts_c.append(g0 + gc.ravel())
     parts_v.append(gg.ravel())
-    H = sparse.csr_matrix((np.concatenate(parts_v), (np.concatenate(parts_r),
-                                                     np.concatenate(parts_c))),
-                          shape=(size, size))
+    H = sparse.csr_matrix(
+        (np.concatenate(parts_v), (np.concatenate(parts_r), np.concatenate(parts_c))),
+        shape=(size, size),
+    )
     gvec = np.concatenate([grad.ravel(), off_grad if prob.local else [], g_grad])
-    raw = dict(blocks=blocks, coupling=coupling, off_diag=off_diag, nb_ptr=nb_ptr,
-               nb_idx=nb_idx)
+    raw = dict(blocks=blocks, coupling=coupling, off_diag=off_diag, nb_ptr=nb_ptr, nb_idx=nb_idx)
     return H, gvec, raw
 
 
@@ -538,8 +618,13 @@ def _solve(A, b):
     """
     d = A.diagonal()
     d = np.where(d > 0, d, 1.0)
-    x, info = cg(A, b, rtol=1e-10, maxiter=20 * int(np.sqrt(len(b))) + 200,
-                 M=LinearOperator(A.shape, matvec=lambda v: v / d, dtype=float))
+    x, info = cg(
+        A,
+        b,
+        rtol=1e-10,
+        maxiter=20 * int(np.sqrt(len(b))) + 200,
+        M=LinearOperator(A.shape, matvec=lambda v: v / d, dtype=float),
+    )
     return x if info == 0 else spsolve(A.tocsc(), b)
 
 
@@ -556,12 +641,12 @@ def _vector(prob, st):
 def _unpack(prob, st, vec):
     n, k = st.cp.shape
     out = st.copy()
-    out.cp = vec[:n * k].reshape(n, k).copy()
+    out.cp = vec[: n * k].reshape(n, k).copy()
     at = n * k
     if prob.local:
-        out.offsets = vec[at:at + n].copy()
+        out.offsets = vec[at : at + n].copy()
         at += n
-    out.shapes = vec[at:at + prob.n_sig].reshape(prob.n_types, prob.n_shape).copy()
+    out.shapes = vec[at : at + prob.n_sig].reshape(prob.n_types, prob.n_shape).copy()
     at += prob.n_sig
     if not prob.local:
         out.zeta = float(vec[at])
@@ -590,8 +675,7 @@ def _valid(prob, st, cap):
     each centre in a box of +-dist/2 around its start for the same reason)."""
     widths = st.shapes[:, :1] if prob.kind == 0 else st.shapes[:, :2]
     shift = np.hypot(*(st.cp[:, 1:3] - prob.seeds).T)
-    return bool(np.all(widths > 0.3) and np.all(widths < cap)
-                and np.all(shift < prob.max_shift))
+    return bool(np.all(widths > 0.3) and np.all(widths < cap) and np.all(shift < prob.max_shift))
 
 
 def _lm(prob, st, stage, max_iterations, tolerance_px, cap):
@@ -658,14 +742,33 @@ def _patch(prob, seeds):
     present = np.unique(prob.types[cols])
     if len(present) < prob.n_types:  # a type absent from the patch: use the whole image
         return prob, np.arange(n)
-    sub = replace(prob, pix=pix, data=prob.data[old], weight=prob.weight[old],
-                  owner=remap[prob.owner[old]], types=prob.types[cols], seeds=seeds[cols])
+    sub = replace(
+        prob,
+        pix=pix,
+        data=prob.data[old],
+        weight=prob.weight[old],
+        owner=remap[prob.owner[old]],
+        types=prob.types[cols],
+        seeds=seeds[cols],
+    )
     return sub, cols
 
 
-def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, model="round",
-                        background="local", sigma_px=None, nn_px=None, max_iterations=50,
-                        tolerance_px=1e-4, reach_sigma=4.0, errors="robust"):
+def fit_columns_jointly(
+    image,
+    positions_px,
+    *,
+    fit_radius_px,
+    labels=None,
+    model="round",
+    background="local",
+    sigma_px=None,
+    nn_px=None,
+    max_iterations=50,
+    tolerance_px=1e-4,
+    reach_sigma=4.0,
+    errors="robust",
+):
     """Fit all columns of an image together: positions, heights, widths and background.
 
     Parameters
@@ -720,17 +823,28 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
     if model == "gaussian7" and background == "local":
-        raise ValueError("a local offset per column with a free width per column is "
-                         "degenerate when columns overlap; use background='constant' with "
-                         "model='gaussian7', or model='round'")
+        raise ValueError(
+            "a local offset per column with a free width per column is "
+            "degenerate when columns overlap; use background='constant' with "
+            "model='gaussian7', or model='round'"
+        )
     if errors not in ("classical", "robust"):
         raise ValueError(f"errors must be 'classical' or 'robust', got {errors!r}")
     image = np.asarray(image, dtype=np.float64)
     seeds = np.asarray(positions_px, dtype=np.float64).reshape(-1, 2)
     n = len(seeds)
     if n == 0:
-        return _table(np.empty((0, 7)), np.empty((0, 7)), seeds, np.empty(0), np.empty(0),
-                      np.empty(0, bool), np.empty(0, object), 0, np.nan)
+        return _table(
+            np.empty((0, 7)),
+            np.empty((0, 7)),
+            seeds,
+            np.empty(0),
+            np.empty(0),
+            np.empty(0, bool),
+            np.empty(0, object),
+            0,
+            np.nan,
+        )
     labels = np.full(n, "", object) if labels is None else np.asarray(labels, object)
     names, types = np.unique(labels.astype(str), return_inverse=True)
     if nn_px is None:
@@ -747,11 +861,22 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
     # a joint fit with free local offsets shrinks the width by 28 % and the volumes by half).
     # A local background is then solved at those positions and widths, where it is linear
     # and well determined.
-    prob = _Problem(kind=kind, k=len(COLUMN_PARAMS), nx=image.shape[1], pix=pix,
-                    data=data, weight=np.ones(len(data)), owner=owner,
-                    types=types.astype(np.int64), n_types=len(names), local=False,
-                    reach_sigma=reach_sigma, max_half=int(np.ceil(reach_sigma * cap)),
-                    seeds=seeds, max_shift=0.5 * nn_px)
+    prob = _Problem(
+        kind=kind,
+        k=len(COLUMN_PARAMS),
+        nx=image.shape[1],
+        pix=pix,
+        data=data,
+        weight=np.ones(len(data)),
+        owner=owner,
+        types=types.astype(np.int64),
+        n_types=len(names),
+        local=False,
+        reach_sigma=reach_sigma,
+        max_half=int(np.ceil(reach_sigma * cap)),
+        seeds=seeds,
+        max_shift=0.5 * nn_px,
+    )
     low = float(np.percentile(data, 5))
 
     def start(sigma, at=seeds):
@@ -769,8 +894,7 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
         patch, cols = _patch(prob, seeds)
         trials = []
         for frac in _SIGMA_GRID_NN:
-            st0, _, _ = _lm(patch, start(frac * nn_px, seeds[cols]), "linear", 1, tolerance_px,
-                            cap)
+            st0, _, _ = _lm(patch, start(frac * nn_px, seeds[cols]), "linear", 1, tolerance_px, cap)
             trials.append((_cost(patch, st0), frac))
         sigma_px = min(trials)[1] * nn_px
     st, _, _ = _lm(prob, start(float(sigma_px)), "linear", 1, tolerance_px, cap)
@@ -791,8 +915,9 @@ def fit_columns_jointly(image, positions_px, *, fit_radius_px, labels=None, mode
             width = _widths(prob, st).copy()
             centres, half = _geometry(prob, st)
             columns = _model(prob, st, centres, half, derivatives=False)[0] - st.zeta
-            smooth = _smooth(image.shape, flat, image.ravel()[flat] - columns,
-                             SMOOTH_BACKGROUND_NN * nn_px)
+            smooth = _smooth(
+                image.shape, flat, image.ravel()[flat] - columns, SMOOTH_BACKGROUND_NN * nn_px
+            )
             prob.data = image.ravel()[flat] - smooth.ravel()[flat]
             st.zeta = 0.0
             for stage in stages[-1:]:
@@ -876,9 +1001,20 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
     tree = cKDTree(st.cp[:, 1:3])
     m = min(_LOCAL_NEIGHBOURS + 1, n)
     local = tree.query(st.cp[:, 1:3], k=m)[1].reshape(n, m).astype(np.int64)
-    cov = _local_covariances(k, raw["blocks"], raw["coupling"], meat["blocks"],
-                             meat["coupling"], raw["off_diag"], meat["off_diag"],
-                             raw["nb_ptr"], raw["nb_idx"], local, prob.local, robust)
+    cov = _local_covariances(
+        k,
+        raw["blocks"],
+        raw["coupling"],
+        meat["blocks"],
+        meat["coupling"],
+        raw["off_diag"],
+        meat["off_diag"],
+        raw["nb_ptr"],
+        raw["nb_idx"],
+        local,
+        prob.local,
+        robust,
+    )
     if not robust:
         cov = cov * s2
     # The shared shapes are determined by all columns: their variance from the full matrix.
@@ -922,19 +1058,23 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
         off_var = 1.0 / np.maximum(raw["off_diag"][prob.anchor], 1e-300)
         perr[:, 6] = np.sqrt(off_var * s2)
     flags = _flags(p, perr, seeds, nn_px, converged)
-    table = _table(p, perr, seeds, volume, volume_err, np.full(n, converged), flags,
-                   iterations, s2)
+    table = _table(p, perr, seeds, volume, volume_err, np.full(n, converged), flags, iterations, s2)
     table.attrs["joint"] = {
         "model": MODELS[prob.kind],
         "background": "local" if prob.local else "constant",
-        "shapes": {str(t): dict(zip(SHAPE_PARAMS[MODELS[prob.kind]], map(float, row)))
-                   for t, row in zip(names, shapes if prob.kind == 1 else shapes[:, :1])},
-        "shapes_err": {str(t): dict(zip(SHAPE_PARAMS[MODELS[prob.kind]], map(float, row)))
-                       for t, row in zip(names, shape_err if prob.kind == 1
-                                         else shape_err[:, :1])},
+        "shapes": {
+            str(t): dict(zip(SHAPE_PARAMS[MODELS[prob.kind]], map(float, row)))
+            for t, row in zip(names, shapes if prob.kind == 1 else shapes[:, :1])
+        },
+        "shapes_err": {
+            str(t): dict(zip(SHAPE_PARAMS[MODELS[prob.kind]], map(float, row)))
+            for t, row in zip(names, shape_err if prob.kind == 1 else shape_err[:, :1])
+        },
         "constant": None if prob.local else float(st.zeta),
-        "iterations": int(iterations), "converged": bool(converged),
-        "residual_variance": s2, "pixels": int(len(prob.data)),
+        "iterations": int(iterations),
+        "converged": bool(converged),
+        "residual_variance": s2,
+        "pixels": int(len(prob.data)),
     }
     return table
 
@@ -944,9 +1084,16 @@ def _table(p, perr, seeds, volume, volume_err, converged, flags, iterations, s2)
 
     out = {key: p[:, i] for i, key in enumerate(PARAMS)}
     out.update({f"{key}_err": perr[:, i] for i, key in enumerate(PARAMS)})
-    out.update(volume=volume, volume_err=volume_err, seed_x_px=seeds[:, 0],
-               seed_y_px=seeds[:, 1], redchi=s2, sweeps=iterations, converged=converged,
-               flag=flags)
+    out.update(
+        volume=volume,
+        volume_err=volume_err,
+        seed_x_px=seeds[:, 0],
+        seed_y_px=seeds[:, 1],
+        redchi=s2,
+        sweeps=iterations,
+        converged=converged,
+        flag=flags,
+    )
     return pd.DataFrame(out)
 
 
@@ -959,8 +1106,9 @@ def _flags(p, perr, seeds, nn_px, converged):
 
     mark(np.full(len(p), not converged), "not converged")
     mark(p[:, 0] <= 0, "negative amplitude")
-    mark(np.hypot(p[:, 1] - seeds[:, 0], p[:, 2] - seeds[:, 1]) > 0.5 * nn_px,
-         "moved far from seed")
+    mark(
+        np.hypot(p[:, 1] - seeds[:, 0], p[:, 2] - seeds[:, 1]) > 0.5 * nn_px, "moved far from seed"
+    )
     mark(~np.isfinite(perr[:, [0, 1, 2]]).all(axis=1), "singular covariance")
     return np.array(["; ".join(r) for r in reasons], dtype=object)
 

@@ -6,8 +6,14 @@ import numpy as np
 
 #: Colours of the column labels in overlays and markers (matplotlib names); other labels
 #: cycle through the default colour cycle.
-LABEL_COLOURS = {"Cs": "tab:red", "PbBr": "tab:blue", "Br": "tab:green", "Sr": "tab:red",
-                 "TiO": "tab:blue", "O": "tab:green"}
+LABEL_COLOURS = {
+    "Cs": "tab:red",
+    "PbBr": "tab:blue",
+    "Br": "tab:green",
+    "Sr": "tab:red",
+    "TiO": "tab:blue",
+    "O": "tab:green",
+}
 
 
 def column_markers(columns, *, size=8):

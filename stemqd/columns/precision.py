@@ -37,14 +37,22 @@ def cramer_rao_bound(amplitude, sigma_px, background, dose, radius_px):
         units, positions and widths in px).
     """
     w = int(np.ceil(radius_px))
-    y, x = np.mgrid[-w:w + 1, -w:w + 1].astype(float)
+    y, x = np.mgrid[-w : w + 1, -w : w + 1].astype(float)
     inside = x**2 + y**2 <= radius_px**2
     x, y = x[inside], y[inside]
     g = np.exp(-0.5 * (x**2 + y**2) / sigma_px**2)
     lam = dose * (amplitude * g + background)
     a = amplitude * g
-    d = dose * np.stack([g, a * x / sigma_px**2, a * y / sigma_px**2, a * x**2 / sigma_px**3,
-                         a * y**2 / sigma_px**3, np.ones_like(g)])
+    d = dose * np.stack(
+        [
+            g,
+            a * x / sigma_px**2,
+            a * y / sigma_px**2,
+            a * x**2 / sigma_px**3,
+            a * y**2 / sigma_px**3,
+            np.ones_like(g),
+        ]
+    )
     fisher = (d / lam) @ d.T
     return dict(zip(CRB_PARAMS, np.sqrt(np.diag(np.linalg.inv(fisher)))))
 
@@ -80,7 +88,7 @@ def cramer_rao_bound_overlap(shape, positions_px, amplitude, sigma_px, backgroun
         ``offset``: floats.
     """
     pos = np.asarray(positions_px, float).reshape(-1, 2)
-    y, x = np.mgrid[:shape[0], :shape[1]].astype(float)
+    y, x = np.mgrid[: shape[0], : shape[1]].astype(float)
     x, y = x.ravel(), y.ravel()
     dx = x[None, :] - pos[:, :1]
     dy = y[None, :] - pos[:, 1:]
@@ -88,14 +96,26 @@ def cramer_rao_bound_overlap(shape, positions_px, amplitude, sigma_px, backgroun
     f = np.broadcast_to(np.asarray(amplitude, float).reshape(-1, 1), (len(pos), 1)) * g
     lam = dose * (f.sum(axis=0) + np.broadcast_to(background, shape).ravel())
     rows = [g, f * dx / sigma_px**2, f * dy / sigma_px**2]
-    d = np.vstack([np.stack(rows, axis=1).reshape(-1, len(x)),
-                   (f * (dx**2 + dy**2) / sigma_px**3).sum(axis=0, keepdims=True),
-                   np.ones((1, len(x)))]) * dose
+    d = (
+        np.vstack(
+            [
+                np.stack(rows, axis=1).reshape(-1, len(x)),
+                (f * (dx**2 + dy**2) / sigma_px**3).sum(axis=0, keepdims=True),
+                np.ones((1, len(x))),
+            ]
+        )
+        * dose
+    )
     fisher = (d / lam) @ d.T
     err = np.sqrt(np.diag(np.linalg.inv(fisher)))
     per = err[:-2].reshape(-1, 3)
-    return {"amplitude": per[:, 0], "x_px": per[:, 1], "y_px": per[:, 2],
-            "sigma_px": float(err[-2]), "offset": float(err[-1])}
+    return {
+        "amplitude": per[:, 0],
+        "x_px": per[:, 1],
+        "y_px": per[:, 2],
+        "sigma_px": float(err[-2]),
+        "offset": float(err[-1]),
+    }
 
 
 __all__ = ["CRB_PARAMS", "cramer_rao_bound", "cramer_rao_bound_overlap"]

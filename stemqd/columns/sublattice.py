@@ -103,18 +103,27 @@ class LatticeFit:
         return self.b_A / self.expected_b_A - 1.0
 
     def __str__(self) -> str:
-        return (f"lattice: a = {self.a_A:.4f} Å (structure {self.expected_a_A:.4f}, "
-                f"{100 * self.strain_a:+.2f} %), b = {self.b_A:.4f} Å (structure "
-                f"{self.expected_b_A:.4f}, {100 * self.strain_b:+.2f} %), gamma = "
-                f"{self.gamma_deg:.2f}° (structure {self.expected_gamma_deg:.2f}°)\n"
-                f"rotation {self.rotation_deg:.2f}°, mirrored {self.mirrored}, rms misfit "
-                f"{self.rms_misfit_A:.3f} Å, {self.n_assigned} assigned, "
-                f"{self.n_unexpected} unexpected, contrast-intensity rank correlation "
-                f"{self.contrast_correlation:.3f}")
+        return (
+            f"lattice: a = {self.a_A:.4f} Å (structure {self.expected_a_A:.4f}, "
+            f"{100 * self.strain_a:+.2f} %), b = {self.b_A:.4f} Å (structure "
+            f"{self.expected_b_A:.4f}, {100 * self.strain_b:+.2f} %), gamma = "
+            f"{self.gamma_deg:.2f}° (structure {self.expected_gamma_deg:.2f}°)\n"
+            f"rotation {self.rotation_deg:.2f}°, mirrored {self.mirrored}, rms misfit "
+            f"{self.rms_misfit_A:.3f} Å, {self.n_assigned} assigned, "
+            f"{self.n_unexpected} unexpected, contrast-intensity rank correlation "
+            f"{self.contrast_correlation:.3f}"
+        )
 
 
-def assign_sublattices(positions_px, intensities, pixel_size_A, cell: ProjectedCell, *,
-                       tolerance=0.25, min_relative_contrast=0.0):
+def assign_sublattices(
+    positions_px,
+    intensities,
+    pixel_size_A,
+    cell: ProjectedCell,
+    *,
+    tolerance=0.25,
+    min_relative_contrast=0.0,
+):
     """Assign fitted columns to the columns of a projected cell.
 
     Parameters
@@ -202,8 +211,10 @@ def assign_sublattices(positions_px, intensities, pixel_size_A, cell: ProjectedC
             for origin in _origin_candidates(ref, sites, basis):
                 res = _match(pos[local], origin, basis, inv, sites, tol_px)
                 mirrored = bool(np.linalg.det(to_px @ op @ basis0) < 0)
-                score = (*_score(res, inten[local] if inten is not None else None, contrast),
-                         (mirrored, abs(np.degrees(np.arctan2(basis[0, 1], basis[0, 0])))))
+                score = (
+                    *_score(res, inten[local] if inten is not None else None, contrast),
+                    (mirrored, abs(np.degrees(np.arctan2(basis[0, 1], basis[0, 0])))),
+                )
                 if best is None or _better(score, best[0], local.sum()):
                     best = (score, origin, basis)
     _, origin, basis = best
@@ -214,8 +225,7 @@ def assign_sublattices(positions_px, intensities, pixel_size_A, cell: ProjectedC
         origin, basis = _refine(pos[subset], res, sites, origin, basis)
     res = _match(pos, origin, basis, np.linalg.inv(basis), sites, tol_px)
 
-    return _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, origin,
-                     basis)
+    return _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, origin, basis)
 
 
 def _candidate_bases(pos, cell, pixel_size_A, max_candidates=4):
@@ -230,8 +240,10 @@ def _candidate_bases(pos, cell, pixel_size_A, max_candidates=4):
     r_max = (1 + _LENGTH_WINDOW) * max(la, lb) + 1.0
     pairs = spatial.cKDTree(pos).query_pairs(r_max, output_type="ndarray")
     if len(pairs) == 0:
-        raise FitError("no two columns are within a lattice spacing of each other; "
-                       "check the pixel size and the projected cell")
+        raise FitError(
+            "no two columns are within a lattice spacing of each other; "
+            "check the pixel size and the projected cell"
+        )
     d = pos[pairs[:, 1]] - pos[pairs[:, 0]]
     d = np.vstack([d, -d])
     length = np.linalg.norm(d, axis=1)
@@ -240,8 +252,10 @@ def _candidate_bases(pos, cell, pixel_size_A, max_candidates=4):
     eps = max(0.5, 0.12 * min(la, lb, cell.nearest_neighbour_A() / pixel_size_A))
     centres, counts = _cluster(d, eps)
     if len(centres) < 2:
-        raise FitError("no lattice matching the projected cell found in the column "
-                       "positions; check the pixel size and the material")
+        raise FitError(
+            "no lattice matching the projected cell found in the column "
+            "positions; check the pixel size and the material"
+        )
     lengths = np.linalg.norm(centres, axis=1)
     found = []
     for i in np.flatnonzero(np.abs(lengths / la - 1) <= _LENGTH_WINDOW):
@@ -255,13 +269,16 @@ def _candidate_bases(pos, cell, pixel_size_A, max_candidates=4):
                 continue
             # Many partners make a lattice vector; closeness to the nominal lengths only
             # breaks ties between equally populated candidates.
-            score = counts[i] + counts[j] - 0.01 * (abs(lengths[i] / la - 1)
-                                                     + abs(lengths[j] / lb - 1))
+            score = (
+                counts[i] + counts[j] - 0.01 * (abs(lengths[i] / la - 1) + abs(lengths[j] / lb - 1))
+            )
             found.append((score, i, j))
     if not found:
-        raise FitError("no pair of lattice vectors matching the projected cell "
-                       f"({cell.a_A:.3f} Å, {cell.b_A:.3f} Å, {cell.gamma_deg:.1f}°) found in "
-                       "the column positions; check the pixel size and the material")
+        raise FitError(
+            "no pair of lattice vectors matching the projected cell "
+            f"({cell.a_A:.3f} Å, {cell.b_A:.3f} Å, {cell.gamma_deg:.1f}°) found in "
+            "the column positions; check the pixel size and the material"
+        )
     found.sort(key=lambda t: -t[0])
     bases = []
     for score, i, j in found:
@@ -278,8 +295,9 @@ def _candidate_bases(pos, cell, pixel_size_A, max_candidates=4):
 
 def _same_lattice(b1, b2, tol=0.05):
     p = b1 @ np.linalg.inv(b2)
-    return bool(np.allclose(p, np.round(p), atol=tol) and
-                abs(abs(np.linalg.det(np.round(p))) - 1) < 1e-9)
+    return bool(
+        np.allclose(p, np.round(p), atol=tol) and abs(abs(np.linalg.det(np.round(p))) - 1) < 1e-9
+    )
 
 
 def _cluster(vectors, eps):
@@ -352,8 +370,13 @@ def _match(pos, origin, basis, inv, sites, tol_px):
         cells = np.where(better[..., None], alt, cells)
     k = np.argmin(dist, axis=1)
     rows = np.arange(len(pos))
-    return {"site": k, "cell": cells[rows, k].astype(int), "dist": dist[rows, k],
-            "inlier": dist[rows, k] <= tol_px, "frac": f}
+    return {
+        "site": k,
+        "cell": cells[rows, k].astype(int),
+        "dist": dist[rows, k],
+        "inlier": dist[rows, k] <= tol_px,
+        "frac": f,
+    }
 
 
 def _score(res, inten, contrast):
@@ -431,11 +454,19 @@ def _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, ori
             flags[t] = "duplicate"
         else:
             seen[key] = t
-    table = pd.DataFrame({
-        "label": labels, "site": site_names, "u": uv[:, 0], "v": uv[:, 1],
-        "i": ij[:, 0].astype(int), "j": ij[:, 1].astype(int), "misfit_A": misfit,
-        "expected_contrast": np.where(inl, contrast[k], np.nan), "assign_flag": flags,
-    })
+    table = pd.DataFrame(
+        {
+            "label": labels,
+            "site": site_names,
+            "u": uv[:, 0],
+            "v": uv[:, 1],
+            "i": ij[:, 0].astype(int),
+            "j": ij[:, 1].astype(int),
+            "misfit_A": misfit,
+            "expected_contrast": np.where(inl, contrast[k], np.nan),
+            "assign_flag": flags,
+        }
+    )
     good = flags == ""
     m = np.linalg.solve(cell.vectors_A, basis * pixel_size_A)  # Å (cell frame) -> Å (image)
     a_len, b_len = np.linalg.norm(basis, axis=1) * pixel_size_A
@@ -446,19 +477,25 @@ def _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, ori
         if np.ptp(c) > 0 and np.ptp(y) > 0:
             corr = float(stats.spearmanr(c, y)[0])
     fit = LatticeFit(
-        vectors_px=basis, origin_px=origin,
+        vectors_px=basis,
+        origin_px=origin,
         rotation_deg=float(np.degrees(np.arctan2(basis[0, 1], basis[0, 0]))),
-        mirrored=bool(np.linalg.det(m) < 0), a_A=float(a_len), b_A=float(b_len),
-        expected_a_A=cell.a_A, expected_b_A=cell.b_A,
+        mirrored=bool(np.linalg.det(m) < 0),
+        a_A=float(a_len),
+        b_A=float(b_len),
+        expected_a_A=cell.a_A,
+        expected_b_A=cell.b_A,
         rms_misfit_A=float(np.sqrt(np.mean(misfit[good] ** 2))) if good.any() else np.nan,
-        gamma_deg=float(gamma), expected_gamma_deg=cell.gamma_deg,
-        n_assigned=int(good.sum()), n_unexpected=int((flags == "unexpected").sum()),
-        contrast_correlation=corr)
+        gamma_deg=float(gamma),
+        expected_gamma_deg=cell.gamma_deg,
+        n_assigned=int(good.sum()),
+        n_unexpected=int((flags == "unexpected").sum()),
+        contrast_correlation=corr,
+    )
     return table, fit
 
 
-def missing_sites(positions_px, lattice: LatticeFit, cell: ProjectedCell, keep, *,
-                  tolerance_px):
+def missing_sites(positions_px, lattice: LatticeFit, cell: ProjectedCell, keep, *, tolerance_px):
     """Sites of the fitted lattice that no column occupies.
 
     Weak columns next to bright ones (Br beside Pb-Br in CsPbBr3 [001] once sigma / nn
@@ -493,8 +530,7 @@ def missing_sites(positions_px, lattice: LatticeFit, cell: ProjectedCell, keep, 
     frac = (pos - lattice.origin_px) @ np.linalg.inv(basis)
     lo = np.floor(frac.min(axis=0)).astype(int) - 1
     hi = np.ceil(frac.max(axis=0)).astype(int) + 1
-    ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1),
-                         indexing="ij")
+    ii, jj = np.meshgrid(np.arange(lo[0], hi[0] + 1), np.arange(lo[1], hi[1] + 1), indexing="ij")
     cells = np.column_stack([ii.ravel(), jj.ravel()]).astype(float)
     fracs = cell.fracs
     grid = (cells[:, None, :] + fracs[None, :, :]).reshape(-1, 2)

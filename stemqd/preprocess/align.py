@@ -64,8 +64,12 @@ def align_frames(frames, *, upsample_factor=100, reference_iterations=2):
             # phase_cross_correlation returns the shift that registers the moving image
             # onto the reference, i.e. minus the content displacement.
             correction, _, _ = phase_cross_correlation(
-                reference, spectra[k], upsample_factor=upsample_factor, space="fourier",
-                normalization=None)
+                reference,
+                spectra[k],
+                upsample_factor=upsample_factor,
+                space="fourier",
+                normalization=None,
+            )
             shifts[k] = -correction
         shifts -= shifts[0]
         if it == iterations - 1:

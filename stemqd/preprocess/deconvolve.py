@@ -47,8 +47,19 @@ def _lambda(g1, g2):
     return float(min(max(lam, 0.0), 1.0))
 
 
-def deconvolve_blind(image, psf, *, iterations=10, damping=0.0, readout=0.0, weight=None,
-                     blind=True, pad_px=None, accelerate=True, init=None):
+def deconvolve_blind(
+    image,
+    psf,
+    *,
+    iterations=10,
+    damping=0.0,
+    readout=0.0,
+    weight=None,
+    blind=True,
+    pad_px=None,
+    accelerate=True,
+    init=None,
+):
     """Deconvolve the probe from an image, refining the PSF at the same time.
 
     The loop of MATLAB's ``deconvblind`` (algorithms.md §B), k = 1 ... ``iterations``:

@@ -70,13 +70,13 @@ def _taper_pad(image):
         d_before = np.arange(before, 0, -1)  # distance from the image edge, px
         w[:before] = np.cos(0.5 * np.pi * d_before / (before + 1)) ** 2
         d_after = np.arange(1, after + 1)
-        w[n + before:n + before + after] = np.cos(0.5 * np.pi * d_after / (after + 1)) ** 2
-        w[n + before + after:] = 0.0
+        w[n + before : n + before + after] = np.cos(0.5 * np.pi * d_after / (after + 1)) ** 2
+        w[n + before + after :] = 0.0
         tapers.append(w)
     (by, ay, ey), (bx, ax, ex) = pads
     reflected = np.pad(image - mean, ((by, ay), (bx, ax)), mode="reflect")
     padded = np.zeros((ny + by + ay + ey, nx + bx + ax + ex))
-    padded[:reflected.shape[0], :reflected.shape[1]] = reflected
+    padded[: reflected.shape[0], : reflected.shape[1]] = reflected
     padded *= tapers[0][:, None] * tapers[1][None, :]
     padded += mean
     return padded, (slice(by, by + ny), slice(bx, bx + nx))
@@ -91,8 +91,8 @@ def _median5(a, rows=128):
     padded = np.pad(a, 2, mode="edge")
     out = np.empty_like(a)
     for i in range(0, a.shape[0], rows):
-        win = sliding_window_view(padded[i:i + rows + 4], (5, 5))
-        out[i:i + rows] = np.partition(win.reshape(*win.shape[:2], 25), 12, axis=-1)[..., 12]
+        win = sliding_window_view(padded[i : i + rows + 4], (5, 5))
+        out[i : i + rows] = np.partition(win.reshape(*win.shape[:2], 25), 12, axis=-1)[..., 12]
     return out
 
 
@@ -120,8 +120,9 @@ def _annulus_floor(values, bins, counts, delta):
     return level
 
 
-def du_filter(image, pixel_size_A, *, cutoff_inv_A=None, cycles=10, delta_percent=10.0,
-              anscombe=False):
+def du_filter(
+    image, pixel_size_A, *, cutoff_inv_A=None, cycles=10, delta_percent=10.0, anscombe=False
+):
     """Du (2015) nonlinear filter: Gaussian low-pass plus Wiener-filtered residual, cycled.
 
     Each cycle n splits the spectrum X_n of the current image into a Gaussian low-pass part

@@ -30,6 +30,7 @@ from ..optics import FWHM_PER_SIGMA, focal_spread_A, wavelength_A
 
 __all__ = ["probe_psf", "psf_fwhm_A"]
 
+
 def _fine_grid(pixel_size_A, k_max, half_width_A, extent_A):
     """Choose the supersampling factor and the size of the fine grid.
 
@@ -45,9 +46,18 @@ def _fine_grid(pixel_size_A, k_max, half_width_A, extent_A):
     return s, dx, n
 
 
-def probe_psf(pixel_size_A, voltage_kv=300.0, convergence_mrad=18.0, *, defocus_A=0.0,
-              cs_mm=0.0, source_size_A=0.0, energy_spread_eV=0.0, cc_mm=1.6,
-              half_width_A=1.5):
+def probe_psf(
+    pixel_size_A,
+    voltage_kv=300.0,
+    convergence_mrad=18.0,
+    *,
+    defocus_A=0.0,
+    cs_mm=0.0,
+    source_size_A=0.0,
+    energy_spread_eV=0.0,
+    cc_mm=1.6,
+    half_width_A=1.5,
+):
     """Incoherent probe PSF sampled on the image pixel grid.
 
     psi(r) = IFT[A(k) exp(-i chi(k))] with a round aperture A of radius
@@ -182,7 +192,7 @@ def psf_fwhm_A(psf, pixel_size_A, *, upsample=8, n_angles=72):
     spec = fft.fftshift(fft.fft2(psf))
     padded = np.zeros((my, mx), complex)
     oy, ox = my // 2 - ny // 2, mx // 2 - nx // 2  # keep the zero frequency aligned
-    padded[oy:oy + ny, ox:ox + nx] = spec
+    padded[oy : oy + ny, ox : ox + nx] = spec
     fine = fft.ifft2(fft.ifftshift(padded)).real * (upsample**2)
     cy, cx = np.unravel_index(np.argmax(fine), fine.shape)
     half = 0.5 * fine[cy, cx]

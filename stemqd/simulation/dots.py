@@ -46,14 +46,16 @@ def series_amplitudes(series, *, method: str = "volume", relative_to: str | None
     if relative_to is not None and relative_to not in COLUMN_PREFIX:
         raise InputError(f"relative_to must be one of {list(COLUMN_PREFIX)} or None")
     t = table["thickness_uc"].to_numpy(float)
-    curves = {typ: table[f"{p}{suffix[method]}"].to_numpy(float)
-              for typ, p in COLUMN_PREFIX.items()}
+    curves = {
+        typ: table[f"{p}{suffix[method]}"].to_numpy(float) for typ, p in COLUMN_PREFIX.items()
+    }
 
     def amplitudes(types, depth_uc, thickness_uc):
         thickness = float(thickness_uc)
         if not t[0] <= thickness <= t[-1]:
-            raise InputError(f"dot thickness {thickness:g} uc is outside the series "
-                             f"({t[0]:g}-{t[-1]:g} uc)")
+            raise InputError(
+                f"dot thickness {thickness:g} uc is outside the series ({t[0]:g}-{t[-1]:g} uc)"
+            )
         value = {typ: float(np.interp(thickness, t, c)) for typ, c in curves.items()}
         norm = value[relative_to] if relative_to is not None else 1.0
         types = np.asarray(types)

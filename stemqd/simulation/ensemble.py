@@ -61,8 +61,9 @@ def _estimates(measured: dict) -> dict:
     return out
 
 
-def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters, *,
-                   correction=None) -> tuple:
+def analyse_series(
+    raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters, *, correction=None
+) -> tuple:
     """Table of intensities and ratios, with frozen-phonon errors, from raw wedge scans.
 
     Values are measured on the phonon- and focus-averaged image. Their standard errors come
@@ -144,12 +145,22 @@ def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters,
             keep[g] = False
             values.append(_estimates(measure_cell_images(leave_out_image(keep), params)))
         b = len(groups)
-        return {k: (b - 1) / b * np.sum((np.array([v[k] for v in values])
-                                         - np.mean([v[k] for v in values], axis=0)) ** 2,
-                                        axis=0) for k in est}, b
+        return {
+            k: (b - 1)
+            / b
+            * np.sum(
+                (np.array([v[k] for v in values]) - np.mean([v[k] for v in values], axis=0)) ** 2,
+                axis=0,
+            )
+            for k in est
+        }, b
 
-    var0, b0 = jackknife_variance(nodes, lambda keep: np.tensordot(
-        ensemble_weights(nodes, weights, keep), images, axes=(0, 0)) + grid_delta)
+    var0, b0 = jackknife_variance(
+        nodes,
+        lambda keep: (
+            np.tensordot(ensemble_weights(nodes, weights, keep), images, axes=(0, 0)) + grid_delta
+        ),
+    )
     if var0 is None:
         var0 = {k: v**2 for k, v in scatter.items()}
         error_method = "per-configuration scatter"
@@ -158,17 +169,24 @@ def analyse_series(raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters,
     grid_corr = {k: np.full(len(params.thicknesses_uc), np.nan) for k in ("ratio", "err")}
     var = dict(var0)
     if correction is not None:
-        var1, b1 = jackknife_variance(corr_nodes, lambda keep: phonon_mean + np.tensordot(
-            ensemble_weights(corr_nodes, weights, keep), diffs, axes=(0, 0)))
+        var1, b1 = jackknife_variance(
+            corr_nodes,
+            lambda keep: (
+                phonon_mean
+                + np.tensordot(ensemble_weights(corr_nodes, weights, keep), diffs, axes=(0, 0))
+            ),
+        )
         if var1 is None:
-            raise InputError("the grid correction needs at least two configurations per "
-                             "focal node")
+            raise InputError("the grid correction needs at least two configurations per focal node")
         var = {k: var0[k] + var1[k] for k in est}
-        error_method = (f"two-level: phonon grid {error_method}, grid correction "
-                        f"jackknife ({b1} groups)")
+        error_method = (
+            f"two-level: phonon grid {error_method}, grid correction jackknife ({b1} groups)"
+        )
         phonon_only = _estimates(measure_cell_images(phonon_mean, params))
-        grid_corr = {"ratio": est[("ratio", "volume")] - phonon_only[("ratio", "volume")],
-                     "err": np.sqrt(var1[("ratio", "volume")])}
+        grid_corr = {
+            "ratio": est[("ratio", "volume")] - phonon_only[("ratio", "volume")],
+            "err": np.sqrt(var1[("ratio", "volume")]),
+        }
     errors = {k: np.sqrt(v) for k, v in var.items()}
     thick = np.array(params.thicknesses_uc)
     table = {"thickness_uc": thick, "thickness_nm": thick * params.lattice_constant_A / 10.0}

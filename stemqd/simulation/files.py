@@ -38,10 +38,16 @@ def raw_path_for(csv_path) -> Path:
     return p.with_name(p.stem + ".raw.npz")
 
 
-def correction_key(level0: SeriesParameters, params: SeriesParameters, seed: int,
-                    snapshot_key: str | None = None) -> str:
-    return json.dumps({"phonon": params_key(level0, seed, snapshot_key),
-                       "target": params_key(params, seed, snapshot_key)}, sort_keys=True)
+def correction_key(
+    level0: SeriesParameters, params: SeriesParameters, seed: int, snapshot_key: str | None = None
+) -> str:
+    return json.dumps(
+        {
+            "phonon": params_key(level0, seed, snapshot_key),
+            "target": params_key(params, seed, snapshot_key),
+        },
+        sort_keys=True,
+    )
 
 
 def params_key(params: SeriesParameters, seed: int, snapshot_key: str | None = None) -> str:
@@ -56,8 +62,11 @@ def params_key(params: SeriesParameters, seed: int, snapshot_key: str | None = N
 def phonons_key(info: dict) -> str | None:
     """Checkpoint key of the MD phonon source in a result's ``info`` (None: Einstein model)."""
     source = info.get("phonons", {})
-    return None if source.get("model", "Einstein") == "Einstein" else json.dumps(
-        source, sort_keys=True)
+    return (
+        None
+        if source.get("model", "Einstein") == "Einstein"
+        else json.dumps(source, sort_keys=True)
+    )
 
 
 def save_raw(path, params, seed, raw, nodes, two_level=None, snapshot_key=None):
@@ -73,19 +82,27 @@ def save_raw(path, params, seed, raw, nodes, two_level=None, snapshot_key=None):
     level0, extra = params, {}
     if two_level is not None:
         level0, corr, corr_nodes = two_level
-        extra = {"corr": corr.astype(np.float64), "corr_nodes": corr_nodes,
-                 "corr_key": np.array(correction_key(level0, params, seed, snapshot_key))}
+        extra = {
+            "corr": corr.astype(np.float64),
+            "corr_nodes": corr_nodes,
+            "corr_key": np.array(correction_key(level0, params, seed, snapshot_key)),
+        }
     key = params_key(level0, seed, snapshot_key)
     buf = _io.BytesIO()
-    np.savez_compressed(buf, raw=raw.astype(np.float64), nodes=nodes, key=np.array(key),
-                        seed=np.array(seed), **extra)
+    np.savez_compressed(
+        buf,
+        raw=raw.astype(np.float64),
+        nodes=nodes,
+        key=np.array(key),
+        seed=np.array(seed),
+        **extra,
+    )
     atomic_write_bytes(path, buf.getvalue())
 
 
 def fitter_settings(params: SeriesParameters) -> dict:
     """How the simulated images were measured: what a measured ratio must match."""
-    out = {"model": params.fit_model, "tiles": params.fit_tiles,
-           "pixel_A": params.fit_pixel_A}
+    out = {"model": params.fit_model, "tiles": params.fit_tiles, "pixel_A": params.fit_pixel_A}
     if params.fit_model == "window7":
         out["radius_A"] = params.effective_fit_radius_A
     else:
@@ -97,12 +114,19 @@ def series_fit_model(sidecar: dict) -> str:
     """The column model a series was measured with, from its sidecar (``window7`` for
     series written before the model was recorded)."""
     return sidecar.get("fitter", {}).get("model") or sidecar.get("parameters", {}).get(
-        "fit_model", "window7")
+        "fit_model", "window7"
+    )
 
 
-def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
-                 mode: str = "reference", extra: dict | None = None,
-                 raw_archive=None) -> dict:
+def write_series(
+    result: SeriesResult,
+    csv_path,
+    *,
+    command: str | None = None,
+    mode: str = "reference",
+    extra: dict | None = None,
+    raw_archive=None,
+) -> dict:
     """Write the series CSV, its JSON sidecar and the raw-scan archive, each atomically.
 
     ``raw_archive``: an existing archive of these scans (a re-analysis) that the sidecar
@@ -125,10 +149,17 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     csv_path = Path(csv_path)
     if raw_archive is None:
         raw = raw_path_for(csv_path)
-        save_raw(raw, result.params, result.seed, result.raw, result.nodes,
-                  None if result.phonon_params is None else
-                  (result.phonon_params, result.correction, result.correction_nodes),
-                  snapshot_key=phonons_key(result.info))
+        save_raw(
+            raw,
+            result.params,
+            result.seed,
+            result.raw,
+            result.nodes,
+            None
+            if result.phonon_params is None
+            else (result.phonon_params, result.correction, result.correction_nodes),
+            snapshot_key=phonons_key(result.info),
+        )
         raw_name = raw.name
     else:
         raw = Path(raw_archive)
@@ -140,8 +171,8 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
     reliable = bool(n_cfg >= MIN_CONFIGS_FOR_SE)
     sidecar = {
         "description": "ADF-STEM thickness series of CsPbBr3 [001] (abTEM multislice, frozen "
-                       "phonons, exit planes), column intensities from stemqd.columns.fit."
-                       "refine_columns on the simulated images; see stemqd/simulation/.",
+        "phonons, exit planes), column intensities from stemqd.columns.fit."
+        "refine_columns on the simulated images; see stemqd/simulation/.",
         "fitter": fitter_settings(result.params),
         "mode": mode,
         "command": command if command is not None else " ".join(sys.argv),
@@ -150,9 +181,9 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
         "derived": result.params.derived(),
         "conventions": {
             "phonon_sigmas": "rms displacement per Cartesian direction (U_iso = sigma^2); "
-                             "defaults from the project's PBE AIMD at 300 K, about the "
-                             "mean positions (simulations/reference/cspbbr3_bulk_aimd/"
-                             "a6.00/phonon_sigmas.json, thermal_sigma_A)",
+            "defaults from the project's PBE AIMD at 300 K, about the "
+            "mean positions (simulations/reference/cspbbr3_bulk_aimd/"
+            "a6.00/phonon_sigmas.json, thermal_sigma_A)",
             "energy_spread": "FWHM; focal spread sigma = Cc * sigma_E / E0 (Kirkland 2010)",
             "chromatic_aberration": "assumed, not given by the study",
             "source_size": "FWHM, Gaussian, added in quadrature to the extra blur sigma",
@@ -171,10 +202,11 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
             "se_reliable": reliable,
             "target_met": bool(reliable and float(last["ratio_err"]) < TARGET_RATIO_SE),
             "single_config_equivalent_se": s1,
-            "configs_needed_for_target": (math.ceil((s1 / TARGET_RATIO_SE) ** 2)
-                                          if math.isfinite(s1) else None),
+            "configs_needed_for_target": (
+                math.ceil((s1 / TARGET_RATIO_SE) ** 2) if math.isfinite(s1) else None
+            ),
             "single_config_equivalent_se_note": "phonon level: ratio_se_phonon_level x "
-                                                "sqrt(configurations)",
+            "sqrt(configurations)",
         },
         **{k: v for k, v in result.info.items()},
         "versions": versions(),
@@ -192,8 +224,12 @@ def write_series(result: SeriesResult, csv_path, *, command: str | None = None,
         f"configurations; ratio SE at {fp['thickness_uc']} uc {fp['ratio_se']:.4f} "
         f"({fp['ratio_se_method']}) vs target {TARGET_RATIO_SE}: "
         f"{'met' if fp['target_met'] else 'NOT met'}"
-        + ("" if reliable else f" (error estimate unreliable with fewer than "
-                               f"{MIN_CONFIGS_FOR_SE} configurations)"))
+        + (
+            ""
+            if reliable
+            else f" (error estimate unreliable with fewer than {MIN_CONFIGS_FOR_SE} configurations)"
+        )
+    )
     atomic_write_text(csv_path, table.to_csv(index=False, float_format="%.8g"))
     atomic_write_text(sidecar_path(csv_path), json.dumps(to_jsonable(sidecar), indent=2) + "\n")
     return sidecar
@@ -240,24 +276,39 @@ def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
     t = table["thickness_uc"]
     for meth, style in (("volume", "o-"), ("disc", "s--"), ("peak", "^:")):
         if f"ratio_{meth}" in table:
-            ax1.errorbar(t, table[f"ratio_{meth}"], yerr=table[f"ratio_{meth}_err"], fmt=style,
-                         ms=4, capsize=2, label={"volume": "fitted volume", "disc": "disc",
-                                                 "peak": "fitted peak"}[meth])
+            ax1.errorbar(
+                t,
+                table[f"ratio_{meth}"],
+                yerr=table[f"ratio_{meth}_err"],
+                fmt=style,
+                ms=4,
+                capsize=2,
+                label={"volume": "fitted volume", "disc": "disc", "peak": "fitted peak"}[meth],
+            )
     ax1.set_xlabel("thickness (unit cells)")
     ax1.set_ylabel("Cs : Pb/Br ratio")
     ax1.legend(fontsize=8)
     names = {"cs": ("Cs", "C0"), "pbbr": ("Pb-Br", "C3"), "br": ("Br", "C2")}
     for prefix, (label, colour) in names.items():
         col = f"{prefix}_volume_A2"
-        ax2.errorbar(t, table[col], yerr=table[col + "_err"], fmt="o-", ms=3, capsize=2,
-                     color=colour, label=f"{label} (fit)")
+        ax2.errorbar(
+            t,
+            table[col],
+            yerr=table[col + "_err"],
+            fmt="o-",
+            ms=3,
+            capsize=2,
+            color=colour,
+            label=f"{label} (fit)",
+        )
         col = f"{prefix}_disc_A2"
         ax2.plot(t, table[col], "--", lw=1, color=colour, label=f"{label} (disc)")
     ax2.set_xlabel("thickness (unit cells)")
     ax2.set_ylabel("cross-section (Å²)")
     ax2.legend(fontsize=7, ncol=2)
-    sec = ax1.secondary_xaxis("top", functions=(
-        lambda x: x * nm_per_uc(table), lambda x: x / nm_per_uc(table)))
+    sec = ax1.secondary_xaxis(
+        "top", functions=(lambda x: x * nm_per_uc(table), lambda x: x / nm_per_uc(table))
+    )
     sec.set_xlabel("thickness (nm)")
     if title:
         fig.suptitle(title, fontsize=9)
@@ -269,6 +320,19 @@ def nm_per_uc(table):
     return float(table["thickness_nm"].iloc[-1] / table["thickness_uc"].iloc[-1])
 
 
-__all__ = ["check_series", "correction_key", "fitter_settings", "nm_per_uc", "params_key",
-           "phonons_key", "plot_series", "raw_path_for", "read_series", "save_raw",
-           "series_fit_model", "sidecar_path", "versions", "write_series"]
+__all__ = [
+    "check_series",
+    "correction_key",
+    "fitter_settings",
+    "nm_per_uc",
+    "params_key",
+    "phonons_key",
+    "plot_series",
+    "raw_path_for",
+    "read_series",
+    "save_raw",
+    "series_fit_model",
+    "sidecar_path",
+    "versions",
+    "write_series",
+]

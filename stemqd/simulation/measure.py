@@ -95,19 +95,26 @@ def _fit_cell_image(image: np.ndarray, params: SeriesParameters) -> dict:
     seeds = np.array(seeds, float)
     labels = np.array(labels)
     if params.fit_model == "window7":
-        table = refine_columns(tiled, seeds, radius_px=params.effective_fit_radius_A / px,
-                               model="window7")
+        table = refine_columns(
+            tiled, seeds, radius_px=params.effective_fit_radius_A / px, model="window7"
+        )
     else:
         # as the pipeline fits an image: every column jointly, one shared width
-        table = refine_columns(tiled, seeds, model=params.fit_model,
-                               background=params.fit_background,
-                               nn_px=params.lattice_constant_A / 2 / px)
+        table = refine_columns(
+            tiled,
+            seeds,
+            model=params.fit_model,
+            background=params.fit_background,
+            nn_px=params.lattice_constant_A / 2 / px,
+        )
     out = {}
     for typ in COLUMN_FRACS:
         rows = table[labels == typ]
-        out[typ] = {"volume": float(rows["volume"].mean()) * px * px,
-                    "peak": float(rows["amplitude"].mean()),
-                    "flag": ";".join(sorted(set(f for f in rows["flag"] if f)))}
+        out[typ] = {
+            "volume": float(rows["volume"].mean()) * px * px,
+            "peak": float(rows["amplitude"].mean()),
+            "flag": ";".join(sorted(set(f for f in rows["flag"] if f))),
+        }
     return out
 
 

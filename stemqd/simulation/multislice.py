@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """"cpu" or "gpu": "auto" picks the GPU when CuPy is installed and sees a device."""
+    """ "cpu" or "gpu": "auto" picks the GPU when CuPy is installed and sees a device."""
     if device not in ("auto", "cpu", "gpu"):
         raise InputError(f"device must be auto, cpu or gpu, got {device!r}")
     if device != "auto":
@@ -37,9 +37,17 @@ def _gpu_available() -> bool:
         return False
 
 
-def simulate_scans(params: SeriesParameters, configs, seed: int, *, nodes=None,
-                   thicknesses_uc=None, exit_planes: bool = True, num_workers: int | None = None,
-                   phonons=None):
+def simulate_scans(
+    params: SeriesParameters,
+    configs,
+    seed: int,
+    *,
+    nodes=None,
+    thicknesses_uc=None,
+    exit_planes: bool = True,
+    num_workers: int | None = None,
+    phonons=None,
+):
     """ADF signal on the wedge scan for the given phonon configurations, every thickness.
 
     Parameters
@@ -74,34 +82,44 @@ def simulate_scans(params: SeriesParameters, configs, seed: int, *, nodes=None,
     import dask
 
     abtem.config.set({"diagnostics.progress_bar": False})
-    thick = tuple(params.thicknesses_uc if thicknesses_uc is None else
-                  (int(t) for t in thicknesses_uc))
+    thick = tuple(
+        params.thicknesses_uc if thicknesses_uc is None else (int(t) for t in thicknesses_uc)
+    )
     configs = np.atleast_1d(np.asarray(configs, int))
     defocus_nodes, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
-    node_of = (config_nodes(int(configs.max()) + 1, weights)[configs] if nodes is None
-               else np.asarray(nodes, int))
+    node_of = (
+        config_nodes(int(configs.max()) + 1, weights)[configs]
+        if nodes is None
+        else np.asarray(nodes, int)
+    )
     a = params.lattice_constant_A
     positions = scan_positions(params)
     scan = abtem.CustomScan(positions)
     detector = abtem.AnnularDetector(params.detector_inner_mrad, params.detector_outer_mrad)
     spc = params.slices_per_cell
     if phonons is None:
+
         def phonons(slab, seed, config):
             return displaced_configuration(slab, params.sigmas, seed, config)
 
     def measurement(slab_uc, planes, cfgs, defocus):
-        slab = cspbbr3_slab(slab_uc, lattice_constant_A=a, cells=params.cells,
-                            slices_per_cell=spc)
-        ensemble = abtem.AtomsEnsemble(
-            [phonons(slab, seed, c) for c in cfgs],
-            ensemble_mean=False)
+        slab = cspbbr3_slab(slab_uc, lattice_constant_A=a, cells=params.cells, slices_per_cell=spc)
+        ensemble = abtem.AtomsEnsemble([phonons(slab, seed, c) for c in cfgs], ensemble_mean=False)
         potential = abtem.Potential(
-            ensemble, gpts=params.grid_points, slice_thickness=a / spc,
-            parametrization=params.parametrization, projection=params.projection,
-            exit_planes=planes, device=params.device)
-        probe = abtem.Probe(energy=params.energy_kV * 1e3,
-                            semiangle_cutoff=params.semiangle_mrad, defocus=float(defocus),
-                            device=params.device)
+            ensemble,
+            gpts=params.grid_points,
+            slice_thickness=a / spc,
+            parametrization=params.parametrization,
+            projection=params.projection,
+            exit_planes=planes,
+            device=params.device,
+        )
+        probe = abtem.Probe(
+            energy=params.energy_kV * 1e3,
+            semiangle_cutoff=params.semiangle_mrad,
+            defocus=float(defocus),
+            device=params.device,
+        )
         return probe.scan(potential, scan=scan, detectors=detector)
 
     jobs = []  # (config rows, thickness columns, lazy measurement)
@@ -116,13 +134,19 @@ def simulate_scans(params: SeriesParameters, configs, seed: int, *, nodes=None,
         else:
             for it, t in enumerate(thick):
                 jobs.append((rows, it, measurement(t, None, cfgs, defocus)))
-    arrays = dask.compute(*[m.array for _, _, m in jobs], scheduler="threads",
-                          num_workers=num_workers or os.cpu_count())
+    arrays = dask.compute(
+        *[m.array for _, _, m in jobs],
+        scheduler="threads",
+        num_workers=num_workers or os.cpu_count(),
+    )
     out = np.full((len(configs), len(thick), len(positions)), np.nan)
     for (rows, cols, _), arr in zip(jobs, arrays):
         arr = _to_numpy(arr).astype(np.float64)
-        arr = arr.reshape(len(rows), -1, len(positions)) if cols == slice(None) else arr.reshape(
-            len(rows), len(positions))
+        arr = (
+            arr.reshape(len(rows), -1, len(positions))
+            if cols == slice(None)
+            else arr.reshape(len(rows), len(positions))
+        )
         out[rows, cols] = arr
     return out
 

@@ -88,8 +88,17 @@ QUICK_SAMPLING_FACTOR = 1.0
 #: Fields of :class:`SeriesParameters` applied after the multislice, to the averaged scans
 #: (source blur, interpolation, fitter, discs) or naming where it ran: a re-analysis of
 #: written scans may change them, and they are not part of the scans' identity.
-MEASUREMENT_FIELDS = ("source_size_fwhm_A", "blur_sigma_A", "fit_pixel_A", "fit_tiles",
-                      "fit_model", "fit_background", "fit_radius_A", "disc_radius_A", "device")
+MEASUREMENT_FIELDS = (
+    "source_size_fwhm_A",
+    "blur_sigma_A",
+    "fit_pixel_A",
+    "fit_tiles",
+    "fit_model",
+    "fit_background",
+    "fit_radius_A",
+    "disc_radius_A",
+    "device",
+)
 
 
 @dataclass(frozen=True)
@@ -204,30 +213,38 @@ class SeriesParameters:
         sig = self.phonon_sigmas_A
         if isinstance(sig, dict):
             sig = sig.items()
-        object.__setattr__(self, "phonon_sigmas_A",
-                           tuple(sorted((str(k), float(v)) for k, v in sig)))
+        object.__setattr__(
+            self, "phonon_sigmas_A", tuple(sorted((str(k), float(v)) for k, v in sig))
+        )
         if not self.lattice_constant_A > 0:
             raise InputError(f"lattice constant must be positive, got {self.lattice_constant_A}")
         if not t or min(t) < 1 or any(b <= a for a, b in zip(t, t[1:])):
             raise InputError(f"thicknesses must be increasing positive cell counts, got {t}")
         if self.cells < 3:
-            raise InputError(f"the box needs at least 3 x 3 cells for the probe tails, "
-                             f"got {self.cells}")
+            raise InputError(
+                f"the box needs at least 3 x 3 cells for the probe tails, got {self.cells}"
+            )
         if self.slices_per_cell < 1 or self.focal_nodes < 1 or self.fit_tiles < 3:
             raise InputError("slices_per_cell and focal_nodes must be >= 1, fit_tiles >= 3")
         if self.fit_model not in FIT_MODELS or self.fit_background not in JOINT_BACKGROUNDS:
-            raise InputError(f"fit_model must be one of {FIT_MODELS} and fit_background "
-                             f"'local' or 'constant', got {self.fit_model!r}, "
-                             f"{self.fit_background!r}")
+            raise InputError(
+                f"fit_model must be one of {FIT_MODELS} and fit_background "
+                f"'local' or 'constant', got {self.fit_model!r}, "
+                f"{self.fit_background!r}"
+            )
         if not 0 <= self.detector_inner_mrad < self.detector_outer_mrad:
             raise InputError("the ADF inner angle must be below the outer angle")
         missing = {"Cs", "Pb", "Br"} - {k for k, _ in self.phonon_sigmas_A}
         if missing or any(v < 0 for _, v in self.phonon_sigmas_A):
-            raise InputError(f"phonon sigmas need non-negative values for Cs, Pb and Br, "
-                             f"got {dict(self.phonon_sigmas_A)}")
+            raise InputError(
+                f"phonon sigmas need non-negative values for Cs, Pb and Br, "
+                f"got {dict(self.phonon_sigmas_A)}"
+            )
         if self.spread_scan and self.gpts is not None and self.gpts % self.cells:
-            raise InputError(f"a spread scan needs a whole number of grid points per cell: "
-                             f"gpts {self.gpts} is not a multiple of cells {self.cells}")
+            raise InputError(
+                f"a spread scan needs a whole number of grid points per cell: "
+                f"gpts {self.gpts} is not a multiple of cells {self.cells}"
+            )
         if self.device not in ("cpu", "gpu"):
             raise InputError(f"device must be 'cpu' or 'gpu', got {self.device!r}")
 
@@ -252,8 +269,7 @@ class SeriesParameters:
             return int(self.gpts)
         # abTEM's anti-aliasing aperture keeps 2/3 of the Nyquist frequency 1 / (2 dx):
         # theta_max = lambda / (3 dx) must reach the detector's outer angle.
-        dx_max = self.sampling_factor * self.wavelength_A / (
-            3.0 * self.detector_outer_mrad * 1e-3)
+        dx_max = self.sampling_factor * self.wavelength_A / (3.0 * self.detector_outer_mrad * 1e-3)
         # A whole number of grid points per cell makes lattice translations and the p4mm
         # operations exact on the grid (the spread scan relies on it). 5-smooth per cell:
         # FFTW 1080² (360 per cell) takes 9.5 ms, 1024² 12 ms, 1029² (7³) 29 ms.
@@ -274,8 +290,9 @@ class SeriesParameters:
 
     @property
     def focal_spread_A(self) -> float:
-        return focal_spread_A(self.energy_spread_fwhm_eV, self.chromatic_aberration_mm,
-                              self.energy_kV)
+        return focal_spread_A(
+            self.energy_spread_fwhm_eV, self.chromatic_aberration_mm, self.energy_kV
+        )
 
     @property
     def total_blur_sigma_A(self) -> float:
@@ -333,7 +350,16 @@ class SeriesParameters:
         return d
 
 
-__all__ = ["DEFAULT_NUM_CONFIGS", "DEFAULT_PHONON_SAMPLING_FACTOR",
-           "DEFAULT_PHONON_SIGMAS_A", "FIT_MODELS", "MEASUREMENT_FIELDS",
-           "MIN_CONFIGS_FOR_SE", "QUICK_NUM_CONFIGS", "QUICK_SAMPLING_FACTOR",
-           "TARGET_RATIO_SE", "SeriesParameters", "smooth_size"]
+__all__ = [
+    "DEFAULT_NUM_CONFIGS",
+    "DEFAULT_PHONON_SAMPLING_FACTOR",
+    "DEFAULT_PHONON_SIGMAS_A",
+    "FIT_MODELS",
+    "MEASUREMENT_FIELDS",
+    "MIN_CONFIGS_FOR_SE",
+    "QUICK_NUM_CONFIGS",
+    "QUICK_SAMPLING_FACTOR",
+    "TARGET_RATIO_SE",
+    "SeriesParameters",
+    "smooth_size",
+]

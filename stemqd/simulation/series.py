@@ -74,12 +74,21 @@ class SeriesResult:
 CORRECTION_CONFIG_OFFSET = 2**30
 
 
-def thickness_series(params: SeriesParameters | None = None, *,
-                     num_configs: int = QUICK_NUM_CONFIGS, seed: int = 0,
-                     phonon_sampling_factor: float | None = None, correction_configs: int = 0,
-                     batch_configs: int | None = None, max_time_s: float | None = None,
-                     raw_path=None, resume: bool = False, progress=None,
-                     num_workers: int | None = None, phonons=None) -> SeriesResult:
+def thickness_series(
+    params: SeriesParameters | None = None,
+    *,
+    num_configs: int = QUICK_NUM_CONFIGS,
+    seed: int = 0,
+    phonon_sampling_factor: float | None = None,
+    correction_configs: int = 0,
+    batch_configs: int | None = None,
+    max_time_s: float | None = None,
+    raw_path=None,
+    resume: bool = False,
+    progress=None,
+    num_workers: int | None = None,
+    phonons=None,
+) -> SeriesResult:
     """ADF-STEM thickness series of CsPbBr3 [001], measured through the column fitter.
 
     Parameters
@@ -128,9 +137,11 @@ def thickness_series(params: SeriesParameters | None = None, *,
     level0 = phonon_level(params, phonon_sampling_factor)
     two_level = level0 != params
     if two_level and correction_configs < 2 * params.focal_nodes:
-        raise InputError(f"a coarser phonon grid needs at least {2 * params.focal_nodes} "
-                         f"grid-correction configurations (two per focal node), got "
-                         f"{correction_configs}")
+        raise InputError(
+            f"a coarser phonon grid needs at least {2 * params.focal_nodes} "
+            f"grid-correction configurations (two per focal node), got "
+            f"{correction_configs}"
+        )
     m_corr = int(correction_configs) if two_level else 0
     t0 = time.perf_counter()
     _, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
@@ -157,14 +168,23 @@ def thickness_series(params: SeriesParameters | None = None, *,
 
     def save():
         if raw_path is not None:
-            save_raw(raw_path, params, seed, raw, all_nodes[:len(raw)],
-                      (level0, corr, corr_nodes_all[:corr.shape[1]]) if two_level else None,
-                      snapshot_key=pkey)
+            save_raw(
+                raw_path,
+                params,
+                seed,
+                raw,
+                all_nodes[: len(raw)],
+                (level0, corr, corr_nodes_all[: corr.shape[1]]) if two_level else None,
+                snapshot_key=pkey,
+            )
 
     def over_budget(stage):
         times = batch_times[stage]
-        return (max_time_s is not None and bool(times)
-                and time.perf_counter() - t0 + max(times) > max_time_s)
+        return (
+            max_time_s is not None
+            and bool(times)
+            and time.perf_counter() - t0 + max(times) > max_time_s
+        )
 
     while corr.shape[1] < m_corr:
         if over_budget("correction"):
@@ -174,8 +194,12 @@ def thickness_series(params: SeriesParameters | None = None, *,
         k1 = min(m_corr, k0 + batch_configs)
         cfgs, nds = CORRECTION_CONFIG_OFFSET + np.arange(k0, k1), corr_nodes_all[k0:k1]
         tb = time.perf_counter()
-        pair = np.stack([simulate_scans(p, cfgs, seed, nodes=nds, num_workers=num_workers,
-                                        phonons=phonons) for p in (level0, params)])
+        pair = np.stack(
+            [
+                simulate_scans(p, cfgs, seed, nodes=nds, num_workers=num_workers, phonons=phonons)
+                for p in (level0, params)
+            ]
+        )
         batch_times["correction"].append(time.perf_counter() - tb)
         corr = np.concatenate([corr, pair], axis=1)
         save()
@@ -187,8 +211,9 @@ def thickness_series(params: SeriesParameters | None = None, *,
         done = len(raw)
         stop = min(num_configs, done + batch_configs)
         tb = time.perf_counter()
-        chunk = simulate_scans(level0, np.arange(done, stop), seed, num_workers=num_workers,
-                               phonons=phonons)
+        chunk = simulate_scans(
+            level0, np.arange(done, stop), seed, num_workers=num_workers, phonons=phonons
+        )
         batch_times["phonon"].append(time.perf_counter() - tb)
         raw = np.concatenate([raw, chunk])
         save()
@@ -196,11 +221,12 @@ def thickness_series(params: SeriesParameters | None = None, *,
             progress(len(raw) + corr.shape[1], total, time.perf_counter() - t0)
     done = len(raw)
     nodes = all_nodes[:done]
-    corr_nodes = corr_nodes_all[:corr.shape[1]]
+    corr_nodes = corr_nodes_all[: corr.shape[1]]
     t_sim = time.perf_counter() - t0
     use_corr = two_level and corr.shape[1] >= 2 * params.focal_nodes
     table, per_config, flags, error_method = analyse_series(
-        raw, nodes, params, correction=(corr, corr_nodes) if use_corr else None)
+        raw, nodes, params, correction=(corr, corr_nodes) if use_corr else None
+    )
     info = {
         "num_configs_requested": int(num_configs),
         "num_configs": int(done),
@@ -213,38 +239,50 @@ def thickness_series(params: SeriesParameters | None = None, *,
         "fit_flags": flags,
         "error_method": error_method,
         "device": params.device,
-        "phonons": ({"model": "Einstein", "sigmas_A": params.sigmas} if phonons is None
-                    else phonons.source),
+        "phonons": (
+            {"model": "Einstein", "sigmas_A": params.sigmas} if phonons is None else phonons.source
+        ),
     }
     if two_level:
-        info["phonon_grid"] = {"sampling_factor": level0.sampling_factor,
-                               "gpts": level0.grid_points, "sampling_A": level0.sampling_A}
+        info["phonon_grid"] = {
+            "sampling_factor": level0.sampling_factor,
+            "gpts": level0.grid_points,
+            "sampling_A": level0.sampling_A,
+        }
         info["correction_configs_requested"] = m_corr
         info["correction_configs"] = int(corr.shape[1])
         info["resumed_correction_configs"] = int(resumed_corr)
         info["correction_applied"] = bool(use_corr)
-    return SeriesResult(table=table, params=params, seed=seed, raw=raw, nodes=nodes,
-                        per_config=per_config, info=info,
-                        phonon_params=level0 if two_level else None,
-                        correction=corr if two_level else None,
-                        correction_nodes=corr_nodes if two_level else None)
+    return SeriesResult(
+        table=table,
+        params=params,
+        seed=seed,
+        raw=raw,
+        nodes=nodes,
+        per_config=per_config,
+        info=info,
+        phonon_params=level0 if two_level else None,
+        correction=corr if two_level else None,
+        correction_nodes=corr_nodes if two_level else None,
+    )
 
 
 def phonon_level(params: SeriesParameters, phonon_sampling_factor: float | None):
     """Parameters of the phonon level: ``params`` on the grid of the given sampling factor."""
-    if phonon_sampling_factor is None or (params.gpts is None and
-                                          phonon_sampling_factor == params.sampling_factor):
+    if phonon_sampling_factor is None or (
+        params.gpts is None and phonon_sampling_factor == params.sampling_factor
+    ):
         return params
-    level0 = dataclasses.replace(params, sampling_factor=float(phonon_sampling_factor),
-                                 gpts=None)
+    level0 = dataclasses.replace(params, sampling_factor=float(phonon_sampling_factor), gpts=None)
     if level0.grid_points >= params.grid_points:
-        raise InputError(f"the phonon grid ({level0.grid_points}²) must be coarser than the "
-                         f"target grid ({params.grid_points}²)")
+        raise InputError(
+            f"the phonon grid ({level0.grid_points}²) must be coarser than the "
+            f"target grid ({params.grid_points}²)"
+        )
     return level0
 
 
-def reanalyse_series(csv_path, *, fit_model: str, fit_background: str = "local"
-                     ) -> SeriesResult:
+def reanalyse_series(csv_path, *, fit_model: str, fit_background: str = "local") -> SeriesResult:
     """Measure the raw scans of a written series again with another column model.
 
     No multislice is run: the archive beside ``csv_path`` (its ``raw_archive``) is read,
@@ -259,38 +297,73 @@ def reanalyse_series(csv_path, *, fit_model: str, fit_background: str = "local"
     """
     csv_path = Path(csv_path)
     sidecar = json.loads(sidecar_path(csv_path).read_text())
-    params = SeriesParameters(**{**sidecar["parameters"], "fit_model": fit_model,
-                                 "fit_background": fit_background})
+    params = SeriesParameters(
+        **{**sidecar["parameters"], "fit_model": fit_model, "fit_background": fit_background}
+    )
     raw_file = csv_path.parent / sidecar.get("raw_archive", raw_path_for(csv_path).name)
     grid = sidecar.get("phonon_grid")
     level0 = phonon_level(params, grid["sampling_factor"] if grid else None)
     pkey = phonons_key(sidecar)
     with np.load(raw_file, allow_pickle=False) as z:
         if str(z["key"]) != params_key(level0, sidecar["seed"], pkey):
-            raise InputError(f"{raw_file}: the scans do not belong to the parameters and "
-                             f"seed of {sidecar_path(csv_path)}")
+            raise InputError(
+                f"{raw_file}: the scans do not belong to the parameters and "
+                f"seed of {sidecar_path(csv_path)}"
+            )
         raw, nodes = z["raw"], z["nodes"]
         corr = (z["corr"], z["corr_nodes"]) if "corr" in z else None
     use_corr = corr is not None and sidecar.get("correction_applied", False)
     table, per_config, flags, error_method = analyse_series(
-        raw, nodes, params, correction=corr if use_corr else None)
-    keep = ("num_configs_requested", "num_configs", "resumed_configs", "configs_per_node",
-            "two_level", "complete", "simulation_time_s", "device", "phonons",
-            "phonon_grid", "correction_configs_requested", "correction_configs",
-            "resumed_correction_configs", "correction_applied", "sessions")
+        raw, nodes, params, correction=corr if use_corr else None
+    )
+    keep = (
+        "num_configs_requested",
+        "num_configs",
+        "resumed_configs",
+        "configs_per_node",
+        "two_level",
+        "complete",
+        "simulation_time_s",
+        "device",
+        "phonons",
+        "phonon_grid",
+        "correction_configs_requested",
+        "correction_configs",
+        "resumed_correction_configs",
+        "correction_applied",
+        "sessions",
+    )
     info = {k: sidecar[k] for k in keep if k in sidecar}
-    info.update(fit_flags=flags, error_method=error_method,
-                reanalysis_of={"series": str(csv_path), "fitter": sidecar.get(
-                    "fitter", {"model": series_fit_model(sidecar)})})
-    return SeriesResult(table=table, params=params, seed=sidecar["seed"], raw=raw, nodes=nodes,
-                        per_config=per_config, info=info,
-                        phonon_params=level0 if level0 != params else None,
-                        correction=None if corr is None else corr[0],
-                        correction_nodes=None if corr is None else corr[1])
+    info.update(
+        fit_flags=flags,
+        error_method=error_method,
+        reanalysis_of={
+            "series": str(csv_path),
+            "fitter": sidecar.get("fitter", {"model": series_fit_model(sidecar)}),
+        },
+    )
+    return SeriesResult(
+        table=table,
+        params=params,
+        seed=sidecar["seed"],
+        raw=raw,
+        nodes=nodes,
+        per_config=per_config,
+        info=info,
+        phonon_params=level0 if level0 != params else None,
+        correction=None if corr is None else corr[0],
+        correction_nodes=None if corr is None else corr[1],
+    )
 
 
-def convergence_check(base: SeriesParameters, variants: dict, *, num_configs: int = 2,
-                      seed: int = 0, num_workers: int | None = None) -> pd.DataFrame:
+def convergence_check(
+    base: SeriesParameters,
+    variants: dict,
+    *,
+    num_configs: int = 2,
+    seed: int = 0,
+    num_workers: int | None = None,
+) -> pd.DataFrame:
     """Ratio of every variant minus the base at a fixed seed, per thickness.
 
     The displacements of a configuration depend only on (seed, configuration, cell), so the
@@ -305,8 +378,10 @@ def convergence_check(base: SeriesParameters, variants: dict, *, num_configs: in
         Columns thickness_uc, variant, ratio, ratio_base, delta, rel_delta, time_s.
     """
     rows = []
-    runs = {name: dataclasses.replace(p, spread_scan=False)
-            for name, p in {"base": base, **variants}.items()}
+    runs = {
+        name: dataclasses.replace(p, spread_scan=False)
+        for name, p in {"base": base, **variants}.items()
+    }
     results = {}
     for name, p in runs.items():
         t0 = time.perf_counter()
@@ -316,45 +391,67 @@ def convergence_check(base: SeriesParameters, variants: dict, *, num_configs: in
     for name, (table, dt) in results.items():
         for i, t in enumerate(table["thickness_uc"]):
             r, r0 = float(table["ratio"].iloc[i]), float(base_table["ratio"].iloc[i])
-            rows.append({"thickness_uc": int(t), "variant": name, "ratio": r,
-                         "ratio_base": r0, "delta": r - r0, "rel_delta": (r - r0) / r0,
-                         "ratio_disc": float(table["ratio_disc"].iloc[i]),
-                         "delta_disc": float(table["ratio_disc"].iloc[i]
-                                             - base_table["ratio_disc"].iloc[i]),
-                         "time_s": dt})
+            rows.append(
+                {
+                    "thickness_uc": int(t),
+                    "variant": name,
+                    "ratio": r,
+                    "ratio_base": r0,
+                    "delta": r - r0,
+                    "rel_delta": (r - r0) / r0,
+                    "ratio_disc": float(table["ratio_disc"].iloc[i]),
+                    "delta_disc": float(
+                        table["ratio_disc"].iloc[i] - base_table["ratio_disc"].iloc[i]
+                    ),
+                    "time_s": dt,
+                }
+            )
     return pd.DataFrame(rows)
 
 
-def previous_sessions(csv_path, level0: SeriesParameters, seed: int,
-                      snapshot_key: str | None = None) -> list:
+def previous_sessions(
+    csv_path, level0: SeriesParameters, seed: int, snapshot_key: str | None = None
+) -> list:
     """Sessions recorded in the sidecar of the run being resumed at ``csv_path``, if it has
     the same phonon level, seed and MD phonon source (``snapshot_key``); else none."""
     path = sidecar_path(csv_path)
     try:
         old = json.loads(path.read_text())
-        old_params = SeriesParameters(**{
-            k: (tuple(v) if k == "thicknesses_uc" else v)
-            for k, v in old["parameters"].items()})
-        old_level0 = phonon_level(old_params, old.get("phonon_grid", {}).get(
-            "sampling_factor"))
+        old_params = SeriesParameters(
+            **{k: (tuple(v) if k == "thicknesses_uc" else v) for k, v in old["parameters"].items()}
+        )
+        old_level0 = phonon_level(old_params, old.get("phonon_grid", {}).get("sampling_factor"))
     except (OSError, ValueError, KeyError, TypeError, InputError):
         return []
     if params_key(old_level0, old.get("seed"), phonons_key(old)) != params_key(
-            level0, seed, snapshot_key):
+        level0, seed, snapshot_key
+    ):
         return []
     if "sessions" in old:
         return list(old["sessions"])
-    return [{"command": old.get("command"),
-             "configs_simulated": old.get("num_configs", 0) - old.get("resumed_configs", 0),
-             "configs_requested": old.get("num_configs_requested"),
-             "configs_total": old.get("num_configs"),
-             "simulation_time_s": old.get("simulation_time_s"),
-             "run_time_s": old.get("run_time_s"), "device": old.get("device"),
-             "finished": old.get("finished")}]
+    return [
+        {
+            "command": old.get("command"),
+            "configs_simulated": old.get("num_configs", 0) - old.get("resumed_configs", 0),
+            "configs_requested": old.get("num_configs_requested"),
+            "configs_total": old.get("num_configs"),
+            "simulation_time_s": old.get("simulation_time_s"),
+            "run_time_s": old.get("run_time_s"),
+            "device": old.get("device"),
+            "finished": old.get("finished"),
+        }
+    ]
 
 
-def record_session(result: SeriesResult, csv_path, *, command: str, requested: int,
-                   level0: SeriesParameters, snapshot_key: str | None = None) -> dict:
+def record_session(
+    result: SeriesResult,
+    csv_path,
+    *,
+    command: str,
+    requested: int,
+    level0: SeriesParameters,
+    snapshot_key: str | None = None,
+) -> dict:
     """Add this run to the sessions of the series at ``csv_path``; the sidecar's extra keys.
 
     A resumed run continues the sessions of the sidecar it resumes (see
@@ -363,29 +460,49 @@ def record_session(result: SeriesResult, csv_path, *, command: str, requested: i
     """
     info = result.info
     resumed = info["resumed_configs"] or info.get("resumed_correction_configs")
-    sessions = (previous_sessions(csv_path, level0, result.seed, snapshot_key)
-                if resumed else [])
-    sessions.append({
-        "command": command,
-        "configs_requested": info["num_configs_requested"],
-        "configs_simulated": info["num_configs"] - info["resumed_configs"],
-        "configs_total": info["num_configs"],
-        **({"correction_configs_simulated": info["correction_configs"]
-            - info["resumed_correction_configs"],
-            "correction_configs_total": info["correction_configs"]}
-           if info["two_level"] else {}),
-        "simulation_time_s": info["simulation_time_s"],
-        "run_time_s": info["run_time_s"], "device": info["device"],
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
-    info["num_configs_requested"] = max([requested] + [x.get("configs_requested") or 0
-                                                       for x in sessions])
+    sessions = previous_sessions(csv_path, level0, result.seed, snapshot_key) if resumed else []
+    sessions.append(
+        {
+            "command": command,
+            "configs_requested": info["num_configs_requested"],
+            "configs_simulated": info["num_configs"] - info["resumed_configs"],
+            "configs_total": info["num_configs"],
+            **(
+                {
+                    "correction_configs_simulated": info["correction_configs"]
+                    - info["resumed_correction_configs"],
+                    "correction_configs_total": info["correction_configs"],
+                }
+                if info["two_level"]
+                else {}
+            ),
+            "simulation_time_s": info["simulation_time_s"],
+            "run_time_s": info["run_time_s"],
+            "device": info["device"],
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+    )
+    info["num_configs_requested"] = max(
+        [requested] + [x.get("configs_requested") or 0 for x in sessions]
+    )
     info["complete"] = info["num_configs"] >= info["num_configs_requested"] and (
-        info.get("correction_configs", 0) >= info.get("correction_configs_requested", 0))
+        info.get("correction_configs", 0) >= info.get("correction_configs_requested", 0)
+    )
     known = [x["simulation_time_s"] for x in sessions if x.get("simulation_time_s") is not None]
-    return {"sessions": sessions, "simulation_time_total_s": float(sum(known)),
-            "simulation_time_total_complete": len(known) == len(sessions)}
+    return {
+        "sessions": sessions,
+        "simulation_time_total_s": float(sum(known)),
+        "simulation_time_total_complete": len(known) == len(sessions),
+    }
 
 
-__all__ = ["CORRECTION_CONFIG_OFFSET", "convergence_check", "phonon_level",
-           "previous_sessions", "reanalyse_series", "record_session", "SeriesResult",
-           "thickness_series"]
+__all__ = [
+    "CORRECTION_CONFIG_OFFSET",
+    "convergence_check",
+    "phonon_level",
+    "previous_sessions",
+    "reanalyse_series",
+    "record_session",
+    "SeriesResult",
+    "thickness_series",
+]

@@ -120,7 +120,8 @@ class SnapshotPhonons:
                 h %= 2 * n
                 cell, rem = h // 2, h % 2
                 out[:, cell[0], cell[1], cell[2], _SITE_OF_OFFSET[tuple(rem)]] = (
-                    src[:, i, j, k, s] @ g.T)
+                    src[:, i, j, k, s] @ g.T
+                )
         return out
 
     def __call__(self, slab, seed: int, config: int):
@@ -130,22 +131,32 @@ class SnapshotPhonons:
         site = slab.get_array("stemqd_site")
         lateral = cell_idx[:, :2].max(axis=0) - cell_idx[:, :2].min(axis=0) + 1
         if np.any(lateral % n):
-            raise InputError(f"the box ({lateral[0]} x {lateral[1]} cells) must be a whole "
-                             f"number of {n} x {n} MD supercells")
+            raise InputError(
+                f"the box ({lateral[0]} x {lateral[1]} cells) must be a whole "
+                f"number of {n} x {n} MD supercells"
+            )
         rng = np.random.default_rng([int(seed), int(config)])
         operation = int(rng.integers(48))
         translation = rng.integers(n, size=3)
         blocks = cell_idx[:, 2] // n
         n_blocks = int(blocks.max()) + 1
-        frames = [np.random.default_rng([int(seed), int(config), b]).integers(
-            len(self.displacements)) for b in range(n_blocks)]
+        frames = [
+            np.random.default_rng([int(seed), int(config), b]).integers(len(self.displacements))
+            for b in range(n_blocks)
+        ]
         field_ = self.transformed(frames, operation, translation)
         c = np.mod(cell_idx, n)
         return apply_displacements(slab, field_[blocks, c[:, 0], c[:, 1], c[:, 2], site])
 
 
-def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A,
-                     about: str = "sites", skip: int = 0) -> SnapshotPhonons:
+def snapshot_phonons(
+    trajectory,
+    sites,
+    *,
+    target_lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A,
+    about: str = "sites",
+    skip: int = 0,
+) -> SnapshotPhonons:
     """Read a periodic MD run of a cubic perovskite supercell into :class:`SnapshotPhonons`.
 
     Parameters
@@ -180,7 +191,7 @@ def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = CS
     symbols = ideal.get_chemical_symbols()
     if tuple(symbols) != tuple(traj.symbols):
         raise InputError(f"{sites} does not list the atoms of {trajectory} in its order")
-    frames = traj.values[int(skip):]
+    frames = traj.values[int(skip) :]
     if len(frames) < 1:
         raise InputError(f"{trajectory}: no frames left after skipping {skip}")
     pb = ideal.positions[[s == "Pb" for s in symbols]]
@@ -200,16 +211,24 @@ def snapshot_phonons(trajectory, sites, *, target_lattice_constant_A: float = CS
     if len({(*c, s) for c, s in zip(cell.tolist(), site.tolist())}) != len(symbols):
         raise InputError(f"{sites}: two atoms on one site")
     scale = float(target_lattice_constant_A) / a
-    u = site_displacements(frames, symbols,
-                           reference=ideal.positions if about == "sites" else None) * scale
+    u = (
+        site_displacements(frames, symbols, reference=ideal.positions if about == "sites" else None)
+        * scale
+    )
     disp = np.empty((len(frames), n, n, n, 5, 3))
     disp[:, cell[:, 0], cell[:, 1], cell[:, 2], site] = u
-    source = {"model": "MD snapshots", "trajectory": Path(trajectory).name,
-              "trajectory_sha256": sha256_file(trajectory), "sites": Path(sites).name,
-              "sites_sha256": sha256_file(sites), "frames": int(len(frames)), "skip": int(skip),
-              "displacements_about": ("ideal cubic sites" if about == "sites"
-                                      else "mean positions"),
-              "supercell": n, "md_lattice_constant_A": round(a, 6),
-              "target_lattice_constant_A": float(target_lattice_constant_A),
-              "displacement_scale": round(scale, 6)}
+    source = {
+        "model": "MD snapshots",
+        "trajectory": Path(trajectory).name,
+        "trajectory_sha256": sha256_file(trajectory),
+        "sites": Path(sites).name,
+        "sites_sha256": sha256_file(sites),
+        "frames": int(len(frames)),
+        "skip": int(skip),
+        "displacements_about": ("ideal cubic sites" if about == "sites" else "mean positions"),
+        "supercell": n,
+        "md_lattice_constant_A": round(a, 6),
+        "target_lattice_constant_A": float(target_lattice_constant_A),
+        "displacement_scale": round(scale, 6),
+    }
     return SnapshotPhonons(displacements=disp, source=source)

@@ -17,12 +17,19 @@ COLUMN_FRACS = {"A": [(0.5, 0.5)], "BX": [(0.0, 0.0)], "X": [(0.5, 0.0), (0.0, 0
 
 #: Sites of the cubic cell: (symbol, fractional position), Pb on the origin (B site);
 #: ``stemqd_site`` of the slab indexes this tuple.
-SITES = tuple((dict(zip("ABX", PEROVSKITES["CsPbBr3"][0], strict=True))[role], frac)
-              for role, frac in PEROVSKITE_SITES)
+SITES = tuple(
+    (dict(zip("ABX", PEROVSKITES["CsPbBr3"][0], strict=True))[role], frac)
+    for role, frac in PEROVSKITE_SITES
+)
 
 
-def cspbbr3_slab(thickness_uc: int, *, lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A, cells: int = 3,
-                 slices_per_cell: int = 2):
+def cspbbr3_slab(
+    thickness_uc: int,
+    *,
+    lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A,
+    cells: int = 3,
+    slices_per_cell: int = 2,
+):
     """Periodic cubic CsPbBr3 slab for [001] multislice, as ASE Atoms.
 
     Parameters
@@ -86,8 +93,9 @@ def displaced_configuration(atoms, sigmas_A: dict, seed: int, config: int):
     draws = np.empty((len(keys), len(SITES), 3))
     offset = 2**20  # SeedSequence entropy must be non-negative
     for n, (i, j, k) in enumerate(keys):
-        rng = np.random.default_rng([int(seed), int(config), int(i) + offset,
-                                     int(j) + offset, int(k)])
+        rng = np.random.default_rng(
+            [int(seed), int(config), int(i) + offset, int(j) + offset, int(k)]
+        )
         draws[n] = rng.standard_normal((len(SITES), 3))
     return apply_displacements(atoms, sigma[:, None] * draws[inverse, site])
 
@@ -101,5 +109,11 @@ def apply_displacements(atoms, displacements):
     return out
 
 
-__all__ = ["COLUMN_FRACS", "COLUMN_PREFIX", "SITES", "apply_displacements", "cspbbr3_slab",
-           "displaced_configuration"]
+__all__ = [
+    "COLUMN_FRACS",
+    "COLUMN_PREFIX",
+    "SITES",
+    "apply_displacements",
+    "cspbbr3_slab",
+    "displaced_configuration",
+]

@@ -84,8 +84,9 @@ class Truth:
         return float(a / b)
 
 
-def render_columns(shape, positions_px, amplitudes, sigma_px, *, row_offsets_px=None,
-                   radius_sigma=5.0):
+def render_columns(
+    shape, positions_px, amplitudes, sigma_px, *, row_offsets_px=None, radius_sigma=5.0
+):
     """Sum of round Gaussian columns sampled at pixel centres.
 
     Parameters
@@ -126,16 +127,19 @@ def render_columns(shape, positions_px, amplitudes, sigma_px, *, row_offsets_px=
     dx = cols[:, None, :] - pos[:, 0, None, None] - row_shift[:, :, None]
     gx = np.exp(-0.5 * (dx / sig[:, None, None]) ** 2)
     tiles = amp[:, None, None] * gy[:, :, None] * gx
-    valid = (rows[:, :, None] >= 0) & (rows[:, :, None] < ny) & (cols[:, None, :] >= 0) & (
-        cols[:, None, :] < nx)
+    valid = (
+        (rows[:, :, None] >= 0)
+        & (rows[:, :, None] < ny)
+        & (cols[:, None, :] >= 0)
+        & (cols[:, None, :] < nx)
+    )
     rr = np.broadcast_to(rows[:, :, None], tiles.shape)
     cc = np.broadcast_to(cols[:, None, :], tiles.shape)
     np.add.at(image, (rr[valid], cc[valid]), tiles[valid])
     return image
 
 
-def carbon_background(shape, pixel_size_A, *, level=0.15, variation=0.3, scale_A=25.0,
-                      rng=None):
+def carbon_background(shape, pixel_size_A, *, level=0.15, variation=0.3, scale_A=25.0, rng=None):
     """Slowly varying amorphous-carbon support: a smooth random field plus a gradient.
 
     Parameters
@@ -149,16 +153,18 @@ def carbon_background(shape, pixel_size_A, *, level=0.15, variation=0.3, scale_A
     """
     rng = np.random.default_rng(rng)
     ny, nx = shape
-    field_ = ndimage.gaussian_filter(rng.standard_normal(shape), scale_A / pixel_size_A,
-                                     mode="wrap")
+    field_ = ndimage.gaussian_filter(
+        rng.standard_normal(shape), scale_A / pixel_size_A, mode="wrap"
+    )
     field_ = (field_ - field_.mean()) / (field_.std() + 1e-12)
     yy, xx = np.mgrid[0:ny, 0:nx]
     gradient = 0.5 * (xx / nx - 0.5) + 0.3 * (yy / ny - 0.5)
     return level * (1.0 + variation * (0.5 * field_ + gradient))
 
 
-def perovskite_columns(edge_cells, lattice_constant_A, pixel_size_A, *, centre_px,
-                       rotation_deg=0.0, include_x=True):
+def perovskite_columns(
+    edge_cells, lattice_constant_A, pixel_size_A, *, centre_px, rotation_deg=0.0, include_x=True
+):
     """Projected columns of a cubic ABX3 cube along [001].
 
     B-X columns sit at the integer lattice points (i, j), 0 <= i, j <= n; A columns at
@@ -195,9 +201,21 @@ def perovskite_columns(edge_cells, lattice_constant_A, pixel_size_A, *, centre_p
     return positions, np.array(types), np.floor(frac).astype(int), depth, vectors
 
 
-def synthesize_stack(shape, positions_px, amplitudes, *, pixel_size_A, sigma_A=0.5,
-                     psf=None, dose=200.0, background=None, n_frames=10, drift_px=1.5,
-                     jitter_px=0.0, seed=0):
+def synthesize_stack(
+    shape,
+    positions_px,
+    amplitudes,
+    *,
+    pixel_size_A,
+    sigma_A=0.5,
+    psf=None,
+    dose=200.0,
+    background=None,
+    n_frames=10,
+    drift_px=1.5,
+    jitter_px=0.0,
+    seed=0,
+):
     """Noisy frames of given columns with drift, scan-line jitter and Poisson noise.
 
     Parameters
@@ -242,12 +260,16 @@ def synthesize_stack(shape, positions_px, amplitudes, *, pixel_size_A, sigma_A=0
     steps = rng.normal(0.0, drift_px, size=(n_frames, 2))
     steps[0] = 0.0
     shifts = np.cumsum(steps, axis=0)
-    jitter = rng.normal(0.0, jitter_px, size=(n_frames, shape[0])) if jitter_px > 0 else \
-        np.zeros((n_frames, shape[0]))
+    jitter = (
+        rng.normal(0.0, jitter_px, size=(n_frames, shape[0]))
+        if jitter_px > 0
+        else np.zeros((n_frames, shape[0]))
+    )
 
     def frame(shift, row_offsets):
-        img = render_columns(shape, pos + shift[::-1], amplitudes, sigma_px,
-                             row_offsets_px=row_offsets)
+        img = render_columns(
+            shape, pos + shift[::-1], amplitudes, sigma_px, row_offsets_px=row_offsets
+        )
         if psf is not None:
             img = signal.fftconvolve(img, psf, mode="same")
         # The support moves with the specimen: shift the background by the same drift.
@@ -261,11 +283,28 @@ def synthesize_stack(shape, positions_px, amplitudes, *, pixel_size_A, sigma_A=0
     return frames, shifts, jitter, clean
 
 
-def perovskite_dot(shape=(256, 256), *, pixel_size_A=0.2, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A,
-                   edge_cells=6, amplitudes=None, sigma_A=0.5, psf=None, shell_cells=0,
-                   shell_factor=0.6, include_x=True, rotation_deg=0.0, centre_px=None,
-                   background_level=0.15, background_scale_A=25.0, dose=200.0, n_frames=10,
-                   drift_px=1.5, jitter_px=0.0, seed=0):
+def perovskite_dot(
+    shape=(256, 256),
+    *,
+    pixel_size_A=0.2,
+    lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A,
+    edge_cells=6,
+    amplitudes=None,
+    sigma_A=0.5,
+    psf=None,
+    shell_cells=0,
+    shell_factor=0.6,
+    include_x=True,
+    rotation_deg=0.0,
+    centre_px=None,
+    background_level=0.15,
+    background_scale_A=25.0,
+    dose=200.0,
+    n_frames=10,
+    drift_px=1.5,
+    jitter_px=0.0,
+    seed=0,
+):
     """ADF-STEM stack of a cubic ABX3 perovskite dot along [001], with its ground truth.
 
     Parameters
@@ -312,8 +351,13 @@ def perovskite_dot(shape=(256, 256), *, pixel_size_A=0.2, lattice_constant_A=CSP
     ny, nx = shape
     centre = ((nx - 1) / 2, (ny - 1) / 2) if centre_px is None else centre_px
     positions, types, cell_index, depth, vectors = perovskite_columns(
-        edge_cells, lattice_constant_A, pixel_size_A, centre_px=centre,
-        rotation_deg=rotation_deg, include_x=include_x)
+        edge_cells,
+        lattice_constant_A,
+        pixel_size_A,
+        centre_px=centre,
+        rotation_deg=rotation_deg,
+        include_x=include_x,
+    )
     if callable(amplitudes):
         amp = np.asarray(amplitudes(types, depth, edge_cells), float)
     else:
@@ -322,27 +366,68 @@ def perovskite_dot(shape=(256, 256), *, pixel_size_A=0.2, lattice_constant_A=CSP
     if shell_cells > 0:
         amp = np.where((types == "BX") & (depth < shell_cells), amp * shell_factor, amp)
     rng = np.random.default_rng(seed)
-    background = carbon_background(shape, pixel_size_A, level=background_level,
-                                   scale_A=background_scale_A, rng=rng.integers(2**32))
+    background = carbon_background(
+        shape,
+        pixel_size_A,
+        level=background_level,
+        scale_A=background_scale_A,
+        rng=rng.integers(2**32),
+    )
     frames, shifts, jitter, clean = synthesize_stack(
-        shape, positions, amp, pixel_size_A=pixel_size_A, sigma_A=sigma_A, psf=psf,
-        dose=dose, background=background, n_frames=n_frames, drift_px=drift_px,
-        jitter_px=jitter_px, seed=int(rng.integers(2**32)))
-    truth = Truth(positions_px=positions, types=types, amplitudes=amp, cell_index=cell_index,
-                  depth_uc=depth, shifts_px=shifts, jitter_px=jitter,
-                  sigma_px=sigma_A / pixel_size_A, psf=psf, background=background,
-                  clean=clean, pixel_size_A=pixel_size_A,
-                  lattice_constant_A=lattice_constant_A, dose=dose,
-                  lattice_vectors_px=vectors,
-                  extra={"edge_cells": edge_cells, "shell_cells": shell_cells,
-                         "shell_factor": shell_factor})
+        shape,
+        positions,
+        amp,
+        pixel_size_A=pixel_size_A,
+        sigma_A=sigma_A,
+        psf=psf,
+        dose=dose,
+        background=background,
+        n_frames=n_frames,
+        drift_px=drift_px,
+        jitter_px=jitter_px,
+        seed=int(rng.integers(2**32)),
+    )
+    truth = Truth(
+        positions_px=positions,
+        types=types,
+        amplitudes=amp,
+        cell_index=cell_index,
+        depth_uc=depth,
+        shifts_px=shifts,
+        jitter_px=jitter,
+        sigma_px=sigma_A / pixel_size_A,
+        psf=psf,
+        background=background,
+        clean=clean,
+        pixel_size_A=pixel_size_A,
+        lattice_constant_A=lattice_constant_A,
+        dose=dose,
+        lattice_vectors_px=vectors,
+        extra={"edge_cells": edge_cells, "shell_cells": shell_cells, "shell_factor": shell_factor},
+    )
     return frames, truth
 
 
-def crystal_stack(cell, shape=(256, 256), *, pixel_size_A=0.2, extent_cells=None,
-                  amplitudes=None, rotation_deg=0.0, mirror=False, centre_px=None,
-                  sigma_A=0.5, psf=None, background_level=0.0, background_scale_A=25.0,
-                  dose=200.0, n_frames=1, drift_px=0.0, jitter_px=0.0, seed=0):
+def crystal_stack(
+    cell,
+    shape=(256, 256),
+    *,
+    pixel_size_A=0.2,
+    extent_cells=None,
+    amplitudes=None,
+    rotation_deg=0.0,
+    mirror=False,
+    centre_px=None,
+    sigma_A=0.5,
+    psf=None,
+    background_level=0.0,
+    background_scale_A=25.0,
+    dose=200.0,
+    n_frames=1,
+    drift_px=0.0,
+    jitter_px=0.0,
+    seed=0,
+):
     """ADF-STEM stack of any crystal from its projected cell, with its ground truth.
 
     Parameters
@@ -379,8 +464,7 @@ def crystal_stack(cell, shape=(256, 256), *, pixel_size_A=0.2, extent_cells=None
         ``frac`` (fractional coordinates within the cell), ``rotation_deg`` and ``mirror``.
     """
     ny, nx = shape
-    centre = np.array(((nx - 1) / 2, (ny - 1) / 2) if centre_px is None else centre_px,
-                      float)
+    centre = np.array(((nx - 1) / 2, (ny - 1) / 2) if centre_px is None else centre_px, float)
     t = np.deg2rad(rotation_deg)
     rot = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])  # row-vector form
     flip = np.diag([1.0, -1.0]) if mirror else np.eye(2)
@@ -398,8 +482,9 @@ def crystal_stack(cell, shape=(256, 256), *, pixel_size_A=0.2, extent_cells=None
         n_cells = np.broadcast_to(np.asarray(extent_cells, int), (2,))
         ni_range, nj_range = range(n_cells[0] + 1), range(n_cells[1] + 1)
         centre = centre - (n_cells / 2.0) @ vectors
-    ii, jj, kk = np.meshgrid(np.array(ni_range), np.array(nj_range), np.arange(len(fracs)),
-                             indexing="ij")
+    ii, jj, kk = np.meshgrid(
+        np.array(ni_range), np.array(nj_range), np.arange(len(fracs)), indexing="ij"
+    )
     ii, jj, kk = ii.ravel(), jj.ravel(), kk.ravel()
     total = np.column_stack([ii, jj]) + fracs[kk]
     if n_cells is not None:
@@ -407,41 +492,88 @@ def crystal_stack(cell, shape=(256, 256), *, pixel_size_A=0.2, extent_cells=None
     else:
         p = total @ vectors + centre
         margin = 3 * sigma_px
-        keep = ((p[:, 0] >= margin) & (p[:, 0] <= nx - 1 - margin) & (p[:, 1] >= margin)
-                & (p[:, 1] <= ny - 1 - margin))
+        keep = (
+            (p[:, 0] >= margin)
+            & (p[:, 0] <= nx - 1 - margin)
+            & (p[:, 1] >= margin)
+            & (p[:, 1] <= ny - 1 - margin)
+        )
     ii, jj, kk, total = ii[keep], jj[keep], kk[keep], total[keep]
     positions = total @ vectors + centre
     labels = np.array([cell.columns[k].label for k in kk])
     sites = np.array([cell.columns[k].site for k in kk])
     rel = cell.relative_contrast()
     table = dict(amplitudes or {})
-    amp = np.array([table.get(cell.columns[k].label, table.get(cell.columns[k].site, rel[k]))
-                    for k in kk], float)
+    amp = np.array(
+        [table.get(cell.columns[k].label, table.get(cell.columns[k].site, rel[k])) for k in kk],
+        float,
+    )
     if n_cells is not None:
-        depth = np.minimum(np.minimum(ii, n_cells[0] - 1 - ii),
-                           np.minimum(jj, n_cells[1] - 1 - jj))
+        depth = np.minimum(np.minimum(ii, n_cells[0] - 1 - ii), np.minimum(jj, n_cells[1] - 1 - jj))
         depth = np.clip(depth, 0, None)
     else:
         depth = np.full(len(kk), -1)
     rng = np.random.default_rng(seed)
-    background = (carbon_background(shape, pixel_size_A, level=background_level,
-                                    scale_A=background_scale_A, rng=rng.integers(2**32))
-                  if background_level > 0 else np.zeros(shape))
+    background = (
+        carbon_background(
+            shape,
+            pixel_size_A,
+            level=background_level,
+            scale_A=background_scale_A,
+            rng=rng.integers(2**32),
+        )
+        if background_level > 0
+        else np.zeros(shape)
+    )
     frames, shifts, jitter, clean = synthesize_stack(
-        shape, positions, amp, pixel_size_A=pixel_size_A, sigma_A=sigma_A, psf=psf,
-        dose=dose, background=background, n_frames=n_frames, drift_px=drift_px,
-        jitter_px=jitter_px, seed=int(rng.integers(2**32)))
-    truth = Truth(positions_px=positions, types=labels, amplitudes=amp,
-                  cell_index=np.column_stack([ii, jj]).astype(int), depth_uc=depth,
-                  shifts_px=shifts, jitter_px=jitter, sigma_px=sigma_px, psf=psf,
-                  background=background, clean=clean, pixel_size_A=pixel_size_A,
-                  lattice_constant_A=cell.a_A, dose=dose, lattice_vectors_px=vectors,
-                  extra={"sites": sites, "frac": fracs[kk], "cell_name": cell.name,
-                         "zone_axis": cell.zone_axis, "rotation_deg": rotation_deg,
-                         "mirror": mirror})
+        shape,
+        positions,
+        amp,
+        pixel_size_A=pixel_size_A,
+        sigma_A=sigma_A,
+        psf=psf,
+        dose=dose,
+        background=background,
+        n_frames=n_frames,
+        drift_px=drift_px,
+        jitter_px=jitter_px,
+        seed=int(rng.integers(2**32)),
+    )
+    truth = Truth(
+        positions_px=positions,
+        types=labels,
+        amplitudes=amp,
+        cell_index=np.column_stack([ii, jj]).astype(int),
+        depth_uc=depth,
+        shifts_px=shifts,
+        jitter_px=jitter,
+        sigma_px=sigma_px,
+        psf=psf,
+        background=background,
+        clean=clean,
+        pixel_size_A=pixel_size_A,
+        lattice_constant_A=cell.a_A,
+        dose=dose,
+        lattice_vectors_px=vectors,
+        extra={
+            "sites": sites,
+            "frac": fracs[kk],
+            "cell_name": cell.name,
+            "zone_axis": cell.zone_axis,
+            "rotation_deg": rotation_deg,
+            "mirror": mirror,
+        },
+    )
     return frames, truth
 
 
-__all__ = ["CSPBBR3_AMPLITUDES", "carbon_background", "crystal_stack",
-           "perovskite_columns", "perovskite_dot", "render_columns", "synthesize_stack",
-           "Truth"]
+__all__ = [
+    "CSPBBR3_AMPLITUDES",
+    "carbon_background",
+    "crystal_stack",
+    "perovskite_columns",
+    "perovskite_dot",
+    "render_columns",
+    "synthesize_stack",
+    "Truth",
+]
