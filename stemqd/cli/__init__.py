@@ -15,8 +15,7 @@ import sys
 from .. import __version__
 from ..errors import StemqdError
 
-#: Subcommand modules, in the order ``stemqd --help`` lists them. A module that is not
-#: present yet is skipped so that each subcommand can land on its own.
+#: Subcommand modules, in the order ``stemqd --help`` lists them.
 SUBCOMMANDS = ("info", "process", "compare", "report", "config", "cell", "simulate", "aimd")
 
 
@@ -28,13 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"stemqd {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f".{name}", __name__)
-        except ModuleNotFoundError as exc:
-            if exc.name == f"{__name__}.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f".{name}", __name__).add_parser(sub)
     return parser
 
 
