@@ -3,7 +3,7 @@
 Modules (loaded on first use; their public names are also available here):
 
 * ``statistics``: intensity ratios, per-type and per-depth statistics, group comparison
-* ``lattice``: peak-pair spacings and strain maps
+* ``lattice``: peak-pair spacings and per-column strain
 * ``thickness``: thickness read from a simulated ratio series
 """
 
@@ -13,7 +13,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
     submodules=["lattice", "statistics", "thickness"],
     submod_attrs={
-        "lattice": ["peak_pair_spacing", "peak_pairs", "strain_map"],
+        "lattice": ["peak_pair_spacing", "peak_pairs"],
         "statistics": [
             "compare_groups",
             "intensity_ratio",

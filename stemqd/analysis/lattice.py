@@ -114,20 +114,4 @@ def peak_pair_spacing(positions_px, vectors_px, pixel_size_A, *, tolerance=0.25,
     return columns, summary
 
 
-def strain_map(positions_px, values, shape, *, method="linear"):
-    """Interpolate per-column values (strain, rotation, spacing) onto the image grid.
-
-    Pixels outside the convex hull of the columns are NaN.
-    """
-    from scipy.interpolate import griddata
-
-    pos = np.asarray(positions_px, float)
-    vals = np.asarray(values, float)
-    ok = np.isfinite(vals)
-    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
-    if ok.sum() < 3:
-        return np.full(shape, np.nan)
-    return griddata(pos[ok], vals[ok], (xx, yy), method=method)
-
-
-__all__ = ["peak_pair_spacing", "peak_pairs", "strain_map"]
+__all__ = ["peak_pair_spacing", "peak_pairs"]
