@@ -14,6 +14,10 @@ repeats and compared with a reference path:
 * rmsf: a per-frame accumulation loop against the vectorised ``rmsf``.
 
 Run: ``.venv/bin/python benchmarks/bench_aimd.py [--frames 1000] [--repeats 5]``
+
+``--study-analyses`` instead prints how well the frozen-series and temperature-series analyses
+(issue 17) recover known truth on synthetic gap series (``stemqd.aimd.synthetic``), as the
+median and the largest relative error over seeds, per regime.
 """
 
 from __future__ import annotations
@@ -134,13 +138,121 @@ def timeit(fn, repeats):
     return statistics.median(times), result
 
 
+def _errors(fn, seeds):
+    errs = np.array([fn(seed) for seed in seeds])
+    return float(np.median(np.abs(errs))), float(np.abs(errs).max())
+
+
+def study_analyses(seeds):
+    """Recovery errors of the frozen and temperature series on synthetic gaps."""
+    from scipy import optimize
+
+    from stemqd.aimd import synthetic
+    from stemqd.aimd.dephasing import dephasing, gap_histogram
+    from stemqd.aimd.huang_rhys import DEFAULT_WINDOWS_MEV, huang_rhys
+    from stemqd.aimd.series import FROZEN_CORE_WINDOWS_MEV
+    from stemqd.aimd.units import HBAR_MEV_FS
+    from stemqd.optics import FWHM_PER_SIGMA
+
+    rows = []
+    for n in (1000, 4000, 8000):
+        for fwhm in (230.0, 50.0):
+
+            def fs(seed, n=n, fwhm=fwhm):
+                sig = fwhm / FWHM_PER_SIGMA
+                e_h, a_h = synthetic.band_of_modes(0.5, 40, sig * 0.63, n, 10.0, every=2)
+                e_l, a_l = synthetic.band_of_modes(0.5, 40, sig * 0.77, n, 10.0, every=2, offset=1)
+                h, _ = synthetic.gap_from_modes(e_h, a_h, n, 10.0, seed=seed)
+                lu, _ = synthetic.gap_from_modes(e_l, a_l, n, 10.0, seed=seed + 99)
+                sig_true = np.sqrt((a_h**2).sum() + (a_l**2).sum())
+                hist = gap_histogram(lu - h)
+                return hist["std_meV"] / sig_true - 1, hist["fwhm_meV"] / (
+                    FWHM_PER_SIGMA * sig_true
+                ) - 1
+
+            errs = np.array([fs(seed) for seed in seeds])
+            for k, what in enumerate(("ML Gaussian (rms)", "histogram LSQ fit")):
+                a = np.abs(errs[:, k])
+                rows.append(
+                    (
+                        f"frozen-shell FWHM, {what}",
+                        f"{n} x 10 fs, {fwhm:g} meV",
+                        np.median(a),
+                        a.max(),
+                    )
+                )
+    for n, snap, taper in (
+        (1000, True, None),
+        (1000, False, None),
+        (1000, False, "hann"),
+        (2000, False, None),
+        (2000, False, "hann"),
+    ):
+
+        def sw(seed, n=n, snap=snap, taper=taper):
+            e, s = [], []
+            for _, lo, hi in FROZEN_CORE_WINDOWS_MEV:
+                e += [lo + 0.75, 0.5 * (lo + hi), hi - 0.75]
+                s += [0.25, 0.5, 0.25]
+            e, s = np.array(e), np.array(s)
+            if snap:
+                _, e = synthetic.snap_to_grid(e, n, 10.0)
+            g, _ = synthetic.gap_from_modes(
+                e, synthetic.mode_sigmas(s, e, 300.0), n, 10.0, seed=seed, snap=snap
+            )
+            res = huang_rhys(g, 10.0, 300.0, windows=FROZEN_CORE_WINDOWS_MEV, window=taper)
+            return np.abs(res["windows"]["S"].to_numpy() - 1.0).max()
+
+        med, worst = _errors(sw, seeds)
+        rows.append(
+            (
+                "frozen-core S per window",
+                f"{n} x 10 fs, {'grid' if snap else 'off-grid'} modes, taper {taper}",
+                med,
+                worst,
+            )
+        )
+    for temp in (77.0, 150.0, 300.0):
+
+        def dp(seed, temp=temp):
+            e, s = [], []
+            for _, lo, hi in DEFAULT_WINDOWS_MEV:
+                c = 0.5 * (lo + hi)
+                e += [c - 0.8, c, c + 0.8]
+                s += [0.25, 0.5, 0.25]
+            n, dt = 4096, 5.0
+            _, e = synthetic.snap_to_grid(np.array(e), n, dt)
+            sig = synthetic.mode_sigmas(np.array(s), e, temp)
+            g, _ = synthetic.gap_from_modes(e, sig, n, dt, seed=seed)
+            t = np.arange(0.0, 600.0, dt)
+            d = np.exp(-synthetic.mode_cumulant(t, e, sig))
+            stop = np.flatnonzero(d < 0.05)[0] + 1
+            (tau,), _ = optimize.curve_fit(
+                lambda x, ta: np.exp(-(x**2) / (2 * ta**2)), t[:stop], d[:stop], p0=[30.0]
+            )
+            exact = FWHM_PER_SIGMA * HBAR_MEV_FS / tau
+            return dephasing(g, dt)["fwhm_meV"] / exact - 1
+
+        med, worst = _errors(dp, seeds)
+        rows.append(("dephasing FWHM vs exact D(t)", f"{temp:g} K, 4096 x 5 fs", med, worst))
+    print(f"issue 17 analyses on synthetic gaps: relative errors over {len(seeds)} seeds")
+    print(f"{'analysis':<36s} {'regime':<40s} {'median':>8s} {'max':>8s}")
+    for name, regime, med, worst in rows:
+        print(f"{name:<36s} {regime:<40s} {100 * med:7.2f}% {100 * worst:7.2f}%")
+    return 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--atoms", type=int, default=775)
     parser.add_argument("--frames", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--reference-repeats", type=int, default=3)
+    parser.add_argument("--study-analyses", action="store_true", help="issue 17 accuracy tables")
+    parser.add_argument("--seeds", type=int, default=10, help="seeds of --study-analyses")
     args = parser.parse_args(argv)
+    if args.study_analyses:
+        return study_analyses(range(args.seeds))
 
     atoms, pos, vel = synthetic_trajectory(args.atoms, args.frames)
     symbols = atoms.get_chemical_symbols()

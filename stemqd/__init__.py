@@ -3,6 +3,7 @@
 The stages are plain functions grouped by layer, bottom up:
 
 * ``files``, ``provenance``: atomic writes, checksums, the one sidecar schema;
+* ``jit``: numba's njit with a cache wherever one can be written;
 * ``optics``, ``materials``: electron optics and the built-in crystal structures;
 * ``io``: reading and writing image stacks with their calibration;
 * ``preprocess``: align, background, denoise, probe, deconvolve;
@@ -34,6 +35,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
         "errors",
         "files",
         "io",
+        "jit",
         "materials",
         "optics",
         "pipeline",

@@ -19,25 +19,44 @@ Guarantees
   config hash is skipped (status ``skipped``) unless ``force`` is set.
 - **Same numbers everywhere.** The serial, process-pool and Dask paths run the same
   :func:`run_stack` on the same arguments.
+- **Ctrl-C.** The worker processes ignore SIGINT; the batch process ends them at once
+  (terminate, then kill after 5 s), writes ``summary.csv``, ``failures.csv`` and
+  ``run.json`` (``"interrupted": true``, ``not_finished``) for what finished and raises
+  :class:`BatchInterrupted`; the CLI then says to rerun the same command, which resumes.
+  Further Ctrl-Cs during that clean-up are ignored.
+- **One run per output folder.** A batch holds ``OUT/.stemqd.lock`` (:func:`lock_output`);
+  a second run on the same folder is refused with the holder's pid, host, start time and
+  command. A lock left by a dead run is taken over.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
+import multiprocessing
 import os
 import shutil
+import signal
+import socket
 import sys
 import tempfile
+import threading
 import time
 import traceback
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from datetime import datetime, timezone
 from pathlib import Path
+from queue import Empty
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 from .config import Config, config_hash, config_to_toml
 from .errors import InputError, StemqdError
@@ -54,6 +73,13 @@ __all__ = [
     "summary_row",
     "run_stack",
     "run_batch",
+    "BatchInterrupted",
+    "LOCK_NAME",
+    "lock_output",
+    "write_stack_results",
+    "collect_results",
+    "compare_batches",
+    "write_compare",
 ]
 
 #: Leading columns of ``summary.csv`` (per-sublattice spacing columns follow them).
@@ -64,6 +90,9 @@ SUMMARY_COLUMNS = [
     "message",
 ]  # fmt: skip
 
+# Counts among the summary columns: written as integers even where a row lacks them.
+_COUNT_COLUMNS = ("n_numerator", "n_denominator", "n_columns", "n_used")
+
 #: Columns of ``failures.csv``.
 FAILURE_COLUMNS = ["file", "name", "error_class", "message"]
 
@@ -72,7 +101,8 @@ _COLUMN_ORDER = [
     "x_px", "y_px", "x_nm", "y_nm", "site", "label", "i", "j", "depth_uc", "flag",
     "amplitude", "amplitude_err", "x_px_err", "y_px_err", "sigma_x_px", "sigma_x_px_err",
     "sigma_y_px", "sigma_y_px_err", "theta_rad", "theta_rad_err", "offset", "offset_err",
-    "volume", "volume_err", "cross_section", "intensity",
+    "volume", "volume_err", "volume_norm", "volume_norm_err", "cross_section", "intensity",
+    "count", "count_probability", "count_library", "count_library_low", "count_library_high",
 ]  # fmt: skip
 
 
@@ -269,6 +299,22 @@ def _replace_folder(tmp: Path, final: Path) -> None:
     os.rename(tmp, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_leftovers(out: Path, names) -> None:
+    """Remove the temporary folders of stacks whose writer was killed (Ctrl-C, kill -9).
+
+    Only called while the batch holds the folder's lock, so no other run is writing them.
+    A previous result moved aside (``.<name>.old-*``) is put back if its stack has none.
+    """
+    for name in names:
+        for tmp in out.glob(f".{glob.escape(name)}.*.tmp"):
+            shutil.rmtree(tmp, ignore_errors=True)
+        for old in sorted(out.glob(f".{glob.escape(name)}.old-*")):
+            if (out / name).exists():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(old, out / name)
 
 
 def _write_error_log(folder: Path, text: str) -> Path | None:
@@ -474,6 +520,133 @@ def run_stack(
 # --------------------------------------------------------------------------------------
 # The batch
 
+#: Name of the lock file a batch holds in its output folder (see :func:`lock_output`).
+LOCK_NAME = ".stemqd.lock"
+
+# What a stack is doing after each reported stage: the progress bar names the stage in
+# progress, not the one just finished.
+_STAGE_LABELS = {
+    "load": "reading",
+    "align": "aligning frames",
+    "background": "removing background",
+    "denoise": "denoising",
+    "deconvolve": "deconvolving",
+    "columns": "fitting columns",
+    "statistics": "statistics",
+    "analyse": "analysing",
+    "figures": "drawing figures",
+    "intermediates": "writing intermediates",
+    "write": "writing results",
+}
+_COMPILE_NOTE = " (first stack of a process: compiling, can take a minute)"
+
+# The pool workers' end of the progress queue (set by _init_worker in each worker).
+_WORKER_QUEUE = None
+
+
+class BatchInterrupted(KeyboardInterrupt):
+    """A batch ended by Ctrl-C (SIGINT) after writing what had finished.
+
+    Attributes
+    ----------
+    rows : pandas.DataFrame
+        The ``summary.csv`` rows of the stacks that finished (processed, reused or failed).
+    total : int
+        Number of stacks the batch was asked to process.
+    out : Path
+        The output folder.
+    """
+
+    def __init__(self, rows: pd.DataFrame, total: int, out: Path):
+        super().__init__(f"interrupted after {len(rows)} of {total} stacks")
+        self.rows, self.total, self.out = rows, total, out
+
+
+def _lock_holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return "holder unknown"
+    text = f"pid {info.get('pid')} on {info.get('host')}, started {info.get('started_utc')}"
+    return text + (f": {info['command']}" if info.get("command") else "")
+
+
+@contextlib.contextmanager
+def lock_output(folder: str | os.PathLike, command: str | None = None):
+    """Hold the lock of an output folder while a batch writes into it.
+
+    Two runs writing the same folder would each rewrite ``summary.csv`` and ``run.json``
+    without the other's stacks, so a second run is refused while the first holds the lock.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        The output folder (must exist).
+    command : str, optional
+        The command line, recorded in the lock file for the message of a refused run.
+
+    Yields
+    ------
+    dict
+        ``pid``, ``host``, ``started_utc``, ``command`` (written to ``folder/.stemqd.lock``)
+        and ``took_over``: the holder recorded in a lock file left behind by a run that
+        ended without removing it, or None.
+
+    Raises
+    ------
+    InputError
+        Another live process holds the lock; the message names it (pid, host, start time,
+        command).
+
+    Notes
+    -----
+    The lock is an advisory ``flock`` on ``folder/.stemqd.lock``: the kernel releases it
+    when the holding process ends, however it ends (``kill -9``, a crash), so a lock file
+    left by a dead run is taken over without asking, and no pid needs to be checked. The
+    file is removed on release. Without ``fcntl`` (Windows) no lock is taken.
+    """
+    path = Path(folder) / LOCK_NAME
+    if fcntl is None:  # pragma: no cover - Windows
+        yield {"took_over": None}
+        return
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise InputError(f"{path}: cannot create the lock file ({exc.strerror})") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise InputError(
+                f"{folder}: another stemqd run is writing this folder ({_lock_holder(path)}); "
+                "wait for it to end, or give another --out"
+            ) from None
+        # The previous holder may have removed the file between our open and our lock: we
+        # would then hold a lock on a deleted file, so start again on the new one.
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    try:
+        left = os.read(fd, 65536)
+        took_over = _lock_holder(path) if left.strip() else None
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command,
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, _dumps(info).encode(), 0)
+        yield info | {"took_over": took_over}
+    finally:
+        path.unlink(missing_ok=True)
+        os.close(fd)
+
 
 def _executor_failure(task: dict, exc: BaseException) -> dict:
     """Row for a stack whose worker died (killed, out of memory) before returning."""
@@ -482,26 +655,115 @@ def _executor_failure(task: dict, exc: BaseException) -> dict:
     }
 
 
-def _run_serial(tasks, on_done, stage_progress):
-    for i, task in enumerate(tasks):
-        on_done(i, run_stack(**task, progress=stage_progress))
+def _ignore_sigint() -> None:
+    """From the first Ctrl-C on, further ones must not break off the clean-up."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _run_pool(tasks, on_done, jobs):
-    executor = ProcessPoolExecutor(max_workers=min(jobs, len(tasks)))
+@contextlib.contextmanager
+def _sigint_held_back():
+    """Hold SIGINT back in this thread while worker processes start.
+
+    The workers inherit the signal mask, so a Ctrl-C can never kill one half-started (with a
+    traceback on screen); a Ctrl-C meanwhile reaches this process when the block ends.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # pragma: no cover - Windows
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        futures = {executor.submit(run_stack, **task): i for i, task in enumerate(tasks)}
-        for fut in as_completed(futures):
-            i = futures[fut]
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _init_worker(queue) -> None:
+    """Pool-worker set-up: Ctrl-C is the parent's to handle (it ends the workers)."""
+    global _WORKER_QUEUE
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _WORKER_QUEUE = queue
+
+
+def _pool_task(index: int, task: dict) -> dict:
+    pid = os.getpid()
+
+    def progress(stage: str) -> None:
+        _WORKER_QUEUE.put((index, stage, pid))
+
+    progress("start")
+    return run_stack(**task, progress=progress)
+
+
+def _end_processes(processes, timeout_s: float = 5.0) -> None:
+    """Terminate `processes`, and kill those still alive after `timeout_s`."""
+    for p in processes:
+        p.terminate()
+    deadline = time.monotonic() + timeout_s
+    for p in processes:
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join(1.0)
+
+
+def _run_serial(tasks, on_done, on_stage):
+    pid = os.getpid()
+    for i, task in enumerate(tasks):
+        on_stage(i, "start", pid)
+        on_done(i, run_stack(**task, progress=lambda stage, i=i: on_stage(i, stage, pid)))
+
+
+def _run_pool(tasks, on_done, on_stage, jobs):
+    # Spawned, not forked, workers: a fork copies this process's threads' locks (the
+    # progress bar's, numba's) in whatever state they are, which can hang a worker.
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    before = set(multiprocessing.active_children())
+    executor = None
+
+    def drain():
+        while True:
             try:
-                row = fut.result()
-            except Exception as exc:  # BrokenProcessPool and the like
-                row = _executor_failure(tasks[i], exc)
-            on_done(i, row)
+                on_stage(*queue.get_nowait())
+            except Empty:
+                return
+
+    try:
+        with _sigint_held_back():
+            executor = ProcessPoolExecutor(
+                max_workers=min(jobs, len(tasks)),
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(queue,),
+            )
+            futures = {executor.submit(_pool_task, i, task): i for i, task in enumerate(tasks)}
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            drain()
+            for fut in done:
+                i = futures[fut]
+                try:
+                    row = fut.result()
+                except Exception as exc:  # BrokenProcessPool and the like
+                    row = _executor_failure(tasks[i], exc)
+                on_done(i, row)
     except BaseException:
-        executor.shutdown(wait=True, cancel_futures=True)
+        # Ctrl-C (or a bug here): end the workers now rather than let them finish their
+        # stacks; their results are written atomically, so nothing half-done is left.
+        _ignore_sigint()
+        _end_processes([p for p in multiprocessing.active_children() if p not in before])
+        if executor is not None:
+            # The executor's own thread cancels the pending futures: cancelling them here
+            # races with its marking them broken (InvalidStateError in that thread).
+            executor.shutdown(wait=True, cancel_futures=True)
+        queue.cancel_join_thread()
+        queue.close()
         raise
     executor.shutdown(wait=True)
+    drain()
+    queue.close()
 
 
 def _run_dask(tasks, on_done, scheduler):
@@ -520,6 +782,7 @@ def _run_dask(tasks, on_done, scheduler):
             ) from None
     else:
         client = scheduler
+    futures = []
     try:
         futures = [client.submit(run_stack, pure=False, **task) for task in tasks]
         index = {f.key: i for i, f in enumerate(futures)}
@@ -531,7 +794,8 @@ def _run_dask(tasks, on_done, scheduler):
                 row = _executor_failure(tasks[i], exc)
             on_done(i, row)
     except BaseException:
-        for f in futures if "futures" in locals() else []:
+        _ignore_sigint()
+        for f in futures:
             f.cancel()
         raise
     finally:
@@ -544,8 +808,50 @@ def _write_table(path: Path, rows: list[dict], columns: list[str]) -> None:
     for c in columns:
         if c not in frame.columns:
             frame[c] = None
-    frame = frame[columns + [c for c in frame.columns if c not in columns]]
+    frame = _integer_counts(frame[columns + [c for c in frame.columns if c not in columns]])
     atomic_write_text(path, frame.to_csv(index=False))
+
+
+def _integer_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """The count columns as integers (blank, not ``102.0``, beside a missing value)."""
+    frame = frame.copy()
+    for c in _COUNT_COLUMNS:
+        if c in frame:
+            frame[c] = pd.to_numeric(frame[c], errors="coerce").round().astype("Int64")
+    return frame
+
+
+def _stage_sequence(process, render, save_intermediates) -> list[str]:
+    """The stages a stack reports, in order, from ``start`` to ``write``."""
+    from .pipeline import PIPELINE_STAGES
+
+    analyse = list(PIPELINE_STAGES) if process is None else ["analyse"]
+    return (
+        ["start", "load", *analyse]
+        + (["figures"] if render else [])
+        + (["intermediates"] if save_intermediates else [])
+        + ["write"]
+    )
+
+
+@contextlib.contextmanager
+def _heartbeat(bar, period_s: float = 1.0):
+    """Redraw `bar` every `period_s` so that its clock runs during a long stage."""
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(period_s):
+            bar.refresh()
+
+    thread = threading.Thread(target=beat, name="stemqd-progress", daemon=True)
+    if not bar.disable:
+        thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        if thread.is_alive():
+            thread.join(timeout=2.0)  # a daemon: never let a redraw hold up the exit
 
 
 def run_batch(
@@ -570,11 +876,14 @@ def run_batch(
     inputs : iterable of str or path-like
         Files, folders and globs (see :func:`discover_inputs`).
     out_dir : str or path-like
-        Output folder, created if needed.
+        Output folder, created if needed; held with :func:`lock_output` while the batch
+        runs, so that a second run on it is refused.
     config : Config
         Effective config for every stack.
     jobs : int
-        Number of worker processes (1: in this process).
+        Number of worker processes (1: in this process). They are started with the
+        ``spawn`` method, so a script that calls this with ``jobs > 1`` must guard its entry
+        point (``if __name__ == "__main__":``).
     scheduler : str or distributed.Client, optional
         Address of a Dask scheduler (``tcp://host:8786``), or a client, to run the stacks
         on instead of local processes. Workers must see the same file system.
@@ -584,16 +893,17 @@ def run_batch(
         Also write the intermediate images as TIFFs.
     process : callable, optional
         ``process(stack, config) -> Analysis`` (default the full pipeline); must be
-        picklable for ``jobs > 1`` and Dask.
+        picklable (importable by name) for ``jobs > 1`` and Dask.
     render : callable, optional
         ``render(analysis, folder, name)`` figure writer; picklable likewise.
     progress : bool
-        Show a progress bar on stderr: over stacks, or over stages for a single stack.
+        Show a progress bar on stderr: over stacks, with the stage each running stack is
+        in, or over stages for a single stack.
     log : callable, optional
-        Receives one line per failed stack (default: written above the progress bar on
-        stderr).
+        Receives one line per failed stack and per note (default: written above the
+        progress bar on stderr).
     command : str, optional
-        The command line, recorded in ``run.json``.
+        The command line, recorded in ``run.json`` and the lock file.
 
     Returns
     -------
@@ -604,7 +914,11 @@ def run_batch(
     Raises
     ------
     InputError
-        No input at all.
+        No input at all, or another run holds the output folder's lock.
+    BatchInterrupted
+        Ctrl-C (SIGINT): the worker processes are ended at once, ``summary.csv``,
+        ``failures.csv`` and ``run.json`` (``"interrupted": true``) record the stacks that
+        finished, and running the same batch again resumes (finished stacks are reused).
     """
     from tqdm.auto import tqdm
 
@@ -636,13 +950,11 @@ def run_batch(
     t0 = time.perf_counter()
 
     serial = scheduler is None and (jobs <= 1 or len(tasks) <= 1)
+    executor = "dask" if scheduler is not None else "serial" if serial else f"processes ({jobs})"
     single = serial and len(tasks) == 1
-    from .pipeline import PIPELINE_STAGES
-
-    analyse_stages = len(PIPELINE_STAGES) if process is None else 1
-    stage_total = 2 + analyse_stages + bool(render) + bool(save_intermediates)
+    stages = _stage_sequence(process, render, save_intermediates)
     bar = tqdm(
-        total=stage_total if single else len(tasks),
+        total=len(stages) - 1 if single else len(tasks),
         unit="stage" if single else "stack",
         desc=names[0] if single else "stacks",
         file=sys.stderr,
@@ -652,47 +964,103 @@ def run_batch(
     )
     write = log or (lambda line: tqdm.write(line, file=sys.stderr))
     counts = {"processed": 0, "skipped": 0, "failed": 0}
+    running: dict[int, str] = {}
+    compiled: set[int] = set()  # processes that have fitted columns once
 
-    def stage_progress(stage: str) -> None:
+    def show() -> None:
+        if single:
+            bar.set_postfix_str(next(iter(running.values()), ""), refresh=True)
+            return
+        doing = "; ".join(f"{names[i]}: {label}" for i, label in sorted(running.items()))
+        tally = f"done={counts['processed']} skipped={counts['skipped']} failed={counts['failed']}"
+        bar.set_postfix_str(f"{doing} | {tally}" if doing else tally, refresh=True)
+
+    def on_stage(i: int, stage: str, pid: int) -> None:
+        if rows[i] is not None:  # a late message of a finished stack
+            return
+        if stage == "columns":
+            compiled.add(pid)
         if stage == "skipped":
-            bar.update(bar.total - bar.n)
-        else:
-            bar.update(1)
-        bar.set_postfix_str(stage, refresh=False)
+            running[i] = "up to date, reused"
+            if single:
+                bar.update(bar.total - bar.n)
+        elif stage in stages:
+            if single and stage != "start":
+                bar.update(1)
+            k = stages.index(stage)
+            if k + 1 < len(stages):
+                following = stages[k + 1]
+                label = _STAGE_LABELS[following]
+                if following == "columns" and pid not in compiled:
+                    label += _COMPILE_NOTE
+                running[i] = f"{label} {k + 1}/{len(stages) - 1}"
+            else:
+                running.pop(i, None)
+        show()
 
     def on_done(i: int, row: dict) -> None:
         rows[i] = row
+        running.pop(i, None)
         counts[row["status"]] += 1
         if row["status"] == "failed":
             write(f"failed: {row['file']}: {row['error_class']}: {row['message']}")
         if not single:
             bar.update(1)
-            bar.set_postfix(
-                done=counts["processed"],
-                skipped=counts["skipped"],
-                failed=counts["failed"],
-                refresh=False,
+        show()  # redraws with the new counts: the bar and done= agree
+
+    original_sigint = (
+        signal.getsignal(signal.SIGINT)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
+    interrupted = False
+    with lock_output(out, command) as lock:
+        if lock.get("took_over"):
+            write(
+                f"note: {out}: took over the lock left by a run that has ended ({lock['took_over']})"
             )
+        try:
+            with _heartbeat(bar):
+                if not tasks:
+                    pass
+                elif scheduler is not None:
+                    _run_dask(tasks, on_done, scheduler)
+                elif serial:
+                    _run_serial(tasks, on_done, on_stage)
+                else:
+                    _run_pool(tasks, on_done, on_stage, jobs)
+        except KeyboardInterrupt:
+            _ignore_sigint()  # until what finished is written
+            interrupted = True
+        finally:
+            bar.close()
+        try:
+            _remove_leftovers(out, names)
+            run = {
+                "command": command,
+                "started_utc": started.isoformat(timespec="seconds"),
+                "elapsed_s": round(time.perf_counter() - t0, 3),
+                "executor": executor,
+            }
+            summary_rows = _write_batch_files(
+                out, rows, problems, counts, write, config, interrupted, names, run
+            )
+        finally:
+            if original_sigint is not None:
+                signal.signal(signal.SIGINT, original_sigint)
+    if interrupted:
+        raise BatchInterrupted(pd.DataFrame(summary_rows), len(tasks), out)
+    return pd.DataFrame(summary_rows)
 
-    try:
-        if not tasks:
-            pass
-        elif scheduler is not None:
-            _run_dask(tasks, on_done, scheduler)
-        elif serial:
-            _run_serial(tasks, on_done, stage_progress if single else None)
-        else:
-            _run_pool(tasks, on_done, jobs)
-    finally:
-        bar.close()
 
+def _write_batch_files(out, rows, problems, counts, write, config, interrupted, names, run):
+    """Write summary.csv, failures.csv, config.toml and run.json; return the summary rows."""
     for item, reason in problems:
         row = dict.fromkeys(SUMMARY_COLUMNS)
         row.update(name=None, file=item, status="failed", error_class="InputError", message=reason)
         rows.append(row)
         counts["failed"] += 1
         write(f"failed: {item}: InputError: {reason}")
-
     summary_rows = [r for r in rows if r is not None]
     _write_table(out / "summary.csv", summary_rows, SUMMARY_COLUMNS)
     failures = [{k: r[k] for k in FAILURE_COLUMNS} for r in summary_rows if r["status"] == "failed"]
@@ -703,22 +1071,18 @@ def run_batch(
     atomic_write_text(
         out / "config.toml", f"# config_hash = {config_hash(config)}\n" + config_to_toml(config)
     )
-    run = {
-        "command": command,
+    record = dict(run) | {
         "config_hash": config_hash(config),
-        "started_utc": started.isoformat(timespec="seconds"),
-        "elapsed_s": round(time.perf_counter() - t0, 3),
-        "executor": (
-            "dask" if scheduler is not None else "serial" if serial else f"processes ({jobs})"
-        ),
         "counts": counts,
+        "interrupted": interrupted,
+        "not_finished": [n for n, r in zip(names, rows) if r is None],
         "versions": versions(),
         "stacks": [
             {"name": r["name"], "file": r["file"], "status": r["status"]} for r in summary_rows
         ],
     }
-    atomic_write_text(out / "run.json", _dumps(run))
-    return pd.DataFrame(summary_rows)
+    atomic_write_text(out / "run.json", _dumps(record))
+    return summary_rows
 
 
 # --------------------------------------------------------------------------------------
@@ -764,7 +1128,7 @@ def collect_results(folder: str | os.PathLike) -> pd.DataFrame:
             f"{folder}: holds no stack results (no <name>/summary.json); "
             "run 'stemqd process ... --out' on it first"
         )
-    return pd.DataFrame(rows)
+    return _integer_counts(pd.DataFrame(rows))
 
 
 def _holm(pvalues) -> np.ndarray:
@@ -787,6 +1151,7 @@ def compare_batches(
     bootstrap: int = 10000,
     seed: int = 0,
     confidence: float = 0.95,
+    out: str | os.PathLike | None = None,
 ) -> dict:
     """Group statistics and tests of the per-dot ratios of several ``process`` folders.
 
@@ -796,6 +1161,9 @@ def compare_batches(
         Group name to ``stemqd process`` output folder, in display order (at least two).
     permutations, bootstrap, seed, confidence
         Passed to :func:`stemqd.analysis.statistics.compare_groups`.
+    out : str or path-like, optional
+        Also write the comparison there (:func:`write_compare`), so that
+        :func:`stemqd.report.write_report` can report it.
 
     Returns
     -------
@@ -804,8 +1172,10 @@ def compare_batches(
         per group ``n``, ``mean``, ``std``, ``sem``, ``min``, ``max``, ``config_hashes``),
         ``tests`` (DataFrame: one row per pair of groups with every output of
         :func:`~stemqd.analysis.statistics.compare_groups`, ``difference`` = mean b - mean a, and
-        Holm-adjusted p-values when there are several pairs), ``ratio_label`` and
-        ``warnings`` (list of str).
+        Holm-adjusted p-values when there are several pairs), ``depth`` (DataFrame: per
+        group and depth below the surface, the ``mean``, ``sem`` and ``std`` over the
+        ``n_dots`` dots of their ratio at that depth; ``sem`` is NaN from a single dot),
+        ``ratio_label`` and ``warnings`` (list of str).
 
     Raises
     ------
@@ -884,10 +1254,106 @@ def compare_batches(
         for col in ("welch_p", "permutation_p"):
             if col in tests:
                 tests[f"{col}_holm"] = _holm(tests[col])
-    return {
+    result = {
         "dots": dots,
         "groups": pd.DataFrame(stats_rows),
         "tests": tests,
+        "depth": _group_depth(groups, dots),
         "ratio_label": labels[0] if labels else None,
         "warnings": warnings,
     }
+    if out is not None:
+        parameters = {
+            "permutations": permutations,
+            "bootstrap": bootstrap,
+            "seed": seed,
+            "confidence": confidence,
+        }
+        write_compare(result, out, groups, parameters)
+    return result
+
+
+def _group_depth(groups: dict, dots: pd.DataFrame) -> pd.DataFrame:
+    """Per group and depth: mean and s.e. over the dots of the per-dot ratio at that depth."""
+    records = []
+    for g, folder in groups.items():
+        for name in dots.loc[dots["group"] == g, "name"]:
+            for r in (read_summary(Path(folder) / str(name)) or {}).get("ratio_by_depth") or []:
+                records.append({"group": g, "name": name} | r)
+    columns = ["group", "depth_uc", "n_dots", "mean", "sem", "std", "n_numerator", "n_denominator"]
+    if not records:
+        return pd.DataFrame(columns=columns)
+    per_dot = pd.DataFrame(records)
+    per_dot["ratio"] = pd.to_numeric(per_dot["ratio"], errors="coerce")
+    rows = []
+    for (g, depth), d in per_dot.groupby(["group", "depth_uc"], sort=False):
+        r = d["ratio"].dropna().to_numpy(float)
+        rows.append(
+            {
+                "group": g,
+                "depth_uc": int(depth),
+                "n_dots": len(r),
+                "mean": r.mean() if len(r) else np.nan,
+                "sem": r.std(ddof=1) / np.sqrt(len(r)) if len(r) > 1 else np.nan,
+                "std": r.std(ddof=1) if len(r) > 1 else np.nan,
+                "n_numerator": int(pd.to_numeric(d["n_numerator"]).fillna(0).sum()),
+                "n_denominator": int(pd.to_numeric(d["n_denominator"]).fillna(0).sum()),
+            }
+        )
+    order = {g: k for k, g in enumerate(groups)}
+    frame = pd.DataFrame(rows, columns=columns)
+    frame["order"] = frame["group"].map(order)
+    return frame.sort_values(["order", "depth_uc"]).drop(columns="order").reset_index(drop=True)
+
+
+def write_compare(
+    result: dict, out: str | os.PathLike, groups: dict, parameters: dict | None = None
+) -> Path:
+    """Write a comparison into `out`: the tables and ``compare.json``, which the report reads.
+
+    Parameters
+    ----------
+    result : dict
+        :func:`compare_batches`'s result.
+    out : str or path-like
+        Output folder, created if needed.
+    groups : dict of str to path
+        The groups compared (name to ``stemqd process`` folder), recorded with their
+        folders' absolute paths.
+    parameters : dict, optional
+        The test settings, recorded.
+
+    Returns
+    -------
+    Path
+        ``out/compare.json``. Beside it: ``dots.csv`` (one row per dot), ``groups.csv``
+        (per-group statistics), ``tests.csv`` (per pair of groups) and ``depth.csv`` (per
+        group and depth: ``n_dots``, ``mean``, ``sem``, ``std`` of the dots' ratios and the
+        numbers of columns).
+    """
+    from .provenance import record
+
+    out = Path(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
+    for table in ("dots", "groups", "tests", "depth"):
+        atomic_write_text(out / f"{table}.csv", result[table].to_csv(index=False))
+    inputs = [
+        Path(folder) / str(name) / "summary.json"
+        for g, folder in groups.items()
+        for name in result["dots"].loc[result["dots"]["group"] == g, "name"]
+    ]
+    data = record(parameters, [p for p in inputs if p.is_file()]) | {
+        "groups": {g: str(Path(d).resolve()) for g, d in groups.items()},
+        "ratio_label": result["ratio_label"],
+        "group_stats": result["groups"],
+        "tests": result["tests"],
+        "depth": result["depth"],
+        "dots": result["dots"],
+        "warnings": result["warnings"],
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    atomic_write_text(out / "compare.json", _dumps(data))
+    return out / "compare.json"

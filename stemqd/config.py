@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field, fields, replace
@@ -59,11 +60,37 @@ class MaterialConfig:
 
 @dataclass(frozen=True)
 class AcquisitionConfig:
-    """Microscope settings used where the file metadata lacks them (methods.md §1)."""
+    """Microscope settings used where the file metadata lacks them (methods.md §1).
+
+    ``vacuum_level`` and ``beam_level`` (image intensity units, both or neither) put the
+    image on the scale of the incident beam, I_norm = (I - vacuum) / (beam - vacuum), as
+    the simulated cross-sections are: columns.csv then carries ``volume_norm`` (Å², the
+    fraction of the incident beam scattered onto the detector by the column), the volume
+    of the normalised image times the pixel area. The vacuum level is the detector's
+    reading with the beam off the sample (or blanked), the beam level its reading in the
+    detector scan with the beam on the detector.
+    """
 
     voltage_kv: float = field(default=300.0, metadata={"min": 1.0})
     convergence_mrad: float = field(default=18.0, metadata={"min": 0.1})
     pixel_size_A: float | None = field(default=None, metadata={"min": 1e-4})
+    vacuum_level: float | None = None
+    beam_level: float | None = None
+
+    def __post_init__(self):
+        vacuum, beam = self.vacuum_level, self.beam_level
+        if (vacuum is None) != (beam is None):
+            raise ConfigError(
+                "config keys 'acquisition.vacuum_level' and 'acquisition.beam_level' go "
+                "together: set both (normalised intensities) or neither"
+            )
+        if vacuum is not None and not (math.isfinite(vacuum) and math.isfinite(beam)):
+            raise ConfigError("config keys 'acquisition.vacuum_level', 'beam_level': not finite")
+        if vacuum is not None and beam <= vacuum:
+            raise ConfigError(
+                f"config key 'acquisition.beam_level': {beam!r} must exceed "
+                f"'acquisition.vacuum_level' ({vacuum!r}), the detector's reading in vacuum"
+            )
 
 
 @dataclass(frozen=True)
@@ -240,6 +267,44 @@ class AnalysisConfig:
 
 
 @dataclass(frozen=True)
+class CountingConfig:
+    """Atom counting per image in ``stemqd process`` (``stemqd count`` pools images).
+
+    With ``enabled``, every column type's counted columns (those the statistics use) get
+    ``count`` and ``count_probability`` from a Gaussian mixture of their volumes
+    (:func:`stemqd.analysis.counting.count_atoms`: 1..``components_max`` components,
+    selected with ``criterion``, its first local minimum with ``first_local_minimum``);
+    with ``library`` (a thickness-series CSV) and normalised volumes (``acquisition.
+    vacuum_level`` and ``beam_level``) also ``count_library`` with its range. A type that
+    cannot be counted (too few columns, no criterion minimum) is a warning.
+    """
+
+    enabled: bool = False
+    components_max: int = field(default=20, metadata={"min": 1})
+    criterion: Literal["icl", "aic", "bic"] = "icl"
+    first_local_minimum: bool = False
+    library: str | None = None
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The quality gate: a stack whose found columns do not form the projected lattice (or,
+    without a material, are not significant peaks) fails instead of reporting a result.
+
+    The measures and how the thresholds were measured are in :mod:`stemqd.columns.quality`
+    and ``benchmarks/bench_quality.py``. ``gate = false`` records the measures in
+    summary.json without failing the stack.
+    """
+
+    gate: bool = True
+    min_on_site_intensity_fraction: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
+    max_rms_misfit_nn: float = field(default=0.15, metadata={"min": 0.0})
+    min_cells: int = field(default=4, metadata={"min": 1})
+    min_significant_fraction: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
+    min_columns: int = field(default=4, metadata={"min": 1})
+
+
+@dataclass(frozen=True)
 class Config:
     """Every parameter of stemqd, grouped by pipeline stage."""
 
@@ -253,6 +318,8 @@ class Config:
     columns: ColumnsConfig = field(default_factory=ColumnsConfig)
     dot: DotConfig = field(default_factory=DotConfig)
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
+    counting: CountingConfig = field(default_factory=CountingConfig)
     reference_series: str | None = None
     preset: Literal["default", "study"] = "default"
 
@@ -402,15 +469,23 @@ def config_from_dict(data: dict) -> Config:
     return _build(Config, _merge(PRESETS[name], data))
 
 
-def config_to_dict(config: Config) -> dict:
-    """Nested dict of a config; None values are written as :data:`TOML_NONE` for TOML."""
+def config_to_dict(config: Config, *, unset=TOML_NONE) -> dict:
+    """Nested dict of a config.
+
+    Parameters
+    ----------
+    config : Config
+    unset : object
+        How an unset (None) value is written: :data:`TOML_NONE` (the default; TOML has no
+        null) or None for JSON outputs, where it becomes ``null``. Both load back.
+    """
 
     def clean(obj):
         if isinstance(obj, dict):
             return {k: clean(v) for k, v in obj.items()}
         if isinstance(obj, tuple):
             return list(obj)
-        return TOML_NONE if obj is None else obj
+        return unset if obj is None else obj
 
     return clean(dataclasses.asdict(config))
 
@@ -478,6 +553,8 @@ __all__ = [
     "ColumnsConfig",
     "DotConfig",
     "AnalysisConfig",
+    "CountingConfig",
+    "QualityConfig",
     "PRESETS",
     "preset_bias",
     "load_config",

@@ -25,15 +25,27 @@ class FitError(StemqdError):
     """A fit cannot be set up (e.g. no columns found)."""
 
 
+class BlankImageError(InputError):
+    """The image holds no contrast (all zero, constant, or not finite)."""
+
+
+class LatticeQualityError(FitError):
+    """The found columns do not form the projected lattice (or, without a material, are not
+    significant peaks): the image is noise, support or vacuum, or the calibration or material
+    is wrong (see :mod:`stemqd.columns.quality`)."""
+
+
 class ModelMismatchError(InputError):
     """A measured ratio and a simulated series were fitted with different column models."""
 
 
 __all__ = [
+    "BlankImageError",
     "CalibrationError",
     "ConfigError",
     "FitError",
     "InputError",
+    "LatticeQualityError",
     "ModelMismatchError",
     "StemqdError",
 ]

@@ -7,14 +7,17 @@ user (or the report) can inspect each step.
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
+from .analysis.counting import count_columns
 from .analysis.lattice import peak_pair_spacing
 from .analysis.statistics import (
+    RatioEstimate,
     intensity_ratio,
     ratio_by_depth,
     type_statistics,
@@ -24,13 +27,15 @@ from .columns.cell import nearest_neighbour_A, parse_ratio, projected_cell
 from .columns.dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
 from .columns.find import find_columns
 from .columns.fit import refine_columns
+from .columns.quality import check_quality, fit_quality, lattice_quality
 from .columns.sublattice import assign_sublattices, missing_sites
 from .config import Config, config_hash, config_to_dict, preset_bias
-from .errors import FitError, ModelMismatchError
+from .errors import BlankImageError, FitError, ModelMismatchError
 from .preprocess.align import align_frames
 from .preprocess.background import disk_radius_px, remove_background
 from .preprocess.deconvolve import deconvolve_blind
 from .preprocess.denoise import du_filter
+from .preprocess.normalise import normalised_volume
 from .preprocess.probe import probe_psf
 from .provenance import versions
 
@@ -62,6 +67,53 @@ class Analysis:
     summary: dict
     images: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> RatioEstimate | None:
+        """The headline ratio (None where the image has no material, hence no ratio)."""
+        r = self.summary.get("ratio")
+        return RatioEstimate(**r) if r else None
+
+    def report(self) -> str:
+        """A readable report of the image's result, in the manner of lmfit's ``fit_report``."""
+        s = self.summary
+        cols = s.get("columns", {})
+        fitting = s.get("fitting", {})
+        lines = ["[[Image]]"]
+        if "input" in s:
+            i = s["input"]
+            lines.append(f"    file        {i['path']} ({i['frames']} frames, {i['shape']} px)")
+        lines.append(
+            f"    material    {s.get('material')} [{''.join(map(str, s.get('zone_axis', [])))}]"
+            f", pixel {s.get('pixel_size_A', float('nan')):.4f} Å"
+        )
+        lines += ["[[Columns]]", f"    found       {cols.get('total')}, used {cols.get('used')}"]
+        for reason, n in cols.get("flags", {}).items():
+            lines.append(f"    flagged     {n} x {reason}")
+        if fitting:
+            lines.append(
+                f"    model       {fitting.get('model')} Gaussians, {fitting.get('background')}"
+                f" background, fitted on the {fitting.get('fit_on')} image"
+            )
+        lattice = s.get("lattice") or {}
+        if lattice:
+            lines += [
+                "[[Lattice]]",
+                f"    a, b        {lattice['a_A']:.4f}, {lattice['b_A']:.4f} Å (expected "
+                f"{lattice['expected_a_A']:.4f}, {lattice['expected_b_A']:.4f}), rms misfit "
+                f"{lattice['rms_misfit_A']:.3f} Å",
+            ]
+        if self.ratio is not None:
+            lines += ["[[Ratio]]", f"    {self.ratio}"]
+        for w in s.get("warnings", []):
+            lines.append(f"[[Warning]] {w}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(self.report())}</pre>"
 
 
 def cell_for(config: Config):
@@ -187,6 +239,12 @@ COMPLETE_TOLERANCE_NN = 0.35
 
 #: ``stemqd process`` warns when more than this fraction of the found columns is excluded.
 EXCLUDED_WARNING_FRACTION = 0.3
+
+#: Columns expected closer than this (px) cannot be resolved: the pixel size is too large.
+MIN_SPACING_PX = 2.0
+
+#: An image whose pixels spread by less than this fraction of its largest value is blank.
+BLANK_RELATIVE_SPREAD = 1e-6
 
 
 def column_spacing_for(image, pixel_size_A, config: Config, cell=None) -> tuple[float, str]:
@@ -334,7 +392,15 @@ def analyse_image(
     image = np.asarray(image, dtype=np.float64)
     fit_image = image if fit_image is None else np.asarray(fit_image, dtype=np.float64)
     cell = cell_for(config) if config.material.name is not None else None
+    check_contrast(image)
     nn_px, spacing_source = column_spacing_for(image, pixel_size_A, config, cell)
+    if nn_px < MIN_SPACING_PX:
+        raise FitError(
+            f"at the pixel size {pixel_size_A:.4g} Å the columns of "
+            f"{config.material.name or 'the image'} would be {nn_px:.3g} px apart, closer than "
+            f"the {MIN_SPACING_PX:g} px an image can resolve: the pixel size is probably too "
+            f"large (by 10x?); check the calibration (--pixel-size) and the material"
+        )
     a_px = lattice_constant_A(cell) / pixel_size_A if cell is not None else nn_px
     c = config.columns
     labels = None
@@ -350,11 +416,7 @@ def analyse_image(
         )
     if len(seeds) < 4:
         raise FitError(
-            f"only {len(seeds)} column position(s) found; at the pixel size "
-            f"{pixel_size_A:.4g} Å the columns of {config.material.name or 'the image'} are "
-            f"expected {nn_px:.3g} px apart: check the pixel size (a wrong calibration, "
-            f"by 10x too large or too small, looks like this), the material, or whether "
-            f"the image is blank"
+            _too_few(f"{len(seeds)} column position(s) found", pixel_size_A, nn_px, config)
         )
     fit = _refine(fit_image, seeds, labels if c.width_per_type else None, nn_px, c)
     joint = dict(fit.attrs.get("joint", {}))
@@ -380,6 +442,32 @@ def analyse_image(
     position_flags = flags_at(fit[["x_px", "y_px"]].to_numpy())
     inside = _in_statistics_region(position_flags)
     seed_source = np.full(len(fit), "found" if positions is None else "positions file", object)
+    quality = None
+    if cell is not None:
+        if inside.sum() < 4:
+            raise FitError(
+                _too_few(
+                    f"{int(inside.sum())} of the {len(fit)} columns found lie inside the dot",
+                    pixel_size_A,
+                    nn_px,
+                    config,
+                )
+            )
+        # The quality gate, on the columns as found (before the lattice completes them):
+        # do they form the projected lattice at all?
+        pos0 = fit[["x_px", "y_px"]].to_numpy()
+        volume0 = fit["volume"].to_numpy()[inside]
+        assigned0, lattice0 = assign_sublattices(pos0[inside], volume0, pixel_size_A, cell)
+        quality = check_quality(
+            lattice_quality(
+                assigned0["assign_flag"],
+                assigned0[["i", "j"]].to_numpy(),
+                assigned0["misfit_A"],
+                nearest_neighbour_A(cell),
+                volume0,
+            ),
+            config.quality,
+        )
     if (
         cell is not None
         and positions is None
@@ -393,9 +481,6 @@ def analyse_image(
         # on the support can land on a site): the segmented dot reaches past the last
         # columns by the blur, and sites added there would fit nothing but the tails of
         # the edge columns.
-        pos0 = fit[["x_px", "y_px"]].to_numpy()
-        volume0 = fit["volume"].to_numpy()[inside]
-        assigned0, lattice0 = assign_sublattices(pos0[inside], volume0, pixel_size_A, cell)
         typical0 = pd.Series(volume0).groupby(assigned0["label"].to_numpy()).transform("median")
         on_sites = pos0[inside][
             (assigned0["assign_flag"] == "").to_numpy()
@@ -538,9 +623,55 @@ def analyse_image(
     )
     summary["dot"].update(mode=mode, coverage=coverage)
     summary["fitting"] = fitting
+    summary["quality"] = quality
+    _quality_warning(summary)
     _exclusions(summary, fit)
     tick("statistics")
     return Analysis(columns=fit, summary=summary, extra=extra)
+
+
+def _quality_warning(summary):
+    """With ``quality.gate = false`` a stack below the thresholds is reported, with a warning."""
+    q = summary["quality"]
+    if not q["passed"]:
+        summary.setdefault("warnings", []).append(
+            "quality below the thresholds (gate off): " + "; ".join(q["reasons"])
+        )
+
+
+def _too_few(found, pixel_size_A, nn_px, config):
+    """The message for too few columns: a wrong calibration is the usual cause."""
+    return (
+        f"{found}, too few for a lattice (at least 4 needed); at the pixel size "
+        f"{pixel_size_A:.4g} Å the columns of {config.material.name or 'the image'} are expected "
+        f"{nn_px:.3g} px apart: check the pixel size (a calibration 10x too large or too small "
+        f"looks like this), the material, and that the image shows the crystal"
+    )
+
+
+def check_contrast(image, source="the image"):
+    """Raise :class:`~stemqd.errors.BlankImageError` if ``image`` holds no contrast.
+
+    Parameters
+    ----------
+    image : array_like
+        An image or a stack of frames.
+    source : str
+        What to name in the message (e.g. the file).
+    """
+    a = np.asarray(image, dtype=np.float64)
+    finite = a[np.isfinite(a)]
+    if finite.size == 0:
+        raise BlankImageError(f"{source}: the image is blank (no finite pixel)")
+    # relative to the level, so that float32 rounding of a constant does not count as contrast
+    spread = float(np.ptp(a.reshape(-1, *a.shape[-2:]), axis=(1, 2)).max()) if a.ndim >= 2 else 0.0
+    if spread <= BLANK_RELATIVE_SPREAD * max(float(np.abs(finite).max()), np.finfo(float).tiny):
+        value = float(finite.flat[0])
+        raise BlankImageError(
+            f"{source}: the image is blank (every pixel {value:.6g}, no contrast): "
+            f"check that the file holds the ADF image, not an empty channel, a dark "
+            f"reference or a frame read before the scan started"
+        )
 
 
 def _used(columns):
@@ -572,6 +703,15 @@ def _exclusions(summary, columns):
 def _analyse_without_cell(
     fit, labels, position_flags, inside, dot, mode, coverage, fitting, config, pixel_size_A, tick
 ):
+    # No lattice to test: the gate is on the fits of the columns inside the region.
+    quality = check_quality(
+        fit_quality(
+            fit["flag"].to_numpy()[inside],
+            fit["amplitude"].to_numpy()[inside],
+            fit["amplitude_err"].to_numpy()[inside],
+        ),
+        config.quality,
+    )
     fit["label"] = labels if labels is not None else "column"
     fit["site"] = ""
     for name in ("i", "j", "misfit_A"):
@@ -604,7 +744,9 @@ def _analyse_without_cell(
         "ratio": {},
         "ratio_by_depth": [],
         "fitting": fitting,
+        "quality": quality,
     }
+    _quality_warning(summary)
     _exclusions(summary, fit)
     tick("statistics")
     return Analysis(columns=fit, summary=summary, extra={"dot": dot})
@@ -654,10 +796,7 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
             k: {kk: float(vv) for kk, vv in row.items()}
             for k, row in stats_table.to_dict(orient="index").items()
         },
-        "ratio": {
-            k: (float(v) if isinstance(v, (int, float, np.floating)) else v)
-            for k, v in ratio.items()
-        },
+        "ratio": ratio.to_dict(),
         "ratio_by_depth": depth.to_dict(orient="records"),
         "lattice": {
             "a_A": lattice.a_A,
@@ -695,6 +834,72 @@ def thickness_summary(ratio: dict, series_path: str, fit_model: str | None = Non
     return {"series": str(series_path), **estimate.to_dict()}
 
 
+def acquisition_used(stack, config: Config) -> tuple[dict, str | None]:
+    """The voltage and convergence angle the pipeline uses for a stack, and where they came from.
+
+    The file's metadata wins; where it has none, the config's ``acquisition`` values are
+    used (300 kV and 18 mrad unless set).
+
+    Returns
+    -------
+    acquisition : dict
+        ``voltage_kv``, ``voltage_source``, ``convergence_mrad``, ``convergence_source``
+        (``"file"`` or ``"config acquisition.<key>"``) and ``used_by`` (the stages that use
+        them: the probe of the deconvolution, or none).
+    note : str or None
+        One sentence naming the values taken from the config, for the log; None when the
+        file gave both (or when no stage uses them).
+    """
+    a = config.acquisition
+    out, missing, taken = {}, [], []
+    for key, what, unit, value in (
+        ("voltage_kv", "accelerating voltage", "kV", stack.voltage_kv),
+        ("convergence_mrad", "convergence semi-angle", "mrad", stack.convergence_mrad),
+    ):
+        source = key.split("_")[0] + "_source"
+        if value:
+            out[key], out[source] = float(value), "file"
+        else:
+            out[key], out[source] = float(getattr(a, key)), f"config acquisition.{key}"
+            missing.append(what)
+            taken.append(f"acquisition.{key} = {getattr(a, key):g} {unit}")
+    out["used_by"] = ["deconvolve (probe PSF)"] if config.deconvolve.enabled else []
+    note = None
+    if taken and out["used_by"]:
+        note = (
+            f"the file records no {' and no '.join(missing)}; the deconvolution's probe uses "
+            f"{' and '.join(taken)} from the config (set them with --set "
+            f"acquisition.KEY=VALUE if the microscope differs)"
+        )
+    return out, note
+
+
+def _count(analysis, config: Config) -> None:
+    """Per-image atom counting (``counting.enabled``): counts into the columns, the mixtures
+    into ``summary["counting"]``, the types that could not be counted into the warnings."""
+    from .simulation.files import read_series
+
+    c, warnings = config.counting, analysis.summary.setdefault("warnings", [])
+    series = None
+    if c.library and config.acquisition.vacuum_level is None:
+        warnings.append(
+            "counting: library counting skipped: counting.library needs normalised volumes "
+            "(set acquisition.vacuum_level and acquisition.beam_level)"
+        )
+    elif c.library:
+        series = read_series(c.library)
+    analysis.columns, counted = count_columns(
+        analysis.columns,
+        _used(analysis.columns),
+        components_max=c.components_max,
+        criterion=c.criterion,
+        first_local_minimum=c.first_local_minimum,
+        series=series,
+    )
+    analysis.summary["counting"] = counted
+    warnings += [f"counting {k}: {v['error']}" for k, v in counted.items() if "error" in v]
+
+
 def process_stack(stack, config: Config, *, positions=None, progress=None) -> Analysis:
     """The whole pipeline on a loaded stack (:class:`stemqd.io.Stack`).
 
@@ -710,12 +915,14 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
         seeds_source = {"path": str(positions), "sha256": sha256_file(positions)}
         positions = read_positions(positions)
     pixel = config.acquisition.pixel_size_A or stack.pixel_size_A
+    check_contrast(stack.frames, str(stack.path))
+    acquisition, defaults_note = acquisition_used(stack, config)
     images, info = preprocess(
         stack.frames,
         pixel,
         config,
-        voltage_kv=stack.voltage_kv,
-        convergence_mrad=stack.convergence_mrad,
+        voltage_kv=acquisition["voltage_kv"],
+        convergence_mrad=acquisition["convergence_mrad"],
         progress=progress,
     )
     fit_image = images.get(config.columns.fit_on, images["final"])
@@ -726,6 +933,18 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
     )
     analysis.images = images
     analysis.extra.update(info)
+    a = config.acquisition
+    if a.vacuum_level is not None:
+        # Cross-sections as fractions of the incident beam (Å²), as the simulated series.
+        for key in ("volume", "volume_err"):
+            analysis.columns[key.replace("volume", "volume_norm")] = normalised_volume(
+                analysis.columns[key], pixel, a.vacuum_level, a.beam_level
+            )
+    if config.counting.enabled:
+        _count(analysis, config)
+    analysis.summary["acquisition"] = acquisition
+    if defaults_note:
+        analysis.summary.setdefault("warnings", []).append(defaults_note)
     if seeds_source is not None:
         analysis.summary["fitting"]["positions_file"] = seeds_source
     if config.reference_series:
@@ -750,7 +969,7 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
             "drift_px": {
                 "max": float(np.abs(info["shifts_px"]).max()) if len(info["shifts_px"]) else 0.0
             },
-            "config": config_to_dict(config),
+            "config": config_to_dict(config, unset=None),
             "config_hash": config_hash(config),
             "preset": {"name": config.preset, "ratio_bias": preset_bias(config.preset)},
             "versions": versions(),
@@ -765,8 +984,12 @@ __all__ = [
     "FULL_FIELD_COVERAGE",
     "PIPELINE_STAGES",
     "WEAK_FRACTION",
+    "BLANK_RELATIVE_SPREAD",
+    "MIN_SPACING_PX",
+    "acquisition_used",
     "analyse_image",
     "Analysis",
+    "check_contrast",
     "cell_for",
     "column_spacing_for",
     "lattice_constant_A",

@@ -21,8 +21,10 @@ import html
 import io as _io
 import json
 import os
+import re
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -36,8 +38,15 @@ __all__ = [
     "write_stack_figures",
     "depth_profile_figure",
     "compare_figure",
+    "group_depth_figure",
     "figure_png",
     "write_report",
+    "MAP_CMAP",
+    "column_intensity_map",
+    "intensity_map_figure",
+    "group_figure",
+    "image_png",
+    "read_dot",
 ]
 
 #: Marker colours per sublattice (site); chosen to stay distinct on a grey-scale image and
@@ -147,7 +156,7 @@ def overlay_figure(
     )
     label = columns["label"].fillna("").astype(str).to_numpy() if "label" in columns else site
     outside = np.array(["outside dot" in f for f in flag], bool)
-    excluded = ~outside & ~np.isin(flag, ["", "edge margin"])
+    excluded = ~outside & ~np.isin(flag, _STATISTICS_FLAGS)
 
     if marker_diameter_px is None:
         from scipy.spatial import cKDTree
@@ -289,7 +298,11 @@ def overlay_figure(
 
 
 def write_stack_figures(analysis, folder, name: str) -> None:
-    """Write ``overlay.png`` of one processed stack into `folder`.
+    """Write ``overlay.png``, ``intensity_map.png`` and ``image.png`` of one stack.
+
+    ``image.png`` is the fitted image as an 8-bit grey PNG at its own pixel size (for the
+    group figure of :func:`group_figure`); ``intensity_map.png`` is
+    :func:`intensity_map_figure`.
 
     This is the ``render`` callback of :func:`stemqd.batch.run_batch`.
 
@@ -311,6 +324,325 @@ def write_stack_figures(analysis, folder, name: str) -> None:
         dot_mask=getattr(dot, "mask", None),
     )
     atomic_write_bytes(Path(folder) / "overlay.png", figure_png(fig, dpi=110))
+    atomic_write_bytes(Path(folder) / "image.png", image_png(analysis.images.get("final")))
+    fig = intensity_map_figure(analysis.columns, s, title=f"{name}: column intensities")
+    atomic_write_bytes(Path(folder) / "intensity_map.png", figure_png(fig, dpi=110))
+
+
+# --------------------------------------------------------------------------------------
+# Column-intensity maps (the study's Supplementary Figures 11-12)
+
+#: Flags of the columns that enter the statistics (pipeline: clean or edge margin only).
+_STATISTICS_FLAGS = ("", "edge margin")
+#: Colour map of the intensity maps: perceptually uniform and readable with the common
+#: colour-vision deficiencies.
+MAP_CMAP = "viridis"
+
+
+def _used_mask(columns: pd.DataFrame) -> np.ndarray:
+    """Columns used in the statistics."""
+    if "flag" not in columns:
+        return np.ones(len(columns), bool)
+    return np.isin(columns["flag"].fillna("").astype(str), _STATISTICS_FLAGS)
+
+
+def column_intensity_map(columns: pd.DataFrame, summary: dict | None = None) -> pd.DataFrame:
+    """The used columns' fitted intensities, normalised to the brightest one.
+
+    Parameters
+    ----------
+    columns : pandas.DataFrame
+        A ``columns.csv`` table: ``x_px``, ``y_px``, ``label``, ``flag`` and ``intensity``
+        (the measure the ratio uses; ``volume`` where it is absent).
+    summary : dict, optional
+        The stack's ``summary.json``: its ratio's numerator and denominator name the
+        sublattices shown (e.g. Cs and PbBr); without them, every labelled sublattice.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``x_px``, ``y_px``, ``label`` and ``value`` (intensity / the largest intensity of
+        the columns returned, so the brightest is 1), for the used columns of those
+        sublattices with a finite intensity, in the sublattices' order. ``attrs["labels"]``
+        lists the sublattices.
+    """
+    measure = "intensity" if "intensity" in columns else "volume"
+    empty = pd.DataFrame(columns=["x_px", "y_px", "label", "value"])
+    empty.attrs["labels"] = []
+    if measure not in columns or "label" not in columns or columns.empty:
+        return empty
+    used = columns[_used_mask(columns)]
+    label = used["label"].fillna("").astype(str)
+    ratio = (summary or {}).get("ratio") or {}
+    labels = [ratio.get("numerator"), ratio.get("denominator")]
+    if not all(labels) or not set(labels) <= set(label):
+        # every labelled sublattice, in the order of the sites (A, BX, X, others)
+        site = used["site"].fillna("").astype(str) if "site" in used else label
+        rank = {s: k for k, s in enumerate(SITE_COLOURS)}
+        first = dict(zip(label[::-1], site[::-1]))  # each label's site (its first row)
+        labels = sorted((s for s in first if s), key=lambda s: rank.get(first[s], len(rank)))
+    value = pd.to_numeric(used[measure], errors="coerce").to_numpy(float)
+    keep = label.isin(labels).to_numpy() & np.isfinite(value) & (value > 0)
+    if not keep.any():
+        return empty
+    out = pd.DataFrame(
+        {
+            "x_px": used["x_px"].to_numpy(float)[keep],
+            "y_px": used["y_px"].to_numpy(float)[keep],
+            "label": label.to_numpy()[keep],
+            "value": value[keep] / value[keep].max(),
+        }
+    )
+    out["order"] = out["label"].map({s: k for k, s in enumerate(labels)})
+    out = out.sort_values("order", kind="stable").drop(columns="order").reset_index(drop=True)
+    out.attrs["labels"] = [s for s in labels if (out["label"] == s).any()]
+    return out
+
+
+def _map_window(data: pd.DataFrame, size_px=None) -> tuple[float, float, float, float, float]:
+    """Crop (x0, x1, y0, y1) in px around the columns and the column spacing in px.
+
+    One spacing (median nearest-neighbour distance over the shown columns) of margin, two
+    below, where the scale bar goes, so that it hides no column. With `size_px` (width,
+    height), the crop has that size, centred on the columns (equal scales in a group).
+    """
+    from scipy.spatial import cKDTree
+
+    pos = data[["x_px", "y_px"]].to_numpy(float)
+    nn = float(np.median(cKDTree(pos).query(pos, k=2)[0][:, 1])) if len(pos) > 2 else 10.0
+    x0, y0 = pos.min(axis=0) - nn
+    x1, y1 = pos.max(axis=0) + np.array([nn, 2.2 * nn])
+    if size_px is not None:
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        x0, x1 = cx - size_px[0] / 2, cx + size_px[0] / 2
+        y0, y1 = cy - size_px[1] / 2, cy + size_px[1] / 2
+    return x0, x1, y0, y1, nn
+
+
+def _add_scale_bar(ax, width_px: float, pixel_size_A: float, colour="black", size=9) -> None:
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    bar_nm = _scale_bar_nm(width_px * pixel_size_A / 10)
+    bar = AnchoredSizeBar(
+        ax.transData,
+        bar_nm * 10 / pixel_size_A,
+        f"{bar_nm:g} nm",
+        "lower left",
+        pad=0.3,
+        sep=2,
+        color=colour,
+        frameon=False,
+        size_vertical=max(width_px / 100, 0.5),
+        fontproperties={"size": size},
+    )
+    ax.add_artist(bar)
+
+
+def _draw_map(ax, data, label, window, norm, pixel_size_A):
+    """One sublattice's columns as discs coloured by normalised intensity."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Circle
+
+    x0, x1, y0, y1, nn = window
+    d = data[data["label"] == label]
+    discs = PatchCollection(
+        [Circle((x, y), 0.42 * nn) for x, y in zip(d["x_px"], d["y_px"])],
+        cmap=MAP_CMAP,
+        norm=norm,
+        edgecolors="none",
+    )
+    discs.set_array(d["value"].to_numpy(float))
+    ax.add_collection(discs)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y1, y0)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_facecolor("#F4F4F4")
+    ax.set_title(f"{label} ({len(d)} columns)", fontsize=8)
+    _add_scale_bar(ax, x1 - x0, pixel_size_A)
+    return discs
+
+
+def _map_norm(values):
+    from matplotlib.colors import Normalize
+
+    values = np.asarray(values, float)
+    low = float(np.min(values)) if values.size else 0.0
+    return Normalize(vmin=min(low, 0.999), vmax=1.0)
+
+
+def intensity_map_figure(columns: pd.DataFrame, summary: dict, *, title: str | None = None):
+    """Per-dot column-intensity map: one panel per sublattice, one shared colour scale.
+
+    Each used column of the ratio's sublattices (e.g. Cs and PbBr) is a disc at its fitted
+    position, coloured by its fitted intensity normalised to the brightest column of the
+    dot; the panels share the colour scale and colour bar, each has a scale bar, and the
+    dot's ratio is written below, as in the study's Supplementary Figures 11-12.
+
+    Parameters
+    ----------
+    columns : pandas.DataFrame
+        The stack's ``columns.csv``.
+    summary : dict
+        The stack's ``summary.json`` (``pixel_size_A``, ``ratio``).
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    data = column_intensity_map(columns, summary)
+    labels = data.attrs["labels"]
+    fig = _figure((0.6 + 3.1 * max(len(labels), 1), 3.9))
+    if not labels:
+        fig.text(0.5, 0.5, "no used column with a fitted intensity", ha="center")
+        return fig
+    pixel = float(summary.get("pixel_size_A") or 1.0)
+    window = _map_window(data)
+    norm = _map_norm(data["value"])
+    axes = fig.subplots(1, len(labels), squeeze=False)[0]
+    for ax, label in zip(axes, labels):
+        discs = _draw_map(ax, data, label, window, norm, pixel)
+    bar = fig.colorbar(discs, ax=list(axes), fraction=0.04, pad=0.02)
+    bar.set_label("intensity / brightest column", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
+    fig.text(0.45, 0.02, _ratio_text(summary.get("ratio") or {}), ha="center", fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def group_figure(dots: Sequence[tuple[str, object, pd.DataFrame, dict]], *, per_row: int = 6):
+    """A whole group in the study's layout: images on top, intensity maps below, ratio under.
+
+    Parameters
+    ----------
+    dots : sequence of (name, image, columns, summary)
+        Per dot: its name, the image the columns were fitted on (2-D array, or None when
+        absent), its ``columns.csv`` table and its ``summary.json``.
+    per_row : int
+        Dots side by side; more dots continue in a further block below.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One column of panels per dot (the image, then one map per sublattice, each
+        cropped to the dot), one colour scale over all maps (each dot normalised to its
+        own brightest column), a scale bar in every panel and the ratio under each dot.
+    """
+    maps = [column_intensity_map(cols, s) for _, _, cols, s in dots]
+    labels = list(dict.fromkeys(lab for m in maps for lab in m.attrs["labels"]))
+    values = np.concatenate([m["value"].to_numpy(float) for m in maps] or [np.ones(1)])
+    norm = _map_norm(values)
+    n_rows = 1 + len(labels)
+    blocks = [list(range(k, min(k + per_row, len(dots)))) for k in range(0, len(dots), per_row)]
+    ncol = min(per_row, len(dots))
+    cell = 2.1
+    fig = _figure((0.8 + cell * ncol, (cell * n_rows + 0.55) * len(blocks) + 0.3))
+    grid = fig.add_gridspec(len(blocks) * n_rows, ncol + 1, width_ratios=[1] * ncol + [0.07])
+    discs = None
+    # one crop size in Å for every dot, so that all panels share one length scale
+    pixels = [float(s.get("pixel_size_A") or 1.0) for _, _, _, s in dots]
+    windows = [_map_window(m) if len(m) else None for m in maps]
+    size_A = np.max(
+        [[(w[1] - w[0]) * p, (w[3] - w[2]) * p] for w, p in zip(windows, pixels) if w] or [[1, 1]],
+        axis=0,
+    )
+    for b, block in enumerate(blocks):
+        for c, k in enumerate(block):
+            name, image, _, summary = dots[k]
+            data = maps[k]
+            pixel = float(summary.get("pixel_size_A") or 1.0)
+            top = fig.add_subplot(grid[b * n_rows, c])
+            top.set_xticks([])
+            top.set_yticks([])
+            top.set_title(name, fontsize=9)
+            if len(data) == 0:
+                top.text(0.5, 0.5, "no map", ha="center", transform=top.transAxes)
+                continue
+            window = _map_window(data, size_A / pixel)
+            x0, x1, y0, y1, _ = window
+            top.set_facecolor("black")
+            if image is not None:
+                img = np.asarray(image, float)
+                lo, hi = np.nanpercentile(img, [0.5, 99.8])
+                top.imshow(img, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+                top.set_xlim(x0, x1)
+                top.set_ylim(y1, y0)
+                _add_scale_bar(top, x1 - x0, pixel, colour="white")
+            else:
+                top.text(0.5, 0.5, "no image.png", ha="center", transform=top.transAxes)
+            for r, label in enumerate(labels, start=1):
+                ax = fig.add_subplot(grid[b * n_rows + r, c])
+                drawn = _draw_map(ax, data, label, window, norm, pixel)
+                discs = drawn if len(data[data["label"] == label]) else discs
+                if c == 0:
+                    ax.set_ylabel(label, fontsize=9)
+                if r == len(labels):
+                    r_ = summary.get("ratio") or {}
+                    ax.set_xlabel(_short_ratio(r_), fontsize=9)
+    if discs is not None:
+        bar = fig.colorbar(discs, cax=fig.add_subplot(grid[1:n_rows, ncol]))
+        bar.set_label("intensity / brightest column of the dot", fontsize=8)
+        bar.ax.tick_params(labelsize=7)
+    fig.subplots_adjust(wspace=0.08, hspace=0.28, left=0.03, right=0.93, top=0.95, bottom=0.06)
+    return fig
+
+
+def _short_ratio(r: dict) -> str:
+    """``Cs:PbBr 0.409 ± 0.001`` (ratio ± s.e.) for a figure label."""
+    if not r or r.get("ratio") is None or not np.isfinite(float(r["ratio"])):
+        return "ratio: not measured"
+    se = r.get("stderr")
+    se = f" ± {float(se):.3f}" if se is not None and np.isfinite(float(se)) else ""
+    return f"{r.get('numerator')}:{r.get('denominator')} {float(r['ratio']):.3f}{se}"
+
+
+def image_png(image) -> bytes:
+    """The image as an 8-bit grey PNG, one PNG pixel per image pixel (0.5-99.8 % stretch)."""
+    from matplotlib.image import imsave
+
+    img = np.asarray(image, float)
+    finite = img[np.isfinite(img)]
+    lo, hi = np.percentile(finite, [0.5, 99.8]) if finite.size else (0.0, 1.0)
+    buf = _io.BytesIO()
+    imsave(
+        buf,
+        np.nan_to_num(img, nan=lo),
+        cmap="gray",
+        vmin=lo,
+        vmax=max(hi, lo + 1e-12),
+        format="png",
+    )
+    return buf.getvalue()
+
+
+def read_dot(folder: str | os.PathLike) -> tuple[str, object, pd.DataFrame, dict] | None:
+    """``(name, image, columns, summary)`` of one stack's result folder, for the figures.
+
+    The image is ``image.png`` (grey, the fitted image; None when absent); None when the
+    folder has no ``columns.csv`` or ``summary.json``.
+    """
+    from matplotlib.image import imread
+
+    folder = Path(folder)
+    summary = _read_json(folder / "summary.json")
+    if summary is None or not (folder / "columns.csv").is_file():
+        return None
+    try:
+        columns = pd.read_csv(folder / "columns.csv")
+    except (OSError, ValueError):
+        return None
+    for text in ("flag", "label", "site"):
+        if text in columns:
+            columns[text] = columns[text].fillna("").astype(str)
+    image = None
+    if (folder / "image.png").is_file():
+        image = np.asarray(imread(folder / "image.png"), float)
+        image = image[..., 0] if image.ndim == 3 else image
+    return folder.name, image, columns, summary
 
 
 def _fmt(value, digits=3, none="–") -> str:
@@ -359,13 +691,18 @@ def depth_profile_figure(records, ratio: dict | None = None):
     Returns
     -------
     matplotlib.figure.Figure
+        Depths with an s.e. have error bars; a depth where a sublattice has a single column
+        has none (no s.e. from one column) and is drawn open and named in the legend. Each
+        point is labelled with its numbers of columns.
     """
     df = pd.DataFrame(records)
-    fig = _figure((5.0, 3.4))
+    fig = _figure((5.0, 3.6))
     ax = fig.add_subplot()
+    num, den = "numerator", "denominator"
     label = "ratio"
     if ratio and ratio.get("numerator"):
-        label = f"{ratio['numerator']} : {ratio['denominator']} ratio"
+        num, den = ratio["numerator"], ratio["denominator"]
+        label = f"{num} : {den} ratio"
     if ratio and ratio.get("ratio") is not None:
         ax.axhline(ratio["ratio"], color="#0072B2", lw=1, label="whole dot")
         if ratio.get("ci_low") is not None and ratio.get("ci_high") is not None:
@@ -378,18 +715,29 @@ def depth_profile_figure(records, ratio: dict | None = None):
             )
     if not df.empty and "ratio" in df:
         df = df.astype({"ratio": float, "stderr": float})
-        ok = np.isfinite(df["ratio"].to_numpy())
-        d = df[ok]
+        d = df[np.isfinite(df["ratio"].to_numpy())]
+        has_se = np.isfinite(d["stderr"].to_numpy())
+        ax.plot(d["depth_uc"], d["ratio"], "-", color="#D55E00", lw=1)
         ax.errorbar(
-            d["depth_uc"],
-            d["ratio"],
-            yerr=d["stderr"].fillna(0.0),
-            fmt="o-",
+            d["depth_uc"][has_se],
+            d["ratio"][has_se],
+            yerr=d["stderr"][has_se],
+            fmt="o",
             color="#D55E00",
             ms=5,
             capsize=3,
             label="per depth (± s.e.)",
         )
+        if (~has_se).any():
+            ax.plot(
+                d["depth_uc"][~has_se],
+                d["ratio"][~has_se],
+                "o",
+                mfc="white",
+                mec="#D55E00",
+                ms=6,
+                label="a single column there: no s.e.",
+            )
         for _, row in d.iterrows():
             ax.annotate(
                 f"{int(row['n_numerator'])}/{int(row['n_denominator'])}",
@@ -405,7 +753,67 @@ def depth_profile_figure(records, ratio: dict | None = None):
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    ax.set_title("numbers: columns per depth (numerator/denominator)", fontsize=8, color="#555555")
+    ax.set_title(f"labels: number of {num} / {den} columns at each depth", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def group_depth_figure(depth: pd.DataFrame, ratio_label: str | None = None):
+    """Group depth profiles: per depth, the mean ± s.e. of the dots' ratios, all groups.
+
+    Parameters
+    ----------
+    depth : pandas.DataFrame
+        ``group``, ``depth_uc``, ``n_dots``, ``mean``, ``sem`` (see
+        :func:`stemqd.batch.compare_batches`), groups in display order.
+    ratio_label : str, optional
+        E.g. ``"Cs:PbBr"``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        A depth measured in a single dot of a group has no error bar (no s.e. from one
+        dot), is drawn open and named in the legend; each point is labelled with its
+        number of dots.
+    """
+    fig = _figure((5.6, 3.8))
+    ax = fig.add_subplot()
+    palette = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+    groups = list(dict.fromkeys(depth["group"])) if len(depth) else []
+    single, handles = False, []
+    for k, g in enumerate(groups):
+        d = depth[(depth["group"] == g) & np.isfinite(depth["mean"].astype(float))]
+        x = d["depth_uc"].to_numpy(float) + (k - (len(groups) - 1) / 2) * 0.08
+        m, se = d["mean"].to_numpy(float), d["sem"].to_numpy(float)
+        ok = np.isfinite(se)
+        colour = palette[k % len(palette)]
+        ax.plot(x, m, "-", color=colour, lw=1)
+        handles.append(
+            ax.errorbar(x[ok], m[ok], yerr=se[ok], fmt="o", color=colour, ms=5, capsize=3, label=g)
+        )
+        if (~ok).any():
+            single = True
+            ax.plot(x[~ok], m[~ok], "o", mfc="white", mec=colour, ms=6)
+        for xi, mi, n in zip(x, m, d["n_dots"]):
+            # labels of alternate groups above and below their points, so they never overlap
+            ax.annotate(
+                f"{int(n)}",
+                (xi, mi),
+                textcoords="offset points",
+                xytext=(4, 5 - 16 * (k % 2)),
+                fontsize=7,
+                color=colour,
+            )
+    if single:
+        handles += ax.plot([], [], "o", mfc="white", mec="#555555", label="one dot there: no s.e.")
+    if len(depth):
+        ax.set_xticks(sorted(depth["depth_uc"].astype(int).unique()))
+    ax.margins(x=0.1)
+    ax.set_xlabel("depth below surface (unit cells; 0 = outermost)")
+    ax.set_ylabel(f"{ratio_label or 'intensity'} ratio")
+    ax.grid(alpha=0.3)
+    ax.legend(handles=handles, fontsize=8, loc="best")
+    ax.set_title("mean ± s.e. over the dots of each group; labels: number of dots", fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -517,6 +925,7 @@ td.l,th.l{text-align:left}tr.failed td{background:#fdecea}
 .stack{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .stack img.overlay{width:520px;max-width:100%;border:1px solid #ccc}
 .stack .side{flex:1;min-width:320px}.stack .side img{max-width:100%}
+img.wide,img.thumb{max-width:100%;border:1px solid #ddd}
 code,pre{background:#f6f6f6;font-size:0.85em}pre{padding:8px;overflow-x:auto}
 """
 
@@ -551,7 +960,7 @@ def _md_table(df: pd.DataFrame) -> str:
 
 
 def _cell(v) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+    if v is None or v is pd.NA or (isinstance(v, float) and not np.isfinite(v)):
         return "–"
     if isinstance(v, (float, np.floating)):
         return _fmt(v, 4)
@@ -632,10 +1041,27 @@ def _read_json(path: Path):
         return None
 
 
+def _nm_to_A(value):
+    return None if value is None else 10.0 * float(value)
+
+
 def _versions_text(versions: dict | None) -> str:
     if not versions:
         return "unknown"
     return ", ".join(f"{k} {v}" for k, v in versions.items() if v is not None)
+
+
+def _counts(df: pd.DataFrame, columns) -> pd.DataFrame:
+    """`columns` of `df` (those present) as integers, blank where missing."""
+    df = df.copy()
+    for c in columns:
+        if c in df:
+            df[c] = pd.to_numeric(df[c], errors="coerce").round().astype("Int64")
+    return df
+
+
+def _group_dots(folder: Path, names) -> list:
+    return [d for d in (read_dot(folder / str(n)) for n in names) if d is not None]
 
 
 def _process_report(folder: Path, doc: _Doc) -> str:
@@ -710,7 +1136,7 @@ def _process_report(folder: Path, doc: _Doc) -> str:
             }
         )
         shown["status"] = shown["status"].replace({"skipped": "reused"})
-        doc.table(shown, left=("name", "status", "ratio of"))
+        doc.table(_counts(shown, ["n num.", "n den."]), left=("name", "status", "ratio of"))
         r = rows["ratio"].astype(float)
         r = r[np.isfinite(r)]
         if len(r) > 1:
@@ -720,6 +1146,17 @@ def _process_report(folder: Path, doc: _Doc) -> str:
             )
     else:
         doc.para("No stack has results.")
+    dots = _group_dots(folder, rows["name"])
+    if dots:
+        doc.heading("Images and column-intensity maps")
+        doc.para(
+            "Per dot: the fitted image (top) and each used column of the ratio's sublattices "
+            "at its fitted position, coloured by its fitted intensity divided by the dot's "
+            "brightest column (one colour scale for all); the ratio ± s.e. below.",
+            cls="meta",
+        )
+        png = figure_png(group_figure(dots), dpi=90)
+        doc.figure_bytes(png, "group_maps.png", "images and column-intensity maps", cls="wide")
 
     doc.heading("Failures")
     if len(failures):
@@ -747,6 +1184,13 @@ def _process_report(folder: Path, doc: _Doc) -> str:
         if (sub / "overlay.png").is_file():
             doc.figure_file(sub / "overlay.png", f"{name} overlay", cls="overlay")
         doc.raw_html("<div class='side'>")
+        if (sub / "intensity_map.png").is_file():
+            doc.figure_file(sub / "intensity_map.png", f"{name} column-intensity map")
+        else:
+            dot = read_dot(sub)
+            if dot is not None:
+                fig = intensity_map_figure(dot[2], s, title=f"{name}: column intensities")
+                doc.figure_bytes(figure_png(fig, dpi=100), f"{name}_map.png", f"{name} map")
         depth = s.get("ratio_by_depth") or []
         if depth:
             png = figure_png(depth_profile_figure(depth, s.get("ratio")), dpi=100)
@@ -755,25 +1199,28 @@ def _process_report(folder: Path, doc: _Doc) -> str:
         if per_type:
             pt = pd.DataFrame(per_type).T.reset_index().rename(columns={"index": "column type"})
             doc.heading("Intensity per column type", 3)
-            doc.table(pt, left=("column type",))
+            doc.table(_counts(pt, ["count"]), left=("column type",))
         spacing = s.get("spacing") or {}
         lat = s.get("lattice") or {}
         if spacing or lat:
             doc.heading("Lattice", 3)
+            # in Å, as the lattice fit below and the summary table (summary.json keeps nm)
             sp_rows = [
                 {
                     "sublattice": k,
-                    "a (nm)": v.get("spacing_a_nm_mean"),
-                    "s.d. a": v.get("spacing_a_nm_std"),
+                    "a (Å)": _nm_to_A(v.get("spacing_a_nm_mean")),
+                    "s.d. a (Å)": _nm_to_A(v.get("spacing_a_nm_std")),
                     "pairs a": v.get("n_pairs_a"),
-                    "b (nm)": v.get("spacing_b_nm_mean"),
-                    "s.d. b": v.get("spacing_b_nm_std"),
+                    "b (Å)": _nm_to_A(v.get("spacing_b_nm_mean")),
+                    "s.d. b (Å)": _nm_to_A(v.get("spacing_b_nm_std")),
                     "pairs b": v.get("n_pairs_b"),
                 }
                 for k, v in spacing.items()
             ]
             if sp_rows:
-                doc.table(pd.DataFrame(sp_rows), left=("sublattice",))
+                doc.table(
+                    _counts(pd.DataFrame(sp_rows), ["pairs a", "pairs b"]), left=("sublattice",)
+                )
             if lat:
                 doc.para(
                     f"Lattice fit: a = {_fmt(lat.get('a_A'), 4)} Å, b = {_fmt(lat.get('b_A'), 4)} Å "
@@ -847,8 +1294,55 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
         doc.md.append(
             "Per-stack reports: " + " · ".join(f"[{g}]({rel})" for g, rel in links) + "\n"
         )
-    if (folder / "compare.png").is_file():
-        doc.figure_file(folder / "compare.png", "per-dot ratios by group")
+    dots = pd.DataFrame(data.get("dots") or [])
+    if len(groups) and len(dots):
+        tests = pd.DataFrame(data.get("tests") or [])
+        fig = compare_figure(dots, groups, tests, data.get("ratio_label"))
+        doc.figure_bytes(figure_png(fig, dpi=110), "compare.png", "per-dot ratios by group")
+    depth = pd.DataFrame(data.get("depth") or [])
+    if len(depth):
+        doc.heading("Depth profiles")
+        doc.para(
+            "Per group and depth below the dot surface: the mean ± s.e. over the dots of their "
+            "ratio at that depth (labels: number of dots). A depth seen in a single dot has no "
+            "s.e. and is drawn open.",
+            cls="meta",
+        )
+        fig = group_depth_figure(depth, data.get("ratio_label"))
+        doc.figure_bytes(figure_png(fig, dpi=110), "depth.png", "group depth profiles")
+        shown = _counts(depth, ["n_dots", "n_numerator", "n_denominator"]).rename(
+            columns={
+                "depth_uc": "depth (uc)",
+                "n_dots": "dots",
+                "n_numerator": "n num.",
+                "n_denominator": "n den.",
+            }
+        )
+        doc.raw_html("<details><summary>table</summary>")
+        doc.table(shown, left=("group",))
+        doc.raw_html("</details>")
+    maps = [
+        (g, _group_dots(Path(p), dots.loc[dots["group"] == g, "name"]) if len(dots) else [])
+        for g, p in (data.get("groups") or {}).items()
+    ]
+    if any(d for _, d in maps):
+        doc.heading("Images and column-intensity maps")
+        doc.para(
+            "Thumbnails per group (each group's own report has them full size): the fitted "
+            "image of each dot over its columns' fitted intensities, divided by the dot's "
+            "brightest column.",
+            cls="meta",
+        )
+        for g, group_dots in maps:
+            if group_dots:
+                doc.heading(g, 3)
+                png = figure_png(group_figure(group_dots, per_row=8), dpi=55)
+                doc.figure_bytes(
+                    png,
+                    f"maps_{re.sub(r'[^A-Za-z0-9._-]', '_', g)}.png",
+                    f"{g}: intensity maps",
+                    cls="thumb",
+                )
     doc.heading("Tests")
     tests = pd.DataFrame(data.get("tests") or [])
     if len(tests):
@@ -864,7 +1358,6 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
         shown = shown.T.reset_index().rename(columns={"index": "statistic"})
         doc.table(shown, left=("statistic",))
     doc.heading("Dots")
-    dots = pd.DataFrame(data.get("dots") or [])
     if len(dots):
         cols = [
             c
@@ -882,7 +1375,10 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
             )
             if c in dots
         ]
-        doc.table(dots[cols], left=("group", "name", "config_hash"))
+        doc.table(
+            _counts(dots[cols], ["n_numerator", "n_denominator"]),
+            left=("group", "name", "config_hash"),
+        )
     return title
 
 

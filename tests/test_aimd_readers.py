@@ -10,7 +10,8 @@ import pytest
 from ase.data import atomic_masses, atomic_numbers
 
 from stemqd.aimd import read_ener, read_gaps, read_xyz_trajectory
-from stemqd.aimd.readers import BOHR_PER_AUT_IN_A_PER_FS, HARTREE_EV
+from stemqd.aimd.readers import BOHR_PER_AUT_IN_A_PER_FS
+from stemqd.aimd.units import HARTREE_EV
 from stemqd.errors import InputError
 
 FIX = Path(__file__).parent / "fixtures" / "cp2k"

@@ -7,6 +7,9 @@ are known exactly; the full pipeline is exercised by tests/test_cli_process.py.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,14 +18,18 @@ import pandas as pd
 import pytest
 
 from stemqd.batch import (
+    LOCK_NAME,
+    BatchInterrupted,
     collect_results,
     compare_batches,
     discover_inputs,
+    lock_output,
     run_batch,
     stack_names,
     to_jsonable,
 )
 from stemqd.config import config_hash, load_config
+from stemqd.errors import InputError
 from stemqd.io import write_stack_tiff
 
 
@@ -216,6 +223,9 @@ def test_bad_inputs_are_isolated(tmp_path, good, bad):
         "truncated": "failed",
         "boom": "failed",
     }
+    text = pd.read_csv(out / "summary.csv", dtype=str).set_index("name")
+    # counts stay whole numbers beside the failed rows' blanks (not 1.0)
+    assert text.loc["a", ["n_numerator", "n_denominator", "n_columns"]].tolist() == ["1", "2", "3"]
     failures = pd.read_csv(out / "failures.csv")
     assert list(failures.columns) == ["file", "name", "error_class", "message"]
     msg = dict(zip(failures["name"], failures["message"]))
@@ -336,3 +346,105 @@ def test_compare_batches(tmp_path):
     t = res["tests"].iloc[0]
     assert t["difference"] == pytest.approx(0.515 - 0.405)
     assert 0 < t["welch_p"] < 0.05 and res["ratio_label"] == "Cs:PbBr" and not res["warnings"]
+
+
+def interrupting_process(stack, config):
+    """Stands for a Ctrl-C while the stack ``b`` is being analysed."""
+    if Path(stack.path).stem == "b":
+        raise KeyboardInterrupt
+    return fake_process(stack, config)
+
+
+def test_interrupt_writes_what_finished_and_a_rerun_resumes(tmp_path, good):
+    out = tmp_path / "out"
+    c = _stack(tmp_path / "in" / "c.tif", 1, 4, seed=2)
+    with pytest.raises(BatchInterrupted) as stop:
+        run_batch(good + [c], out, CONFIG, process=interrupting_process, progress=False)
+    assert list(stop.value.rows["name"]) == ["a"] and stop.value.total == 3
+    assert list(pd.read_csv(out / "summary.csv")["name"]) == ["a"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["interrupted"] is True and run["not_finished"] == ["b", "c"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no lock, no half result
+    rows = run_batch(good + [c], out, CONFIG, process=fake_process, progress=False)
+    assert list(rows["status"]) == ["skipped", "processed", "processed"]
+    np.testing.assert_allclose(rows["ratio"], [0.5, 0.75, 0.25], rtol=1e-3)
+    assert json.loads((out / "run.json").read_text())["interrupted"] is False
+
+
+def test_a_second_run_on_the_same_folder_is_refused(tmp_path, good):
+    out = tmp_path / "out"
+    out.mkdir()
+    with lock_output(out, command="stemqd process first") as held:
+        assert held["pid"] == os.getpid() and held["took_over"] is None
+        info = json.loads((out / LOCK_NAME).read_text())
+        assert info["command"] == "stemqd process first" and info["started_utc"]
+        with pytest.raises(InputError, match=f"another stemqd run.*pid {os.getpid()} on "):
+            run_batch(good, out, CONFIG, process=fake_process, progress=False)
+        assert not (out / "summary.csv").exists()
+    assert not (out / LOCK_NAME).exists()  # released and removed
+    assert set(run_batch(good, out, CONFIG, process=fake_process, progress=False)["status"]) == {
+        "processed"
+    }
+
+
+def test_a_lock_left_by_a_dead_run_is_taken_over(tmp_path, good):
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    pid = int(dead.stdout)
+    (out / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": "here", "started_utc": "x"}))
+    # and the half-written result of the stack it was writing when it was killed
+    (out / ".a.k1ll3d__.tmp").mkdir()
+    (out / ".a.k1ll3d__.tmp" / "columns.csv").write_text("x_px\n")
+    lines = []
+    rows = run_batch(good, out, CONFIG, process=fake_process, progress=False, log=lines.append)
+    assert set(rows["status"]) == {"processed"}
+    assert any("took over the lock" in line and f"pid {pid}" in line for line in lines)
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # lock and leftover gone
+
+
+def test_lock_is_held_across_processes(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from stemqd.batch import lock_output\n"
+            "with lock_output(sys.argv[1], 'holder'):\n print('held', flush=True); time.sleep(60)",
+            str(out),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(InputError, match=f"pid {holder.pid} on .*: holder"):
+            with lock_output(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with lock_output(out) as held:  # the kernel released the dead holder's lock
+        assert held["took_over"].startswith(f"pid {holder.pid} on ")
+
+
+def test_progress_names_the_stage_in_progress_and_counts_agree(tmp_path, good, capsys):
+    run_batch(good[:1], tmp_path / "one", CONFIG, process=fake_process, progress=True)
+    err = capsys.readouterr().err
+    # what the stack is doing next, numbered among its 3 stages (load, analyse, write)
+    assert "reading 1/3" in err and "analysing 2/3" in err and "writing results 3/3" in err
+    run_batch(good, tmp_path / "two", CONFIG, process=fake_process, progress=True)
+    frames = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    assert any("a: analysing 2/3" in f for f in frames)
+    # done= is drawn with the bar's own count, never one behind it
+    for f in frames:
+        if "done=" in f and "/2 [" in f:
+            n = int(f.split("/2 [")[0].split()[-1].split("|")[-1])
+            assert int(f.split("done=")[1].split()[0]) == n, f
+    assert "2/2" in frames[-1] and "done=2" in frames[-1]

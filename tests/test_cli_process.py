@@ -113,6 +113,10 @@ def test_process_writes_results_with_the_true_ratio(clean_run):
     assert table.loc[0, "ratio"] == pytest.approx(ratio["ratio"])
     assert table.loc[0, "lattice_a_A"] == pytest.approx(5.87, rel=0.03)
     assert (folder / "overlay.png").read_bytes()[:4] == b"\x89PNG"
+    assert (folder / "intensity_map.png").read_bytes()[:4] == b"\x89PNG"
+    from matplotlib.image import imread
+
+    assert imread(folder / "image.png").shape[:2] == (160, 160)  # one PNG pixel per pixel
     assert sorted(p.name for p in (folder / "intermediates").glob("*.tif"))
     assert not (out / "failures.csv").exists()
 

@@ -58,3 +58,17 @@ def test_presets_start_below_the_file_and_the_overrides(tmp_path):
     assert set(PRESETS) == {"default", "study"}
     with pytest.raises(ConfigError, match="'preset'.*'default', 'study'"):
         load_config(preset="fast")
+
+
+def test_unset_values_are_null_in_json_and_none_in_toml():
+    import json
+
+    from stemqd.config import Config, config_from_dict, config_hash, config_to_dict, config_to_toml
+
+    config = Config()
+    as_json = json.loads(json.dumps(config_to_dict(config, unset=None)))
+    assert as_json["material"]["lattice_constant_A"] is None
+    assert 'lattice_constant_A = "none"' in config_to_toml(config)
+    assert config_from_dict(as_json) == config
+    # The hash is taken of the TOML form, so it does not depend on the output's spelling.
+    assert config_hash(config_from_dict(as_json)) == config_hash(config)

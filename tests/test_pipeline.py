@@ -74,6 +74,17 @@ def test_core_shell_depth_profile_shows_the_shell():
         assert row["ratio"] == pytest.approx(expected, rel=0.02), depth
 
 
+def test_report_reads_the_result(core):
+    result, truth = core
+    text = result.report()
+    r = result.ratio
+    assert r.ratio == result.summary["ratio"]["ratio"]
+    assert r.n_numerator == len(truth.types[truth.types == "A"])
+    assert f"used {result.summary['columns']['used']}" in text
+    assert f"Cs : PbBr = {r.ratio:.4f}" in text
+    assert str(result) == text and text in result._repr_html_()
+
+
 def test_srtio3_assigns_the_bright_columns_to_sr():
     # SrTiO3 [001]: Sr columns are brighter than Ti-O (sum Z**1.7 per column).
     frames, truth = perovskite_dot(

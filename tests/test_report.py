@@ -11,11 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from stemqd.batch import run_batch
+from stemqd.batch import compare_batches, run_batch
 from stemqd.config import config_hash, load_config
 from stemqd.errors import InputError
 from stemqd.io import write_stack_tiff
-from stemqd.report import compare_figure, depth_profile_figure, overlay_figure, write_report
+from stemqd.report import (
+    column_intensity_map,
+    compare_figure,
+    depth_profile_figure,
+    group_depth_figure,
+    group_figure,
+    intensity_map_figure,
+    overlay_figure,
+    write_report,
+)
 from stemqd.simulation.synthetic import perovskite_dot
 
 SPECIES = {"A": "Cs", "BX": "PbBr", "X": "Br"}
@@ -33,6 +42,7 @@ def _columns(truth, n_flagged=3, n_outside=2):
             "label": [SPECIES[s] for s in site],
             "flag": flag,
             "depth_uc": truth.depth_uc,
+            "intensity": truth.amplitudes,
         }
     )
     out = pd.DataFrame(
@@ -43,6 +53,7 @@ def _columns(truth, n_flagged=3, n_outside=2):
             "label": "",
             "flag": "outside dot",
             "depth_uc": -1,
+            "intensity": 99.0,  # brighter than any column, but not used: must not count
         }
     )
     return pd.concat([cols, out], ignore_index=True)
@@ -169,7 +180,8 @@ def test_process_report_is_self_contained(process_dir):
     html_path, md_path = write_report(process_dir)
     page = html_path.read_text()
     sources = re.findall(r"src='([^']*)'", page)
-    assert len(sources) == 4 and all(s.startswith("data:image/png;base64,") for s in sources)
+    # the group figure; per dot the overlay, the intensity map and the depth plot
+    assert len(sources) == 7 and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "href=" not in page and "<link" not in page  # nothing outside the file
     for text in (
         "dot1",
@@ -179,9 +191,14 @@ def test_process_report_is_self_contained(process_dir):
         config_hash(load_config()),
         "0.41",
         "Intensity per column type",
-        "0.587",
+        "Images and column-intensity maps",
+        "5.87",  # the spacings in Å, as everywhere in the report
+        "a (Å)",
     ):
         assert text in page
+    assert "a (nm)" not in page
+    # counts are whole numbers: 16 and 25 columns, not 16.0
+    assert "<td class=''>16</td><td class=''>25</td>" in page and ">16.0<" not in page
     md = md_path.read_text()
     for target in re.findall(r"!\[[^\]]*\]\(([^)]+)\)", md):
         assert (process_dir / target).is_file()
@@ -212,8 +229,11 @@ def test_compare_report(tmp_path, process_dir):
     assert [g["group"] for g in data["group_stats"]] == ["one", "two"]
     html_path, md_path = write_report(tmp_path / "cmp")
     page = html_path.read_text()
-    assert "one vs two" in page and page.count("data:image/png;base64,") == 1
-    assert (tmp_path / "cmp" / "compare.png").is_file()
+    # per-dot ratios, depth profiles, a thumbnail of the maps per group
+    assert "one vs two" in page and page.count("data:image/png;base64,") == 4
+    assert "Depth profiles" in page and "Images and column-intensity maps" in page
+    for name in ("compare.png", "depth.png", "depth.csv", "dots.csv", "tests.csv"):
+        assert (tmp_path / "cmp" / name).is_file()
 
 
 def test_report_of_unrelated_folder_is_a_clear_error(tmp_path):
@@ -221,3 +241,118 @@ def test_report_of_unrelated_folder_is_a_clear_error(tmp_path):
         write_report(tmp_path)
     with pytest.raises(InputError, match="no such folder"):
         write_report(Path(tmp_path / "nope"))
+
+
+def _summary(ratio=0.4):
+    return {
+        "pixel_size_A": 0.3,
+        "ratio": {"numerator": "Cs", "denominator": "PbBr", "ratio": ratio, "stderr": 0.01},
+    }
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_intensity_map_is_normalised_to_the_brightest_used_column(seed):
+    rng = np.random.default_rng(seed)
+    frames, truth = perovskite_dot(
+        (128, 128), pixel_size_A=0.3, edge_cells=4, n_frames=1, seed=seed
+    )
+    cols = _columns(truth)
+    cols["intensity"] = truth_intensity = np.append(
+        truth.amplitudes * rng.uniform(0.9, 1.1, len(truth.amplitudes)), [99.0, 99.0]
+    )
+    data = column_intensity_map(cols, _summary())
+    used = cols["flag"].isin(["", "edge margin"]) & cols["label"].isin(["Cs", "PbBr"])
+    assert data.attrs["labels"] == ["Cs", "PbBr"]  # the ratio's sublattices, Br left out
+    assert len(data) == used.sum() and data["value"].max() == pytest.approx(1.0)
+    expected = truth_intensity[used] / truth_intensity[used].max()
+    got = data.set_index(["x_px", "y_px"])["value"]
+    want = pd.Series(
+        expected, index=pd.MultiIndex.from_arrays([cols.loc[used, "x_px"], cols.loc[used, "y_px"]])
+    )
+    np.testing.assert_allclose(got.loc[want.index].to_numpy(), want.to_numpy(), rtol=1e-12)
+    # without a ratio: every labelled sublattice
+    assert column_intensity_map(cols, {}).attrs["labels"] == ["Cs", "PbBr", "Br"]
+
+
+def test_intensity_map_figure_has_a_panel_per_sublattice_a_colour_bar_and_scale():
+    frames, truth = perovskite_dot((128, 128), pixel_size_A=0.3, edge_cells=4, n_frames=1, seed=3)
+    fig = intensity_map_figure(_columns(truth), _summary(0.4123))
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split(" (")[0] for ax in panels] == ["Cs", "PbBr"]
+    clims = {ax.collections[0].get_clim() for ax in panels}
+    assert len(clims) == 1 and max(clims.pop()) == 1.0  # one shared scale up to the brightest
+    assert len(fig.axes) == 3  # and the colour bar
+    texts = [t.get_text() for t in fig.findobj(lambda a: hasattr(a, "get_text"))]
+    assert "Cs:PbBr = 0.412" in texts and any(t.endswith(" nm") for t in texts)
+
+
+@pytest.mark.parametrize("n_dots", [1, 3, 7])
+def test_group_figure_layout(n_dots):
+    dots = []
+    for k in range(n_dots):
+        frames, truth = perovskite_dot((96, 96), pixel_size_A=0.3, edge_cells=3, n_frames=1, seed=k)
+        dots.append((f"dot{k}", frames[0] if k else None, _columns(truth), _summary(0.4 + k / 100)))
+    fig = group_figure(dots, per_row=6)
+    # per dot: the image and one map per sublattice; one colour bar
+    assert len(fig.axes) == 3 * n_dots + 1
+    maps = [
+        ax for ax in fig.axes if ax.collections and ax.get_ylabel() != fig.axes[-1].get_ylabel()
+    ]
+    assert len(maps) == 2 * n_dots and len({ax.collections[0].get_clim() for ax in maps}) == 1
+    labels = [ax.get_xlabel() for ax in fig.axes if ax.get_xlabel()]
+    assert labels == [f"Cs:PbBr {0.4 + k / 100:.3f} ± 0.010" for k in range(n_dots)]
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title().startswith("dot")]
+    assert titles == [f"dot{k}" for k in range(n_dots)]
+
+
+def test_depth_profile_marks_single_column_depths():
+    records = [
+        {"depth_uc": 0, "ratio": 0.5, "stderr": 0.02, "n_numerator": 10, "n_denominator": 12},
+        {"depth_uc": 1, "ratio": 0.45, "stderr": np.nan, "n_numerator": 1, "n_denominator": 4},
+    ]
+    fig = depth_profile_figure(records, {"ratio": 0.45, "numerator": "Cs", "denominator": "PbBr"})
+    ax = fig.axes[0]
+    assert ax.get_title() == "labels: number of Cs / PbBr columns at each depth"
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "a single column there: no s.e." in legend
+    bars = [c for c in ax.containers if hasattr(c, "has_yerr") and c.has_yerr]
+    assert len(bars) == 1 and len(bars[0].lines[0].get_xdata()) == 1  # only depth 0 has a bar
+
+
+def test_group_depth_profile_marks_single_dot_depths():
+    depth = pd.DataFrame(
+        {
+            "group": ["a", "a", "b", "b"],
+            "depth_uc": [0, 1, 0, 1],
+            "n_dots": [3, 1, 2, 2],
+            "mean": [0.4, 0.41, 0.5, 0.52],
+            "sem": [0.01, np.nan, 0.02, 0.02],
+        }
+    )
+    fig = group_depth_figure(depth, "Cs:PbBr")
+    legend = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert legend[:2] == ["a", "b"] and "one dot there: no s.e." in legend
+    assert fig.axes[0].get_ylabel() == "Cs:PbBr ratio"
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # two identical groups
+def test_a_python_comparison_folder_is_reported(tmp_path, process_dir):
+    """compare_batches(out=...) writes what the report reads, without the command line."""
+    result = compare_batches(
+        {"one": process_dir, "two": process_dir},
+        permutations=99,
+        bootstrap=99,
+        out=tmp_path / "cmp",
+    )
+    depth = result["depth"]
+    # both dots give 0.42 at depth 0 and 0.40 at depth 1: mean of the dots, s.e. 0
+    one = depth[depth["group"] == "one"].set_index("depth_uc")
+    assert one["n_dots"].tolist() == [2, 2] and one["mean"].tolist() == pytest.approx([0.42, 0.4])
+    assert one["sem"].tolist() == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert one["n_numerator"].tolist() == [24, 8]
+    data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    assert data["parameters"]["permutations"] == 99
+    assert len(data["inputs"]) == 2  # each dot's summary.json with its SHA-256 (same folder twice)
+    html_path, _ = write_report(tmp_path / "cmp")
+    page = html_path.read_text()
+    assert "Depth profiles" in page and page.count("data:image/png;base64,") == 4

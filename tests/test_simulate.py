@@ -97,7 +97,7 @@ def test_parameters_reject_bad_input():
 
 def test_slab_geometry_and_mid_slice_planes():
     a, cells, t = 5.87, 3, 4
-    atoms = sim.cspbbr3_slab(t, lattice_constant_A=a, cells=cells)
+    atoms = sim.cspbbr3_slab(t, cells=cells)
     symbols = atoms.get_chemical_symbols()
     assert len(atoms) == 5 * cells**2 * t
     assert symbols.count("Cs") == symbols.count("Pb") == cells**2 * t
@@ -106,7 +106,7 @@ def test_slab_geometry_and_mid_slice_planes():
     # Atomic planes at a/4 and 3a/4 of every cell: the middle of the a/2 slices.
     assert np.allclose(np.mod(atoms.positions[:, 2], a / 2), a / 4)
     # Ordered by depth: a thin slab is the top of a thick one.
-    thick = sim.cspbbr3_slab(2 * t, lattice_constant_A=a, cells=cells)
+    thick = sim.cspbbr3_slab(2 * t, cells=cells)
     assert np.allclose(thick.positions[: len(atoms)], atoms.positions)
 
 
@@ -232,7 +232,7 @@ def test_disc_integrals_match_direct_quadrature():
     R, PH = np.meshgrid(rr, phi, indexing="ij")
     vals = f(a / 2 + R * np.cos(PH), a / 2 + R * np.sin(PH)) * R
     direct = np.sum(vals * w[:, None]) * (2 * np.pi / len(phi))
-    assert out["A"][0] == pytest.approx(direct, rel=1e-9)
+    assert out["Cs"][0] == pytest.approx(direct, rel=1e-9)  # the A column
 
 
 # abTEM runs ------------------------------------------------------------------------------

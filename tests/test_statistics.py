@@ -17,11 +17,11 @@ def test_ratio_uncertainty_propagated_and_bootstrapped():
     values = np.concatenate([a, b])
     labels = np.array(["Cs"] * 400 + ["PbBr"] * 400)
     r = intensity_ratio(values, labels, "Cs", "PbBr", bootstrap=4000, seed=1)
-    assert r["ratio"] == pytest.approx(0.5, abs=3 * r["stderr"])
+    assert r.ratio == pytest.approx(0.5, abs=3 * r.stderr)
     expected = 0.5 * np.hypot(0.05 / 0.5, 0.05 / 1.0) / np.sqrt(400)
-    assert r["stderr"] == pytest.approx(expected, rel=0.1)
-    assert r["bootstrap_stderr"] == pytest.approx(r["stderr"], rel=0.1)
-    assert r["ci_low"] < r["ratio"] < r["ci_high"]
+    assert r.stderr == pytest.approx(expected, rel=0.1)
+    assert r.bootstrap_stderr == pytest.approx(r.stderr, rel=0.1)
+    assert r.ci_low < r.ratio < r.ci_high
     table = type_statistics(values, labels)
     assert table.loc["Cs", "count"] == 400
     assert table.loc["PbBr", "sem"] == pytest.approx(table.loc["PbBr", "std"] / 20)
@@ -54,3 +54,17 @@ def test_voronoi_cross_section_integrates_cells():
     image[10, 30] = 5.0
     cs = voronoi_cross_sections(image, [[10, 10], [30, 10]], max_radius_px=8)
     assert np.allclose(cs, [3.0, 5.0])
+
+
+def test_ratio_estimate_prints_and_serialises():
+    labels = np.array(["Cs"] * 3 + ["PbBr"] * 4)
+    values = np.array([1.0, 1.1, 0.9, 2.0, 2.2, 1.8, 2.0])
+    r = intensity_ratio(values, labels, "Cs", "PbBr", bootstrap=0)
+    d = r.to_dict()
+    assert d["n_numerator"] == 3 and isinstance(d["n_numerator"], int)
+    assert d["ratio"] == pytest.approx(0.5)
+    assert np.isnan(d["bootstrap_stderr"])
+    assert str(r).startswith("Cs : PbBr = 0.5000 +- ")
+    assert "3 / 4 columns" in str(r)
+    few = intensity_ratio(values[:4], labels[:4], "Cs", "PbBr")
+    assert np.isnan(few.ratio) and "too few columns" in str(few)

@@ -22,6 +22,15 @@ from .linewidth import (
     linewidth_table,
     reorganization_energy,
 )
+from .pdos import (
+    band_edge_weights,
+    cube_weights,
+    localisation,
+    occupied_populations,
+    read_pdos,
+    read_pdos_run,
+    read_populations,
+)
 from .readers import Trajectory, read_ener, read_gap_table, read_gaps, read_xyz_trajectory
 from .rigid import (
     eckart_residual,
@@ -31,17 +40,29 @@ from .rigid import (
     remove_rigid_body,
 )
 from .rmsf import element_msd, layer_index, rmsf, rmsf_by_layer, site_displacements
+from .series import (
+    FROZEN_CORE_WINDOWS_MEV,
+    STUDY_THICKNESSES_CELLS,
+    analyse_series,
+    read_run,
+    write_frozen_series,
+)
+from .temperature import temperature_series
 
 __all__ = [
     "DEFAULT_WINDOWS_MEV",
-    "Trajectory",
+    "FROZEN_CORE_WINDOWS_MEV",
+    "STUDY_THICKNESSES_CELLS",
+    "analyse_series",
     "autocorrelation",
+    "band_edge_weights",
     "build_dot",
     "cell_size_A",
     "cp2k_input",
+    "cube_weights",
     "cumulant",
-    "depth_in_cells",
     "dephasing",
+    "depth_in_cells",
     "dot_composition",
     "eckart_residual",
     "edge_from_size",
@@ -59,7 +80,9 @@ __all__ = [
     "layer_index",
     "linewidth_fwhm",
     "linewidth_table",
+    "localisation",
     "mobile_atoms",
+    "occupied_populations",
     "periodogram",
     "phonon_dos",
     "phonon_dos_from_positions",
@@ -67,6 +90,10 @@ __all__ = [
     "read_ener",
     "read_gap_table",
     "read_gaps",
+    "read_pdos",
+    "read_pdos_run",
+    "read_populations",
+    "read_run",
     "read_xyz_trajectory",
     "remove_rigid_body",
     "reorganization_energy",
@@ -74,6 +101,9 @@ __all__ = [
     "rmsf_by_layer",
     "site_displacements",
     "study_stages",
+    "temperature_series",
+    "Trajectory",
     "write_cp2k_inputs",
+    "write_frozen_series",
     "write_structure",
 ]

@@ -23,11 +23,11 @@ from ..errors import InputError
 from ..files import atomic_write_text
 from ..materials import CSPBBR3_LATTICE_CONSTANT_A
 from .build import STUDY_CELL_NM, cell_size_A, depth_in_cells  # noqa: F401  (re-exported)
+from .units import HARTREE_EV
 
 #: Valence electrons of the GTH-PBE pseudopotentials in CP2K's GTH_POTENTIALS.
 GTH_VALENCE = {"Cs": 9, "Pb": 4, "Br": 7, "Ca": 10, "H": 1, "C": 4, "N": 5, "O": 6}
 
-HARTREE_EV = 27.211386245988
 BOHR_A = 0.529177210903
 
 #: methods.md §4 thermostat time constants (fs).
@@ -127,6 +127,10 @@ def cp2k_input(
     periodic=False,
     restart_file=None,
     seed=None,
+    pdos_each=None,
+    pdos_nlumo=4,
+    pdos_lists=None,
+    populations=(),
 ):
     """Text of a CP2K input for geometry optimisation or NVT AIMD of a dot or a bulk cell.
 
@@ -174,6 +178,20 @@ def cp2k_input(
         ``EXT_RESTART`` file to continue from (positions, velocities, thermostat).
     seed : int, optional
         Global random seed (initial velocities).
+    pdos_each : int, optional
+        Print the projected DOS (``DFT%PRINT%PDOS``: one ``*-k<kind>-1.pdos`` file per kind,
+        one row per MO with its Löwdin-projected weight per angular momentum) every this
+        many MD or GEO_OPT steps; read with :func:`stemqd.aimd.pdos.read_pdos_run`.
+    pdos_nlumo : int
+        Unoccupied orbitals included in the PDOS (``NLUMO``; at least 1 for the LUMO).
+    pdos_lists : mapping of str to array_like of int, optional
+        Named atom sets (0-based indices) projected as well (``&LDOS``, one
+        ``*-list<k>-1.pdos`` file each); the names are recorded as ``# stemqd LDOS k NAME``
+        comments that the reader maps back.
+    populations : sequence of {"MULLIKEN", "LOWDIN"}
+        Population analyses printed at the same steps as the PDOS (every step if no PDOS).
+        CP2K's PDOS is a Löwdin projection, so the occupation-weighted PDOS weights of the
+        occupied MOs add up to the ``LOWDIN`` populations.
 
     Returns
     -------
@@ -318,7 +336,13 @@ def cp2k_input(
     add("      &XC_FUNCTIONAL PBE")
     add("      &END XC_FUNCTIONAL")
     add("    &END XC")
-    if mo_print:
+    each = int(pdos_each) if pdos_each else 1
+    if pdos_each is not None and each < 1:
+        raise InputError(f"pdos_each must be a positive number of steps, not {pdos_each!r}")
+    populations = tuple(p.upper() for p in populations)
+    if set(populations) - {"MULLIKEN", "LOWDIN"}:
+        raise InputError(f"populations must be MULLIKEN and/or LOWDIN, not {populations}")
+    if mo_print or pdos_each or populations:
         add("    &PRINT")
         if "MO_CUBES" in mo_print:
             add("      &MO_CUBES")
@@ -341,6 +365,33 @@ def cp2k_input(
             add(f"          {run_type} 1")
             add("        &END EACH")
             add("      &END MO")
+        if pdos_each:
+            if int(pdos_nlumo) > int(added_mos) and solver == "DIAG":
+                raise InputError(
+                    f"pdos_nlumo={pdos_nlumo} needs at least as many ADDED_MOS ({added_mos})"
+                )
+            add("      &PDOS")
+            add(f"        NLUMO {int(pdos_nlumo)}")
+            add("        COMPONENTS F")
+            # Without APPEND each print overwrites the file: keep every step's block.
+            add("        APPEND T")
+            add("        &EACH")
+            add(f"          {run_type} {each}")
+            add("        &END EACH")
+            for k, (name, indices) in enumerate((pdos_lists or {}).items(), start=1):
+                if not len(indices):
+                    raise InputError(f"PDOS atom set {name!r} is empty")
+                add(f"        # stemqd LDOS {k} {name}")
+                add("        &LDOS")
+                add(f"          LIST {_ranges(indices)}")
+                add("        &END LDOS")
+            add("      &END PDOS")
+        for name in populations:
+            add(f"      &{name} ON")
+            add("        &EACH")
+            add(f"          {run_type} {each}")
+            add("        &END EACH")
+            add(f"      &END {name}")
         add("    &END PRINT")
     add("  &END DFT")
     add("  &SUBSYS")

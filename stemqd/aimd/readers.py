@@ -24,13 +24,13 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .units import HARTREE_EV
 
-HARTREE_EV = 27.211386245988
 #: bohr / atomic time unit in Å/fs (ase.units.Bohr / (ase.units._aut * 1e15)).
 BOHR_PER_AUT_IN_A_PER_FS = 21.876912636433
 
 
-def _read_text(path):
+def read_text(path):
     """Text of a (possibly gzipped) file; unreadable files raise InputError."""
     path = Path(path)
     try:
@@ -115,7 +115,7 @@ def read_xyz_trajectory(path, kind="auto"):
         kind = "velocities" if "-vel-" in path.name or path.name.startswith("vel") else "positions"
     if kind not in ("positions", "velocities"):
         raise InputError(f"kind must be positions or velocities, not {kind!r}")
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     headers, bodies = [], []
     i, nl = 0, len(lines)
     natoms = None
@@ -203,7 +203,7 @@ def read_ener(path):
         truncated last row dropped with a warning.
     """
     path = Path(path)
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     rows = []
     data_lines = [
         (k, ln) for k, ln in enumerate(lines) if ln.strip() and not ln.lstrip().startswith("#")
@@ -314,7 +314,7 @@ def read_gaps(paths, style="auto", missing="error"):
     paths = [Path(p) for p in paths]
     records = []  # (step or None for MD_INI, time, block)
     for path in paths:
-        lines = _read_text(path).splitlines(keepends=True)
+        lines = read_text(path).splitlines(keepends=True)
         block = _new_block()
         mode = None  # "occ", "unocc" while reading MO_CUBES eigenvalue lines
         spin = 1
@@ -465,6 +465,7 @@ __all__ = [
     "read_ener",
     "read_gap_table",
     "read_gaps",
+    "read_text",
     "read_xyz_trajectory",
     "Trajectory",
 ]

@@ -10,6 +10,10 @@ amplitude are reported beside it and can be selected with ``analysis.intensity``
 
 from __future__ import annotations
 
+import dataclasses
+import html
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -60,6 +64,58 @@ def type_statistics(intensities, labels):
     return out
 
 
+@dataclass(frozen=True)
+class RatioEstimate:
+    """The ratio of the mean intensities of two column types, with its uncertainty.
+
+    Attributes
+    ----------
+    numerator, denominator : str
+        Column labels (e.g. ``"Cs"``, ``"PbBr"``).
+    ratio : float
+        mean(numerator) / mean(denominator); NaN where a type has fewer than 2 columns.
+    stderr : float
+        Propagated (first-order) standard error.
+    bootstrap_stderr, ci_low, ci_high : float
+        Bootstrap standard error and percentile interval (NaN without a bootstrap).
+    confidence : float
+        Level of the interval.
+    n_numerator, n_denominator : int
+        Columns of each type that entered the means.
+    """
+
+    numerator: str
+    denominator: str
+    ratio: float
+    stderr: float
+    bootstrap_stderr: float
+    ci_low: float
+    ci_high: float
+    confidence: float
+    n_numerator: int
+    n_denominator: int
+
+    def to_dict(self) -> dict:
+        """The fields as a JSON-ready dict (NaN stays NaN; the JSON writers make it null)."""
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        name = f"{self.numerator} : {self.denominator}"
+        counts = f"{self.n_numerator} / {self.n_denominator} columns"
+        if not np.isfinite(self.ratio):
+            return f"{name} = n/a (too few columns: {counts})"
+        text = f"{name} = {self.ratio:.4f} +- {self.stderr:.4f} (propagated s.e.)"
+        if np.isfinite(self.bootstrap_stderr):
+            text += (
+                f", bootstrap s.e. {self.bootstrap_stderr:.4f}, "
+                f"{100 * self.confidence:g} % interval [{self.ci_low:.4f}, {self.ci_high:.4f}]"
+            )
+        return f"{text}; {counts}"
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>{html.escape(str(self))}</b></p>"
+
+
 def intensity_ratio(
     intensities, labels, numerator, denominator, *, bootstrap=2000, seed=0, confidence=0.95
 ):
@@ -72,54 +128,40 @@ def intensity_ratio(
 
     Returns
     -------
-    dict
-        ``ratio``, ``stderr`` (propagated), ``bootstrap_stderr``, ``ci_low``, ``ci_high``,
-        ``confidence``, ``n_numerator``, ``n_denominator``; NaN where a type has no column.
+    RatioEstimate
+        NaN where a type has fewer than 2 columns.
     """
     values = np.asarray(intensities, float)
     labels = np.asarray(labels)
     a = values[(labels == numerator) & np.isfinite(values)]
     b = values[(labels == denominator) & np.isfinite(values)]
-    out = {
-        "numerator": numerator,
-        "denominator": denominator,
-        "n_numerator": int(len(a)),
-        "n_denominator": int(len(b)),
-        "confidence": confidence,
-    }
-    if len(a) < 2 or len(b) < 2:
-        return out | {
-            "ratio": np.nan,
-            "stderr": np.nan,
-            "bootstrap_stderr": np.nan,
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-        }
-    ma, mb = a.mean(), b.mean()
-    ratio = ma / mb
-    sa, sb = a.std(ddof=1) / np.sqrt(len(a)), b.std(ddof=1) / np.sqrt(len(b))
-    stderr = abs(ratio) * np.hypot(sa / ma, sb / mb)
-    if bootstrap < 2:  # no bootstrap asked for: the propagated error only
-        return out | {
-            "ratio": float(ratio),
-            "stderr": float(stderr),
-            "bootstrap_stderr": np.nan,
-            "ci_low": np.nan,
-            "ci_high": np.nan,
-        }
-    rng = np.random.default_rng(seed)
-    ra = a[rng.integers(0, len(a), (bootstrap, len(a)))].mean(axis=1)
-    rb = b[rng.integers(0, len(b), (bootstrap, len(b)))].mean(axis=1)
-    boot = ra / rb
-    alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(boot, [alpha, 1 - alpha])
-    return out | {
-        "ratio": float(ratio),
-        "stderr": float(stderr),
-        "bootstrap_stderr": float(boot.std(ddof=1)),
-        "ci_low": float(lo),
-        "ci_high": float(hi),
-    }
+    nan = np.nan
+    ratio = stderr = boot_se = lo = hi = nan
+    if len(a) >= 2 and len(b) >= 2:
+        ma, mb = a.mean(), b.mean()
+        ratio = ma / mb
+        sa, sb = a.std(ddof=1) / np.sqrt(len(a)), b.std(ddof=1) / np.sqrt(len(b))
+        stderr = abs(ratio) * np.hypot(sa / ma, sb / mb)
+        if bootstrap >= 2:
+            rng = np.random.default_rng(seed)
+            ra = a[rng.integers(0, len(a), (bootstrap, len(a)))].mean(axis=1)
+            rb = b[rng.integers(0, len(b), (bootstrap, len(b)))].mean(axis=1)
+            boot = ra / rb
+            alpha = (1 - confidence) / 2
+            lo, hi = np.quantile(boot, [alpha, 1 - alpha])
+            boot_se = boot.std(ddof=1)
+    return RatioEstimate(
+        numerator=numerator,
+        denominator=denominator,
+        ratio=float(ratio),
+        stderr=float(stderr),
+        bootstrap_stderr=float(boot_se),
+        ci_low=float(lo),
+        ci_high=float(hi),
+        confidence=float(confidence),
+        n_numerator=int(len(a)),
+        n_denominator=int(len(b)),
+    )
 
 
 def ratio_by_depth(intensities, labels, depth_uc, numerator, denominator):
@@ -224,6 +266,7 @@ def compare_groups(
 
 
 __all__ = [
+    "RatioEstimate",
     "compare_groups",
     "intensity_ratio",
     "ratio_by_depth",

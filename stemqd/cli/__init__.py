@@ -16,7 +16,18 @@ from .. import __version__
 from ..errors import StemqdError
 
 #: Subcommand modules, in the order ``stemqd --help`` lists them.
-SUBCOMMANDS = ("info", "process", "compare", "report", "config", "cell", "simulate", "aimd")
+SUBCOMMANDS = (
+    "info",
+    "process",
+    "compare",
+    "count",
+    "report",
+    "config",
+    "cell",
+    "simulate",
+    "aimd",
+    "sizes",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -109,6 +109,8 @@ def _cmd_cp2k(args):
     from ..aimd import build, cp2k
 
     atoms = build.build_dot(args.size, shell=args.shell, shell_layers=args.shell_layers)
+    if args.series and args.frozen:
+        raise InputError("--series writes its own frozen regions; drop --frozen")
     fixed = None
     if args.frozen:
         fixed = cp2k.frozen_indices(atoms, args.frozen_cells, which=args.frozen)
@@ -122,16 +124,44 @@ def _cmd_cp2k(args):
     )
     mo = tuple(args.mo_print)
     solver = "DIAG" if "MO" in mo else "OT"
+    options = dict(cutoff_Ry=args.cutoff, charge_mode=args.charge_mode, mo_print=mo, solver=solver)
+    if args.pdos:
+        options.update(pdos_each=args.pdos, pdos_nlumo=args.pdos_nlumo)
+        if args.pdos_shell is not None:
+            options["pdos_lists"] = {
+                "shell": cp2k.frozen_indices(atoms, args.pdos_shell, which="shell"),
+                "core": cp2k.frozen_indices(atoms, args.pdos_shell, which="core"),
+            }
+    elif args.pdos_shell is not None:
+        raise InputError("--pdos-shell needs --pdos N")
+    if args.series:
+        from ..aimd import series
+
+        thick = (
+            [float(t) for t in args.thicknesses.split(",")]
+            if args.thicknesses
+            else list(series.STUDY_THICKNESSES_CELLS)
+        )
+        table = series.write_frozen_series(
+            atoms,
+            args.out,
+            args.series,
+            thicknesses_cells=thick,
+            include_free=not args.no_free,
+            stages=stages,
+            project=args.project,
+            **options,
+        )
+        print(f"{build.formula(atoms)}: {len(atoms)} atoms, {args.series} series")
+        print(
+            table[["run", "shell_cells", "n_fixed", "n_free"]].to_string(
+                index=False, float_format=lambda v: f"{v:g}"
+            )
+        )
+        print(f"run each with: sh {Path(args.out)}/<run>/run.sh")
+        return 0
     paths = cp2k.write_cp2k_inputs(
-        atoms,
-        args.out,
-        stages=stages,
-        project=args.project,
-        cutoff_Ry=args.cutoff,
-        charge_mode=args.charge_mode,
-        fixed=fixed,
-        mo_print=mo,
-        solver=solver,
+        atoms, args.out, stages=stages, project=args.project, fixed=fixed, **options
     )
     print(
         f"{build.formula(atoms)}: {len(atoms)} atoms, q={atoms.info['charge']:+d}, "
@@ -608,6 +638,246 @@ def _cmd_rmsf(args):
     return 0
 
 
+# --------------------------------------------------------------------------- series
+def _per_run(values, runs, what):
+    if values is None:
+        return None
+    if len(values) != len(runs):
+        raise InputError(f"{len(values)} values of {what} for {len(runs)} run folders")
+    return values
+
+
+def _read_runs(args):
+    from ..aimd import series
+
+    return [
+        series.read_run(d, skip=args.skip_frames, style=args.style, dt_fs=args.dt)
+        for d in args.runs
+    ]
+
+
+def _series_windows(args, default):
+    if not args.window:
+        return default
+    return [_parse_pair(w, "--window") for w in args.window]
+
+
+def _cmd_series(args):
+    from ..aimd import series
+    from ..provenance import write_table
+
+    runs = _read_runs(args)
+    res = series.analyse_series(
+        runs,
+        args.kind,
+        thicknesses_cells=_per_run(args.thickness, runs, "--thickness"),
+        n_free=_per_run(args.n_free, runs, "--n-free"),
+        temperature_K=args.temperature,
+        windows=_series_windows(args, series.FROZEN_CORE_WINDOWS_MEV),
+        taper=args.taper,
+    )
+    table, fits = res["table"], res["fits"]
+    print(f"{args.kind} series, {len(runs)} runs")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    if len(fits):
+        print("linear fits of S per free atom against free-shell thickness (cells):")
+        print(fits.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    out = _out(args)
+    if out is None:
+        return 0
+    params = {k: v for k, v in vars(args).items() if k != "func"}
+    params["windows"] = res["windows"]
+    results = {"fits": fits.to_dict(orient="records"), "logs": [str(r["log"]) for r in runs]}
+    write_table(
+        out / "series.csv",
+        table,
+        parameters=params,
+        inputs=[r["log"] for r in runs],
+        results=results,
+    )
+    x = table["shell_cells"].to_numpy()
+    label = (
+        "frozen-shell thickness (unit cells)"
+        if args.kind == "frozen-shell"
+        else ("free-shell thickness (unit cells)")
+    )
+
+    def draw(fig):
+        if args.kind == "frozen-core":
+            a1, a2 = fig.subplots(1, 2)
+        else:
+            a1, a2 = fig.subplots(1, 1), None
+        a1.plot(x, table["gap_fwhm_meV"], "o-", color="k", label="gap FWHM")
+        for col, lab in (("homo_sigma_meV", "HOMO σ"), ("lumo_sigma_meV", "LUMO σ")):
+            if col in table:
+                a1.plot(x, table[col], "s--", label=lab)
+        a1.set_xlabel(label)
+        a1.set_ylabel("meV")
+        a1.legend()
+        if a2 is not None:
+            xs = np.linspace(np.nanmin(x), np.nanmax(x), 50) if np.isfinite(x).any() else x
+            for _, f in fits.iterrows():
+                col = f"S_per_free_atom_{f['window']}"
+                (line,) = a2.plot(x, table[col], "o", label=f"{f['window']}")
+                a2.plot(xs, f["intercept"] + f["slope"] * xs, "-", color=line.get_color())
+            a2.set_xlabel(label)
+            a2.set_ylabel("S per free atom")
+            a2.legend()
+
+    _plot(out / "series.png", draw, figsize=(9.0, 3.6) if args.kind == "frozen-core" else None)
+    print(f"wrote {out / 'series.csv'}, {out / 'series.png'}")
+    return 0
+
+
+def _cmd_temperature_series(args):
+    from ..aimd import temperature
+    from ..aimd.huang_rhys import DEFAULT_WINDOWS_MEV
+    from ..provenance import write_table
+
+    runs = _read_runs(args)
+    res = temperature.temperature_series(
+        runs,
+        temperatures_K=_per_run(args.temperature, runs, "--temperature"),
+        reference_K=args.reference_temperature,
+        windows=_series_windows(args, DEFAULT_WINDOWS_MEV),
+        fraction_at_K=args.fraction_at,
+        fit=args.fit,
+        max_time_fs=args.max_time,
+        taper=args.taper,
+    )
+    table = res["table"]
+    ref = res["reference"]
+    print(
+        f"{len(runs)} runs; harmonic Γ(T) from {ref['run']} at {ref['temperature_K']:g} K: "
+        f"Λ = {res['reorganization_windows_meV']:.4g} meV (windows), "
+        f"{res['reorganization_full_meV']:.4g} meV (whole spectrum)"
+    )
+    print(res["windows"].to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    for name in table.loc[~table["dephasing_decayed"].astype(bool), "run"]:
+        print(f"note: {name}: D(t) does not decay within the lags used; its linewidth is not a fit")
+    print(
+        f"sideband fraction of the {res['fraction_at_K']:g} K linewidth: "
+        f"{100 * res['sideband_fraction']:.1f} %"
+    )
+    out = _out(args)
+    if out is None:
+        return 0
+    params = {k: v for k, v in vars(args).items() if k != "func"}
+    params["windows"] = [list(w) for w in _series_windows(args, DEFAULT_WINDOWS_MEV)]
+    results = {
+        k: res[k]
+        for k in (
+            "reference",
+            "reorganization_windows_meV",
+            "reorganization_full_meV",
+            "fraction_at_K",
+            "sideband_fraction",
+        )
+    }
+    results["reference_windows"] = res["windows"].to_dict(orient="records")
+    write_table(
+        out / "temperature_series.csv",
+        table,
+        parameters=params,
+        inputs=[r["log"] for r in runs],
+        results=results,
+    )
+    curve = res["curve"]
+
+    decayed = table["dephasing_decayed"].to_numpy(dtype=bool)
+
+    def draw(fig):
+        ax = fig.add_subplot()
+        t, f = table["temperature_K"].to_numpy(), table["dephasing_fwhm_meV"].to_numpy()
+        ax.plot(t[decayed], f[decayed], "o", color="k", label="dephasing (AIMD)")
+        if (~decayed).any():
+            ax.plot(t[~decayed], f[~decayed], "o", mfc="none", color="k", label="D(t) not decayed")
+        ax.plot(
+            curve["temperature_K"],
+            curve["harmonic_fwhm_meV"],
+            "-",
+            label=f"harmonic, S at {ref['temperature_K']:g} K",
+        )
+        ax.set_xlabel("temperature (K)")
+        ax.set_ylabel("FWHM (meV)")
+        ax.legend()
+
+    _plot(out / "temperature_series.png", draw)
+    print(f"wrote {out / 'temperature_series.csv'}, {out / 'temperature_series.png'}")
+    return 0
+
+
+def _cmd_localisation(args):
+    from ..aimd import pdos
+    from ..provenance import write_table
+
+    labels = [x.strip() for x in args.atoms.split(",") if x.strip()] if args.atoms else None
+    res = pdos.localisation(
+        args.run_dir,
+        md_project=args.md_project,
+        relaxed_project=args.relaxed_project,
+        labels=labels,
+        skip=args.skip_frames,
+    )
+    edges = [e for e, on in (("homo", args.homo), ("lumo", args.lumo)) if on] or ["homo", "lumo"]
+    avg = res["average"]
+    keep = avg["quantity"].str.startswith(tuple(f"{e}_" for e in edges))
+    summary = avg[keep | (avg["quantity"] == "gap_eV")].reset_index(drop=True)
+    print(
+        f"PDOS of {args.run_dir}: MD project {res['md_project']}, relaxed "
+        f"{res['relaxed_project']}; atom sets {', '.join(res['labels'])}"
+    )
+    print(summary.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
+    cubes = None
+    if args.cube:
+        import pandas as pd
+
+        # Real-space check of the PDOS weights: |psi|^2 of each cube per Voronoi region.
+        cubes = pd.DataFrame([{"cube": Path(c).name, **pdos.cube_weights(c)} for c in args.cube])
+        print("MO cubes integrated over nearest-atom regions:")
+        print(cubes.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
+    out = _out(args)
+    if out is None:
+        return 0
+    params = {k: v for k, v in vars(args).items() if k != "func"}
+    params.update(md_project=res["md_project"], relaxed_project=res["relaxed_project"])
+    inputs = sorted(str(p) for p in Path(args.run_dir).glob("*.pdos*"))
+    written = []
+    if res["steps"] is not None:
+        write_table(out / "localisation_steps.csv", res["steps"], parameters=params, inputs=inputs)
+        written.append(out / "localisation_steps.csv")
+    write_table(out / "localisation.csv", summary, parameters=params, inputs=inputs)
+    written.append(out / "localisation.csv")
+    steps, relaxed = res["steps"], res["relaxed"]
+
+    def draw(fig):
+        axes = np.atleast_1d(fig.subplots(1, len(edges), squeeze=False)[0])
+        for ax, edge in zip(axes, edges):
+            for lab in res["labels"]:
+                col = f"{edge}_{lab}"
+                if steps is not None:
+                    (line,) = ax.plot(steps["step"], 100 * steps[col], "-", label=lab)
+                    color = line.get_color()
+                else:
+                    color = None
+                if relaxed is not None:
+                    ax.axhline(100 * relaxed[col].iloc[0], ls="--", color=color, lw=0.8)
+            ax.set_xlabel("MD step" if steps is not None else "")
+            ax.set_ylabel(f"{'VBM (HOMO)' if edge == 'homo' else 'CBM (LUMO)'} density (%)")
+            ax.set_ylim(-2, 102)
+            ax.legend(fontsize="small")
+            ax.set_title("dashed: relaxed geometry" if relaxed is not None else "")
+
+    _plot(out / "localisation.png", draw, figsize=(4.5 * len(edges), 3.6))
+    written.append(out / "localisation.png")
+    if cubes is not None:
+        write_table(out / "localisation_cubes.csv", cubes, parameters=params, inputs=args.cube)
+        written.append(out / "localisation_cubes.csv")
+    print("wrote " + ", ".join(map(str, written)))
+    return 0
+
+
 # --------------------------------------------------------------------------- parser
 def _traj_args(p, vel=True):
     p.add_argument("--pos", help="CP2K *-pos-1.xyz trajectory (Å)")
@@ -636,7 +906,8 @@ def add_parser(subparsers):
         "aimd",
         help="AIMD (CP2K) dots, inputs and analyses",
         description="Build dots, write CP2K inputs and analyse AIMD output "
-        "(phonon DOS, Huang-Rhys factors, linewidth, dephasing, RMSF).",
+        "(phonon DOS, Huang-Rhys factors, linewidth, dephasing, RMSF, frozen and "
+        "temperature series, band-edge localisation).",
     )
     sub = aimd.add_subparsers(dest="aimd_command", metavar="SUBCOMMAND")
     aimd.set_defaults(func=lambda args: (aimd.print_help(), 2)[1])
@@ -682,6 +953,26 @@ def add_parser(subparsers):
         help="HOMO/LUMO print styles (MO switches to diagonalisation)",
     )
     p.add_argument("--no-geo-opt", action="store_true")
+    p.add_argument(
+        "--series",
+        choices=["frozen-shell", "frozen-core"],
+        help="write the study's frozen series, one folder per shell thickness plus a free run",
+    )
+    p.add_argument(
+        "--thicknesses",
+        help="series shell thicknesses in unit cells (default 0.5,1,1.5,2)",
+    )
+    p.add_argument("--no-free", action="store_true", help="series without the all-free run")
+    p.add_argument(
+        "--pdos", type=int, metavar="N", help="print the projected DOS every N steps (&PDOS)"
+    )
+    p.add_argument("--pdos-nlumo", type=int, default=4, help="empty orbitals in the PDOS")
+    p.add_argument(
+        "--pdos-shell",
+        type=float,
+        metavar="CELLS",
+        help="also project on the outer CELLS unit cells ('shell') and the rest ('core')",
+    )
     p.set_defaults(func=_cmd_cp2k)
 
     p = sub.add_parser("gaps", help="per-step HOMO, LUMO and gap from CP2K logs")
@@ -765,4 +1056,66 @@ def add_parser(subparsers):
     )
     p.add_argument("--no-align", action="store_true")
     p.set_defaults(func=_cmd_rmsf)
+
+    def run_args(p):
+        p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="finished run folders")
+        p.add_argument("--style", default="auto", choices=["auto", "mo_cubes", "mo"])
+        p.add_argument("--dt", type=float, help="time step (fs); default from the log")
+        p.add_argument("--skip-frames", type=int, default=0, help="discard leading steps")
+        p.add_argument(
+            "--window",
+            action="append",
+            metavar="LO:HI",
+            help="Huang-Rhys window in meV (repeatable; default the figure's)",
+        )
+        p.add_argument("--taper", choices=["hann"], help="taper of the gap series (Huang-Rhys)")
+        p.add_argument("-o", "--out", help="output folder for CSV, JSON and PNG")
+
+    p = sub.add_parser(
+        "series", help="frozen-shell / frozen-core series: fluctuations, FWHM, S per free atom"
+    )
+    run_args(p)
+    p.add_argument("--kind", required=True, choices=["frozen-shell", "frozen-core"])
+    p.add_argument(
+        "--thickness", type=float, nargs="+", help="shell thickness of each run (unit cells)"
+    )
+    p.add_argument("--n-free", type=int, nargs="+", help="free atoms of each run")
+    p.add_argument("--temperature", type=float, help="trajectory temperature (K)")
+    p.set_defaults(func=_cmd_series)
+
+    p = sub.add_parser(
+        "temperature-series", help="linewidth against temperature beside the harmonic Γ(T)"
+    )
+    run_args(p)
+    p.add_argument("--temperature", type=float, nargs="+", help="temperature of each run (K)")
+    p.add_argument(
+        "--reference-temperature",
+        type=float,
+        help="run whose Huang-Rhys factors give Γ(T) (default the coldest)",
+    )
+    p.add_argument("--fraction-at", type=float, default=300.0, help="K (default 300)")
+    p.add_argument("--fit", default="gaussian", choices=["gaussian", "exponential"])
+    p.add_argument("--max-time", type=float, help="longest lag (fs)")
+    p.set_defaults(func=_cmd_temperature_series)
+
+    p = sub.add_parser(
+        "localisation", help="HOMO/LUMO fraction per element or atom set from CP2K PDOS files"
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="folder with the .pdos files and inputs")
+    p.add_argument("--homo", action="store_true", help="report the HOMO (VBM hole)")
+    p.add_argument("--lumo", action="store_true", help="report the LUMO (CBM electron)")
+    p.add_argument(
+        "--atoms", metavar="SPEC", help="comma-separated kinds or LDOS list names (default all)"
+    )
+    p.add_argument("--md-project", help="CP2K project of the MD run (default from the inputs)")
+    p.add_argument("--relaxed-project", help="CP2K project of the GEO_OPT (default from inputs)")
+    p.add_argument("--skip-frames", type=int, default=0, help="steps left out of the average")
+    p.add_argument(
+        "--cube",
+        action="append",
+        metavar="FILE",
+        help="MO cube (MO_CUBES WRITE_CUBE T) to integrate over atomic regions (repeatable)",
+    )
+    p.add_argument("-o", "--out", help="output folder for CSV, JSON and PNG")
+    p.set_defaults(func=_cmd_localisation)
     return aimd

@@ -3,17 +3,17 @@
 Each ``NAME=DIR`` is a group of dots: the ``--out`` folder of a ``stemqd process`` run. Two
 groups are compared with :func:`stemqd.analysis.statistics.compare_groups` (Welch's t-test, a
 permutation test, Hedges' g, a bootstrap CI of the difference); more groups pairwise, with
-Holm-adjusted p-values. Writes ``dots.csv``, ``groups.csv``, ``tests.csv``, ``compare.json``
-and ``compare.png`` (the per-dot ratios with their CIs, by group).
+Holm-adjusted p-values. Writes (with :func:`stemqd.batch.write_compare`) ``dots.csv``,
+``groups.csv``, ``tests.csv``, ``depth.csv`` (per group and depth: mean ± s.e. of the dots'
+ratios) and ``compare.json``, and draws ``compare.png`` (the per-dot ratios with their CIs, by
+group) and ``depth.png`` (the group depth profiles).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from ..config import load_config
@@ -60,41 +60,25 @@ def _num(value, spec: str) -> str:
 
 
 def handler(args: argparse.Namespace) -> int:
-    """Compare the groups, write the tables and the plot; return 0."""
+    """Compare the groups, write the tables and the plots; return 0."""
     from ..batch import compare_batches
-    from ..files import atomic_write_bytes, atomic_write_text, to_jsonable
-    from ..provenance import versions
-    from ..report import compare_figure, figure_png
+    from ..files import atomic_write_bytes
+    from ..report import compare_figure, figure_png, group_depth_figure
 
     groups = _parse_groups(args.groups)
     a = load_config(args.config, args.overrides, preset=args.preset).analysis
-    result = compare_batches(
-        groups, permutations=a.permutations, bootstrap=a.bootstrap, seed=a.seed
-    )
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    result = compare_batches(
+        groups, permutations=a.permutations, bootstrap=a.bootstrap, seed=a.seed, out=out
+    )
     for w in result["warnings"]:
         print(f"stemqd compare: warning: {w}", file=sys.stderr)
-    dots, stats, tests = result["dots"], result["groups"], result["tests"]
-    atomic_write_text(out / "dots.csv", dots.to_csv(index=False))
-    atomic_write_text(out / "groups.csv", stats.to_csv(index=False))
-    atomic_write_text(out / "tests.csv", tests.to_csv(index=False))
-    fig = compare_figure(dots, stats, tests, result["ratio_label"])
+    stats, tests = result["groups"], result["tests"]
+    fig = compare_figure(result["dots"], stats, tests, result["ratio_label"])
     atomic_write_bytes(out / "compare.png", figure_png(fig, dpi=120))
-    record = {
-        "groups": {g: str(Path(d).resolve()) for g, d in groups.items()},
-        "ratio_label": result["ratio_label"],
-        "group_stats": stats,
-        "tests": tests,
-        "dots": dots,
-        "warnings": result["warnings"],
-        "analysis": {"permutations": a.permutations, "bootstrap": a.bootstrap, "seed": a.seed},
-        "versions": versions(),
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    atomic_write_text(
-        out / "compare.json", json.dumps(to_jsonable(record), indent=2, allow_nan=False) + "\n"
-    )
+    if len(result["depth"]):
+        fig = group_depth_figure(result["depth"], result["ratio_label"])
+        atomic_write_bytes(out / "depth.png", figure_png(fig, dpi=120))
     label = result["ratio_label"]
     for row in stats.to_dict(orient="records"):
         print(

@@ -1,20 +1,27 @@
 """``stemqd process INPUT... --out DIR``: the whole pipeline over a batch of stacks.
 
 For every stack, ``DIR/<name>/`` gets ``columns.csv`` (one row per column), ``summary.json``
-(the dot's numbers, the effective config and its hash, versions, the input's SHA-256) and
-``overlay.png``; ``--save-intermediates`` adds the intermediate images as TIFFs. ``DIR``
+(the dot's numbers, the effective config and its hash, versions, the input's SHA-256),
+``overlay.png`` (the columns by sublattice), ``intensity_map.png`` (each used column's
+fitted intensity, normalised to the brightest) and ``image.png`` (the fitted image, one PNG
+pixel per pixel); ``--save-intermediates`` adds the intermediate images as TIFFs. ``DIR``
 gets ``summary.csv`` (one row per stack), ``failures.csv`` (when a stack failed),
-``config.toml`` and ``run.json``.
+``config.toml`` and ``run.json``. While it runs, ``DIR/.stemqd.lock`` names the run (pid,
+host, start time, command); a second run on the same ``DIR`` is refused.
 
 A rerun skips stacks whose results were made from the same input and config (``--force``
 redoes them). A stack that fails is reported in one line and the others go on; the exit
-code is then 1 (0: all stacks have results; 2: a usage error, nothing processed).
+code is then 1 (0: all stacks have results; 2: a usage error, nothing processed, e.g.
+``DIR`` held by another run's lock). Ctrl-C ends the worker processes at once, writes
+``summary.csv`` and ``run.json`` for the stacks that finished and exits 130; rerunning the
+same command resumes.
 """
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 
 from ..config import load_config
@@ -103,8 +110,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def handler(args: argparse.Namespace) -> int:
-    """Process the batch; return 0, or 1 if any stack failed."""
-    from ..batch import run_batch
+    """Process the batch; return 0, 1 if any stack failed, 130 when interrupted."""
+    from ..batch import BatchInterrupted, run_batch
     from ..io import parse_length
     from ..report import write_stack_figures
 
@@ -132,19 +139,33 @@ def handler(args: argparse.Namespace) -> int:
             raise InputError("--positions FILE.csv belongs to one image: give exactly one INPUT")
         read_positions(args.positions)  # a bad file is a usage error, before any work
         process = partial(process_stack, positions=str(Path(args.positions).resolve()))
-    rows = run_batch(
-        args.inputs,
-        args.out,
-        config,
-        jobs=args.jobs,
-        scheduler=args.scheduler,
-        force=args.force or process is not None,
-        save_intermediates=args.save_intermediates,
-        process=process,
-        render=write_stack_figures,
-        progress=not args.quiet,
-        command=shlex.join(["stemqd", *sys.argv[1:]]),
-    )
+    try:
+        rows = run_batch(
+            args.inputs,
+            args.out,
+            config,
+            jobs=args.jobs,
+            scheduler=args.scheduler,
+            force=args.force or process is not None,
+            save_intermediates=args.save_intermediates,
+            process=process,
+            render=write_stack_figures,
+            progress=not args.quiet,
+            command=shlex.join(["stemqd", *sys.argv[1:]]),
+        )
+    except BatchInterrupted as stop:
+        # Exiting now: a further Ctrl-C must neither break this message nor kill the
+        # interpreter's shutdown (exit code -2 instead of 130).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        counts = stop.rows["status"].value_counts().to_dict() if len(stop.rows) else {}
+        print(
+            f"stemqd process: interrupted; {len(stop.rows)} of {stop.total} stacks finished "
+            f"({counts.get('processed', 0)} processed, {counts.get('skipped', 0)} up to date, "
+            f"{counts.get('failed', 0)} failed), listed in {args.out}/summary.csv; "
+            "rerun the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
     _print_warnings(rows, args.out)
     counts = rows["status"].value_counts().to_dict() if len(rows) else {}
     failed = counts.get("failed", 0)

@@ -1,8 +1,10 @@
 """``stemqd report DIR``: a self-contained HTML page and a Markdown twin for a run.
 
-DIR is the ``--out`` folder of ``stemqd process`` (per stack: the overlay, the ratio with
-its CI, the ratio-by-depth plot, per-type statistics, lattice spacings; failures; config
-hash and versions) or of ``stemqd compare`` (group statistics, tests, the per-dot plot).
+DIR is the ``--out`` folder of ``stemqd process`` (the group figure of all dots: images over
+their column-intensity maps, ratio under each; per stack: the overlay, the column-intensity
+map, the ratio with its CI, the ratio-by-depth plot, per-type statistics, lattice spacings;
+failures; config hash and versions) or of ``stemqd compare`` (group statistics, the per-dot
+plot, the group depth profiles, thumbnails of each group's maps, tests).
 Writes ``DIR/report.html`` (figures embedded) and ``DIR/report.md`` (figures under
 ``DIR/report_files/``) and prints the HTML path.
 """

@@ -3,6 +3,8 @@
 Examples::
 
     stemqd simulate thickness-series --quick --out series.csv          # < 1 min, CI/demo
+    stemqd simulate thickness-series --material SrTiO3 --zone 001 --quick \\
+        --sigma Sr=S1 --sigma Ti=S2 --sigma O=S3 --out sto.csv  # any crystal; sigmas in Å
     stemqd simulate thickness-series --out simulations/reference/cspbbr3_001_adf_series.csv \\
         --max-time 2700 --resume                                       # full reference
     stemqd simulate reanalyse series.csv --fit-model window7 --out series_window7.csv
@@ -29,8 +31,11 @@ def add_parser(subparsers):
         QUICK_NUM_CONFIGS,
         SeriesParameters,
     )
+    from ..simulation.parameters import MIN_BOX_A
 
     d = SeriesParameters()
+    from ..materials import BUILTIN_MATERIALS
+
     p = subparsers.add_parser(
         "simulate",
         help="abTEM multislice references",
@@ -39,12 +44,43 @@ def add_parser(subparsers):
     sub = p.add_subparsers(dest="simulate_command", metavar="SUBCOMMAND")
     s = sub.add_parser(
         "thickness-series",
-        help="ADF thickness series of CsPbBr3 [001] measured with stemqd's column fitter",
-        description="Frozen-phonon ADF-STEM thickness series of cubic CsPbBr3 along [001] "
-        "(one multislice pass with exit planes per configuration), measured "
-        "through stemqd's column fitter and by disc integration. Writes a CSV, "
-        "a JSON sidecar (parameters, versions, seed, run time), the raw scans "
+        help="ADF thickness series of any crystal and zone axis measured with stemqd's "
+        "column fitter (cubic CsPbBr3 [001] by default)",
+        description="Frozen-phonon ADF-STEM thickness series of a crystal along a zone axis "
+        "(cubic CsPbBr3 [001] by default; one multislice pass with exit planes per "
+        "configuration), every column type of the projected cell measured through "
+        "stemqd's column fitter and by disc integration. Writes a CSV, a JSON "
+        "sidecar (parameters, structure, versions, seed, run time), the raw scans "
         "(.raw.npz) and a PNG plot.",
+    )
+    s.add_argument(
+        "--material",
+        default=d.material,
+        metavar="NAME|CIF",
+        help=f"built-in structure ({', '.join(BUILTIN_MATERIALS)}) or a CIF (any file ASE "
+        f"reads), as for 'stemqd cell' (default {d.material})",
+    )
+    s.add_argument(
+        "--zone",
+        default="001",
+        metavar="UVW",
+        help="zone axis [uvw] in the structure's cell, e.g. 001, 110, 1-10 (default 001)",
+    )
+    s.add_argument(
+        "--ratio",
+        default=None,
+        metavar="A:B",
+        help="column types of the ratio, by label, site or elements as in 'stemqd cell' "
+        "(e.g. Cs:PbBr; default: second-brightest : brightest column type)",
+    )
+    s.add_argument(
+        "--divisions",
+        type=int,
+        default=d.divisions,
+        metavar="N",
+        help="thickness unit = repeat along the beam / N (e.g. 2 when the repeat holds two "
+        "pseudo-cubic cells; default 1: thicknesses in repeats, unit cells of cubic "
+        "perovskites)",
     )
     s.add_argument(
         "--quick",
@@ -76,30 +112,33 @@ def add_parser(subparsers):
     s.add_argument(
         "--lattice-constant",
         type=float,
-        default=d.lattice_constant_A,
+        default=None,
         metavar="A",
-        help=f"cubic lattice constant, Å (default {d.lattice_constant_A})",
+        help="scale the structure so that its first cell vector has this length, Å "
+        f"(default: the structure's own; {d.lattice_constant_A} for CsPbBr3)",
     )
     s.add_argument(
         "--thicknesses",
         default=None,
         metavar="LIST",
-        help="thicknesses in unit cells, e.g. 2:30:2 or 2,4,10 (default 2:30:2)",
+        help="thicknesses in units (see --divisions), e.g. 2:30:2 or 2,4,10 (default 2:30:2)",
     )
     s.add_argument(
         "--cells",
         type=int,
-        default=d.cells,
-        help=f"lateral box, cells per side (default {d.cells})",
+        default=None,
+        help="lateral box, cells per side (default: the fewest that make the box at "
+        f"least {MIN_BOX_A:.2f} Å wide; {d.cells} for CsPbBr3 [001])",
     )
     s.add_argument(
         "--sigma",
         action="append",
         default=[],
         metavar="EL=Å",
-        help="rms displacement per direction of an element, Å, e.g. Cs=0.23 "
-        f"(defaults {DEFAULT_PHONON_SIGMAS_A}: PBE AIMD at 300 K about the mean "
-        "positions, simulations/reference/cspbbr3_bulk_aimd/a6.00)",
+        help="rms displacement per direction of an element, Å, e.g. Cs=0.23; needed for "
+        f"every element without a default (defaults {DEFAULT_PHONON_SIGMAS_A}: PBE AIMD of "
+        "CsPbBr3 at 300 K about the mean positions, "
+        "simulations/reference/cspbbr3_bulk_aimd/a6.00)",
     )
     s.add_argument(
         "--md-snapshots",
@@ -222,6 +261,13 @@ def add_parser(subparsers):
         help="continue from the .raw.npz beside --out if it matches",
     )
     s.add_argument(
+        "--fit-pixel",
+        type=float,
+        default=d.fit_pixel_A,
+        metavar="A",
+        help=f"pixel of the interpolated image that is fitted, Å (default {d.fit_pixel_A})",
+    )
+    s.add_argument(
         "--fit-model",
         choices=FIT_MODELS,
         default=d.fit_model,
@@ -324,6 +370,7 @@ def handler(args) -> int:
         thickness_series,
         write_series,
     )
+    from ..simulation.files import series_title
 
     out = Path(args.out)
     if out.suffix.lower() != ".csv":
@@ -341,6 +388,10 @@ def handler(args) -> int:
     if args.thicknesses:
         kwargs["thicknesses_uc"] = _parse_thicknesses(args.thicknesses)
     params = SeriesParameters(
+        material=args.material,
+        zone_axis=args.zone,
+        divisions=args.divisions,
+        ratio=args.ratio,
         lattice_constant_A=args.lattice_constant,
         cells=args.cells,
         phonon_sigmas_A=_parse_sigmas(args.sigma),
@@ -354,6 +405,7 @@ def handler(args) -> int:
         spread_scan=args.spread_scan,
         device=device,
         fit_model=args.fit_model,
+        fit_pixel_A=args.fit_pixel,
         **kwargs,
     )
     if args.phonon_sampling_factor is None:
@@ -364,6 +416,14 @@ def handler(args) -> int:
     phonons = None
     if args.md_snapshots:
         from ..simulation.snapshot_phonons import snapshot_phonons
+        from ..simulation.structure import SITES
+
+        cell = params.oriented
+        if cell.symbols != tuple(sym for sym, _ in SITES) or cell.zone_axis != (0, 0, 1):
+            raise InputError(
+                "--md-snapshots maps a cubic CsPbBr3 supercell onto the [001] cubic cell: "
+                f"not available for {cell.name} {list(cell.zone_axis)}"
+            )
 
         phonons = snapshot_phonons(
             *args.md_snapshots,
@@ -378,12 +438,13 @@ def handler(args) -> int:
     der = params.derived()
     mode = "quick" if args.quick else "reference"
     print(
-        f"stemqd simulate thickness-series ({mode}): {configs} configurations, seed "
-        f"{args.seed}, {device}; grid {der['gpts']}^2 ({der['sampling_A']:.4f} Å), "
+        f"stemqd simulate thickness-series ({mode}): {series_title(params)}, {configs} "
+        f"configurations, seed {args.seed}, {device}; grid {der['gpts']} "
+        f"({der['sampling_A']} Å), "
         f"{der['scanned_positions']} probe positions, thicknesses "
         f"{params.thicknesses_uc[0]}-{params.thicknesses_uc[-1]} uc"
         + (
-            f"; phonon average on {level0.grid_points}^2, grid correction from "
+            f"; phonon average on {level0.grid_points}, grid correction from "
             f"{args.correction_configs} configurations"
             if level0 != params
             else ""
@@ -422,10 +483,12 @@ def handler(args) -> int:
     side = write_series(result, out, command=command, mode=mode, extra=extra)
     plot = None if (args.plot or "").lower() == "none" else (args.plot or out.with_suffix(".png"))
     if plot:
+        num, den = params.ratio_labels
         plot_series(
             result.table,
             plot,
-            title=f"CsPbBr3 [001] ADF {mode}: {result.info['num_configs']} configurations",
+            ratio_name=f"{num} : {den} ratio",
+            title=f"{series_title(params)} ADF {mode}: {result.info['num_configs']} configurations",
         )
     cols = ["thickness_uc", "thickness_nm", "ratio", "ratio_err", "ratio_disc", "ratio_disc_err"]
     print(result.table[cols].to_string(index=False, float_format=lambda v: f"{v:.4f}"))

@@ -8,6 +8,7 @@ Modules (loaded on first use; their public names are also available here):
 * ``precision``: Cramér-Rao bounds of positions and volumes
 * ``cell``: projected unit cells of any crystal (:func:`projected_cell`)
 * ``sublattice``: lattice fit and column labels (:func:`assign_sublattices`)
+* ``quality``: do the found columns form the lattice? (:func:`lattice_quality`, the gate)
 * ``dot``: dot segmentation and surface depth (:func:`segment_dot`)
 * ``markers``: HyperSpy markers of fitted columns
 """
@@ -16,7 +17,17 @@ import lazy_loader as lazy
 
 __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
-    submodules=["cell", "dot", "find", "fit", "joint", "markers", "precision", "sublattice"],
+    submodules=[
+        "cell",
+        "dot",
+        "find",
+        "fit",
+        "joint",
+        "markers",
+        "precision",
+        "quality",
+        "sublattice",
+    ],
     submod_attrs={
         "cell": [
             "ProjectedColumn",
@@ -35,6 +46,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
         "joint": ["COLUMN_PARAMS", "OFFSET_BLOCK_SIGMA", "SHAPE_PARAMS", "fit_columns_jointly"],
         "markers": ["LABEL_COLOURS", "column_markers"],
         "precision": ["CRB_PARAMS", "cramer_rao_bound", "cramer_rao_bound_overlap"],
+        "quality": ["SIGNIFICANCE", "check_quality", "fit_quality", "lattice_quality"],
         "sublattice": ["LatticeFit", "assign_sublattices", "missing_sites"],
     },
 )

@@ -33,6 +33,8 @@ import numba
 import numpy as np
 import pandas as pd
 
+from ..jit import njit
+
 PARAMS = ("amplitude", "x_px", "y_px", "sigma_x_px", "sigma_y_px", "theta_rad", "offset")
 _A, _X, _Y, _SX, _SY, _T, _B = range(7)
 
@@ -46,7 +48,7 @@ def gaussian2d(x, y, amplitude, x0, y0, sigma_x, sigma_y, theta, offset):
     return amplitude * np.exp(-0.5 * (u**2 / sigma_x**2 + v**2 / sigma_y**2)) + offset
 
 
-@numba.njit(cache=True, fastmath=True)
+@njit(fastmath=True)
 def _normal_equations(p, x, y, data, weights, meat=False):
     """JᵀJ (7 x 7), Jᵀr (7) and the cost of one window, without storing the Jacobian.
 
@@ -90,7 +92,7 @@ def _normal_equations(p, x, y, data, weights, meat=False):
     return jtj, grad, cost
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _normal_batch(p, x, y, data, weights, meat):
     """JᵀJ (N, 7, 7) (or the sandwich's middle factor) and cost (N,) of every window."""
     n = p.shape[0]
@@ -101,7 +103,7 @@ def _normal_batch(p, x, y, data, weights, meat):
     return jtj, cost
 
 
-@numba.njit(cache=True)
+@njit()
 def _solve7(m, rhs):
     """Gaussian elimination with partial pivoting for one small dense system."""
     n = rhs.shape[0]
@@ -133,7 +135,7 @@ def _solve7(m, rhs):
     return out
 
 
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _lm_batch(p0, x, y, data, weights, free, max_iterations, xtol, seeds, radius):
     """Levenberg-Marquardt (Marquardt scaling) on every window, in parallel.
 
@@ -326,7 +328,7 @@ def _windows(shape, seeds, radius_px):
     return flat, xs.astype(float), ys.astype(float), valid.astype(float)
 
 
-@numba.njit(cache=True)
+@njit()
 def _quadratic_form(p):
     """A, x0, y0 and the a, b, c of A exp(-(a dx² + 2b dx dy + c dy²)) for one column."""
     c2, s2 = np.cos(p[_T]) ** 2, np.sin(p[_T]) ** 2
@@ -342,7 +344,7 @@ def _quadratic_form(p):
     )
 
 
-@numba.njit(cache=True, fastmath=True)
+@njit(fastmath=True)
 def _value(form, xk, yk):
     # The same arithmetic wherever a column is added or taken back out, so that the two
     # cancel exactly.
@@ -351,7 +353,7 @@ def _value(form, xk, yk):
     return A * np.exp(-(a * dx * dx + 2.0 * b * dx * dy + c * dy * dy))
 
 
-@numba.njit(cache=True)
+@njit()
 def _neighbour_models(ny, nx, p, half, flat, xs, ys, weights):
     """Sum of all other columns' models on every window (N, P).
 

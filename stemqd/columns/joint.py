@@ -41,7 +41,9 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from scipy.sparse.linalg import LinearOperator, cg, spsolve
-from scipy.spatial import cKDTree
+from scipy.spatial import Delaunay, QhullError, cKDTree
+
+from ..jit import njit
 
 MODELS = ("round", "gaussian7")
 BACKGROUNDS = ("constant", "smooth", "local")
@@ -82,7 +84,7 @@ def _aux(kind, shape_col):
     return out
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, fastmath=True)
 def _footprints(kind, cp, aux, centres, half):
     """Unit-height model of every column on its footprint box (2h+1)², row-major, ragged
     (CSR offsets ``ptr``). A round Gaussian is separable, so its box costs 2(2h+1)
@@ -119,7 +121,7 @@ def _footprints(kind, cp, aux, centres, half):
     return ptr, table
 
 
-@numba.njit(cache=True, fastmath=True, inline="always")
+@njit(fastmath=True, inline="always")
 def _jacobian(kind, cp, aux, i, dx, dy, e, jac, dshape):
     """Value of column ``i`` at a pixel (``dx, dy`` from its centre, ``e`` its unit-height
     value); Jacobian in ``jac`` (height, x, y) and ``dshape`` (its type's shape).
@@ -146,83 +148,25 @@ def _jacobian(kind, cp, aux, i, dx, dy, e, jac, dshape):
     return f
 
 
-@numba.njit(cache=True, fastmath=True)
-def _render(
-    kind,
-    cp,
-    aux,
-    n_shape,
-    tcol,
-    n_glob_shape,
-    constant,
-    centres,
-    half,
-    fptr,
-    table,
-    nx,
-    pix,
-    npix,
-    derivatives,
-):
-    """Model of all columns on the fitted pixels, and (if ``derivatives``) the Jacobian of
-    the image-wide parameters per pixel: d(model)/d(shape) per type and shape parameter
-    (column ``type * n_shape + parameter``), then, if ``constant``, a column of ones."""
+@njit(fastmath=True)
+def _render(cp, centres, half, fptr, table, nx, pix, npix):
+    """Model of all columns on the fitted pixels (without the background)."""
     model = np.zeros(npix)
-    dsig = np.zeros((npix if derivatives else 0, n_glob_shape + constant))
-    if constant and derivatives:
-        dsig[:, n_glob_shape] = 1.0
-    jac = np.empty(cp.shape[1])
-    dshape = np.empty(n_shape)
     ny = pix.shape[0] // nx
     for i in range(cp.shape[0]):
         cx, cy, h = centres[i, 0], centres[i, 1], half[i]
         w = 2 * h + 1
-        row = tcol[i] * n_shape
-        px, py = cp[i, 1], cp[i, 2]
+        height = cp[i, 0]
         for yy in range(max(cy - h, 0), min(cy + h + 1, ny)):
             base = fptr[i] + (yy - cy + h) * w - cx + h
             for xx in range(max(cx - h, 0), min(cx + h + 1, nx)):
                 q = pix[yy * nx + xx]
-                if q < 0:
-                    continue
-                if not derivatives:
-                    model[q] += cp[i, 0] * table[base + xx]
-                    continue
-                model[q] += _jacobian(
-                    kind, cp, aux, i, xx - px, yy - py, table[base + xx], jac, dshape
-                )
-                for p in range(n_shape):
-                    dsig[q, row + p] += dshape[p]
-    return model, dsig
-
-
-@numba.njit(cache=True)
-def _covers(centres, half, nx, pix, npix):
-    """For every fitted pixel, the columns whose footprint holds it (CSR, ascending)."""
-    ny = pix.shape[0] // nx
-    counts = np.zeros(npix + 1, np.int64)
-    for i in range(centres.shape[0]):
-        cx, cy, h = centres[i, 0], centres[i, 1], half[i]
-        for yy in range(max(cy - h, 0), min(cy + h + 1, ny)):
-            for xx in range(max(cx - h, 0), min(cx + h + 1, nx)):
-                q = pix[yy * nx + xx]
                 if q >= 0:
-                    counts[q + 1] += 1
-    ptr = np.cumsum(counts)
-    fill = ptr[:-1].copy()
-    idx = np.empty(ptr[-1], np.int64)
-    for i in range(centres.shape[0]):
-        cx, cy, h = centres[i, 0], centres[i, 1], half[i]
-        for yy in range(max(cy - h, 0), min(cy + h + 1, ny)):
-            for xx in range(max(cx - h, 0), min(cx + h + 1, nx)):
-                q = pix[yy * nx + xx]
-                if q >= 0:
-                    idx[fill[q]] = i
-                    fill[q] += 1
-    return ptr, idx
+                    model[q] += height * table[base + xx]
+    return model
 
 
-@numba.njit(cache=True, inline="always")
+@njit(inline="always")
 def _slot(nb_idx, lo, hi, j):
     """Position of column ``j`` in the sorted neighbour list ``nb_idx[lo:hi]`` (bisection
     on indices, no slice view)."""
@@ -235,12 +179,15 @@ def _slot(nb_idx, lo, hi, j):
     return lo
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
+@njit(parallel=True, fastmath=True)
 def _assemble_columns(
     kind,
     cp,
     aux,
     n_shape,
+    types,
+    n_glob,
+    constant,
     centres,
     half,
     fptr,
@@ -250,92 +197,117 @@ def _assemble_columns(
     weight,
     resid,
     owner,
-    gcols,
-    cov_ptr,
-    cov_idx,
     nb_ptr,
     nb_idx,
 ):
-    """Column rows of JᵀWJ and JᵀWr.
+    """Column rows of JᵀWJ and JᵀWr, and the column sums of the image-wide rows.
+
+    The image-wide parameters are the shapes per type and shape parameter (index ``type *
+    n_shape + parameter``), then the constant if ``constant``. Their Jacobian
+    at a pixel is a sum over the columns covering it, so every product of two Jacobian
+    entries is a sum over pairs of overlapping columns: column ``i`` visits the overlap of
+    its footprint with each neighbour's (the pixels of both), and its own footprint once.
 
     Returns the column-column blocks per neighbour slot (S, k, k), the column-offset
-    couplings per slot (S, k), the column-global couplings (N, G, k) and the gradient
-    (N, k). ``gcols`` (npix, G) holds the Jacobian columns of the image-wide parameters.
-    Every thread writes only the rows of its own column.
+    couplings per slot (S, k), the column-global couplings (N, G, k), the gradient (N, k),
+    and per column ``i`` (to be summed over columns): its shape gradient (N, n_shape), its
+    shape-offset couplings per slot (S, n_shape) and its shape rows of the image-wide
+    block (N, n_shape, G). Every thread writes only the rows of its own column.
     """
     n, k = cp.shape
     ny = pix.shape[0] // nx
-    n_glob = gcols.shape[1]
     blocks = np.zeros((nb_idx.shape[0], k, k))
     coupling = np.zeros((nb_idx.shape[0], k))
     glob = np.zeros((n, n_glob, k))
     grad = np.zeros((n, k))
+    sgrad = np.zeros((n, n_shape))
+    soff = np.zeros((nb_idx.shape[0], n_shape))
+    sglob = np.zeros((n, n_shape, n_glob))
     for i in numba.prange(n):
-        ji = np.empty(k)
         jj = np.empty(k)
-        ds = np.empty(n_shape)
+        dj = np.empty(n_shape)
         lo, hi = nb_ptr[i], nb_ptr[i + 1]
         cx, cy, h = centres[i, 0], centres[i, 1], half[i]
         w_i = 2 * h + 1
+        # the column's Jacobian on its footprint, weighted: computed once, read per neighbour
+        wji = np.zeros((w_i * w_i, k))
+        wdi = np.zeros((w_i * w_i, n_shape))
         for yy in range(max(cy - h, 0), min(cy + h + 1, ny)):
             for xx in range(max(cx - h, 0), min(cx + h + 1, nx)):
                 q = pix[yy * nx + xx]
                 if q < 0:
                     continue
                 w = weight[q]
-                e = table[fptr[i] + (yy - cy + h) * w_i + xx - cx + h]
-                _jacobian(kind, cp, aux, i, xx - cp[i, 1], yy - cp[i, 2], e, ji, ds)
+                at = (yy - cy + h) * w_i + xx - cx + h
+                e = table[fptr[i] + at]
+                _jacobian(kind, cp, aux, i, xx - cp[i, 1], yy - cp[i, 2], e, jj, dj)
+                wr = w * resid[q]
                 for a in range(k):
-                    grad[i, a] += ji[a] * w * resid[q]
-                for c in range(cov_ptr[q], cov_ptr[q + 1]):
-                    j = cov_idx[c]
-                    s = _slot(nb_idx, lo, hi, j)
-                    hj = half[j]
-                    e = table[
-                        fptr[j] + (yy - centres[j, 1] + hj) * (2 * hj + 1) + xx - centres[j, 0] + hj
-                    ]
-                    _jacobian(kind, cp, aux, j, xx - cp[j, 1], yy - cp[j, 2], e, jj, ds)
-                    for a in range(k):
-                        wa = ji[a] * w
-                        for b in range(k):
-                            blocks[s, a, b] += wa * jj[b]
+                    grad[i, a] += jj[a] * wr
+                    wji[at, a] = jj[a] * w
+                for p in range(n_shape):
+                    sgrad[i, p] += dj[p] * wr
+                    wdi[at, p] = dj[p] * w
                 o = owner[q]
                 if o >= 0:
                     s = _slot(nb_idx, lo, hi, o)
                     for a in range(k):
-                        coupling[s, a] += ji[a] * w
-                for g in range(n_glob):
+                        coupling[s, a] += wji[at, a]
+                    for p in range(n_shape):
+                        soff[s, p] += wdi[at, p]
+                if constant:
                     for a in range(k):
-                        glob[i, g, a] += ji[a] * gcols[q, g] * w
-    return blocks, coupling, glob, grad
+                        glob[i, n_glob - 1, a] += wji[at, a]
+                    for p in range(n_shape):
+                        sglob[i, p, n_glob - 1] += wdi[at, p]
+        # overlaps with every neighbour (itself included), summed in small local arrays
+        acc_b = np.empty((k, k))
+        acc_g = np.empty((k, n_shape))
+        acc_s = np.empty((n_shape, n_shape))
+        for s in range(lo, hi):
+            j = nb_idx[s]
+            hj = half[j]
+            w_j = 2 * hj + 1
+            x0 = max(cx - h, centres[j, 0] - hj, 0)
+            x1 = min(cx + h, centres[j, 0] + hj, nx - 1)
+            y0 = max(cy - h, centres[j, 1] - hj, 0)
+            y1 = min(cy + h, centres[j, 1] + hj, ny - 1)
+            if x0 > x1 or y0 > y1:
+                continue
+            acc_b[:] = 0.0
+            acc_g[:] = 0.0
+            acc_s[:] = 0.0
+            for yy in range(y0, y1 + 1):
+                for xx in range(x0, x1 + 1):
+                    q = pix[yy * nx + xx]
+                    if q < 0:
+                        continue
+                    at = (yy - cy + h) * w_i + xx - cx + h
+                    e = table[fptr[j] + (yy - centres[j, 1] + hj) * w_j + xx - centres[j, 0] + hj]
+                    _jacobian(kind, cp, aux, j, xx - cp[j, 1], yy - cp[j, 2], e, jj, dj)
+                    for a in range(k):
+                        wa = wji[at, a]
+                        for b in range(k):
+                            acc_b[a, b] += wa * jj[b]
+                        for p in range(n_shape):
+                            acc_g[a, p] += wa * dj[p]
+                    for p in range(n_shape):
+                        wp = wdi[at, p]
+                        for r in range(n_shape):
+                            acc_s[p, r] += wp * dj[r]
+            gj = types[j] * n_shape
+            for a in range(k):
+                for b in range(k):
+                    blocks[s, a, b] += acc_b[a, b]
+                for p in range(n_shape):
+                    glob[i, gj + p, a] += acc_g[a, p]
+            for p in range(n_shape):
+                for r in range(n_shape):
+                    sglob[i, p, gj + r] += acc_s[p, r]
+    return blocks, coupling, glob, grad, sgrad, soff, sglob
 
 
-@numba.njit(cache=True)
-def _assemble_rest(n, weight, resid, owner, gcols, local):
-    """Offset and global rows of JᵀWJ and JᵀWr (offsets are indicators of their cells)."""
-    n_glob = gcols.shape[1]
-    off_diag = np.zeros(n)
-    off_grad = np.zeros(n)
-    off_glob = np.zeros((n, n_glob))
-    gg = np.zeros((n_glob, n_glob))
-    g_grad = np.zeros(n_glob)
-    for q in range(weight.shape[0]):
-        w = weight[q]
-        wr = w * resid[q]
-        if local:
-            o = owner[q]
-            off_diag[o] += w
-            off_grad[o] += wr
-            for g in range(n_glob):
-                off_glob[o, g] += gcols[q, g] * w
-        for g in range(n_glob):
-            g_grad[g] += gcols[q, g] * wr
-            for h in range(n_glob):
-                gg[g, h] += gcols[q, g] * gcols[q, h] * w
-    return off_diag, off_grad, off_glob, gg, g_grad
-
-
-@numba.njit(parallel=True, cache=True)
+@njit(parallel=True)
 def _local_covariances(
     k,
     blocks,
@@ -396,7 +368,10 @@ def _local_covariances(
         if idx.shape[0] == 0:
             continue
         Hs = H[idx][:, idx]
-        if np.linalg.cond(Hs) > 1e14:
+        # the condition number of the symmetric block, from its eigenvalues (an SVD, as in
+        # np.linalg.cond, costs several times more)
+        ev = np.abs(np.linalg.eigvalsh(Hs))
+        if ev.min() * 1e14 < ev.max():
             continue
         inv = np.linalg.inv(Hs)
         cov = inv @ M[idx][:, idx] @ inv if robust else inv
@@ -436,6 +411,9 @@ class _Problem:
     #: of its block), and how much farther than its own cell an owner can lie, px.
     anchor: np.ndarray | None = None
     owner_reach: float = 0.0
+    #: The last neighbour lists, with the geometry they were drawn for (reused while the
+    #: rounded centres and footprints do not change).
+    neighbour_cache: tuple | None = None
 
     @property
     def n_shape(self):
@@ -452,14 +430,63 @@ def _fit_pixels(shape, positions, radius_px):
     r = int(np.ceil(radius_px))
     lo = np.maximum(np.floor(positions.min(axis=0)).astype(int) - r, 0)
     hi = np.minimum(np.ceil(positions.max(axis=0)).astype(int) + r, [nx - 1, ny - 1])
-    yy, xx = np.mgrid[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
-    grid = np.column_stack([xx.ravel(), yy.ravel()]).astype(float)
-    dist, nearest = cKDTree(positions).query(grid, distance_upper_bound=radius_px)
-    inside = np.isfinite(dist)
-    flat = grid[inside, 1].astype(int) * nx + grid[inside, 0].astype(int)
+    try:
+        tri = Delaunay(positions)
+    except (QhullError, ValueError):  # fewer than three columns, or all on one line
+        tri = None
+    if tri is None or len(positions) < 4:
+        yy, xx = np.mgrid[lo[1] : hi[1] + 1, lo[0] : hi[0] + 1]
+        grid = np.column_stack([xx.ravel(), yy.ravel()]).astype(float)
+        dist, nearest = cKDTree(positions).query(grid, distance_upper_bound=radius_px)
+        inside = np.isfinite(dist)
+        flat = grid[inside, 1].astype(int) * nx + grid[inside, 0].astype(int)
+        nearest = nearest[inside].astype(np.int64)
+    else:
+        indptr, indices = tri.vertex_neighbor_vertices
+        flat, nearest = _nearest_columns(
+            positions, indptr.astype(np.int64), indices.astype(np.int64), lo, hi, nx, radius_px
+        )
     pix = np.full(ny * nx, -1, np.int64)
-    pix[flat] = np.arange(inside.sum())
-    return pix, flat, nearest[inside].astype(np.int64)
+    pix[flat] = np.arange(len(flat))
+    return pix, flat, nearest
+
+
+@njit()
+def _nearest_columns(positions, indptr, indices, lo, hi, nx, radius_px):
+    """Nearest column of every pixel of the box ``lo``-``hi`` (x, y, inclusive) that lies
+    within ``radius_px`` of it; (flat pixel indices, columns), row-major.
+
+    A walk on the Delaunay graph (``indptr``, ``indices``): a column that is not the nearest
+    to a point always has a Delaunay neighbour nearer to it, so moving to the nearest
+    neighbour until none is nearer ends at the nearest column. Started from the previous
+    pixel's column it takes about one step per pixel, against a tree search per pixel
+    (scipy's cKDTree: 0.4 s for a 1024² image, this 0.04 s). A pixel equidistant from two
+    columns goes to either.
+    """
+    size = (hi[0] - lo[0] + 1) * (hi[1] - lo[1] + 1)
+    flat = np.empty(size, np.int64)
+    nearest = np.empty(size, np.int64)
+    r2 = radius_px * radius_px
+    m = 0
+    cur = 0
+    for y in range(lo[1], hi[1] + 1):
+        for x in range(lo[0], hi[0] + 1):
+            dx, dy = positions[cur, 0] - x, positions[cur, 1] - y
+            best = dx * dx + dy * dy
+            moved = True
+            while moved:
+                moved = False
+                for c in range(indptr[cur], indptr[cur + 1]):
+                    j = indices[c]
+                    dx, dy = positions[j, 0] - x, positions[j, 1] - y
+                    d = dx * dx + dy * dy
+                    if d < best:
+                        best, cur, moved = d, j, True
+            if best <= r2:
+                flat[m] = y * nx + x
+                nearest[m] = cur
+                m += 1
+    return flat[:m], nearest[:m]
 
 
 class _State:
@@ -483,36 +510,16 @@ def _geometry(prob, st):
     return centres, half.astype(np.int64)
 
 
-def _model(prob, st, centres, half, derivatives=True):
-    """Model on the fitted pixels, the Jacobian of the image-wide parameters (shapes, and the
-    constant; if ``derivatives``), the kernels' shape constants and the footprint tables."""
+def _evaluate(prob, st):
+    """Model on the fitted pixels at the parameters ``st``, with what the normal equations
+    at the same parameters reuse: (model, cost, (centres, half, aux, fptr, table))."""
+    centres, half = _geometry(prob, st)
     aux = _aux(prob.kind, st.shapes[prob.types])
     fptr, table = _footprints(prob.kind, st.cp, aux, centres, half)
-    model, gcols = _render(
-        prob.kind,
-        st.cp,
-        aux,
-        prob.n_shape,
-        prob.types,
-        prob.n_sig,
-        int(not prob.local),
-        centres,
-        half,
-        fptr,
-        table,
-        prob.nx,
-        prob.pix,
-        len(prob.data),
-        derivatives,
-    )
+    model = _render(st.cp, centres, half, fptr, table, prob.nx, prob.pix, len(prob.data))
     model += st.offsets[prob.owner] if prob.local else st.zeta
-    return model, gcols, (aux, fptr, table)
-
-
-def _cost(prob, st):
-    centres, half = _geometry(prob, st)
-    model = _model(prob, st, centres, half, derivatives=False)[0]
-    return float(np.sum(prob.weight * (prob.data - model) ** 2))
+    cost = float(np.sum(prob.weight * (prob.data - model) ** 2))
+    return model, cost, (centres, half, aux, fptr, table)
 
 
 def _neighbours(centres, half, local, owner_reach=0.0):
@@ -532,20 +539,37 @@ def _neighbours(centres, half, local, owner_reach=0.0):
     return ptr, idx
 
 
-def _normal(prob, st, weight=None, resid=None):
-    """JᵀWJ (scipy sparse) and JᵀWr at the current parameters, plus the raw blocks."""
-    centres, half = _geometry(prob, st)
-    model, gcols, (aux, fptr, table) = _model(prob, st, centres, half)
+def _normal(prob, st, weight=None, resid=None, at=None):
+    """JᵀWJ (scipy sparse) and JᵀWr at the current parameters, plus the raw blocks.
+    ``at``: the evaluation of :func:`_evaluate` at these parameters, if already made."""
+    model, _, (centres, half, aux, fptr, table) = _evaluate(prob, st) if at is None else at
     r = prob.data - model if resid is None else resid
     w = prob.weight if weight is None else weight
-    cov_ptr, cov_idx = _covers(centres, half, prob.nx, prob.pix, len(prob.data))
-    nb_ptr, nb_idx = _neighbours(centres, half, prob.local, prob.owner_reach)
+    cache = prob.neighbour_cache
+    if not (
+        cache is not None
+        and cache[0] == (prob.local, prob.owner_reach)
+        and np.array_equal(cache[1], centres)
+        and np.array_equal(cache[2], half)
+    ):
+        cache = (
+            (prob.local, prob.owner_reach),
+            centres,
+            half,
+            *_neighbours(centres, half, prob.local, prob.owner_reach),
+        )
+        prob.neighbour_cache = cache
+    nb_ptr, nb_idx = cache[3:]
     owner = prob.owner if prob.local else np.full(len(prob.data), -1, np.int64)
-    blocks, coupling, glob, grad = _assemble_columns(
+    n_glob = prob.n_sig + int(not prob.local)
+    blocks, coupling, glob, grad, sgrad, soff, sglob = _assemble_columns(
         prob.kind,
         st.cp,
         aux,
         prob.n_shape,
+        prob.types,
+        n_glob,
+        not prob.local,
         centres,
         half,
         fptr,
@@ -555,19 +579,30 @@ def _normal(prob, st, weight=None, resid=None):
         w,
         r,
         owner,
-        gcols,
-        cov_ptr,
-        cov_idx,
         nb_ptr,
         nb_idx,
     )
-    off_diag, off_grad, off_glob, gg, g_grad = _assemble_rest(
-        len(st.cp), w, r, owner, gcols, prob.local
-    )
+    # the image-wide rows: sums of the columns' parts
     n, k = st.cp.shape
+    rows = (prob.types[:, None] * prob.n_shape + np.arange(prob.n_shape)).ravel()
+    g_grad = np.bincount(rows, sgrad.ravel(), minlength=n_glob)
+    gg = np.zeros((n_glob, n_glob))
+    np.add.at(gg, rows, sglob.reshape(-1, n_glob))
+    if prob.local:
+        off_diag = np.bincount(owner, w, minlength=n)
+        off_grad = np.bincount(owner, w * r, minlength=n)
+        slot_rows = np.repeat(prob.types * prob.n_shape, np.diff(nb_ptr))
+        off_glob = np.zeros((n, n_glob))
+        for p in range(prob.n_shape):
+            np.add.at(off_glob, (nb_idx, slot_rows + p), soff[:, p])
+    else:
+        off_diag, off_grad, off_glob = np.zeros(n), np.zeros(n), np.zeros((n, n_glob))
+        g_grad[-1] = np.sum(w * r)
+        gg[-1, -1] = np.sum(w)
+        gg[-1, :-1] = gg[:-1, -1]
     n_off = n if prob.local else 0
     g0 = n * k + n_off
-    size = g0 + gcols.shape[1]
+    size = g0 + n_glob
     rows_i = np.repeat(np.arange(n), np.diff(nb_ptr))
     ar = np.arange(k)
     parts_r, parts_c, parts_v = [], [], []
@@ -584,16 +619,16 @@ def _normal(prob, st, weight=None, resid=None):
         parts_r.append(n * k + np.arange(n))
         parts_c.append(n * k + np.arange(n))
         parts_v.append(off_diag)
-        for g in range(gcols.shape[1]):
+        for g in range(n_glob):
             parts_r += [n * k + np.arange(n), np.full(n, g0 + g)]
             parts_c += [np.full(n, g0 + g), n * k + np.arange(n)]
             parts_v += [off_glob[:, g], off_glob[:, g]]
-    for g in range(gcols.shape[1]):
+    for g in range(n_glob):
         rr = (np.arange(n)[:, None] * k + ar[None, :]).ravel()
         parts_r += [rr, np.full(n * k, g0 + g)]
         parts_c += [np.full(n * k, g0 + g), rr]
         parts_v += [glob[:, g, :].ravel(), glob[:, g, :].ravel()]
-    gr, gc = np.meshgrid(np.arange(gcols.shape[1]), np.arange(gcols.shape[1]), indexing="ij")
+    gr, gc = np.meshgrid(np.arange(n_glob), np.arange(n_glob), indexing="ij")
     parts_r.append(g0 + gr.ravel())
     parts_c.append(g0 + gc.ravel())
     parts_v.append(gg.ravel())
@@ -682,12 +717,13 @@ def _lm(prob, st, stage, max_iterations, tolerance_px, cap):
     """Levenberg-Marquardt over the free parameters of ``stage``; (state, iterations, ok)."""
     free = _free_mask(prob, len(st.cp), stage)
     lam = 1e-4
-    cost = _cost(prob, st)
+    at = _evaluate(prob, st)
+    cost = at[1]
     converged = False
     it = 0
     while it < max_iterations:
         it += 1
-        H, g, _ = _normal(prob, st)
+        H, g, _ = _normal(prob, st, at=at)
         Hf = H if free.all() else H[free][:, free]
         gf = g[free]
         diag = Hf.diagonal()
@@ -699,7 +735,8 @@ def _lm(prob, st, stage, max_iterations, tolerance_px, cap):
             vec[free] += step
             trial = _unpack(prob, st, vec)
             if np.all(np.isfinite(step)) and _valid(prob, trial, cap):
-                tcost = _cost(prob, trial)
+                trial_at = _evaluate(prob, trial)
+                tcost = trial_at[1]
                 if tcost <= cost:
                     break
             lam *= 4.0
@@ -712,7 +749,7 @@ def _lm(prob, st, stage, max_iterations, tolerance_px, cap):
         dof = max(len(prob.data) - len(vec), 1)
         moved = np.hypot(trial.cp[:, 1] - st.cp[:, 1], trial.cp[:, 2] - st.cp[:, 2]).max()
         dchi2 = (cost - tcost) / max(cost / dof, 1e-300)
-        st, cost = trial, tcost
+        st, cost, at = trial, tcost, trial_at
         lam = max(lam / 3.0, 1e-12)
         if stage == "linear" or dchi2 < 1e-3 or (moved < tolerance_px and dchi2 < 0.1):
             converged = True
@@ -895,7 +932,7 @@ def fit_columns_jointly(
         trials = []
         for frac in _SIGMA_GRID_NN:
             st0, _, _ = _lm(patch, start(frac * nn_px, seeds[cols]), "linear", 1, tolerance_px, cap)
-            trials.append((_cost(patch, st0), frac))
+            trials.append((_evaluate(patch, st0)[1], frac))
         sigma_px = min(trials)[1] * nn_px
     st, _, _ = _lm(prob, start(float(sigma_px)), "linear", 1, tolerance_px, cap)
     iterations = 0
@@ -913,8 +950,7 @@ def fit_columns_jointly(
         # width settles.
         for _ in range(_SMOOTH_ROUNDS):
             width = _widths(prob, st).copy()
-            centres, half = _geometry(prob, st)
-            columns = _model(prob, st, centres, half, derivatives=False)[0] - st.zeta
+            columns = _evaluate(prob, st)[0] - st.zeta
             smooth = _smooth(
                 image.shape, flat, image.ravel()[flat] - columns, SMOOTH_BACKGROUND_NN * nn_px
             )
@@ -973,29 +1009,50 @@ def _anchors(positions, block_px, nn_px):
 def _smooth(shape, flat, values, sigma_px):
     """Gaussian smoothing of ``values`` given on the fitted pixels ``flat`` of an image of
     ``shape``, normalised by the smoothed mask so that the edge of the fitted region is not
-    pulled to zero."""
+    pulled to zero.
+
+    The Gaussian is many columns wide, so it is applied to block sums over blocks of
+    ``sigma_px / 4`` px and interpolated back (linearly): about 1/50 of the work of filtering
+    every pixel (0.55 s for a 1024² image at sigma 29 px). Measured on a noisy varying
+    background: it differs from filtering every pixel by 0.1 % of the background's range
+    (rms; 0.5 % at most), an 80th of the smoothed noise, and is no further from the true
+    background.
+    """
     from scipy import ndimage
 
-    grid = np.zeros(shape).ravel()
-    grid[flat] = values
-    weight = np.zeros(shape).ravel()
-    weight[flat] = 1.0
-    num = ndimage.gaussian_filter(grid.reshape(shape), sigma_px, mode="nearest")
-    den = ndimage.gaussian_filter(weight.reshape(shape), sigma_px, mode="nearest")
-    return num / np.maximum(den, 1e-6)
+    b = max(1, int(sigma_px / 4))
+    ny, nx = shape
+    grid = np.zeros((2, ny * nx))
+    grid[0, flat] = values
+    grid[1, flat] = 1.0
+    # extend the image by the filter's reach (4 sigma) with its edge pixels, as
+    # mode="nearest" does, before the blocks are formed: a block mean at the edge lies
+    # (b - 1) / 2 px inside it and would tilt a sloped background
+    m = b * int(np.ceil(4 * sigma_px / b))
+    pad = ((0, 0), (m, m - ny % b), (m, m - nx % b))
+    grid = np.pad(grid.reshape(2, ny, nx), pad, mode="edge")
+    blocks = grid.reshape(2, grid.shape[1] // b, b, grid.shape[2] // b, b).mean(axis=(2, 4))
+    # the block mean is itself a box filter of variance (b² - 1) / 12 px²
+    width = np.sqrt(max(sigma_px**2 - (b * b - 1) / 12.0, 0.0)) / b
+    coarse = ndimage.gaussian_filter(blocks[0], width, mode="nearest") / np.maximum(
+        ndimage.gaussian_filter(blocks[1], width, mode="nearest"), 1e-6
+    )
+    fine = ndimage.zoom(coarse, b, order=1, mode="nearest", grid_mode=True) if b > 1 else coarse
+    fine = fine[m : m + ny, m : m + nx]
+    return fine
 
 
 def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
     n, k = st.cp.shape
-    H, _, raw = _normal(prob, st)
-    centres, half = _geometry(prob, st)
-    resid = prob.data - _model(prob, st, centres, half)[0]
+    at = _evaluate(prob, st)
+    H, _, raw = _normal(prob, st, at=at)
+    resid = prob.data - at[0]
     n_par = int(np.sum(H.diagonal() > 0))  # the offsets of non-anchor columns do not exist
     dof = max(len(prob.data) - n_par, 1)
     s2 = float(np.sum(resid**2) / dof)
     robust = errors == "robust"
     if robust:
-        _, _, meat = _normal(prob, st, weight=prob.weight * resid**2, resid=resid)
+        _, _, meat = _normal(prob, st, weight=prob.weight * resid**2, resid=resid, at=at)
     else:
         meat = raw
     tree = cKDTree(st.cp[:, 1:3])

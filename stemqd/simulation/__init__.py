@@ -1,4 +1,5 @@
-"""abTEM bridge: ADF-STEM thickness series of CsPbBr3 [001], measured like an experiment.
+"""abTEM bridge: ADF-STEM thickness series of any crystal along any zone axis (cubic CsPbBr3
+[001] by default), measured like an experiment.
 
 One multislice pass per frozen-phonon configuration gives every thickness at once (abTEM
 exit planes); the simulated images are then blurred by the effective source, interpolated,
@@ -8,12 +9,18 @@ way. Integrated-disc intensities are reported beside the fitted ones for compari
 
 Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
 --------------------------------------------------------------------------
-* **Structure.** Cubic ABX3 with Pb at (0, 0, 0), Br at (½, 0, 0), (0, ½, 0), (0, 0, ½) and Cs
-  at (½, ½, ½), tiled ``cells`` x ``cells`` laterally (periodic) and ``t`` cells along the
-  beam [001]. Projected, Pb-Br ("BX") columns sit at the cell corners, Cs ("A") at the cell
-  centre and pure Br ("X") at the edge midpoints. Every atom is shifted by +a/4 along z so
-  that the PbBr2 and CsBr planes sit mid-slice for slices a/2 thick (atoms on slice
-  boundaries hop between slices under phonon displacements: docs/abtem.md, pitfall 5).
+* **Structure.** Any crystal from the source of :func:`stemqd.columns.cell.projected_cell`
+  (built-in name or CIF) is oriented along the zone axis in an orthogonal periodic box
+  (:func:`stemqd.simulation.structure.oriented_cell`: the choice of box, its strain
+  residual, the origin and the column labels are documented there), tiled ``cells`` x
+  ``cells`` laterally and ``t`` thickness units (repeat / ``divisions``) along the beam.
+  For cubic CsPbBr3 [001] (the default) the box is the cubic cell with Pb at (0, 0, 0), Br
+  at (½, 0, 0), (0, ½, 0), (0, 0, ½) and Cs at (½, ½, ½): projected, Pb-Br ("BX") columns
+  sit at the cell corners, Cs ("A") at the cell centre and pure Br ("X") at the edge
+  midpoints. Every atom is shifted along z so that it sits as far from the slice
+  boundaries as possible (+a/4 for cubic perovskites in slices a/2 thick: the PbBr2 and
+  CsBr planes sit mid-slice; atoms on slice boundaries hop between slices under phonon
+  displacements: docs/abtem.md, pitfall 5).
 * **Frozen phonons (Einstein model).** Every atom is displaced by an independent Gaussian of
   rms ``sigma`` per Cartesian direction (U_iso = sigma², B = 8 pi² sigma²), the model of
   :class:`abtem.FrozenPhonons`. The draws are keyed by (seed, configuration, unit cell relative
@@ -45,9 +52,9 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
   ``sampling_factor`` (default 0.5) because the ratio was not converged at the limit. The
   ADF image of a probe of semi-angle alpha is band-limited to 2 alpha / lambda, so a periodic
   scan with a step <= lambda / (4 alpha) (0.273 Å) samples it exactly and Fourier
-  interpolation is exact. Only
-  the irreducible 1/8 of the p4mm cell is scanned and unfolded. Both choices are checked by
-  :func:`convergence_check`.
+  interpolation is exact. Only the irreducible 1/8 of a p4mm cell (symmetry checked on the
+  3D atoms) is scanned and unfolded; any other cell is scanned whole. Both choices are
+  checked by :func:`convergence_check`.
 * **Spread scan (variance reduction).** Within one configuration, the wedge points are
   taken in different cells of the box and different p4mm images of the wedge
   (:func:`scan_positions`), so one configuration samples many column realisations. The
@@ -74,7 +81,7 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
 from __future__ import annotations
 
 from ..optics import focal_nodes, focal_spread_A, wavelength_A
-from .dots import series_amplitudes
+from .dots import series_amplitudes, series_column_amplitudes
 from .ensemble import analyse_series
 from .files import (
     fitter_settings,
@@ -101,7 +108,7 @@ from .parameters import (
     SeriesParameters,
     smooth_size,
 )
-from .scan import scan_positions, unfold_wedge, wedge_indices
+from .scan import scan_indices, scan_positions, unfold_scan, unfold_wedge, wedge_indices
 from .series import (
     SeriesResult,
     convergence_check,
@@ -113,9 +120,12 @@ from .series import (
 )
 from .structure import (
     COLUMN_PREFIX,
+    OrientedCell,
     apply_displacements,
     cspbbr3_slab,
     displaced_configuration,
+    oriented_cell,
+    slab,
 )
 
 __all__ = [
@@ -130,7 +140,10 @@ __all__ = [
     "COLUMN_PREFIX",
     "SeriesParameters",
     "SeriesResult",
+    "OrientedCell",
     "cspbbr3_slab",
+    "oriented_cell",
+    "slab",
     "displaced_configuration",
     "apply_displacements",
     "focal_spread_A",
@@ -139,6 +152,8 @@ __all__ = [
     "smooth_size",
     "wedge_indices",
     "unfold_wedge",
+    "scan_indices",
+    "unfold_scan",
     "scan_positions",
     "simulate_scans",
     "measure_cell_images",
@@ -159,5 +174,6 @@ __all__ = [
     "read_series",
     "plot_series",
     "series_amplitudes",
+    "series_column_amplitudes",
     "resolve_device",
 ]

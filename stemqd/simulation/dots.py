@@ -1,4 +1,6 @@
-"""Column intensities of a series for synthetic dots (:func:`stemqd.simulation.synthetic.perovskite_dot`)."""
+"""Column intensities of a series for synthetic images: cubic perovskite dots
+(:func:`stemqd.simulation.synthetic.perovskite_dot`) and any projected cell
+(:func:`stemqd.simulation.synthetic.crystal_stack`)."""
 
 from __future__ import annotations
 
@@ -7,7 +9,9 @@ import pandas as pd
 
 from ..errors import InputError
 from .files import check_series, read_series
-from .structure import COLUMN_PREFIX
+from .structure import COLUMN_PREFIX, column_prefixes
+
+_SUFFIX = {"volume": "_volume_A2", "peak": "_peak", "disc": "_disc_A2"}
 
 
 def series_amplitudes(series, *, method: str = "volume", relative_to: str | None = "BX"):
@@ -40,7 +44,7 @@ def series_amplitudes(series, *, method: str = "volume", relative_to: str | None
     """
     table = read_series(series) if not isinstance(series, pd.DataFrame) else series
     check_series(table)
-    suffix = {"volume": "_volume_A2", "peak": "_peak", "disc": "_disc_A2"}
+    suffix = _SUFFIX
     if method not in suffix:
         raise InputError(f"method must be volume, peak or disc, got {method!r}")
     if relative_to is not None and relative_to not in COLUMN_PREFIX:
@@ -67,4 +71,58 @@ def series_amplitudes(series, *, method: str = "volume", relative_to: str | None
     return amplitudes
 
 
-__all__ = ["series_amplitudes"]
+def series_column_amplitudes(
+    series, thickness_uc: float, cell, *, method: str = "volume", relative_to: str | None = None
+) -> dict:
+    """Amplitude per column label of any series at one thickness, for
+    :func:`stemqd.simulation.synthetic.crystal_stack` (``amplitudes=``).
+
+    Same incoherent-imaging approximation as :func:`series_amplitudes`: every column is
+    drawn with the series intensity of its type at ``thickness_uc`` (linear interpolation,
+    no extrapolation); ``crystal_stack`` renders every column with the same width, so
+    amplitudes proportional to the fitted volumes keep the simulated ratios.
+
+    Parameters
+    ----------
+    series : pandas.DataFrame or path
+        A series of the crystal and zone axis of ``cell`` (:func:`write_series`).
+    thickness_uc : float
+        Thickness in the series' units.
+    cell : stemqd.columns.cell.ProjectedCell
+        The projected cell to draw; its labels name the series' columns.
+    method : {"volume", "peak", "disc"}
+    relative_to : str, optional
+        Label whose amplitude is 1; None keeps the absolute values (Å² for volume and disc).
+
+    Returns
+    -------
+    dict
+        ``{label: amplitude}`` for every label of ``cell``.
+    """
+    table = read_series(series) if not isinstance(series, pd.DataFrame) else series
+    check_series(table)
+    if method not in _SUFFIX:
+        raise InputError(f"method must be volume, peak or disc, got {method!r}")
+    t = table["thickness_uc"].to_numpy(float)
+    if not t[0] <= float(thickness_uc) <= t[-1]:
+        raise InputError(f"thickness {thickness_uc:g} is outside the series ({t[0]:g}-{t[-1]:g})")
+    prefixes = column_prefixes(cell.labels)
+    missing = [lab for lab, p in prefixes.items() if f"{p}{_SUFFIX[method]}" not in table]
+    if missing:
+        raise InputError(
+            f"the series has no columns for {missing} of the {cell.name} projection: was it "
+            "simulated for this crystal and zone axis?"
+        )
+    value = {
+        lab: float(np.interp(float(thickness_uc), t, table[f"{p}{_SUFFIX[method]}"]))
+        for lab, p in prefixes.items()
+    }
+    if relative_to is not None:
+        if relative_to not in value:
+            raise InputError(f"relative_to must be one of {list(value)} or None")
+        norm = value[relative_to]
+        value = {lab: v / norm for lab, v in value.items()}
+    return value
+
+
+__all__ = ["series_amplitudes", "series_column_amplitudes"]

@@ -10,8 +10,7 @@ import pandas as pd
 from ..errors import InputError
 from ..optics import focal_nodes
 from .measure import cell_images, measure_cell_images
-from .scan import unfold_wedge
-from .structure import COLUMN_PREFIX
+from .scan import unfold_scan
 
 if TYPE_CHECKING:
     from .parameters import SeriesParameters
@@ -51,13 +50,14 @@ def _jackknife_groups(nodes, n_nodes):
     return [np.concatenate([p[g] for p in parts]) for g in range(b)]
 
 
-def _estimates(measured: dict) -> dict:
-    """Intensities and ratios per (type or "ratio", method) from :func:`measure_cell_images`."""
+def _estimates(measured: dict, params: SeriesParameters) -> dict:
+    """Intensities and ratios per (label or "ratio", method) from :func:`measure_cell_images`."""
+    num, den = params.ratio_labels
     out = {}
     for meth in ("volume", "peak", "disc"):
-        for typ in COLUMN_PREFIX:
+        for typ in params.oriented.labels:
             out[(typ, meth)] = measured[(typ, meth)]
-        out[("ratio", meth)] = measured[("A", meth)] / measured[("BX", meth)]
+        out[("ratio", meth)] = measured[(num, meth)] / measured[(den, meth)]
     return out
 
 
@@ -102,24 +102,24 @@ def analyse_series(
     error_method : str
         "jackknife (B groups)" or "per-configuration scatter" (two-level: both levels named).
     """
-    n = params.scan_points
+    num, den = params.ratio_labels
     _, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
     counts = np.bincount(nodes, minlength=len(weights)).astype(float)
     present = counts > 0
     wj = weights[present] / weights[present].sum()
     var_factor = float(np.sum(wj**2 / counts[present]))
-    images = cell_images(unfold_wedge(raw, n), params)  # (configs, thicknesses, m, m)
+    images = cell_images(unfold_scan(raw, params), params)  # (configs, thicknesses, m, m)
     phonon_mean = np.tensordot(ensemble_weights(nodes, weights), images, axes=(0, 0))
     if correction is not None:
         corr_raw, corr_nodes = correction
         # Interpolation and blur are linear: difference first, then one image per config.
-        diffs = cell_images(unfold_wedge(corr_raw[1] - corr_raw[0], n), params)
+        diffs = cell_images(unfold_scan(corr_raw[1] - corr_raw[0], params), params)
         grid_delta = np.tensordot(ensemble_weights(corr_nodes, weights), diffs, axes=(0, 0))
     else:
         grid_delta = np.zeros_like(phonon_mean)
     per = measure_cell_images(images, params)
     mean = measure_cell_images(phonon_mean + grid_delta, params)
-    est = _estimates(mean)
+    est = _estimates(mean, params)
     n_cfg = raw.shape[0]
 
     def per_config_se(values):
@@ -129,10 +129,10 @@ def analyse_series(
 
     scatter = {}
     for meth in ("volume", "peak", "disc"):
-        for typ in COLUMN_PREFIX:
+        for typ in params.oriented.labels:
             scatter[(typ, meth)] = per_config_se(per[(typ, meth)])
         r = est[("ratio", meth)]
-        z = (per[("A", meth)] - r * per[("BX", meth)]) / mean[("BX", meth)]
+        z = (per[(num, meth)] - r * per[(den, meth)]) / mean[(den, meth)]
         scatter[("ratio", meth)] = per_config_se(z)
 
     def jackknife_variance(level_nodes, leave_out_image):
@@ -143,7 +143,7 @@ def analyse_series(
         for g in groups:
             keep = np.ones(len(level_nodes), bool)
             keep[g] = False
-            values.append(_estimates(measure_cell_images(leave_out_image(keep), params)))
+            values.append(_estimates(measure_cell_images(leave_out_image(keep), params), params))
         b = len(groups)
         return {
             k: (b - 1)
@@ -182,17 +182,17 @@ def analyse_series(
         error_method = (
             f"two-level: phonon grid {error_method}, grid correction jackknife ({b1} groups)"
         )
-        phonon_only = _estimates(measure_cell_images(phonon_mean, params))
+        phonon_only = _estimates(measure_cell_images(phonon_mean, params), params)
         grid_corr = {
             "ratio": est[("ratio", "volume")] - phonon_only[("ratio", "volume")],
             "err": np.sqrt(var1[("ratio", "volume")]),
         }
     errors = {k: np.sqrt(v) for k, v in var.items()}
     thick = np.array(params.thicknesses_uc)
-    table = {"thickness_uc": thick, "thickness_nm": thick * params.lattice_constant_A / 10.0}
+    table = {"thickness_uc": thick, "thickness_nm": thick * params.thickness_unit_A / 10.0}
     units = {"volume": "_A2", "peak": "", "disc": "_A2"}
     for meth in ("volume", "peak", "disc"):
-        for typ, prefix in COLUMN_PREFIX.items():
+        for typ, prefix in params.oriented.prefixes.items():
             name = f"{prefix}_{meth}{units[meth]}"
             table[name] = est[(typ, meth)]
             table[name + "_err"] = errors[(typ, meth)]

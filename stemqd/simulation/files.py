@@ -132,12 +132,15 @@ def write_series(
     ``raw_archive``: an existing archive of these scans (a re-analysis) that the sidecar
     names, with its SHA-256, instead of writing a copy.
 
-    CSV columns: ``thickness_uc``, ``thickness_nm``; for each method (``volume``: fitted
+    CSV columns: ``thickness_uc`` (units of repeat / divisions along the beam: unit cells
+    for cubic perovskites) and ``thickness_nm``; for each method (``volume``: fitted
     Gaussian volume, Å²; ``peak``: fitted peak amplitude, fraction of the incident probe;
-    ``disc``: disc integral, Å²) and column type (``cs`` = A, ``pbbr`` = BX, ``br`` = X):
-    ``{type}_{method}[_A2]`` and its frozen-phonon standard error ``..._err``; the ratio
-    Cs : Pb/Br ``ratio_{method}`` with ``ratio_{method}_err``; ``ratio`` / ``ratio_err``
-    (= volume, the default); ``num_configs``.
+    ``disc``: disc integral, Å²) and column type (its label lowercased: ``cs``, ``pbbr``,
+    ``br`` for CsPbBr3 [001]): ``{type}_{method}[_A2]`` and its frozen-phonon standard
+    error ``..._err``; the ratio of ``params.ratio_labels`` (Cs : Pb/Br by default)
+    ``ratio_{method}`` with ``ratio_{method}_err``; ``ratio`` / ``ratio_err`` (= volume, the
+    default); ``num_configs``. The sidecar's ``derived.structure`` names the structure, zone
+    axis, box, columns and ratio.
 
     Returns
     -------
@@ -170,8 +173,8 @@ def write_series(
     s1 = float(last["ratio_err_phonon"]) * math.sqrt(n_cfg)
     reliable = bool(n_cfg >= MIN_CONFIGS_FOR_SE)
     sidecar = {
-        "description": "ADF-STEM thickness series of CsPbBr3 [001] (abTEM multislice, frozen "
-        "phonons, exit planes), column intensities from stemqd.columns.fit."
+        "description": f"ADF-STEM thickness series of {series_title(result.params)} (abTEM "
+        "multislice, frozen phonons, exit planes), column intensities from stemqd.columns.fit."
         "refine_columns on the simulated images; see stemqd/simulation/.",
         "fitter": fitter_settings(result.params),
         "mode": mode,
@@ -263,7 +266,9 @@ def check_series(table: pd.DataFrame, name: str = "series") -> None:
         raise InputError(f"{name}: needs at least two rows of increasing thickness")
 
 
-def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
+def plot_series(
+    table: pd.DataFrame, path, *, title: str | None = None, ratio_name: str = "Cs : Pb/Br ratio"
+) -> None:
     """Ratio and intensities versus thickness, to a PNG written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -285,11 +290,12 @@ def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
                 capsize=2,
                 label={"volume": "fitted volume", "disc": "disc", "peak": "fitted peak"}[meth],
             )
-    ax1.set_xlabel("thickness (unit cells)")
-    ax1.set_ylabel("Cs : Pb/Br ratio")
+    ax1.set_xlabel("thickness (units)")
+    ax1.set_ylabel(ratio_name)
     ax1.legend(fontsize=8)
-    names = {"cs": ("Cs", "C0"), "pbbr": ("Pb-Br", "C3"), "br": ("Br", "C2")}
-    for prefix, (label, colour) in names.items():
+    prefixes = [c[: -len("_volume_A2")] for c in table.columns if c.endswith("_volume_A2")]
+    for n, prefix in enumerate(prefixes):
+        label, colour = prefix, f"C{n}"
         col = f"{prefix}_volume_A2"
         ax2.errorbar(
             t,
@@ -316,6 +322,12 @@ def plot_series(table: pd.DataFrame, path, *, title: str | None = None) -> None:
     save_figure(fig, path, dpi=120)
 
 
+def series_title(params: SeriesParameters) -> str:
+    """``"CsPbBr3 [001]"``: the material and zone axis of a series."""
+    zone = "".join(str(v) if v >= 0 else f"-{-v}" for v in params.zone_axis)
+    return f"{params.oriented.name} [{zone}]"
+
+
 def nm_per_uc(table):
     return float(table["thickness_nm"].iloc[-1] / table["thickness_uc"].iloc[-1])
 
@@ -332,6 +344,7 @@ __all__ = [
     "read_series",
     "save_raw",
     "series_fit_model",
+    "series_title",
     "sidecar_path",
     "versions",
     "write_series",

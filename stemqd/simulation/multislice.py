@@ -11,7 +11,7 @@ from ..errors import InputError
 from ..optics import focal_nodes
 from .ensemble import config_nodes
 from .scan import scan_positions
-from .structure import cspbbr3_slab, displaced_configuration
+from .structure import displaced_configuration, slab
 
 if TYPE_CHECKING:
     from .parameters import SeriesParameters
@@ -48,7 +48,7 @@ def simulate_scans(
     num_workers: int | None = None,
     phonons=None,
 ):
-    """ADF signal on the wedge scan for the given phonon configurations, every thickness.
+    """ADF signal on the cell's scan for the given phonon configurations, every thickness.
 
     Parameters
     ----------
@@ -61,7 +61,8 @@ def simulate_scans(
         Focal node of each configuration (default: the prefix-stable allocation of
         configurations 0, 1, ... over the nodes).
     thicknesses_uc : sequence of int, optional
-        Thicknesses to record (default ``params.thicknesses_uc``).
+        Thicknesses to record, in units of ``params.thickness_unit_A`` (default
+        ``params.thicknesses_uc``).
     exit_planes : bool
         True: one multislice pass through the thickest slab with an exit plane at every
         thickness. False: a separate slab and pass for every thickness (for checks and
@@ -92,23 +93,28 @@ def simulate_scans(
         if nodes is None
         else np.asarray(nodes, int)
     )
-    a = params.lattice_constant_A
     positions = scan_positions(params)
     scan = abtem.CustomScan(positions)
     detector = abtem.AnnularDetector(params.detector_inner_mrad, params.detector_outer_mrad)
     spc = params.slices_per_cell
     if phonons is None:
 
-        def phonons(slab, seed, config):
-            return displaced_configuration(slab, params.sigmas, seed, config)
+        def phonons(atoms, seed, config):
+            return displaced_configuration(atoms, params.sigmas, seed, config)
 
     def measurement(slab_uc, planes, cfgs, defocus):
-        slab = cspbbr3_slab(slab_uc, lattice_constant_A=a, cells=params.cells, slices_per_cell=spc)
-        ensemble = abtem.AtomsEnsemble([phonons(slab, seed, c) for c in cfgs], ensemble_mean=False)
+        atoms = slab(
+            params.oriented,
+            slab_uc,
+            cells=params.cells,
+            slices_per_unit=spc,
+            divisions=params.divisions,
+        )
+        ensemble = abtem.AtomsEnsemble([phonons(atoms, seed, c) for c in cfgs], ensemble_mean=False)
         potential = abtem.Potential(
             ensemble,
-            gpts=params.grid_points,
-            slice_thickness=a / spc,
+            gpts=params.grid_shape,
+            slice_thickness=params.thickness_unit_A / spc,
             parametrization=params.parametrization,
             projection=params.projection,
             exit_planes=planes,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -13,7 +14,8 @@ from ..columns.joint import MODELS as JOINT_MODELS
 from ..errors import InputError
 from ..materials import CSPBBR3_LATTICE_CONSTANT_A
 from ..optics import FWHM_PER_SIGMA, focal_nodes, focal_spread_A, wavelength_A
-from .scan import wedge_indices
+from .scan import scan_indices
+from .structure import oriented_cell
 
 #: Default rms displacement per Cartesian direction, Å (U_iso = sigma²). Source: the project's
 #: PBE AIMD of bulk CsPbBr3 at 300 K (CP2K, 2 x 2 x 2 cell, a = 6.00 Å, 1.32 ps production;
@@ -98,7 +100,31 @@ MEASUREMENT_FIELDS = (
     "fit_radius_A",
     "disc_radius_A",
     "device",
+    "ratio",
 )
+
+
+#: Structure fields of :class:`SeriesParameters` at their defaults (cubic CsPbBr3 [001]).
+STRUCTURE_DEFAULTS = {"material": "CsPbBr3", "zone_axis": [0, 0, 1], "divisions": 1}
+
+
+#: Smallest side of the periodic box, Å: the 3 x 3-cell CsPbBr3 box (17.61 Å) on which 4 x 4
+#: and 5 x 5 boxes changed nothing (docs/abtem.md); ``cells`` defaults to the fewest cells
+#: per side that reach it.
+MIN_BOX_A = 3 * CSPBBR3_LATTICE_CONSTANT_A
+
+
+def first_cell_vector_A(material: str) -> float:
+    """Length of the first cell vector of a built-in structure or structure file, Å."""
+    from ..columns.cell import load_structure
+
+    atoms, _ = load_structure(material)
+    return float(np.linalg.norm(atoms.cell.array[0]))
+
+
+def _pair(values: tuple):
+    """One number for equal (x, y) values, else the pair as a list."""
+    return values[0] if values[0] == values[1] else list(values)
 
 
 @dataclass(frozen=True)
@@ -107,14 +133,18 @@ class SeriesParameters:
 
     Attributes
     ----------
-    lattice_constant_A : float
-        Cubic lattice constant a, Å (CsPbBr3: 5.87).
+    lattice_constant_A : float or None
+        Scale the structure so that its first cell vector has this length, Å (the cubic
+        lattice constant a of a perovskite: CsPbBr3 5.87); None: the structure's own.
     thicknesses_uc : tuple of int
-        Crystal thicknesses, unit cells along [001] (2 to 30 in steps of 2).
-    cells : int
-        Lateral tiling of the periodic box, cells per side (>= 3 for the probe tails).
+        Crystal thicknesses in thickness units (the repeat along the beam / ``divisions``:
+        unit cells along [001] for a cubic perovskite; 2 to 30 in steps of 2).
+    cells : int or None
+        Lateral tiling of the periodic box, oriented cells per side; None: the fewest that
+        make the box at least :data:`MIN_BOX_A` wide (3 for CsPbBr3 [001], for the probe
+        tails).
     slices_per_cell : int
-        Multislice slices per unit cell along the beam (2: slices a/2 thick).
+        Multislice slices per thickness unit along the beam (2: slices a/2 thick).
     energy_kV : float
         Beam energy, kV.
     semiangle_mrad : float
@@ -171,17 +201,33 @@ class SeriesParameters:
     fit_background : {"smooth", "local", "constant"}
         Background of the joint models (``columns.background``, whose default it follows).
     fit_radius_A : float or None
-        ``window7``: radius of the fit disk, Å; None: a / 4 (the X-BX and X-A distances are
-        a / 2).
+        ``window7``: radius of the fit disk, Å; None: half the shortest column distance
+        (a / 4 for a cubic perovskite [001]: the X-BX and X-A distances are a / 2).
     disc_radius_A : float or None
-        Radius of the integration disc, Å; None: a / 4 (discs do not overlap).
+        Radius of the integration disc, Å; None: half the shortest column distance (discs
+        do not overlap).
     device : str
         "cpu" or "gpu" (abTEM's ``device``).
+    material : str
+        Built-in structure or a CIF (:func:`stemqd.columns.cell.load_structure`).
+    zone_axis : tuple of int or str
+        Beam direction [uvw] in the structure's cell.
+    divisions : int
+        Thickness units per repeat along the beam (2 when the repeat holds two
+        pseudo-cubic cells, e.g. an orthorhombic perovskite along [010] or [101]).
+    ratio : str or None
+        Column types of the ratio, ``"NUM:DEN"`` as :func:`stemqd.columns.cell.parse_ratio`
+        reads it; None: the second-brightest over the brightest type (Cs : PbBr for
+        CsPbBr3 [001]). Applied in the measurement only.
+
+    The structure fields are resolved at construction (the box of
+    :func:`stemqd.simulation.structure.oriented_cell`); every derived grid, scan and fit
+    size follows the box, so cubic CsPbBr3 [001] gives the numbers of the reference.
     """
 
-    lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A
+    lattice_constant_A: float | None = None
     thicknesses_uc: tuple = tuple(range(2, 31, 2))
-    cells: int = 3
+    cells: int | None = None
     slices_per_cell: int = 2
     energy_kV: float = 300.0
     semiangle_mrad: float = 18.0
@@ -206,6 +252,10 @@ class SeriesParameters:
     fit_radius_A: float | None = None
     disc_radius_A: float | None = None
     device: str = "cpu"
+    material: str = "CsPbBr3"
+    zone_axis: tuple = (0, 0, 1)
+    divisions: int = 1
+    ratio: str | None = None
 
     def __post_init__(self):
         t = tuple(int(v) for v in np.atleast_1d(self.thicknesses_uc))
@@ -216,13 +266,29 @@ class SeriesParameters:
         object.__setattr__(
             self, "phonon_sigmas_A", tuple(sorted((str(k), float(v)) for k, v in sig))
         )
+        object.__setattr__(self, "material", str(self.material))
+        zone = self.zone_axis
+        object.__setattr__(
+            self, "zone_axis", tuple(int(v) for v in zone) if not isinstance(zone, str) else zone
+        )
+        if self.lattice_constant_A is None:
+            object.__setattr__(self, "lattice_constant_A", first_cell_vector_A(self.material))
         if not self.lattice_constant_A > 0:
             raise InputError(f"lattice constant must be positive, got {self.lattice_constant_A}")
+        if self.divisions < 1:
+            raise InputError(f"divisions must be >= 1, got {self.divisions}")
+        cell = self.oriented  # validates material and zone axis; zone_axis becomes (u, v, w)
+        object.__setattr__(self, "zone_axis", tuple(cell.zone_axis))
+        side = min(cell.size_A)
+        if self.cells is None:
+            object.__setattr__(self, "cells", max(1, math.ceil(MIN_BOX_A / side)))
         if not t or min(t) < 1 or any(b <= a for a, b in zip(t, t[1:])):
             raise InputError(f"thicknesses must be increasing positive cell counts, got {t}")
-        if self.cells < 3:
+        if self.cells < 1 or self.cells * side < MIN_BOX_A:
             raise InputError(
-                f"the box needs at least 3 x 3 cells for the probe tails, got {self.cells}"
+                f"the box needs at least {MIN_BOX_A:.2f} Å per side for the probe tails: "
+                f"{self.cells} x {side:.3f} Å is too small (cells >= "
+                f"{math.ceil(MIN_BOX_A / side)})"
             )
         if self.slices_per_cell < 1 or self.focal_nodes < 1 or self.fit_tiles < 3:
             raise InputError("slices_per_cell and focal_nodes must be >= 1, fit_tiles >= 3")
@@ -234,10 +300,13 @@ class SeriesParameters:
             )
         if not 0 <= self.detector_inner_mrad < self.detector_outer_mrad:
             raise InputError("the ADF inner angle must be below the outer angle")
-        missing = {"Cs", "Pb", "Br"} - {k for k, _ in self.phonon_sigmas_A}
+        missing = set(cell.elements) - {k for k, _ in self.phonon_sigmas_A}
         if missing or any(v < 0 for _, v in self.phonon_sigmas_A):
             raise InputError(
-                f"phonon sigmas need non-negative values for Cs, Pb and Br, "
+                f"phonon sigmas need non-negative values for every element of "
+                f"{cell.name} ({', '.join(cell.elements)}); missing "
+                f"{', '.join(sorted(missing)) or 'none'} (give them as --sigma EL=Å; defaults "
+                f"exist for {', '.join(DEFAULT_PHONON_SIGMAS_A)} only), "
                 f"got {dict(self.phonon_sigmas_A)}"
             )
         if self.spread_scan and self.gpts is not None and self.gpts % self.cells:
@@ -247,8 +316,29 @@ class SeriesParameters:
             )
         if self.device not in ("cpu", "gpu"):
             raise InputError(f"device must be 'cpu' or 'gpu', got {self.device!r}")
+        self.ratio_labels  # noqa: B018 - validates ratio against the columns
 
     # Derived quantities -------------------------------------------------------------
+    @property
+    def oriented(self):
+        """The crystal's orthogonal box along the zone axis
+        (:func:`stemqd.simulation.structure.oriented_cell`)."""
+        return oriented_cell(
+            self.material, self.zone_axis, lattice_constant_A=self.lattice_constant_A
+        )
+
+    @property
+    def ratio_labels(self) -> tuple:
+        """(numerator, denominator) column labels of ``ratio`` (default: the second-brightest
+        over the brightest column type, Cs : PbBr for CsPbBr3 [001])."""
+        cell = self.oriented
+        if self.ratio is None:
+            return cell.default_ratio()
+        from ..columns.cell import parse_ratio
+
+        num, den = parse_ratio(self.ratio, cell.projected)
+        return num.label, den.label
+
     @property
     def sigmas(self) -> dict:
         """rms displacement per element, Å."""
@@ -259,34 +349,59 @@ class SeriesParameters:
         return wavelength_A(self.energy_kV)
 
     @property
-    def box_A(self) -> float:
-        return self.cells * self.lattice_constant_A
+    def cell_A(self) -> tuple:
+        """Lateral box of one cell (Lx, Ly), Å."""
+        return tuple(self.oriented.size_A)
 
     @property
-    def grid_points(self) -> int:
-        """Potential grid points per side."""
+    def thickness_unit_A(self) -> float:
+        """Thickness of one unit of ``thicknesses_uc``: repeat along the beam / divisions, Å."""
+        return self.oriented.repeat_A / self.divisions
+
+    @property
+    def box_A(self):
+        """Side of the periodic box, Å (a pair (x, y) for a rectangular box)."""
+        return _pair(tuple(self.cells * v for v in self.cell_A))
+
+    @property
+    def grid_shape(self) -> tuple:
+        """Potential grid points (x, y)."""
         if self.gpts is not None:
-            return int(self.gpts)
+            return (int(self.gpts), int(self.gpts))
         # abTEM's anti-aliasing aperture keeps 2/3 of the Nyquist frequency 1 / (2 dx):
         # theta_max = lambda / (3 dx) must reach the detector's outer angle.
         dx_max = self.sampling_factor * self.wavelength_A / (3.0 * self.detector_outer_mrad * 1e-3)
         # A whole number of grid points per cell makes lattice translations and the p4mm
         # operations exact on the grid (the spread scan relies on it). 5-smooth per cell:
         # FFTW 1080² (360 per cell) takes 9.5 ms, 1024² 12 ms, 1029² (7³) 29 ms.
-        per_cell = smooth_size(math.ceil(self.lattice_constant_A / dx_max), (2, 3, 5))
-        return self.cells * per_cell
+        return tuple(
+            self.cells * smooth_size(math.ceil(length / dx_max), (2, 3, 5))
+            for length in self.cell_A
+        )
 
     @property
-    def sampling_A(self) -> float:
-        return self.box_A / self.grid_points
+    def grid_points(self):
+        """Potential grid points per side (a pair (x, y) for a rectangular grid)."""
+        return _pair(self.grid_shape)
 
     @property
-    def scan_points(self) -> int:
-        """Probe positions per cell side."""
+    def sampling_A(self):
+        return _pair(
+            tuple(self.cells * v / g for v, g in zip(self.cell_A, self.grid_shape, strict=True))
+        )
+
+    @property
+    def scan_shape(self) -> tuple:
+        """Probe positions per cell (x, y)."""
         if self.scan_per_cell is not None:
-            return int(self.scan_per_cell)
+            return (int(self.scan_per_cell), int(self.scan_per_cell))
         nyquist = self.wavelength_A / (4.0 * self.semiangle_mrad * 1e-3)
-        return math.ceil(self.lattice_constant_A / nyquist)
+        return tuple(math.ceil(length / nyquist) for length in self.cell_A)
+
+    @property
+    def scan_points(self):
+        """Probe positions per cell side (a pair (x, y) for a rectangular cell)."""
+        return _pair(self.scan_shape)
 
     @property
     def focal_spread_A(self) -> float:
@@ -299,46 +414,78 @@ class SeriesParameters:
         return math.hypot(self.source_size_fwhm_A / FWHM_PER_SIGMA, self.blur_sigma_A)
 
     @property
-    def fit_pixels_per_cell(self) -> int:
-        return max(self.scan_points, math.ceil(self.lattice_constant_A / self.fit_pixel_A))
+    def fit_shape(self) -> tuple:
+        """Pixels (x, y) of the interpolated cell image that is fitted. The pixels are
+        square to within 0.5 / y pixels (exactly for square cells), as the fitter assumes."""
+        lx, ly = self.cell_A
+        nx, ny = self.scan_shape
+        mx = max(nx, math.ceil(lx / self.fit_pixel_A))
+        return (mx, max(ny, round(mx * ly / lx)))
+
+    @property
+    def fit_pixels_per_cell(self):
+        return _pair(self.fit_shape)
 
     def derived(self) -> dict:
         """Derived numbers, for sidecars and reports."""
         nodes, weights = focal_nodes(self.focal_nodes, self.focal_spread_A)
+        cell = self.oriented
+        step = _pair(tuple(v / n for v, n in zip(self.cell_A, self.scan_shape, strict=True)))
+        fit_px = _pair(tuple(v / m for v, m in zip(self.cell_A, self.fit_shape, strict=True)))
         return {
             "wavelength_A": self.wavelength_A,
             "box_A": self.box_A,
             "gpts": self.grid_points,
             "sampling_A": self.sampling_A,
-            "max_scattering_angle_mrad": 1e3 * self.wavelength_A / (3 * self.sampling_A),
-            "slice_thickness_A": self.lattice_constant_A / self.slices_per_cell,
+            "max_scattering_angle_mrad": 1e3
+            * self.wavelength_A
+            / (3 * max(np.atleast_1d(self.sampling_A))),
+            "slice_thickness_A": self.thickness_unit_A / self.slices_per_cell,
             "scan_points_per_cell": self.scan_points,
-            "scan_step_A": self.lattice_constant_A / self.scan_points,
+            "scan_step_A": step,
             "scan_nyquist_step_A": self.wavelength_A / (4 * self.semiangle_mrad * 1e-3),
-            "scanned_positions": len(wedge_indices(self.scan_points)),
+            "scanned_positions": len(scan_indices(self)),
             "focal_spread_sigma_A": self.focal_spread_A,
             "defocus_nodes_A": nodes.tolist(),
             "defocus_weights": weights.tolist(),
             "source_sigma_A": self.source_size_fwhm_A / FWHM_PER_SIGMA,
             "total_blur_sigma_A": self.total_blur_sigma_A,
             "fit_pixels_per_cell": self.fit_pixels_per_cell,
-            "fit_pixel_A": self.lattice_constant_A / self.fit_pixels_per_cell,
+            "fit_pixel_A": fit_px,
             "fit_radius_A": self.effective_fit_radius_A,
             "disc_radius_A": self.effective_disc_radius_A,
+            "structure": {
+                "material": cell.name,
+                "zone_axis": list(cell.zone_axis),
+                "cell_A": list(cell.size_A),
+                "repeat_A": cell.repeat_A,
+                "thickness_unit_A": self.thickness_unit_A,
+                "atoms_per_cell": len(cell.symbols),
+                "scan_symmetry": cell.symmetry,
+                "strain_residual_A": cell.mismatch_A,
+                "columns": {
+                    lab: {"site": cell.column_sites[lab], "fracs": cell.column_fracs[lab]}
+                    for lab in cell.labels
+                },
+                "ratio": list(self.ratio_labels),
+            },
         }
 
     @property
     def effective_fit_radius_A(self) -> float:
-        return self.lattice_constant_A / 4 if self.fit_radius_A is None else self.fit_radius_A
+        half = self.oriented.nearest_neighbour_A() / 2
+        return half if self.fit_radius_A is None else self.fit_radius_A
 
     @property
     def effective_disc_radius_A(self) -> float:
-        return self.lattice_constant_A / 4 if self.disc_radius_A is None else self.disc_radius_A
+        half = self.oriented.nearest_neighbour_A() / 2
+        return half if self.disc_radius_A is None else self.disc_radius_A
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["thicknesses_uc"] = list(self.thicknesses_uc)
         d["phonon_sigmas_A"] = dict(self.phonon_sigmas_A)
+        d["zone_axis"] = list(self.zone_axis)
         return d
 
     def scan_dict(self) -> dict:
@@ -347,10 +494,21 @@ class SeriesParameters:
         d = self.to_dict()
         for k in MEASUREMENT_FIELDS:
             d.pop(k)
+        # Keys of series written before these fields existed (cubic CsPbBr3 [001]) stay valid.
+        for k, default in STRUCTURE_DEFAULTS.items():
+            if d[k] == default:
+                d.pop(k)
+        if Path(self.material).is_file():
+            from ..files import sha256_file
+
+            d["material_sha256"] = sha256_file(self.material)
         return d
 
 
 __all__ = [
+    "MIN_BOX_A",
+    "STRUCTURE_DEFAULTS",
+    "first_cell_vector_A",
     "DEFAULT_NUM_CONFIGS",
     "DEFAULT_PHONON_SAMPLING_FACTOR",
     "DEFAULT_PHONON_SIGMAS_A",

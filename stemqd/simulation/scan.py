@@ -1,10 +1,13 @@
-"""Scan geometry: the irreducible p4mm wedge of a cell and its spread over the box."""
+"""Scan geometry: the probe positions of one cell (the irreducible p4mm wedge, or the whole
+cell without that symmetry) and their spread over the box."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .structure import P4MM
 
 if TYPE_CHECKING:
     from .parameters import SeriesParameters
@@ -36,57 +39,63 @@ def unfold_wedge(values, n: int) -> np.ndarray:
     return values[..., index]
 
 
+def scan_indices(params: SeriesParameters) -> np.ndarray:
+    """Scan indices (i along x, j along y) of one cell: :func:`wedge_indices` when the
+    oriented cell has p4mm symmetry about its origin column, else every point of the
+    nx x ny grid (y-major, so that :func:`unfold_scan` is a reshape)."""
+    nx, ny = params.scan_shape
+    if params.oriented.symmetry == "p4mm":
+        return wedge_indices(nx)
+    return np.array([(i, j) for j in range(ny) for i in range(nx)], int)
+
+
+def unfold_scan(values, params: SeriesParameters) -> np.ndarray:
+    """Values on :func:`scan_indices` as the full cell image, indexed [..., y, x]."""
+    nx, ny = params.scan_shape
+    if params.oriented.symmetry == "p4mm":
+        return unfold_wedge(values, nx)
+    values = np.asarray(values)
+    return values.reshape(values.shape[:-1] + (ny, nx))
+
+
 #: Seed of the fixed assignment of wedge positions to cells and p4mm images (part of the
 #: scan geometry, not of the phonons: the same for every configuration and run).
 _SPREAD_SEED = 20261201
 
 
-# The 8 operations of 4mm about the BX column acting on (x, y) offsets.
-_P4MM = np.array(
-    [
-        [[1, 0], [0, 1]],
-        [[-1, 0], [0, 1]],
-        [[1, 0], [0, -1]],
-        [[-1, 0], [0, -1]],
-        [[0, 1], [1, 0]],
-        [[0, -1], [1, 0]],
-        [[0, 1], [-1, 0]],
-        [[0, -1], [-1, 0]],
-    ]
-)
-
-
 def scan_positions(params: SeriesParameters) -> np.ndarray:
-    """Probe positions (x, y), Å, one per point of :func:`wedge_indices`.
+    """Probe positions (x, y), Å, one per point of :func:`scan_indices`.
 
-    Without ``params.spread_scan`` the wedge lies in the centre cell of the box. With it,
-    wedge point k is moved to cell ``c_k`` of the box and mapped by the p4mm operation
-    ``g_k`` about that cell's BX column. The assignment is a fixed, balanced pseudo-random
-    one (every cell and every operation used equally often, to within one). Because the frozen-phonon ensemble is invariant under lattice
-    translations and the p4mm operations, the expected signal at every point is unchanged,
-    but within one configuration the points near a column sample up to ``cells²``
-    different columns (and different sides of them): the column-to-column scatter of one
-    configuration is averaged down instead of entering the ratio whole.
+    Without ``params.spread_scan`` the points lie in the centre cell of the box. With it,
+    point k is moved to cell ``c_k`` of the box and, for a p4mm cell, mapped by the
+    operation ``g_k`` of 4mm about that cell's origin column (the BX column of a perovskite
+    [001] cell). The assignment is a fixed, balanced pseudo-random one (every cell and every
+    operation used equally often, to within one). Because the frozen-phonon ensemble is
+    invariant under lattice translations and the point-group operations, the expected
+    signal at every point is unchanged, but within one configuration the points near a
+    column sample up to ``cells²`` different columns (and different sides of them): the
+    column-to-column scatter of one configuration is averaged down instead of entering the
+    ratio whole.
 
     Returns
     -------
-    ndarray, shape (n_wedge, 2)
-        Positions inside the periodic box [0, cells a)².
+    ndarray, shape (n_points, 2)
+        Positions inside the periodic box [0, cells Lx) x [0, cells Ly).
     """
-    a = params.lattice_constant_A
-    n = params.scan_points
-    offsets = wedge_indices(n) / n  # fractional (x, y) from the BX column
+    size = np.array(params.cell_A)
+    offsets = scan_indices(params) / np.array(params.scan_shape)  # fractional (x, y)
     c0 = params.cells // 2
     if not params.spread_scan:
-        return (c0 + offsets) * a
+        return (c0 + offsets) * size
+    ops = P4MM if params.oriented.symmetry == "p4mm" else P4MM[:1]
     k = len(offsets)
     rng = np.random.default_rng(_SPREAD_SEED)
     ncell = params.cells**2
     cell = rng.permutation(np.arange(k) % ncell)
-    op = rng.permutation(np.arange(k) % len(_P4MM))
+    op = rng.permutation(np.arange(k) % len(ops))
     cells_xy = np.stack([cell % params.cells, cell // params.cells], axis=1)
-    mapped = np.einsum("kij,kj->ki", _P4MM[op], offsets)
-    return np.mod(cells_xy + mapped, params.cells) * a
+    mapped = np.einsum("kij,kj->ki", ops[op], offsets)
+    return np.mod(cells_xy + mapped, params.cells) * size
 
 
-__all__ = ["scan_positions", "unfold_wedge", "wedge_indices"]
+__all__ = ["scan_indices", "scan_positions", "unfold_scan", "unfold_wedge", "wedge_indices"]

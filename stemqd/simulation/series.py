@@ -26,7 +26,7 @@ from .files import (
 )
 from .multislice import simulate_scans
 from .parameters import QUICK_NUM_CONFIGS, SeriesParameters
-from .scan import wedge_indices
+from .scan import scan_indices
 
 
 @dataclass
@@ -89,7 +89,12 @@ def thickness_series(
     num_workers: int | None = None,
     phonons=None,
 ) -> SeriesResult:
-    """ADF-STEM thickness series of CsPbBr3 [001], measured through the column fitter.
+    """ADF-STEM thickness series of any crystal along any zone axis, measured through the
+    column fitter.
+
+    The crystal, zone axis and thickness unit are ``params.material``, ``params.zone_axis``
+    and ``params.divisions`` (:func:`stemqd.simulation.structure.oriented_cell`); cubic
+    CsPbBr3 [001] by default. Every column type of the oriented cell is measured.
 
     Parameters
     ----------
@@ -150,7 +155,7 @@ def thickness_series(
     pkey = None if phonons is None else phonons.key
     key = params_key(level0, seed, pkey)
     corr_key = correction_key(level0, params, seed, pkey)
-    shape = (len(params.thicknesses_uc), len(wedge_indices(params.scan_points)))
+    shape = (len(params.thicknesses_uc), len(scan_indices(params)))
     raw = np.empty((0,) + shape)
     corr = np.empty((2, 0) + shape)
     if resume and raw_path is not None and Path(raw_path).exists():

@@ -571,9 +571,247 @@ __all__ = [
     "CSPBBR3_AMPLITUDES",
     "carbon_background",
     "crystal_stack",
+    "low_magnification_field",
     "perovskite_columns",
     "perovskite_dot",
     "render_columns",
     "synthesize_stack",
     "Truth",
 ]
+
+
+# --------------------------------------------------------------------------------------
+# Low-magnification fields of many dots (size distributions)
+
+
+def _square_corners(center, edge, angle_rad):
+    """Corners (4, 2) of a square of side `edge` centred at `center` (x, y), rotated."""
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    half = 0.5 * edge * np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]], float)
+    return np.asarray(center, float) + half @ np.array([[c, s], [-s, c]])
+
+
+def _squares_overlap(a, b):
+    """Whether two convex polygons (corners (4, 2)) overlap: separating-axis test."""
+    for poly in (a, b):
+        edges = np.roll(poly, -1, axis=0) - poly
+        normals = np.column_stack([-edges[:, 1], edges[:, 0]])
+        pa, pb = a @ normals.T, b @ normals.T
+        if np.any((pa.max(0) <= pb.min(0)) | (pb.max(0) <= pa.min(0))):
+            return False
+    return True
+
+
+def _touching_offset(edge_a, angle_a, edge_b, angle_b, direction):
+    """Centre distance (same units as the edges) at which square b, moved from square a's
+    centre along `direction` (rad), just touches square a (bisection on the overlap test)."""
+    a = _square_corners((0.0, 0.0), edge_a, angle_a)
+    unit = np.array([np.cos(direction), np.sin(direction)])
+    lo, hi = 0.0, (edge_a + edge_b) / np.sqrt(2.0) + 1e-9
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if _squares_overlap(a, _square_corners(mid * unit, edge_b, angle_b)):
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def _render_square(image, center, edge, angle_rad, weight, supersample=4):
+    """Add ``weight`` x (area fraction of each pixel inside the square) to `image`, in place."""
+    ny, nx = image.shape
+    corners = _square_corners(center, edge, angle_rad)
+    x0, y0 = np.floor(corners.min(0)).astype(int) - 1
+    x1, y1 = np.ceil(corners.max(0)).astype(int) + 2
+    x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, nx), min(y1, ny)
+    if x1 <= x0 or y1 <= y0:
+        return
+    sub = (np.arange(supersample) + 0.5) / supersample - 0.5
+    xs = (np.arange(x0, x1)[:, None] + sub).ravel() - center[0]
+    ys = (np.arange(y0, y1)[:, None] + sub).ravel() - center[1]
+    c, s = np.cos(angle_rad), np.sin(angle_rad)
+    u = xs[None, :] * c + ys[:, None] * s
+    v = -xs[None, :] * s + ys[:, None] * c
+    inside = (np.abs(u) <= 0.5 * edge) & (np.abs(v) <= 0.5 * edge)
+    frac = inside.reshape(y1 - y0, supersample, x1 - x0, supersample).mean(axis=(1, 3))
+    image[y0:y1, x0:x1] += weight * frac
+
+
+def low_magnification_field(
+    shape=(1024, 1024),
+    *,
+    pixel_size_nm=0.25,
+    edge_nm=14.0,
+    relative_spread=0.15,
+    coverage=0.15,
+    touching_fraction=0.10,
+    aggregates=2,
+    gap_nm=2.0,
+    contrast="bright",
+    dose=30.0,
+    psf_sigma_px=0.8,
+    illumination_falloff=0.4,
+    carbon_variation=0.3,
+    seed=0,
+):
+    """A low-magnification image of many cubic dots with known sizes.
+
+    Image model. Each dot is a cube seen along [001]: a square of edge ``L`` (log-normal,
+    mean `edge_nm` (or one of several), relative standard deviation `relative_spread`) and uniform projected
+    thickness ``L``, at a random in-plane rotation. Separate items keep at least `gap_nm`
+    between their circumscribed circles (the ligand shell). A fraction `touching_fraction` of
+    the dots come in touching pairs (the second square placed along a random direction at
+    the distance where the two just touch, each with its own rotation); `aggregates` clumps
+    of 3 to 5 overlapping dots are added. Dots may be cut by the border. The support is
+    amorphous carbon: :func:`carbon_background` (smooth, correlation length 20 nm) plus a
+    fine texture of 5 % rms; the illumination falls off quadratically by
+    `illumination_falloff` from a random centre to the farthest corner. The frame holds
+    Poisson counts whose mean, blurred by a Gaussian PSF of `psf_sigma_px`, is
+
+    * ``"bright"`` (HAADF): ``dose * illumination * (carbon + 0.1 nm⁻¹ * thickness)``;
+    * ``"dark"`` (bright-field TEM, mass-thickness contrast):
+      ``dose * illumination * exp(-(0.15 * carbon + 0.05 nm⁻¹ * thickness))``.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        (ny, nx) in pixels.
+    pixel_size_nm : float
+        Pixel size, nm.
+    edge_nm : float or sequence of float
+        Mean edge length of the log-normal population, nm; several give a mixture of
+        equally likely populations (e.g. ``(7.0, 14.0)``).
+    relative_spread : float
+        Relative standard deviation of each population.
+    coverage : float
+        Target fraction of the field covered by dots (reached unless the field is full).
+    touching_fraction : float
+        Fraction of the dots that are members of a touching pair.
+    aggregates : int
+        Number of clumps of 3 to 5 overlapping dots.
+    gap_nm : float
+        Smallest clearance between separate items, nm.
+    contrast : {"bright", "dark"}
+        Bright dots on a dark field (HAADF) or dark dots on a bright field (TEM).
+    dose : float
+        Expected counts per pixel of the carbon support at full illumination (bright) or of
+        the unattenuated beam (dark).
+    psf_sigma_px : float
+        Gaussian blur of the mean intensity, px.
+    illumination_falloff, carbon_variation : float
+        Relative illumination loss at the farthest corner; relative modulation of the
+        carbon (see :func:`carbon_background`).
+    seed : int
+        Seed of all randomness.
+
+    Returns
+    -------
+    image : ndarray, float32, shape ``shape``
+        Poisson counts.
+    truth : pandas.DataFrame
+        One row per dot: ``x_px``, ``y_px`` (centre; pixel centres at integers),
+        ``edge_nm``, ``orientation_deg`` (of one side, in [0, 90), from +x towards +y in
+        pixel axes: clockwise on screen, where y points down), ``kind`` (``"isolated"``,
+        ``"touching"`` or ``"aggregate"``), ``group`` (pair or clump id, -1 for isolated
+        dots) and ``cut_by_border`` (the square reaches within 1 px of the outermost pixel).
+    """
+    import pandas as pd
+
+    if contrast not in ("bright", "dark"):
+        raise ValueError(f"contrast must be 'bright' or 'dark', not {contrast!r}")
+    rng = np.random.default_rng(seed)
+    ny, nx = shape
+    means = np.atleast_1d(np.asarray(edge_nm, float))
+    sigma_ln = np.sqrt(np.log1p(relative_spread**2))
+    mu_ln = np.log(means) - 0.5 * sigma_ln**2
+
+    def draw_edge():  # px; the population first, equally likely
+        return float(rng.lognormal(mu_ln[rng.integers(len(means))], sigma_ln)) / pixel_size_nm
+
+    mean_area_px = np.mean((means / pixel_size_nm) ** 2) * (1 + relative_spread**2)
+    n_dots = int(round(coverage * nx * ny / mean_area_px))
+    n_pairs = int(round(touching_fraction * n_dots / 2))
+    n_single = max(n_dots - 2 * n_pairs - 4 * aggregates, 0)
+
+    # Items as lists of (dx, dy, edge_px, angle) relative to the item's centre.
+    items = []
+    for _ in range(aggregates):
+        members = [(0.0, 0.0, draw_edge(), rng.uniform(0, np.pi / 2))]
+        for _ in range(int(rng.integers(3, 6)) - 1):
+            ax, ay, ae, aa = members[int(rng.integers(len(members)))]
+            be, ba, phi = draw_edge(), rng.uniform(0, np.pi / 2), rng.uniform(0, 2 * np.pi)
+            d = _touching_offset(ae, aa, be, ba, phi) * rng.uniform(0.55, 0.85)
+            members.append((ax + d * np.cos(phi), ay + d * np.sin(phi), be, ba))
+        items.append(("aggregate", members))
+    for _ in range(n_pairs):
+        ae, aa = draw_edge(), rng.uniform(0, np.pi / 2)
+        be, ba, phi = draw_edge(), rng.uniform(0, np.pi / 2), rng.uniform(0, 2 * np.pi)
+        d = _touching_offset(ae, aa, be, ba, phi)
+        half = 0.5 * d * np.array([np.cos(phi), np.sin(phi)])
+        items.append(("touching", [(-half[0], -half[1], ae, aa), (half[0], half[1], be, ba)]))
+    items += [
+        ("isolated", [(0.0, 0.0, draw_edge(), rng.uniform(0, np.pi / 2))]) for _ in range(n_single)
+    ]
+
+    gap_px = gap_nm / pixel_size_nm
+    placed = np.zeros((0, 3))  # x, y, circumradius of every placed dot
+    rows = []
+    for group, (kind, members) in enumerate(items):
+        rel = np.array(members)
+        radius = rel[:, 2] / np.sqrt(2.0)
+        for _ in range(200):
+            cx = rng.uniform(-0.3 * rel[0, 2], nx - 1 + 0.3 * rel[0, 2])
+            cy = rng.uniform(-0.3 * rel[0, 2], ny - 1 + 0.3 * rel[0, 2])
+            xy = rel[:, :2] + (cx, cy)
+            if len(placed):
+                dist = np.hypot(*(xy[:, None, :] - placed[None, :, :2]).transpose(2, 0, 1))
+                if np.any(dist < radius[:, None] + placed[None, :, 2] + gap_px):
+                    continue
+            placed = np.vstack([placed, np.column_stack([xy, radius])])
+            for (x, y), (_, _, e, a) in zip(xy, members):
+                rows.append((x, y, e, a, kind, group if kind != "isolated" else -1))
+            break
+
+    thickness = np.zeros(shape)
+    for x, y, e, a, _, _ in rows:
+        _render_square(thickness, (x, y), e, a, e * pixel_size_nm)  # thickness in nm
+    carbon = carbon_background(
+        shape, pixel_size_nm * 10.0, level=1.0, variation=carbon_variation, scale_A=200.0, rng=rng
+    )
+    texture = ndimage.gaussian_filter(rng.standard_normal(shape), 1.0)
+    carbon = carbon + 0.05 * texture / texture.std()
+    yy, xx = np.mgrid[0:ny, 0:nx]
+    x0, y0 = rng.uniform(0, nx), rng.uniform(0, ny)
+    r2 = (xx - x0) ** 2 + (yy - y0) ** 2
+    illumination = 1.0 - illumination_falloff * r2 / r2.max()
+    if contrast == "bright":
+        mean = dose * illumination * (carbon + 0.1 * thickness)
+    else:
+        mean = dose * illumination * np.exp(-(0.15 * carbon + 0.05 * thickness))
+    if psf_sigma_px > 0:  # the probe (STEM) or the objective (TEM) blurs the intensity
+        mean = ndimage.gaussian_filter(mean, psf_sigma_px)
+    image = rng.poisson(np.clip(mean, 0, None)).astype(np.float32)
+
+    truth = pd.DataFrame(
+        rows, columns=["x_px", "y_px", "edge_px", "angle_rad", "kind", "group"]
+    ).astype({"group": int})
+    corners = (
+        np.stack(
+            [
+                _square_corners((x, y), e, a)
+                for x, y, e, a in truth[["x_px", "y_px", "edge_px", "angle_rad"]].to_numpy()
+            ]
+        )
+        if len(truth)
+        else np.zeros((0, 4, 2))
+    )
+    truth["edge_nm"] = truth["edge_px"] * pixel_size_nm
+    truth["orientation_deg"] = np.degrees(truth["angle_rad"]) % 90.0
+    truth["cut_by_border"] = (
+        (corners[..., 0].min(1) < 1.5)
+        | (corners[..., 1].min(1) < 1.5)
+        | (corners[..., 0].max(1) > nx - 2.5)
+        | (corners[..., 1].max(1) > ny - 2.5)
+    )
+    truth = truth[["x_px", "y_px", "edge_nm", "orientation_deg", "kind", "group", "cut_by_border"]]
+    return image, truth
