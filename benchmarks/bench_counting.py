@@ -167,8 +167,10 @@ def ptir(path, skip_process=False):
         print(f"\nICL on StatSTEM's volumes: max |ICL - StatSTEM's ICL| = {icl_delta:.3f}")
         print("ICL selection on stemqd's volumes (criteria for 1..20 components):")
         _, full = process_and_count(ref, tmp, components=20)
-        icl = np.asarray(full["criteria"]["icl"])
-        print(f"{'k':>3} {'ICL stemqd':>11} {'ICL StatSTEM':>12}")
+        # stemqd's volumes are in px² x intensity, StatSTEM's in Å² x intensity: the
+        # log-likelihood differs by n ln(dx²) at every k, which this puts back.
+        icl = np.asarray(full["criteria"]["icl"]) + 2 * n * np.log(ref["dx"] ** 2)
+        print(f"{'k':>3} {'ICL stemqd':>11} {'ICL StatSTEM':>12}  (both for volumes in Å²)")
         for k in range(20):
             print(f"{k + 1:3d} {icl[k]:11.2f} {ref['icl'][k]:12.2f}")
         for label, extra in (

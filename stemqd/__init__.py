@@ -47,7 +47,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
     submod_attrs={
         "analysis.statistics": ["compare_groups", "intensity_ratio"],
         "analysis.thickness": ["thickness_from_ratio"],
-        "batch": ["compare_batches", "run_batch"],
+        "batch": ["compare_batches", "run_batch", "write_compare"],
         "columns.cell": ["projected_cell"],
         "columns.find": ["find_columns"],
         "columns.fit": ["refine_columns"],

@@ -137,3 +137,46 @@ def test_seed_table_order_and_empty_input():
     df = refine_columns(image, truth[::-1])
     d, j = cKDTree(truth[::-1]).query(df[["x_px", "y_px"]].to_numpy())
     assert (j == np.arange(len(truth))).all() and d.max() < 1e-3
+
+
+def test_local_background_on_a_sloped_support():
+    """A support that slopes across the image (0.2 to 0.4 of the peak, noiseless): the
+    default local background keeps every volume within 2 % and every position within
+    0.05 px (measured: 1.4 % and 0.04 px at most, 0.5 % median)."""
+    spacing, sigma = 12.0, 0.3 * 12.0
+    truth = _square(8, spacing)
+    size = int(truth.max() + 13)
+    support = 0.2 + 0.002 * np.mgrid[:size, :size][1]
+    image = render_columns((size, size), truth, 1.0, sigma) + support
+    df = fit_columns_jointly(image, truth + 0.2, fit_radius_px=None, nn_px=spacing)
+    assert (df["flag"] == "").all()
+    error = df.volume / (2 * np.pi * sigma**2) - 1
+    assert np.abs(error).max() < 0.02 and np.median(np.abs(error)) < 0.01
+    assert np.hypot(df.x_px - truth[:, 0], df.y_px - truth[:, 1]).max() < 0.05
+
+
+@pytest.mark.parametrize(
+    "truth",
+    [np.array([[20.3, 25.1], [31.7, 24.6]]), np.array([[15.2 + 12 * i, 30.4] for i in range(5)])],
+    ids=["two columns", "on one line"],
+)
+def test_few_and_collinear_columns(truth):
+    """Seeds that cannot be triangulated are fitted as any others."""
+    sigma = 3.0
+    image = render_columns((60, 80), truth, 1.0, sigma) + 0.1
+    df = fit_columns_jointly(
+        image, truth + 0.3, fit_radius_px=None, nn_px=12.0, background="constant"
+    )
+    assert (df["flag"] == "").all()
+    assert np.allclose(df.volume, 2 * np.pi * sigma**2, rtol=1e-4)
+    assert np.allclose(df[["x_px", "y_px"]].to_numpy(), truth, atol=1e-4)
+
+
+@pytest.mark.parametrize("radius", [4.0, 6.5, 30.0])
+def test_fit_radius_selects_the_pixels_near_a_column(radius):
+    truth = _square(6, 12.0) + np.random.default_rng(5).normal(0, 0.8, (36, 2))
+    image = render_columns((90, 90), truth, 1.0, 3.0) + 0.1
+    yy, xx = np.mgrid[:90, :90]
+    near = np.hypot(xx.ravel()[:, None] - truth[:, 0], yy.ravel()[:, None] - truth[:, 1])
+    df = fit_columns_jointly(image, truth, fit_radius_px=radius, nn_px=12.0)
+    assert df.attrs["joint"]["pixels"] == int((near.min(axis=1) <= radius).sum())

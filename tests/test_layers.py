@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "stemqd"
 RANK = {
     "errors": 0,
     "files": 1,
+    "jit": 1,
     "provenance": 1,
     "optics": 2,
     "materials": 2,

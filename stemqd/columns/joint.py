@@ -207,6 +207,10 @@ def _assemble_columns(
     at a pixel is a sum over the columns covering it, so every product of two Jacobian
     entries is a sum over pairs of overlapping columns: column ``i`` visits the overlap of
     its footprint with each neighbour's (the pixels of both), and its own footprint once.
+    A pair is visited once, from its lower column: what the higher column's row takes from
+    it (the transposed block, its couplings to the lower column's shape) is returned per
+    slot, ``rev_g`` (S, k, n_shape) and ``pair_s`` (S, n_shape, n_shape), for
+    :func:`_normal` to mirror.
 
     Returns the column-column blocks per neighbour slot (S, k, k), the column-offset
     couplings per slot (S, k), the column-global couplings (N, G, k), the gradient (N, k),
@@ -223,6 +227,8 @@ def _assemble_columns(
     sgrad = np.zeros((n, n_shape))
     soff = np.zeros((nb_idx.shape[0], n_shape))
     sglob = np.zeros((n, n_shape, n_glob))
+    rev_g = np.zeros((nb_idx.shape[0], k, n_shape))
+    pair_s = np.zeros((nb_idx.shape[0], n_shape, n_shape))
     for i in numba.prange(n):
         jj = np.empty(k)
         dj = np.empty(n_shape)
@@ -264,8 +270,11 @@ def _assemble_columns(
         acc_b = np.empty((k, k))
         acc_g = np.empty((k, n_shape))
         acc_s = np.empty((n_shape, n_shape))
+        acc_r = np.empty((k, n_shape))
         for s in range(lo, hi):
             j = nb_idx[s]
+            if j < i:
+                continue  # the pair's blocks are mirrored from column j's row
             hj = half[j]
             w_j = 2 * hj + 1
             x0 = max(cx - h, centres[j, 0] - hj, 0)
@@ -277,6 +286,7 @@ def _assemble_columns(
             acc_b[:] = 0.0
             acc_g[:] = 0.0
             acc_s[:] = 0.0
+            acc_r[:] = 0.0
             for yy in range(y0, y1 + 1):
                 for xx in range(x0, x1 + 1):
                     q = pix[yy * nx + xx]
@@ -295,6 +305,8 @@ def _assemble_columns(
                         wp = wdi[at, p]
                         for r in range(n_shape):
                             acc_s[p, r] += wp * dj[r]
+                        for a in range(k):
+                            acc_r[a, p] += jj[a] * wp
             gj = types[j] * n_shape
             for a in range(k):
                 for b in range(k):
@@ -304,7 +316,10 @@ def _assemble_columns(
             for p in range(n_shape):
                 for r in range(n_shape):
                     sglob[i, p, gj + r] += acc_s[p, r]
-    return blocks, coupling, glob, grad, sgrad, soff, sglob
+                    pair_s[s, p, r] = acc_s[p, r]
+                for a in range(k):
+                    rev_g[s, a, p] = acc_r[a, p]
+    return blocks, coupling, glob, grad, sgrad, soff, sglob, rev_g, pair_s
 
 
 @njit(parallel=True)
@@ -443,8 +458,17 @@ def _fit_pixels(shape, positions, radius_px):
         nearest = nearest[inside].astype(np.int64)
     else:
         indptr, indices = tri.vertex_neighbor_vertices
+        # start the walk at a vertex of the triangulation (a repeated seed is not one)
+        start = int(tri.simplices[0, 0])
         flat, nearest = _nearest_columns(
-            positions, indptr.astype(np.int64), indices.astype(np.int64), lo, hi, nx, radius_px
+            positions,
+            indptr.astype(np.int64),
+            indices.astype(np.int64),
+            lo,
+            hi,
+            nx,
+            radius_px,
+            start,
         )
     pix = np.full(ny * nx, -1, np.int64)
     pix[flat] = np.arange(len(flat))
@@ -452,9 +476,10 @@ def _fit_pixels(shape, positions, radius_px):
 
 
 @njit()
-def _nearest_columns(positions, indptr, indices, lo, hi, nx, radius_px):
+def _nearest_columns(positions, indptr, indices, lo, hi, nx, radius_px, start):
     """Nearest column of every pixel of the box ``lo``-``hi`` (x, y, inclusive) that lies
-    within ``radius_px`` of it; (flat pixel indices, columns), row-major.
+    within ``radius_px`` of it; (flat pixel indices, columns), row-major. ``start``: a
+    column of the triangulation.
 
     A walk on the Delaunay graph (``indptr``, ``indices``): a column that is not the nearest
     to a point always has a Delaunay neighbour nearer to it, so moving to the nearest
@@ -468,7 +493,7 @@ def _nearest_columns(positions, indptr, indices, lo, hi, nx, radius_px):
     nearest = np.empty(size, np.int64)
     r2 = radius_px * radius_px
     m = 0
-    cur = 0
+    cur = start
     for y in range(lo[1], hi[1] + 1):
         for x in range(lo[0], hi[0] + 1):
             dx, dy = positions[cur, 0] - x, positions[cur, 1] - y
@@ -562,7 +587,7 @@ def _normal(prob, st, weight=None, resid=None, at=None):
     nb_ptr, nb_idx = cache[3:]
     owner = prob.owner if prob.local else np.full(len(prob.data), -1, np.int64)
     n_glob = prob.n_sig + int(not prob.local)
-    blocks, coupling, glob, grad, sgrad, soff, sglob = _assemble_columns(
+    blocks, coupling, glob, grad, sgrad, soff, sglob, rev_g, pair_s = _assemble_columns(
         prob.kind,
         st.cp,
         aux,
@@ -582,8 +607,19 @@ def _normal(prob, st, weight=None, resid=None, at=None):
         nb_ptr,
         nb_idx,
     )
-    # the image-wide rows: sums of the columns' parts
+    # the pairs visited from their lower column, mirrored into the higher column's row
     n, k = st.cp.shape
+    rows_i = np.repeat(np.arange(n), np.diff(nb_ptr))
+    key = rows_i * n + nb_idx
+    mirror = np.minimum(np.searchsorted(key, nb_idx * n + rows_i), len(key) - 1)
+    upper = (nb_idx > rows_i) & (key[mirror] == nb_idx * n + rows_i)
+    blocks[mirror[upper]] = blocks[upper].transpose(0, 2, 1)
+    hi_col, lo_shape = nb_idx[upper], prob.types[rows_i[upper]] * prob.n_shape
+    for p in range(prob.n_shape):
+        np.add.at(glob, (hi_col, lo_shape + p), rev_g[upper, :, p])
+        for u in range(prob.n_shape):
+            np.add.at(sglob, (hi_col, u, lo_shape + p), pair_s[upper, p, u])
+    # the image-wide rows: sums of the columns' parts
     rows = (prob.types[:, None] * prob.n_shape + np.arange(prob.n_shape)).ravel()
     g_grad = np.bincount(rows, sgrad.ravel(), minlength=n_glob)
     gg = np.zeros((n_glob, n_glob))
@@ -603,7 +639,6 @@ def _normal(prob, st, weight=None, resid=None, at=None):
     n_off = n if prob.local else 0
     g0 = n * k + n_off
     size = g0 + n_glob
-    rows_i = np.repeat(np.arange(n), np.diff(nb_ptr))
     ar = np.arange(k)
     parts_r, parts_c, parts_v = [], [], []
     # column-column blocks

@@ -9,13 +9,19 @@ fails with :class:`~stemqd.errors.LatticeQualityError` instead of reporting a ra
 With a material (:func:`lattice_quality`), from the columns found in the image (not those
 added from the lattice) inside the statistics region:
 
-* ``on_site_fraction``: the fraction of them within the assignment tolerance (0.25 nearest-
-  neighbour distances) of a site of the registered lattice. Random points put only those
-  inside the tolerance disks on sites, about a third at most even after the registration
-  picked the best lattice for them. Measured (``benchmarks/bench_quality.py``): synthetic
-  CsPbBr3 dots over sigma / nn 0.10-0.45 and doses 20-1000 give 0.77-1.00 (the lowest at
-  sigma / nn 0.45 and dose 20), a crystal filling the field 1.00, the real Pt-Ir image 0.94;
-  Poisson noise and the carbon support alone give 0.21-0.28. Threshold 0.5.
+* ``on_site_intensity_fraction`` (the gate) and ``on_site_fraction``: the share of their
+  intensity (fitted volumes, negative ones counted as 0), and of the columns themselves,
+  within the assignment tolerance (0.25 nearest-neighbour distances) of a site of the
+  registered lattice. Random points put only those inside the tolerance disks on sites,
+  about a quarter even after the registration picked the best lattice for them. A crystal
+  puts its columns on sites; the noise peaks found beside a small, sharp, low-dose dot
+  (inside its segmented outline) are many but weak, so they lower the count far more than
+  the intensity: 0.45 of the columns but 0.77 of the intensity on a 4-cell dot at
+  sigma / nn 0.1 and dose 20. Measured (``benchmarks/bench_quality.py``): synthetic
+  CsPbBr3 dots of 6 cells over sigma / nn 0.10-0.45 and doses 20-1000 give 0.93-1.00 of
+  the intensity on sites (0.77-1.00 of the columns; the lowest at sigma / nn 0.45, dose
+  20), a crystal filling the field 1.00, the real Pt-Ir image 0.97; Poisson noise and the
+  carbon support alone 0.20-0.29. Threshold 0.5.
 * ``rms_misfit_nn``: the root-mean-square distance of the on-site columns to their ideal
   sites, in nearest-neighbour distances. Points spread evenly over the tolerance disk give
   0.25 / sqrt(2) = 0.18 (noise: 0.155-0.170); the dots 0.003-0.112 (the highest again at
