@@ -317,6 +317,22 @@ def _remove_leftovers(out: Path, names) -> None:
                 os.rename(old, out / name)
 
 
+def _write_failure(folder: Path, file: str, exc: StemqdError, chash: str) -> None:
+    """``failure.json`` beside ``error.log``: why the stack failed and, for a stack the
+    quality gate rejected, the measured quality (what summary.json holds for a processed
+    stack). Not named summary.json, so that a rerun retries the stack."""
+    record = {
+        "file": str(file),
+        "error_class": type(exc).__name__,
+        "message": str(exc),
+        "quality": getattr(exc, "quality", None),
+        "config_hash": chash,
+        "versions": versions(),
+    }
+    with contextlib.suppress(OSError, StemqdError):
+        atomic_write_text(folder / "failure.json", _dumps(record))
+
+
 def _write_error_log(folder: Path, text: str) -> Path | None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -507,6 +523,7 @@ def run_stack(
         return summary_row(name, file, analysis.summary, "processed", time.perf_counter() - t0)
     except StemqdError as exc:
         _write_error_log(folder, f"{file}\n{type(exc).__name__}: {exc}\n")
+        _write_failure(folder, file, exc, chash)
         return _failure_row(name, file, exc, time.perf_counter() - t0)
     except Exception as exc:  # an unexpected bug must not stop the other stacks
         log = _write_error_log(folder, f"{file}\n{traceback.format_exc()}")

@@ -32,7 +32,17 @@ class BlankImageError(InputError):
 class LatticeQualityError(FitError):
     """The found columns do not form the projected lattice (or, without a material, are not
     significant peaks): the image is noise, support or vacuum, or the calibration or material
-    is wrong (see :mod:`stemqd.columns.quality`)."""
+    is wrong (see :mod:`stemqd.columns.quality`).
+
+    Attributes
+    ----------
+    quality : dict
+        The measured quality, its thresholds and the failed tests (as in summary.json).
+    """
+
+    def __init__(self, message, quality=None):
+        super().__init__(message)
+        self.quality = quality or {}
 
 
 class ModelMismatchError(InputError):

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from stemqd.columns.fit import PARAMS, gaussian2d, refine_columns
+from stemqd.columns.fit import gaussian2d, refine_columns
 from stemqd.columns.precision import cramer_rao_bound
 from stemqd.simulation.synthetic import perovskite_dot, render_columns
 
@@ -153,15 +153,3 @@ def test_position_precision_near_cramer_rao_bound():
         noisy, truth, model="window7", radius_px=radius, sigma_px=sigma, errors="classical"
     )
     assert classical.x_px_err.median() < 0.9 * rms
-
-
-def test_parameter_names():
-    assert PARAMS == (
-        "amplitude",
-        "x_px",
-        "y_px",
-        "sigma_x_px",
-        "sigma_y_px",
-        "theta_rad",
-        "offset",
-    )

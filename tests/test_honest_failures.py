@@ -88,6 +88,12 @@ def test_noise_stack_fails_with_the_lattice_reason(tmp_path, noise_frames, capsy
     assert "do not form the projected lattice" in failure["message"]
     assert "found columns lies on lattice sites (at least 50% needed" in failure["message"]
     assert "1 failed" in capsys.readouterr().err
+    # The measured quality is kept for the failed stack too, beside its error.log.
+    record = json.loads((tmp_path / "out-noise" / "noise" / "failure.json").read_text())
+    assert record["error_class"] == "LatticeQualityError"
+    q = record["quality"]
+    assert q["kind"] == "lattice" and not q["passed"] and q["reasons"]
+    assert q["on_site_intensity_fraction"] < THRESHOLDS.min_on_site_intensity_fraction
 
 
 def test_noise_without_material_fails_on_the_fits(tmp_path, noise_frames):

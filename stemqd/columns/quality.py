@@ -206,6 +206,7 @@ def check_quality(quality: dict, thresholds) -> dict:
             f"{what}: {'; '.join(reasons)}. Is this an image of the crystal "
             f"(not noise, support or vacuum), with the right pixel size and material? "
             f"The measures are explained in the README (Quality gate); "
-            f"--set quality.gate=false reports the result anyway"
+            f"--set quality.gate=false reports the result anyway",
+            quality=out,
         )
     return out
