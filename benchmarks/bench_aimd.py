@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from stemqd.aimd import build_dot, layer_index, phonon_dos, read_xyz_trajectory, remove_rigid_body  # noqa: E402
 from stemqd.aimd import rmsf as rmsf_fn  # noqa: E402
-from stemqd.aimd.rmsf import rmsf_by_layer  # noqa: E402
+from stemqd.aimd.mobility import rmsf_by_layer  # noqa: E402
 
 
 def synthetic_trajectory(n_atoms=775, n_frames=1000, dt=10.0, seed=0):
@@ -148,8 +148,8 @@ def study_analyses(seeds):
     from scipy import optimize
 
     from stemqd.aimd import synthetic
-    from stemqd.aimd.dephasing import dephasing, gap_histogram
-    from stemqd.aimd.huang_rhys import DEFAULT_WINDOWS_MEV, huang_rhys
+    from stemqd.aimd.coupling import DEFAULT_WINDOWS_MEV, huang_rhys
+    from stemqd.aimd.optical_response import dephasing, gap_histogram
     from stemqd.aimd.series import FROZEN_CORE_WINDOWS_MEV
     from stemqd.aimd.units import HBAR_MEV_FS
     from stemqd.optics import FWHM_PER_SIGMA

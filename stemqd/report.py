@@ -47,6 +47,7 @@ __all__ = [
     "group_figure",
     "image_png",
     "read_dot",
+    "count_map_figure",
 ]
 
 #: Marker colours per sublattice (site); chosen to stay distinct on a grey-scale image and
@@ -1429,3 +1430,54 @@ def _stemqd_version() -> str:
     from . import __version__
 
     return __version__
+
+
+def count_map_figure(columns: pd.DataFrame, pixel_size_A: float, *, title: str | None = None):
+    """Counted columns at their fitted positions, coloured by count (a thickness map).
+
+    Parameters
+    ----------
+    columns : pandas.DataFrame
+        ``counts.csv`` of ``stemqd count``: ``x_px``, ``y_px``, ``count`` (missing where a
+        column was not counted).
+    pixel_size_A : float
+        Å per pixel, for the scale bar.
+    """
+    from matplotlib.collections import PatchCollection
+    from matplotlib.colors import BoundaryNorm
+    from matplotlib.patches import Circle
+
+    counted = columns[columns["count"].notna()]
+    counts = counted["count"].to_numpy(int)
+    fig = _figure((5.2, 4.4))
+    ax = fig.add_subplot(111)
+    if len(counted):
+        xy = counted[["x_px", "y_px"]].to_numpy(float)
+        nn = _nearest_neighbour_px(xy)
+        lo, hi = int(counts.min()), int(counts.max())
+        norm = BoundaryNorm(np.arange(lo - 0.5, hi + 1.5), 256)
+        discs = PatchCollection(
+            [Circle((x, y), 0.42 * nn) for x, y in xy], cmap="viridis", norm=norm
+        )
+        discs.set_array(counts.astype(float))
+        ax.add_collection(discs)
+        pad = nn
+        ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
+        ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
+        ticks = np.unique(np.linspace(lo, hi, min(hi - lo + 1, 11)).round().astype(int))
+        fig.colorbar(discs, ax=ax, label="count (atoms or cells per column)", ticks=ticks)
+        _add_scale_bar(ax, ax.get_xlim()[1] - ax.get_xlim()[0], pixel_size_A)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(title or f"counted columns: {len(counted)}", fontsize=9)
+    return fig
+
+
+def _nearest_neighbour_px(xy) -> float:
+    from scipy.spatial import cKDTree
+
+    if len(xy) < 2:
+        return 4.0
+    d, _ = cKDTree(xy).query(xy, k=2)
+    return float(np.median(d[:, 1]))

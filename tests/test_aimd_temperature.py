@@ -15,7 +15,7 @@ import pytest
 from scipy import optimize
 
 from stemqd.aimd import synthetic
-from stemqd.aimd.huang_rhys import DEFAULT_WINDOWS_MEV
+from stemqd.aimd.coupling import DEFAULT_WINDOWS_MEV
 from stemqd.aimd.linewidth import fwhm_from_reorganization
 from stemqd.aimd.series import read_run
 from stemqd.aimd.temperature import temperature_series

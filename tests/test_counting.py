@@ -390,3 +390,50 @@ def test_process_counts_per_image_with_counting_enabled():
     analysis = process_stack(stack, config)
     assert any("library counting skipped" in w for w in analysis.summary["warnings"])
     assert "count" in analysis.columns and "count_library" not in analysis.columns
+
+
+def test_column_model_centres_each_column_along_the_beam():
+    from stemqd.analysis.counting import column_model
+
+    atoms = column_model([0.0, 5.0, 9.0], [0.0, 0.0, 3.0], [3, 0, 2], ["PbBr", "PbBr", "Cs"], 5.87)
+    assert atoms.info["counts"] == {"Br": 3, "Cs": 2, "Pb": 3}
+    pos, sym = atoms.positions, np.array(atoms.get_chemical_symbols())
+    first = pos[:, 0] == 0.0
+    # 3 cells of PbBr: Pb and Br alternate every a / 2, centred on z = 0.
+    np.testing.assert_allclose(np.sort(pos[first, 2]), (np.arange(6) - 2.5) * 5.87 / 2)
+    assert list(sym[first][np.argsort(pos[first, 2])]) == ["Pb", "Br"] * 3
+    np.testing.assert_allclose(pos[sym == "Cs", 2], [-5.87 / 2, 5.87 / 2])
+    with pytest.raises(InputError, match="not a composition"):
+        column_model([0.0], [0.0], [1], ["column"], 5.87)
+
+
+def test_cli_count_writes_a_thickness_map_and_a_3d_model(tmp_path):
+    import ase.io
+
+    rng = np.random.default_rng(1)
+    truth = np.tile(np.arange(1, 5), 30)
+    for name, summary in (
+        ("cspbbr3", {"pixel_size_A": 0.2, "material": "CsPbBr3", "zone_axis": [0, 0, 1]}),
+        ("unknown", {"pixel_size_A": 0.2, "material": None}),
+    ):
+        folder = tmp_path / "res" / name
+        _write_result(folder, 3.0 * truth + rng.normal(0, 0.2, truth.size), "Cs", "")
+        (folder / "summary.json").write_text(json.dumps(summary))
+    out = tmp_path / "counts"
+    assert stemqd(["count", str(tmp_path / "res"), "--out", str(out), "--components", "4"]) == 0
+    info = json.loads((out / "counting.json").read_text())
+    atoms = ase.io.read(out / "cspbbr3" / "model.xyz")
+    assert len(atoms) == int(pd.read_csv(out / "cspbbr3" / "counts.csv")["count"].sum())
+    assert info["images"]["cspbbr3"]["repeat_A"] == pytest.approx(5.87)
+    assert abs(atoms.positions[:, 2].mean()) < 1e-9  # every column centred along the beam
+    assert (out / "cspbbr3" / "thickness_map.png").stat().st_size > 0
+    # Without a material the model needs the repeat; the map is still drawn.
+    assert not (out / "unknown" / "model.xyz").exists()
+    assert "--repeat" in info["images"]["unknown"]["model"]
+    assert (out / "unknown" / "thickness_map.png").is_file()
+    out2 = tmp_path / "counts2"
+    rc = stemqd(
+        ["count", str(tmp_path / "res" / "unknown"), "--out", str(out2), "--repeat", "2.77A"]
+    )
+    assert rc == 0
+    assert len(ase.io.read(out2 / "unknown" / "model.xyz")) > 0

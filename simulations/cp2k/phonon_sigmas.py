@@ -15,7 +15,7 @@ from NVT AIMD of a periodic supercell of cubic CsPbBr3:
 * dynamics: the study's stage chain without the geometry optimisation
   (:func:`stemqd.aimd.cp2k.study_stages`): CSVR NVT at 300 K, 10 fs steps, equilibration
   with a 15 fs time constant, then production with 1 ps;
-* analysis (:func:`stemqd.aimd.rmsf.element_msd`): production frames with the
+* analysis (:func:`stemqd.aimd.mobility.element_msd`): production frames with the
   mass-weighted centre-of-mass drift removed; sigma = sqrt(<|u|²>/3) per element, error
   from block averages. Two references: the ideal cubic sites (``sigma_A``: what a cubic
   structure model such as the thickness series needs, since static or slow octahedral
@@ -60,8 +60,8 @@ from pathlib import Path
 from ase.io import read
 
 from stemqd.aimd.cp2k import study_stages, write_cp2k_inputs
+from stemqd.aimd.mobility import element_msd
 from stemqd.aimd.readers import read_ener, read_xyz_trajectory
-from stemqd.aimd.rmsf import element_msd
 from stemqd.files import atomic_write_bytes, atomic_write_text, sha256_file
 from stemqd.provenance import versions
 from stemqd.simulation import cspbbr3_slab

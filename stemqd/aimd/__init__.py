@@ -1,5 +1,9 @@
 """Ab-initio MD side of stemqd: dots, CP2K recipes and readers, and the phonon analyses.
 
+Modules are named after what they study (``mobility``: RMSF; ``coupling``: Huang-Rhys
+factors; ``optical_response``: dephasing), so that the functions named after what they
+compute (``rmsf``, ``huang_rhys``, ``dephasing``) never shadow a module.
+
 methods.md §4 and algorithms.md Part II. Units: meV, fs, K, Å, amu.
 """
 
@@ -12,16 +16,17 @@ from .build import (
     formula,
     write_structure,
 )
+from .coupling import DEFAULT_WINDOWS_MEV, effective_s_per_free_atom, gap_spectrum, huang_rhys
 from .cp2k import cp2k_input, frozen_indices, study_stages, write_cp2k_inputs
-from .dephasing import autocorrelation, cumulant, dephasing, gap_histogram
 from .dos import mobile_atoms, periodogram, phonon_dos, phonon_dos_from_positions, quantum_factor
-from .huang_rhys import DEFAULT_WINDOWS_MEV, effective_s_per_free_atom, gap_spectrum, huang_rhys
 from .linewidth import (
     fwhm_from_reorganization,
     linewidth_fwhm,
     linewidth_table,
     reorganization_energy,
 )
+from .mobility import element_msd, layer_index, rmsf, rmsf_by_layer, site_displacements
+from .optical_response import autocorrelation, cumulant, dephasing, gap_histogram
 from .pdos import (
     band_edge_weights,
     cube_weights,
@@ -39,7 +44,6 @@ from .rigid import (
     kabsch_rotation,
     remove_rigid_body,
 )
-from .rmsf import element_msd, layer_index, rmsf, rmsf_by_layer, site_displacements
 from .series import (
     FROZEN_CORE_WINDOWS_MEV,
     STUDY_THICKNESSES_CELLS,

@@ -6,7 +6,7 @@ sigma^2(T) = 2 Lambda k_B T, and the line is a Gaussian of FWHM
     Gamma(T) = 2 sqrt(2 ln 2) sqrt(2 Lambda k_B T).
 
 At the simulation temperature Gamma equals the FWHM of the gap histogram of that trajectory
-(:func:`stemqd.aimd.dephasing.gap_histogram`), a consistency check.
+(:func:`stemqd.aimd.optical_response.gap_histogram`), a consistency check.
 """
 
 from __future__ import annotations

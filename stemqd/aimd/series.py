@@ -28,16 +28,16 @@ import pandas as pd
 from ..errors import InputError
 from ..files import write_json
 from ..optics import FWHM_PER_SIGMA
+from .coupling import huang_rhys
 from .cp2k import frozen_indices, study_stages, write_cp2k_inputs
-from .dephasing import gap_histogram
-from .huang_rhys import huang_rhys
+from .optical_response import gap_histogram
 
 #: The study's shell thicknesses (unit cells) of both series.
 STUDY_THICKNESSES_CELLS = (0.5, 1.0, 1.5, 2.0)
 
 #: Windows (meV, [lo, hi)) of Supplementary Figure 8: groups around 4, 8 and 17 meV,
 #: +-1.5 meV (the figure gives the centres only; pass your own edges). Table 1 uses
-#: :data:`stemqd.aimd.huang_rhys.DEFAULT_WINDOWS_MEV` (2, 7 and 17 meV) instead.
+#: :data:`stemqd.aimd.coupling.DEFAULT_WINDOWS_MEV` (2, 7 and 17 meV) instead.
 FROZEN_CORE_WINDOWS_MEV = (("4meV", 2.5, 5.5), ("8meV", 6.5, 9.5), ("17meV", 15.5, 18.5))
 
 #: Name of the per-run metadata file written next to the inputs.
@@ -282,7 +282,7 @@ def analyse_series(
     windows : sequence of (name, lo, hi), optional
         Huang-Rhys windows (meV); default :data:`FROZEN_CORE_WINDOWS_MEV`.
     taper : {None, "hann"}
-        Taper of the gap series before the periodogram (:func:`stemqd.aimd.huang_rhys`).
+        Taper of the gap series before the periodogram (:func:`stemqd.aimd.coupling`).
         With modes off the FFT grid (always, in MD) a Hann taper keeps each mode's power
         inside a window of a few bins: for three modes per 3 meV window the window sums
         scatter by about 10 % untapered and 0.5 % tapered for 2000 steps of 10 fs

@@ -3,7 +3,7 @@
 A gap series is a sum of cosines dE(t) = sum_k sqrt(2) sigma_k cos(omega_k t + phi_k) with
 random phases; each mode sits on the FFT grid of the series, hbar omega_k = j_k h / (N dt),
 so its variance over the series is exactly sigma_k^2 and the periodogram puts it in one bin
-(:mod:`stemqd.aimd.huang_rhys`). With many modes the distribution of dE is close to a
+(:mod:`stemqd.aimd.coupling`). With many modes the distribution of dE is close to a
 Gaussian of standard deviation sqrt(sum sigma_k^2); the cumulant of such a series is known in
 closed form, g(t) = sum_k (sigma_k / hbar omega_k)^2 (1 - cos omega_k t)
 (:func:`mode_cumulant`).

@@ -4,7 +4,7 @@ Two linewidths per temperature:
 
 * the **dephasing** linewidth of the run at that temperature: the FWHM of the Gaussian fit of
   D(t) = exp(-g(t)) from the cumulant of its gap autocorrelation
-  (:func:`stemqd.aimd.dephasing`), which holds every fluctuation of the gap, anharmonic and
+  (:func:`stemqd.aimd.optical_response`), which holds every fluctuation of the gap, anharmonic and
   slow ones included;
 * the **harmonic** linewidth Gamma(T) = 2 sqrt(2 ln 2) sqrt(2 Lambda k_B T) of the phonon
   sideband, from the reorganisation energy Lambda = sum_k S_k hbar omega_k of the Huang-Rhys
@@ -21,9 +21,9 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .dephasing import dephasing, gap_histogram
-from .huang_rhys import DEFAULT_WINDOWS_MEV, huang_rhys
+from .coupling import DEFAULT_WINDOWS_MEV, huang_rhys
 from .linewidth import fwhm_from_reorganization
+from .optical_response import dephasing, gap_histogram
 
 
 def temperature_series(
@@ -52,12 +52,12 @@ def temperature_series(
         the lowest temperature in the set (the study: 10 K).
     windows : sequence of (name, lo, hi)
         Huang-Rhys windows (meV) of the reference run; default
-        :data:`stemqd.aimd.huang_rhys.DEFAULT_WINDOWS_MEV` (Table 1).
+        :data:`stemqd.aimd.coupling.DEFAULT_WINDOWS_MEV` (Table 1).
     fraction_at_K : float
         Temperature (K) at which the sideband fraction Gamma_harmonic / Gamma_dephasing is
         reported; a run within 1 K of it is needed.
     fit : {"gaussian", "exponential"}
-        Shape of the D(t) fit, see :func:`stemqd.aimd.dephasing`.
+        Shape of the D(t) fit, see :func:`stemqd.aimd.optical_response`.
     max_time_fs : float, optional
         Longest lag of the autocorrelation (fs).
     curve_K : array_like, optional

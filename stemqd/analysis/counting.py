@@ -51,6 +51,7 @@ __all__ = [
     "AtomCounts",
     "MixtureFit",
     "assign_counts",
+    "column_model",
     "count_atoms",
     "count_columns",
     "fit_mixture",
@@ -716,3 +717,76 @@ def count_columns(
             )
             summary[name]["library"] = {"agree": int(agree.sum()), "compared": int(sel.sum())}
     return out, summary
+
+
+def _composition(label):
+    """Atoms of one repeat of a column label: ``"PbBr"`` -> ["Pb", "Br"], ``"O2"`` -> ["O", "O"]."""
+    import re
+
+    from ase.data import atomic_numbers
+
+    parts = re.findall(r"([A-Z][a-z]?)(\d*)", str(label))
+    atoms = [el for el, n in parts for _ in range(int(n or 1))]
+    if (
+        not atoms
+        or "".join(f"{el}{n}" for el, n in parts) != str(label)
+        or any(el not in atomic_numbers for el in atoms)
+    ):
+        raise InputError(
+            f"column label {label!r} is not a composition (e.g. 'Pt', 'PbBr', 'O2'); "
+            "give the element of the counted columns"
+        )
+    return atoms
+
+
+def column_model(x_A, y_A, counts, labels, repeat_A):
+    """A 3D model of counted columns, each centred along the beam, as ase.Atoms.
+
+    A column counted n repeats holds n copies of its label's composition per repeat,
+    spaced evenly along the beam (z) within each repeat (Pb and Br of a PbBr column along
+    cubic [001] alternate every a/2), and is centred at z = 0 (StatSTEM's 3D model makes the
+    same choice: a count says how many atoms, not where along the beam).
+
+    Parameters
+    ----------
+    x_A, y_A : array_like
+        Column positions, Å.
+    counts : array_like of int
+        Repeats per column (0 or missing: no atoms).
+    labels : array_like of str or str
+        Composition of one repeat of each column (``"Pt"``, ``"PbBr"``).
+    repeat_A : float
+        Period of the column along the beam, Å (the projected cell's ``repeat_A``, or the
+        atom spacing of a one-element column).
+
+    Returns
+    -------
+    ase.Atoms
+        Positions in Å, z along the beam; ``info["counts"]`` the total per element.
+    """
+    from ase import Atoms
+
+    x_A, y_A = np.asarray(x_A, float), np.asarray(y_A, float)
+    counts = _counts_as_int(counts)
+    labels = np.broadcast_to(np.asarray(labels, dtype=object), x_A.shape)
+    if not repeat_A > 0:
+        raise InputError(f"repeat along the beam must be positive, got {repeat_A} Å")
+    symbols, positions = [], []
+    for x, y, n, label in zip(x_A, y_A, counts, labels):
+        if n <= 0:
+            continue
+        per_repeat = _composition(label)
+        step = repeat_A / len(per_repeat)
+        z = (np.arange(n * len(per_repeat)) - (n * len(per_repeat) - 1) / 2) * step
+        symbols += per_repeat * int(n)
+        positions += [(x, y, zz) for zz in z]
+    atoms = Atoms(symbols, positions=np.reshape(positions, (-1, 3)))
+    atoms.info["counts"] = {el: symbols.count(el) for el in sorted(set(symbols))}
+    return atoms
+
+
+def _counts_as_int(values):
+    """Integer counts from a column that may hold missing values (missing -> 0)."""
+    import pandas as pd
+
+    return pd.Series(values).fillna(0).astype(int).to_numpy()

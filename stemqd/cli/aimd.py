@@ -370,7 +370,7 @@ def _cmd_dos(args):
 
 
 def _windows(args):
-    from ..aimd.huang_rhys import DEFAULT_WINDOWS_MEV
+    from ..aimd.coupling import DEFAULT_WINDOWS_MEV
 
     if not args.window:
         return DEFAULT_WINDOWS_MEV
@@ -390,9 +390,7 @@ def _n_free(args):
 
 
 def _cmd_huang_rhys(args):
-    import importlib
-
-    hr = importlib.import_module("stemqd.aimd.huang_rhys")
+    from ..aimd import coupling as hr
     from ..aimd import linewidth
     from ..provenance import write_table
 
@@ -498,9 +496,7 @@ def _cmd_linewidth(args):
 
 
 def _cmd_dephasing(args):
-    import importlib
-
-    dph = importlib.import_module("stemqd.aimd.dephasing")
+    from ..aimd import optical_response as dph
     from ..provenance import write_table
 
     gap, dt, _ = _gap_series(args.gap, args.style, args.dt, args.skip_frames)
@@ -575,13 +571,9 @@ def _cmd_dephasing(args):
 
 
 def _cmd_rmsf(args):
-    import importlib
-
     import pandas as pd
 
-    from ..aimd import rigid
-
-    rmsf = importlib.import_module("stemqd.aimd.rmsf")
+    from ..aimd import mobility, rigid
     from ..provenance import write_table
 
     symbols, masses, pos, _, _ = _trajectories(args)
@@ -599,8 +591,8 @@ def _cmd_rmsf(args):
     else:
         res = rigid.remove_rigid_body(pos, masses, reference=args.reference)
         aligned, ref = res["positions"], res["reference"]
-    rho = rmsf.rmsf(aligned)
-    layers = rmsf.layer_index(
+    rho = mobility.rmsf(aligned)
+    layers = mobility.layer_index(
         ref if args.layer_reference == "reference" else pos[0],
         args.lattice_constant,
         rounding=args.rounding,
@@ -608,7 +600,7 @@ def _cmd_rmsf(args):
     per_atom = pd.DataFrame(
         {"atom": np.arange(len(symbols)), "element": symbols, "layer": layers, "rmsf_A": rho}
     )
-    table = rmsf.rmsf_by_layer(rho, symbols, layers)
+    table = mobility.rmsf_by_layer(rho, symbols, layers)
     print(f"{len(symbols)} atoms, {len(aligned)} frames")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     out = _out(args)
@@ -731,7 +723,7 @@ def _cmd_series(args):
 
 def _cmd_temperature_series(args):
     from ..aimd import temperature
-    from ..aimd.huang_rhys import DEFAULT_WINDOWS_MEV
+    from ..aimd.coupling import DEFAULT_WINDOWS_MEV
     from ..provenance import write_table
 
     runs = _read_runs(args)

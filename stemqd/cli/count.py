@@ -81,8 +81,64 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         help="also count against a simulated thickness series (needs volume_norm: "
         "'process' with acquisition.vacuum_level and beam_level)",
     )
+    parser.add_argument(
+        "--repeat",
+        metavar="LENGTH",
+        help="period of a column along the beam for the 3D model, e.g. 2.77A (default: the "
+        "projected cell's, from the result's material and zone axis; needed without one)",
+    )
     parser.set_defaults(func=handler)
     return parser
+
+
+def _geometry(folder: Path, repeat):
+    """Pixel size (Å) and the column repeat along the beam (Å, or None) of a result."""
+    from ..batch import read_summary
+    from ..columns.cell import projected_cell
+    from ..io import parse_length
+
+    summary = read_summary(folder) or {}
+    pixel = summary.get("pixel_size_A")
+    if repeat is not None:
+        return pixel, parse_length(repeat)
+    material = summary.get("material")
+    if not material:
+        return pixel, None
+    cell = projected_cell(material, tuple(summary.get("zone_axis") or (0, 0, 1)))
+    return pixel, cell.repeat_A
+
+
+def _write_model(out: Path, name: str, table, folder: Path, repeat, label) -> dict:
+    """thickness_map.png and model.xyz of one image; returns what was written (or why not)."""
+    import ase.io
+
+    from ..analysis.counting import column_model
+    from ..files import atomic_write, save_figure
+    from ..report import count_map_figure
+
+    pixel, repeat_A = _geometry(folder, repeat)
+    if pixel is None:
+        return {"skipped": f"{folder}/summary.json gives no pixel size"}
+    save_figure(
+        count_map_figure(table, pixel, title=f"{name}: {label or 'all'} columns, counts"),
+        out / name / "thickness_map.png",
+    )
+    written = {"thickness_map": "thickness_map.png"}
+    if repeat_A is None:
+        written["model"] = "skipped: no material in the result; pass --repeat LENGTH"
+        return written
+    use = table["count"].notna().to_numpy()
+    atoms = column_model(
+        table["x_px"].to_numpy(float)[use] * pixel,
+        table["y_px"].to_numpy(float)[use] * pixel,
+        table["count"].to_numpy()[use],
+        table["label"].astype(str).to_numpy()[use] if "label" in table else label,
+        repeat_A,
+    )
+    with atomic_write(out / name / "model.xyz") as fh:
+        ase.io.write(fh, atoms, format="xyz")
+    written.update(model="model.xyz", repeat_A=repeat_A, atoms=atoms.info["counts"])
+    return written
 
 
 def read_result_tables(folders) -> dict:
@@ -370,6 +426,10 @@ def handler(args: argparse.Namespace) -> int:
             results={"counted": n, "not_counted": int(len(table) - n)},
         )
         images[name] = {"columns": len(table), "counted": n, "atoms": int(table["count"].sum())}
+        try:
+            images[name].update(_write_model(out, name, table, path.parent, args.repeat, label))
+        except InputError as exc:
+            images[name]["model"] = f"skipped: {exc}"
     unit = "Å²" if args.volume == "volume_norm" else "px² x intensity"
     summary = {
         **record(parameters, inputs),
@@ -408,5 +468,9 @@ def handler(args: argparse.Namespace) -> int:
             f"the statistical count (within the library's one-standard-error range); "
             f"{lib['disagree']} disagree (counting.json lists them)"
         )
-    print(f"counts in {out}/<name>/counts.csv, counting.json, counting.png", file=sys.stderr)
+    print(
+        f"counts in {out}/<name>/counts.csv (with thickness_map.png and model.xyz), "
+        "counting.json, counting.png",
+        file=sys.stderr,
+    )
     return 0
