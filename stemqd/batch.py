@@ -65,6 +65,7 @@ from .io import SUPPORTED_EXTENSIONS, load, write_stack_tiff
 from .provenance import versions
 
 __all__ = [
+    "QUALITY_COLUMNS",
     "SUMMARY_COLUMNS",
     "FAILURE_COLUMNS",
     "discover_inputs",
@@ -86,9 +87,13 @@ __all__ = [
 SUMMARY_COLUMNS = [
     "name", "file", "status", "ratio_label", "ratio", "stderr", "ci_low", "ci_high",
     "n_numerator", "n_denominator", "n_columns", "n_used", "dot_edge_nm", "dot_area_nm2",
-    "lattice_a_A", "lattice_b_A", "input_sha256", "config_hash", "elapsed_s", "error_class",
-    "message",
+    "lattice_a_A", "lattice_b_A", "quality_passed", "on_site_intensity_fraction",
+    "rms_misfit_nn", "significant_fraction", "input_sha256", "config_hash", "elapsed_s",
+    "error_class", "message",
 ]  # fmt: skip
+
+#: The quality measures (:mod:`stemqd.columns.quality`) copied into ``summary.csv``.
+QUALITY_COLUMNS = ("on_site_intensity_fraction", "rms_misfit_nn", "significant_fraction")
 
 # Counts among the summary columns: written as integers even where a row lacks them.
 _COUNT_COLUMNS = ("n_numerator", "n_denominator", "n_columns", "n_used")
@@ -250,6 +255,7 @@ def summary_row(
         "dot_area_nm2": dot.get("area_nm2"),
         "lattice_a_A": lattice.get("a_A"),
         "lattice_b_A": lattice.get("b_A"),
+        **_quality_cells(summary.get("quality")),
         "input_sha256": (summary.get("input") or {}).get("sha256"),
         "config_hash": summary.get("config_hash"),
         "elapsed_s": elapsed_s,
@@ -265,8 +271,17 @@ def summary_row(
     return to_jsonable(row)
 
 
+def _quality_cells(quality) -> dict:
+    """The summary.csv cells of a quality record (None where a measure does not apply)."""
+    quality = quality or {}
+    cells = {"quality_passed": quality.get("passed")}
+    cells.update({key: quality.get(key) for key in QUALITY_COLUMNS})
+    return cells
+
+
 def _failure_row(name, file, exc: BaseException, elapsed_s) -> dict:
     row = dict.fromkeys(SUMMARY_COLUMNS)
+    row.update(_quality_cells(getattr(exc, "quality", None)))
     message = str(exc) or repr(exc)
     # io messages start with the path; the row already names the file
     for prefix in (f"{file}: ",):

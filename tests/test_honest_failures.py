@@ -94,6 +94,10 @@ def test_noise_stack_fails_with_the_lattice_reason(tmp_path, noise_frames, capsy
     q = record["quality"]
     assert q["kind"] == "lattice" and not q["passed"] and q["reasons"]
     assert q["on_site_intensity_fraction"] < THRESHOLDS.min_on_site_intensity_fraction
+    # ... and in the batch's summary.csv, beside the processed stacks' measures.
+    row = pd.read_csv(tmp_path / "out-noise" / "summary.csv").iloc[0]
+    assert row["status"] == "failed" and not row["quality_passed"]
+    assert row["on_site_intensity_fraction"] == pytest.approx(q["on_site_intensity_fraction"])
 
 
 def test_noise_without_material_fails_on_the_fits(tmp_path, noise_frames):
@@ -120,6 +124,8 @@ def test_a_dot_passes_and_its_quality_is_in_the_summary(tmp_path):
     assert rc == 0
     q = summary["quality"]
     assert q["passed"] and q["reasons"] == []
+    row = pd.read_csv(tmp_path / "out-dot" / "summary.csv").iloc[0]
+    assert row["quality_passed"] and row["rms_misfit_nn"] == pytest.approx(q["rms_misfit_nn"])
     assert q["on_site_fraction"] > 0.95 and q["on_site_intensity_fraction"] > 0.95
     assert q["rms_misfit_nn"] < 0.05 and q["n_cells"] >= 16
     assert q["thresholds"] == {

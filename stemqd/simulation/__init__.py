@@ -82,7 +82,7 @@ from __future__ import annotations
 
 from ..optics import focal_nodes, focal_spread_A, wavelength_A
 from .dots import series_amplitudes, series_column_amplitudes
-from .ensemble import analyse_series
+from .ensemble import SeriesAnalysis, analyse_series
 from .files import (
     fitter_settings,
     plot_series,
@@ -160,6 +160,7 @@ __all__ = [
     "thickness_series",
     "convergence_check",
     "write_series",
+    "SeriesAnalysis",
     "analyse_series",
     "raw_path_for",
     "sidecar_path",

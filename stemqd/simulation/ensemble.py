@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -61,9 +61,22 @@ def _estimates(measured: dict, params: SeriesParameters) -> dict:
     return out
 
 
+class SeriesAnalysis(NamedTuple):
+    """What :func:`analyse_series` measured (a named, immutable tuple: it also unpacks)."""
+
+    #: One row per thickness: intensities, ratios and their standard errors.
+    table: pd.DataFrame
+    #: ``{(type, method): (configs, thicknesses)}`` per-configuration intensities.
+    per_config: dict
+    #: Fitter flags raised on any centre-tile column.
+    flags: list
+    #: "jackknife (B groups)" or "per-configuration scatter".
+    error_method: str
+
+
 def analyse_series(
     raw: np.ndarray, nodes: np.ndarray, params: SeriesParameters, *, correction=None
-) -> tuple:
+) -> SeriesAnalysis:
     """Table of intensities and ratios, with frozen-phonon errors, from raw wedge scans.
 
     Values are measured on the phonon- and focus-averaged image. Their standard errors come
@@ -94,13 +107,11 @@ def analyse_series(
 
     Returns
     -------
-    table : pandas.DataFrame
-    per_config : dict
-        ``{(type, method): (configs, thicknesses)}`` per-configuration intensities.
-    flags : list of str
-        Fitter flags raised on any centre-tile column.
-    error_method : str
-        "jackknife (B groups)" or "per-configuration scatter" (two-level: both levels named).
+    SeriesAnalysis
+        ``table`` (pandas.DataFrame), ``per_config`` (``{(type, method): (configs,
+        thicknesses)}`` per-configuration intensities), ``flags`` (fitter flags raised on any
+        centre-tile column) and ``error_method`` ("jackknife (B groups)" or
+        "per-configuration scatter"; two-level: both levels named).
     """
     num, den = params.ratio_labels
     _, weights = focal_nodes(params.focal_nodes, params.focal_spread_A)
@@ -207,7 +218,13 @@ def analyse_series(
     table["num_configs"] = np.full(len(thick), n_cfg)
     flags = sorted(per["flags"] | mean["flags"])
     per_config = {k: v for k, v in per.items() if k != "flags"}
-    return pd.DataFrame(table), per_config, flags, error_method
+    return SeriesAnalysis(pd.DataFrame(table), per_config, flags, error_method)
 
 
-__all__ = ["JACKKNIFE_GROUPS", "analyse_series", "config_nodes", "ensemble_weights"]
+__all__ = [
+    "JACKKNIFE_GROUPS",
+    "SeriesAnalysis",
+    "analyse_series",
+    "config_nodes",
+    "ensemble_weights",
+]
