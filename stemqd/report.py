@@ -1384,13 +1384,15 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
 
 
 def write_report(folder: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``report.html`` (self-contained) and ``report.md`` for a process or compare folder.
+    """Write ``report.html`` (self-contained) and ``report.md`` for a process, compare or sizes
+    folder.
 
     Parameters
     ----------
     folder : str or path-like
         The ``--out`` folder of ``stemqd process`` (with ``summary.csv`` or stack result
-        folders) or of ``stemqd compare`` (with ``compare.json``).
+        folders), of ``stemqd compare`` (with ``compare.json``) or of ``stemqd sizes``
+        (with ``<name>/sizes.csv``).
 
     Returns
     -------
@@ -1409,14 +1411,16 @@ def write_report(folder: str | os.PathLike) -> tuple[Path, Path]:
     doc = _Doc(folder)
     if (folder / "compare.json").is_file():
         title = _compare_report(folder, doc)
+    elif _size_folders(folder):
+        title = _sizes_report(folder, doc)
     elif (folder / "summary.csv").is_file() or any(
         (p / "summary.json").is_file() for p in folder.iterdir() if p.is_dir()
     ):
         title = _process_report(folder, doc)
     else:
         raise InputError(
-            f"{folder}: not a 'stemqd process' or 'stemqd compare' output folder "
-            "(no summary.csv, compare.json or <name>/summary.json)"
+            f"{folder}: not a 'stemqd process', 'compare' or 'sizes' output folder "
+            "(no summary.csv, compare.json, <name>/summary.json or <name>/sizes.csv)"
         )
     doc.para(
         f"Report written {datetime.now(timezone.utc).isoformat(timespec='seconds')} by "
@@ -1424,6 +1428,56 @@ def write_report(folder: str | os.PathLike) -> tuple[Path, Path]:
         cls="meta",
     )
     return doc.write(title)
+
+
+def _size_folders(folder: Path) -> list[Path]:
+    """The per-image folders of a ``stemqd sizes --out`` folder (they hold sizes.csv)."""
+    return sorted(p for p in folder.iterdir() if p.is_dir() and (p / "sizes.csv").is_file())
+
+
+def _sizes_report(folder: Path, doc: _Doc) -> str:
+    """The report of a ``stemqd sizes`` folder: the size statistics per image and pooled."""
+    from .analysis.sizes import summarize_sizes
+
+    title = f"stemqd sizes report: {folder.name}"
+    doc.heading(title, 1)
+    rows, pooled = [], []
+    for sub in _size_folders(folder):
+        summary = _read_json(sub / "summary.json") or {}
+        table = pd.read_csv(sub / "sizes.csv", keep_default_na=False)
+        measured = table.loc[table["flag"] == "", "edge_nm"].astype(float)
+        pooled.append(measured.to_numpy())
+        rows.append(_size_row(sub.name, summary, len(table)))
+    if len(rows) > 1:
+        everything = summarize_sizes(np.concatenate(pooled))
+        rows.append(_size_row("all images", everything, sum(r["regions"] for r in rows)))
+    doc.para(
+        "Edge length of each square dot from its minimum-area rectangle; dots cut by the "
+        "border and aggregates are excluded (their reasons are in each sizes.csv).",
+        cls="meta",
+    )
+    doc.table(pd.DataFrame(rows), left=("image",))
+    for sub in _size_folders(folder):
+        if (sub / "sizes.png").is_file():
+            doc.heading(sub.name, 2)
+            doc.figure_file(sub / "sizes.png", f"{sub.name}: dots and size histogram")
+    return title
+
+
+def _size_row(name: str, summary: dict, regions: int) -> dict:
+    def fmt(value, spec):
+        return format(value, spec) if isinstance(value, (int, float)) else "n/a"
+
+    return {
+        "image": name,
+        "dots measured": summary.get("n"),
+        "regions": regions,
+        "mean (nm)": fmt(summary.get("mean_nm"), ".2f"),
+        "std (nm)": fmt(summary.get("std_nm"), ".2f"),
+        "relative spread": fmt(summary.get("relative_spread"), ".3f"),
+        "log-normal median (nm)": fmt(summary.get("lognormal_median_nm"), ".2f"),
+        "log-normal sigma": fmt(summary.get("lognormal_sigma"), ".3f"),
+    }
 
 
 def _stemqd_version() -> str:

@@ -153,6 +153,11 @@ def test_cli_sizes_writes_results_and_reports_bad_files(tmp_path, capsys):
     assert json.loads((tmp_path / "out2" / "field" / "summary.json").read_text())["contrast"] == (
         "dark"
     )
+    # The sizes folder has its HTML report: the measured numbers and the figure.
+    assert main(["report", str(out)]) == 0
+    page = (out / "report.html").read_text()
+    assert "stemqd sizes report" in page and f"{summary['mean_nm']:.2f}" in page
+    assert page.count("<img") == 1
 
 
 def test_cli_sizes_usage_errors(tmp_path, capsys):
