@@ -237,7 +237,9 @@ def test_compare_report(tmp_path, process_dir):
 
 
 def test_report_of_unrelated_folder_is_a_clear_error(tmp_path):
-    with pytest.raises(InputError, match="not a 'stemqd process', 'compare' or 'sizes' output folder"):
+    with pytest.raises(
+        InputError, match="not a 'stemqd process', 'compare' or 'sizes' output folder"
+    ):
         write_report(tmp_path)
     with pytest.raises(InputError, match="no such folder"):
         write_report(Path(tmp_path / "nope"))
