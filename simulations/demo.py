@@ -8,7 +8,8 @@ Runs, exactly as a user would type them::
     stemqd report OUT/core ; stemqd report OUT/core-shell ; stemqd report OUT/compare
 
 with SERIES the committed multislice reference
-(``simulations/reference/cspbbr3_001_adf_series.csv``, so that every dot's ratio is also read
+(``simulations/reference/cspbbr3_001_adf_series_round.csv``, measured with the default column
+model, so that every dot's ratio is also read
 as a thickness), and prints where the reports are. ``sample_data/`` is made first if it is missing
 (``simulations/make_sample_data.py``). A second run reuses the processed stacks
 (``--force`` redoes them).
@@ -56,7 +57,7 @@ def main(argv=None) -> int:
             check=True,
         )
     extra = ["--force"] if args.force else []
-    series = Path("simulations") / "reference" / "cspbbr3_001_adf_series.csv"
+    series = Path("simulations") / "reference" / "cspbbr3_001_adf_series_round.csv"
     if (ROOT / series).is_file():
         extra += ["--set", f"reference_series={series}"]
     for group in ("core", "core-shell"):
