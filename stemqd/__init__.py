@@ -55,7 +55,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
         "config": ["Config", "load_config"],
         "errors": ["StemqdError"],
         "io": ["Stack", "load"],
-        "pipeline": ["analyse_image", "preprocess", "process_stack"],
+        "pipeline": ["analyse_image", "process_stack"],
         "report": ["write_report"],
     },
 )

@@ -1507,7 +1507,7 @@ def count_map_figure(columns: pd.DataFrame, pixel_size_A: float, *, title: str |
     ax = fig.add_subplot(111)
     if len(counted):
         xy = counted[["x_px", "y_px"]].to_numpy(float)
-        nn = _nearest_neighbour_px(xy)
+        x0, x1, y0, y1, nn = _map_window(counted)
         lo, hi = int(counts.min()), int(counts.max())
         norm = BoundaryNorm(np.arange(lo - 0.5, hi + 1.5), 256)
         discs = PatchCollection(
@@ -1515,23 +1515,13 @@ def count_map_figure(columns: pd.DataFrame, pixel_size_A: float, *, title: str |
         )
         discs.set_array(counts.astype(float))
         ax.add_collection(discs)
-        pad = nn
-        ax.set_xlim(xy[:, 0].min() - pad, xy[:, 0].max() + pad)
-        ax.set_ylim(xy[:, 1].max() + pad, xy[:, 1].min() - pad)
+        ax.set_xlim(x0, x1)
+        ax.set_ylim(y1, y0)
         ticks = np.unique(np.linspace(lo, hi, min(hi - lo + 1, 11)).round().astype(int))
         fig.colorbar(discs, ax=ax, label="count (atoms or cells per column)", ticks=ticks)
-        _add_scale_bar(ax, ax.get_xlim()[1] - ax.get_xlim()[0], pixel_size_A)
+        _add_scale_bar(ax, x1 - x0, pixel_size_A)
     ax.set_aspect("equal")
     ax.set_xticks([])
     ax.set_yticks([])
     ax.set_title(title or f"counted columns: {len(counted)}", fontsize=9)
     return fig
-
-
-def _nearest_neighbour_px(xy) -> float:
-    from scipy.spatial import cKDTree
-
-    if len(xy) < 2:
-        return 4.0
-    d, _ = cKDTree(xy).query(xy, k=2)
-    return float(np.median(d[:, 1]))

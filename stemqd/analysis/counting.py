@@ -721,17 +721,14 @@ def count_columns(
 
 def _composition(label):
     """Atoms of one repeat of a column label: ``"PbBr"`` -> ["Pb", "Br"], ``"O2"`` -> ["O", "O"]."""
-    import re
-
     from ase.data import atomic_numbers
+    from ase.formula import Formula
 
-    parts = re.findall(r"([A-Z][a-z]?)(\d*)", str(label))
-    atoms = [el for el, n in parts for _ in range(int(n or 1))]
-    if (
-        not atoms
-        or "".join(f"{el}{n}" for el, n in parts) != str(label)
-        or any(el not in atomic_numbers for el in atoms)
-    ):
+    try:
+        atoms = list(Formula(str(label)))
+    except ValueError:
+        atoms = []
+    if not atoms or any(el not in atomic_numbers for el in atoms):
         raise InputError(
             f"column label {label!r} is not a composition (e.g. 'Pt', 'PbBr', 'O2'); "
             "give the element of the counted columns"

@@ -118,7 +118,7 @@ def _write_model(out: Path, name: str, table, folder: Path, repeat, label) -> di
 
     pixel, repeat_A = _geometry(folder, repeat)
     if pixel is None:
-        return {"skipped": f"{folder}/summary.json gives no pixel size"}
+        return {"model": f"skipped: {folder}/summary.json gives no pixel size (no map either)"}
     save_figure(
         count_map_figure(table, pixel, title=f"{name}: {label or 'all'} columns, counts"),
         out / name / "thickness_map.png",
@@ -430,6 +430,11 @@ def handler(args: argparse.Namespace) -> int:
             images[name].update(_write_model(out, name, table, path.parent, args.repeat, label))
         except InputError as exc:
             images[name]["model"] = f"skipped: {exc}"
+        if images[name].get("model", "").startswith("skipped"):
+            print(
+                f"stemqd count: warning: {name}: no 3D model ({images[name]['model']})",
+                file=sys.stderr,
+            )
     unit = "Å²" if args.volume == "volume_norm" else "px² x intensity"
     summary = {
         **record(parameters, inputs),
