@@ -1207,7 +1207,9 @@ def compare_batches(
         Holm-adjusted p-values when there are several pairs), ``depth`` (DataFrame: per
         group and depth below the surface, the ``mean``, ``sem`` and ``std`` over the
         ``n_dots`` dots of their ratio at that depth; ``sem`` is NaN from a single dot),
-        ``ratio_label`` and ``warnings`` (list of str).
+        ``ratio_label`` and ``warnings`` (list of str); where dots have counts
+        (``counting.enabled``) also ``thickness`` and ``thickness_stats`` (see
+        :func:`write_compare`).
 
     Raises
     ------
@@ -1291,6 +1293,7 @@ def compare_batches(
         "groups": pd.DataFrame(stats_rows),
         "tests": tests,
         "depth": _group_depth(groups, dots),
+        **_group_thickness(groups, dots),
         "ratio_label": labels[0] if labels else None,
         "warnings": warnings,
     }
@@ -1338,6 +1341,56 @@ def _group_depth(groups: dict, dots: pd.DataFrame) -> pd.DataFrame:
     return frame.sort_values(["order", "depth_uc"]).drop(columns="order").reset_index(drop=True)
 
 
+def _group_thickness(groups: dict, dots: pd.DataFrame) -> dict:
+    """Per group and column type: the counted thickness of the dots that have counts
+    (``counting.enabled``; ``count_library`` where a dot has it, else ``count``), pooled
+    over their columns (``thickness``: fraction per count), and its mean, standard
+    deviation and the s.e. of the dots' means (``thickness_stats``)."""
+    from .analysis.column_thickness import thickness_distribution
+
+    tables, stats = [], []
+    for g, folder in groups.items():
+        pooled, per_dot, sources = [], [], set()
+        for name in dots.loc[dots["group"] == g, "name"]:
+            path = Path(folder) / str(name) / "columns.csv"
+            try:
+                cols = pd.read_csv(path, usecols=lambda c: c in {"label", "count", "count_library"})
+            except (OSError, ValueError):
+                continue
+            library = "count_library" in cols and cols["count_library"].notna().any()
+            source = "count_library" if library else "count"
+            if source not in cols or cols[source].isna().all():
+                continue
+            sources.add(source)
+            cols = cols[cols[source].notna()]
+            label = cols["label"].fillna("").astype(str) if "label" in cols else "all"
+            pooled.append(pd.DataFrame({"label": label, "count": cols[source]}))
+            per_dot.append(cols[source].groupby(pooled[-1]["label"]).mean())
+        if not pooled:
+            continue
+        both = pd.concat(pooled, ignore_index=True)
+        table, per_label = thickness_distribution(both["count"], both["label"])
+        means = pd.concat(per_dot, axis=1)
+        n_dots = means.notna().sum(axis=1)
+        tables.append(table.assign(group=g, n_dots=table["label"].map(n_dots)))
+        for label, v in per_label.items():
+            m = means.loc[label].dropna().to_numpy(float)
+            stats.append(
+                {"group": g, "label": label, "n_dots": len(m)}
+                | v
+                | {
+                    "sem_dots": m.std(ddof=1) / np.sqrt(len(m)) if len(m) > 1 else np.nan,
+                    "thickness_from": " ".join(sorted(sources)),
+                }
+            )
+    if not tables:
+        return {}
+    return {
+        "thickness": pd.concat(tables, ignore_index=True),
+        "thickness_stats": pd.DataFrame(stats),
+    }
+
+
 def write_compare(
     result: dict, out: str | os.PathLike, groups: dict, parameters: dict | None = None
 ) -> Path:
@@ -1361,7 +1414,10 @@ def write_compare(
         ``out/compare.json``. Beside it: ``dots.csv`` (one row per dot), ``groups.csv``
         (per-group statistics), ``tests.csv`` (per pair of groups) and ``depth.csv`` (per
         group and depth: ``n_dots``, ``mean``, ``sem``, ``std`` of the dots' ratios and the
-        numbers of columns).
+        numbers of columns); where dots were counted also ``thickness.csv`` (per group, type
+        and count: ``n_columns``, ``fraction``, ``n_dots``) and ``thickness_stats.csv`` (per
+        group and type: ``n_dots``, ``n_columns``, ``mean``, ``std``, ``median``, ``min``,
+        ``max``, ``sem_dots``, ``thickness_from``).
     """
     from .provenance import record
 
@@ -1370,7 +1426,8 @@ def write_compare(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise InputError(f"{out}: cannot create the output folder ({exc.strerror})") from None
-    for table in ("dots", "groups", "tests", "depth"):
+    counted = [k for k in ("thickness", "thickness_stats") if k in result]
+    for table in ("dots", "groups", "tests", "depth", *counted):
         atomic_write_text(out / f"{table}.csv", result[table].to_csv(index=False))
     inputs = [
         Path(folder) / str(name) / "summary.json"
@@ -1383,6 +1440,7 @@ def write_compare(
         "group_stats": result["groups"],
         "tests": result["tests"],
         "depth": result["depth"],
+        **{k: result[k] for k in counted},
         "dots": result["dots"],
         "warnings": result["warnings"],
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),

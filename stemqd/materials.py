@@ -33,6 +33,25 @@ PEROVSKITE_SITES = (
 )
 
 
+#: Orthorhombic CsPbBr3 at room temperature, Pnma in the standard setting (b is the doubled
+#: pseudo-cubic axis; a and c are face diagonals of the pseudo-cubic cell): lattice
+#: constants a, b, c in Å. Single-crystal X-ray refinement of Stoumpos et al., Cryst. Growth
+#: Des. 13, 2722 (2013), COD 4510745.
+CSPBBR3_PNMA_CELL_A = (8.2440, 11.7351, 8.1982)
+
+#: Asymmetric unit of :data:`CSPBBR3_PNMA_CELL_A`: (element, fractional position), Wyckoff
+#: sites Cs 4c, Pb 4a, Br1 4c, Br2 8d. Read from the 20-atom cell of
+#: github.com/nlesc-nano/QDEX, benchmarks/bulk_bands/inputs_rt_structures/CsPbBr3_ortho/
+#: cp2k_job.in (commit 7232d0c9), a CP2K input built from COD 4510745 at its lattice (that
+#: repository's benchmarks/bulk_bands/README.md, step 6). Its cell is (c, a, b) of this
+#: setting, so x, y, z here are its Cartesian y / a, z / b, x / c.
+CSPBBR3_PNMA_SITES = (
+    ("Cs", (0.5310, 0.25, 0.00702)),
+    ("Pb", (0.0, 0.0, 0.0)),
+    ("Br", (0.9963, 0.25, 0.9545)),
+    ("Br", (0.29347, 0.47611, 0.20607)),
+)
+
 #: 2H-MoS2 (P6_3/mmc), a = 3.16 Å, c = 12.29 Å, S at z = 0.621 (Wyckoff 4f).
 _MOS2_A, _MOS2_C, _MOS2_ZS = 3.16, 12.29, 0.621
 
@@ -50,6 +69,18 @@ def _perovskite(species, a):
         basis=[first[role] for role in "ABX"],
         spacegroup=221,
         cellpar=[a, a, a, 90, 90, 90],
+    )
+
+
+def _cspbbr3_pnma():
+    from ase.spacegroup import crystal
+
+    a, b, c = CSPBBR3_PNMA_CELL_A
+    return crystal(
+        [el for el, _ in CSPBBR3_PNMA_SITES],
+        basis=[frac for _, frac in CSPBBR3_PNMA_SITES],
+        spacegroup=62,
+        cellpar=[a, b, c, 90, 90, 90],
     )
 
 
@@ -93,6 +124,7 @@ def _fcc_au():
 
 def _builtins():
     table = {name: (lambda s=s, a=a: _perovskite(s, a)) for name, (s, a) in PEROVSKITES.items()}
+    table["CsPbBr3-Pnma"] = _cspbbr3_pnma
     table.update({"MoS2": _mos2_2h, "MoS2-1H": _mos2_1h, "Si": _diamond_si, "Au": _fcc_au})
     return table
 
@@ -110,6 +142,8 @@ def builtin_structure(name):
 __all__ = [
     "BUILTIN_MATERIALS",
     "CSPBBR3_LATTICE_CONSTANT_A",
+    "CSPBBR3_PNMA_CELL_A",
+    "CSPBBR3_PNMA_SITES",
     "PEROVSKITES",
     "PEROVSKITE_SITES",
     "builtin_structure",

@@ -48,6 +48,8 @@ __all__ = [
     "image_png",
     "read_dot",
     "count_map_figure",
+    "ratio_thickness_figure",
+    "thickness_distribution_figure",
 ]
 
 #: Marker colours per sublattice (site); chosen to stay distinct on a grey-scale image and
@@ -328,6 +330,80 @@ def write_stack_figures(analysis, folder, name: str) -> None:
     atomic_write_bytes(Path(folder) / "image.png", image_png(analysis.images.get("final")))
     fig = intensity_map_figure(analysis.columns, s, title=f"{name}: column intensities")
     atomic_write_bytes(Path(folder) / "intensity_map.png", figure_png(fig, dpi=110))
+    for png, filename, _ in _counting_figures(analysis.columns, s, name):
+        atomic_write_bytes(Path(folder) / filename, png)
+
+
+def _has_counts(columns: pd.DataFrame) -> bool:
+    return "count" in columns and bool(
+        pd.to_numeric(columns["count"], errors="coerce").notna().any()
+    )
+
+
+def _dot_thickness(columns: pd.DataFrame, summary: dict) -> dict:
+    """:func:`~stemqd.analysis.column_thickness.dot_thickness` of a counted result folder.
+
+    The thickness is ``count_library`` where the pipeline counted against a library (in unit
+    cells), else ``count``; the series beside the ratio is the config's
+    ``reference_series``, else ``counting.library`` (``series_note`` says why there is
+    none where one is named but cannot be read)."""
+    from .analysis.column_thickness import dot_thickness, series_ratio
+    from .simulation.files import read_series
+
+    ratio = summary.get("ratio") or {}
+    num, den = ratio.get("numerator"), ratio.get("denominator")
+    config = summary.get("config") or {}
+    path = config.get("reference_series") or (config.get("counting") or {}).get("library")
+    reference, note = None, None
+    if path and num and den:
+        try:
+            reference = series_ratio(read_series(path), num, den, name=str(path))
+        except InputError as exc:
+            note = f"no simulated series beside the ratio: {exc}"
+    count = (
+        "count_library"
+        if "count_library" in columns and columns["count_library"].notna().any()
+        else "count"
+    )
+    found = dot_thickness(
+        columns, num, den, count=count, used=_used_mask(columns), reference=reference
+    )
+    return found | {"reference": reference, "series": path, "series_note": note}
+
+
+def _counting_figures(columns: pd.DataFrame, summary: dict, name: str) -> list:
+    """``(png, filename, alt)`` of the thickness map, the thickness distribution and the
+    ratio against counted thickness of a result with counts (none without)."""
+    if not _has_counts(columns):
+        return []
+    pixel = float(summary.get("pixel_size_A") or 1.0)
+    found = _dot_thickness(columns, summary)
+    shown = columns.assign(count=columns[found["count"]])
+    out = [
+        (
+            figure_png(count_map_figure(shown, pixel, title=f"{name}: counted thickness map")),
+            "thickness_map.png",
+            f"{name} thickness map",
+        ),
+        (
+            figure_png(
+                thickness_distribution_figure(found["distribution"], title=f"{name}: thickness")
+            ),
+            "thickness_distribution.png",
+            f"{name} thickness distribution",
+        ),
+    ]
+    if found["ratio"] is not None and len(found["ratio"]):
+        ratio = summary["ratio"]
+        fig = ratio_thickness_figure(
+            found["ratio"],
+            found["reference"],
+            ratio_label=f"{ratio['numerator']}:{ratio['denominator']}",
+            binned_by=found["binned_by"],
+            title=f"{name}: ratio of the local cells against counted thickness",
+        )
+        out.append((figure_png(fig), "ratio_by_thickness.png", f"{name} ratio by thickness"))
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -1230,6 +1306,7 @@ def _process_report(folder: Path, doc: _Doc) -> str:
                     f"{_fmt(lat.get('rms_misfit_A'), 2)} Å.",
                     cls="meta",
                 )
+        _counting_section(doc, sub, name, s)
         thick = s.get("thickness") or {}
         if thick.get("ranges_nm") is not None:
             ranges = (
@@ -1260,6 +1337,56 @@ def _process_report(folder: Path, doc: _Doc) -> str:
         doc.heading("Configuration")
         doc.pre(config_text, summary="effective config (TOML)")
     return title
+
+
+def _counting_section(doc: _Doc, sub: Path, name: str, summary: dict) -> None:
+    """Atom counting of one stack (``counting.enabled``): the thickness map, the thickness
+    distribution and the ratio against counted thickness, with the per-type statistics."""
+    dot = read_dot(sub)
+    if dot is None or not _has_counts(dot[2]):
+        return
+    doc.heading("Atom counting", 3)
+    found = _dot_thickness(dot[2], summary)
+    rows = [
+        {
+            "column type": label,
+            "counted": v["n_columns"],
+            "mean": v["mean"],
+            "s.d.": v["std"],
+            "min": v["min"],
+            "max": v["max"],
+        }
+        for label, v in found["stats"].items()
+    ]
+    doc.para(
+        f"Thickness per column ({found['count']}: "
+        + ("library, unit cells" if found["count"] == "count_library" else "mixture component")
+        + ") of the columns the statistics use.",
+        cls="meta",
+    )
+    doc.table(pd.DataFrame(rows), left=("column type",))
+    if (sub / "thickness_map.png").is_file():  # drawn by 'process' (write_stack_figures)
+        for filename in (
+            "thickness_map.png",
+            "thickness_distribution.png",
+            "ratio_by_thickness.png",
+        ):
+            if (sub / filename).is_file():
+                doc.figure_file(sub / filename, f"{name} {filename[:-4].replace('_', ' ')}")
+    else:
+        for png, filename, alt in _counting_figures(dot[2], summary, name):
+            doc.figure_bytes(png, f"{name}_{filename}", alt)
+    if found["ratio"] is not None and len(found["ratio"]):
+        shown = (
+            found["ratio"]
+            .drop(columns=["ratio_std"])
+            .rename(columns={"n_cells": "cells", "partner_count_mean": "partners' mean count"})
+        )
+        doc.raw_html(f"<details><summary>ratio by counted {found['binned_by']} thickness</summary>")
+        doc.table(shown)
+        doc.raw_html("</details>")
+    if found["series_note"]:
+        doc.para(found["series_note"], cls="warn")
 
 
 def _compare_report(folder: Path, doc: _Doc) -> str:
@@ -1322,6 +1449,24 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
         doc.raw_html("<details><summary>table</summary>")
         doc.table(shown, left=("group",))
         doc.raw_html("</details>")
+    thickness = pd.DataFrame(data.get("thickness") or [])
+    if len(thickness):
+        doc.heading("Counted thickness")
+        doc.para(
+            "Per group and column type: the fraction of the counted columns at each count "
+            "(atom counting in 'process' with counting.enabled; the library thickness in unit "
+            "cells where a dot was counted against a series), pooled over the group's dots; "
+            "sem_dots is the standard error of the dots' mean counts.",
+            cls="meta",
+        )
+        fig = thickness_distribution_figure(thickness)
+        doc.figure_bytes(figure_png(fig, dpi=110), "thickness.png", "counted thickness by group")
+        stats = pd.DataFrame(data.get("thickness_stats") or [])
+        if len(stats):
+            doc.table(
+                _counts(stats, ["n_dots", "n_columns", "min", "max"]),
+                left=("group", "label", "thickness_from"),
+            )
     maps = [
         (g, _group_dots(Path(p), dots.loc[dots["group"] == g, "name"]) if len(dots) else [])
         for g, p in (data.get("groups") or {}).items()
@@ -1489,39 +1634,208 @@ def _stemqd_version() -> str:
 def count_map_figure(columns: pd.DataFrame, pixel_size_A: float, *, title: str | None = None):
     """Counted columns at their fitted positions, coloured by count (a thickness map).
 
+    Columns of several types (``label``; ``stemqd process`` with ``counting.enabled``
+    counts every type) are drawn one panel per type on one colour scale.
+
     Parameters
     ----------
     columns : pandas.DataFrame
-        ``counts.csv`` of ``stemqd count``: ``x_px``, ``y_px``, ``count`` (missing where a
-        column was not counted).
+        ``counts.csv`` of ``stemqd count`` or columns.csv of ``stemqd process``: ``x_px``,
+        ``y_px``, ``count`` (missing where a column was not counted), optionally ``label``.
     pixel_size_A : float
         Å per pixel, for the scale bar.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.collections import PatchCollection
     from matplotlib.colors import BoundaryNorm
     from matplotlib.patches import Circle
 
-    counted = columns[columns["count"].notna()]
+    counted = columns[pd.to_numeric(columns["count"], errors="coerce").notna()]
     counts = counted["count"].to_numpy(int)
-    fig = _figure((5.2, 4.4))
-    ax = fig.add_subplot(111)
+    labels = (
+        counted["label"].fillna("").astype(str).to_numpy()
+        if "label" in counted
+        else np.full(len(counted), "")
+    )
+    types = sorted(set(labels.tolist())) or [""]
+    fig = _figure((0.9 + 4.3 * len(types), 4.4))
+    axes = fig.subplots(1, len(types), squeeze=False)[0]
     if len(counted):
-        xy = counted[["x_px", "y_px"]].to_numpy(float)
-        x0, x1, y0, y1, nn = _map_window(counted)
+        window = _map_window(counted)
+        x0, x1, y0, y1, nn = window
         lo, hi = int(counts.min()), int(counts.max())
         norm = BoundaryNorm(np.arange(lo - 0.5, hi + 1.5), 256)
-        discs = PatchCollection(
-            [Circle((x, y), 0.42 * nn) for x, y in xy], cmap="viridis", norm=norm
-        )
-        discs.set_array(counts.astype(float))
-        ax.add_collection(discs)
-        ax.set_xlim(x0, x1)
-        ax.set_ylim(y1, y0)
+        for ax, label in zip(axes, types):
+            sel = labels == label
+            discs = PatchCollection(
+                [Circle((x, y), 0.42 * nn) for x, y in counted[["x_px", "y_px"]].to_numpy()[sel]],
+                cmap="viridis",
+                norm=norm,
+            )
+            discs.set_array(counts[sel].astype(float))
+            ax.add_collection(discs)
+            ax.set_xlim(x0, x1)
+            ax.set_ylim(y1, y0)
+            _add_scale_bar(ax, x1 - x0, pixel_size_A)
+            if len(types) > 1:
+                ax.set_title(f"{label} ({int(sel.sum())} columns)", fontsize=8)
         ticks = np.unique(np.linspace(lo, hi, min(hi - lo + 1, 11)).round().astype(int))
-        fig.colorbar(discs, ax=ax, label="count (atoms or cells per column)", ticks=ticks)
-        _add_scale_bar(ax, x1 - x0, pixel_size_A)
-    ax.set_aspect("equal")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_title(title or f"counted columns: {len(counted)}", fontsize=9)
+        fig.colorbar(discs, ax=list(axes), label="count (atoms or cells per column)", ticks=ticks)
+    for ax in axes:
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle(title or f"counted columns: {len(counted)}", fontsize=9)
+    return fig
+
+
+_PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9"]
+
+
+def _weighted_stats(counts, weights):
+    """Mean and standard deviation (ddof 1) of counts given with their multiplicities."""
+    n = float(np.sum(weights))
+    mean = float(np.sum(counts * weights) / n)
+    var = float(np.sum(weights * (counts - mean) ** 2) / (n - 1)) if n > 1 else float("nan")
+    return mean, np.sqrt(var)
+
+
+def thickness_distribution_figure(table: pd.DataFrame, *, title: str | None = None):
+    """Histogram of the counted thickness per column type (and per group, side by side).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`stemqd.analysis.column_thickness.thickness_distribution`'s table
+        (``label``, ``count``, ``n_columns``, ``fraction``), optionally with ``group`` (then
+        ``n_dots`` too, for the legend): each group's fractions are drawn as bars side by
+        side, so groups of different sizes compare.
+    title : str, optional
+        Figure title.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One panel per type: the fraction of its counted columns at each count; the legend
+        gives n, the mean and the standard deviation.
+    """
+    types = sorted(set(table["label"])) if len(table) else []
+    fig = _figure((0.8 + 4.2 * max(len(types), 1), 3.6))
+    axes = fig.subplots(1, max(len(types), 1), squeeze=False)[0]
+    if not types:
+        axes[0].text(0.5, 0.5, "no counted column", ha="center", transform=axes[0].transAxes)
+    groups = list(dict.fromkeys(table["group"])) if "group" in table else [None]
+    width = 0.8 / len(groups)
+    for ax, label in zip(axes, types):
+        for k, g in enumerate(groups):
+            d = table[(table["label"] == label) & ((table["group"] == g) if g else True)]
+            if d.empty:
+                continue
+            c, n = d["count"].to_numpy(float), d["n_columns"].to_numpy(float)
+            mean, std = _weighted_stats(c, n)
+            what = f"n = {int(n.sum())}"
+            if g is not None and "n_dots" in d:
+                what = f"{g}: {what} in {int(d['n_dots'].max())} dot(s)"
+            ax.bar(
+                c + (k - (len(groups) - 1) / 2) * width,
+                d["fraction"],
+                width=width,
+                color=_PALETTE[k % len(_PALETTE)],
+                alpha=0.85,
+                label=f"{what}, {mean:.2f} ± {_fmt(std, 2)}",
+            )
+        ax.set_xlabel("count (repeats along the beam)")
+        ax.set_ylabel("fraction of counted columns")
+        ax.set_title(f"{label} columns", fontsize=9)
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_ylim(0, 1.3 * float(table.loc[table["label"] == label, "fraction"].max()))
+        ax.legend(fontsize=7, loc="upper left", title="mean ± s.d.", title_fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def ratio_thickness_figure(
+    table: pd.DataFrame,
+    reference: pd.DataFrame | None = None,
+    *,
+    ratio_label: str | None = None,
+    binned_by: str | None = None,
+    title: str | None = None,
+):
+    """The measured ratio against counted thickness beside the simulated series.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        :func:`stemqd.analysis.column_thickness.ratio_by_thickness` (``count``,
+        ``n_cells``, ``ratio``, ``ratio_sem``).
+    reference : pandas.DataFrame, optional
+        :func:`stemqd.analysis.column_thickness.series_ratio`: drawn as a line with its
+        ± 1 s.e. band over the counted range.
+    ratio_label : str, optional
+        E.g. ``"Cs:PbBr"``.
+    binned_by : str, optional
+        The sublattice whose counts are on the x axis, for its label.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        Points: mean ratio of the cells at each count ± s.e., labelled with their number; a
+        count with a single cell has no s.e. and is drawn open.
+    """
+    fig = _figure((5.6, 3.9))
+    ax = fig.add_subplot()
+    lo = int(table["count"].min()) if len(table) else 1
+    hi = int(table["count"].max()) if len(table) else 1
+    if reference is not None and len(reference):
+        ref = reference[
+            (reference["thickness_uc"] >= lo - 1) & (reference["thickness_uc"] <= hi + 1)
+        ]
+        t, r, e = (ref[k].to_numpy(float) for k in ("thickness_uc", "ratio", "ratio_err"))
+        ax.plot(t, r, "-", color="0.3", lw=1.2, label="simulated series")
+        ax.fill_between(t, r - e, r + e, color="0.3", alpha=0.15, lw=0, label="series ± s.e.")
+    if len(table):
+        d = table[np.isfinite(table["ratio"].to_numpy(float))]
+        se = d["ratio_sem"].to_numpy(float)
+        ok = np.isfinite(se)
+        x, y = d["count"].to_numpy(float), d["ratio"].to_numpy(float)
+        ax.errorbar(
+            x[ok],
+            y[ok],
+            yerr=se[ok],
+            fmt="o",
+            color="#D55E00",
+            ms=5,
+            capsize=3,
+            label="counted cells: mean ± s.e.",
+        )
+        if (~ok).any():
+            ax.plot(
+                x[~ok], y[~ok], "o", mfc="white", mec="#D55E00", ms=6, label="one cell: no s.e."
+            )
+        for xi, yi, n in zip(x, y, d["n_cells"]):
+            ax.annotate(
+                f"{int(n)}",
+                (xi, yi),
+                textcoords="offset points",
+                xytext=(4, 5),
+                fontsize=7,
+                color="#555555",
+            )
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel(f"counted thickness of the {binned_by or 'binned'} columns (unit cells)")
+    ax.set_ylabel(f"{ratio_label or 'A : BX'} ratio of the local cell")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    ax.set_title(title or "labels: number of cells at each count", fontsize=9)
+    fig.tight_layout()
     return fig

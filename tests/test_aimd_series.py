@@ -153,6 +153,11 @@ def test_windows_are_parameters(tmp_path):
     np.testing.assert_allclose(both, expect, rtol=1e-6)
     with pytest.raises(InputError, match="free atoms"):
         analyse_series(runs, "frozen-core", n_free=[0, 0, 0, 0])
+    # One value per run, or a clear error (an extra value was silently ignored before).
+    with pytest.raises(InputError, match="5 values of n_free"):
+        analyse_series(runs, "frozen-core", n_free=[10, 10, 10, 10, 10])
+    with pytest.raises(InputError, match="3 values of thicknesses_cells"):
+        analyse_series(runs, "frozen-core", thicknesses_cells=[1, 2, 3])
 
 
 def test_read_run_real_cp2k_log(tmp_path):

@@ -113,6 +113,8 @@ def test_reference_and_fraction_temperatures():
     bad = [dict(r, meta={}) for r in runs]
     with pytest.raises(InputError, match="temperature"):
         temperature_series(bad)
+    with pytest.raises(InputError, match="values of temperatures_K"):
+        temperature_series(runs, temperatures_K=[10.0])
 
 
 def test_temperature_series_cli(tmp_path, capsys):

@@ -358,3 +358,115 @@ def test_a_python_comparison_folder_is_reported(tmp_path, process_dir):
     html_path, _ = write_report(tmp_path / "cmp")
     page = html_path.read_text()
     assert "Depth profiles" in page and page.count("data:image/png;base64,") == 4
+
+
+# --------------------------------------------------------------------------------------
+# Atom counting in the per-dot report and in compare
+
+SERIES = (
+    Path(__file__).resolve().parents[1] / "simulations/reference/cspbbr3_001_adf_series_round.csv"
+)
+
+
+def synthetic_counted_process(stack, config, thickness=3):
+    """synthetic_process with counting.enabled: every used column counted `thickness` cells,
+    its volume the committed series' cross-section there."""
+    from stemqd.analysis.library import library_curve
+    from stemqd.simulation.files import read_series
+
+    analysis = synthetic_process(stack, config)
+    cols = analysis.columns
+    series = read_series(SERIES)
+    used = cols["flag"].isin(["", "edge margin"]) & (cols["label"] != "")
+    cols["volume"] = [
+        np.interp(thickness, *library_curve(series, label)) if label else np.nan
+        for label in cols["label"]
+    ]
+    cols["count"] = pd.array(np.where(used, thickness, 0), dtype="Int64")
+    cols.loc[~used, "count"] = pd.NA
+    analysis.summary["config"] = {"reference_series": str(SERIES)}
+    return analysis
+
+
+def _counted_dir(tmp_path, name, thickness, dots=("dot1", "dot2")):
+    from functools import partial
+
+    from stemqd.report import write_stack_figures
+
+    src = tmp_path / f"in_{name}"
+    src.mkdir()
+    for dot in dots:
+        write_stack_tiff(src / f"{dot}.tif", np.ones((1, 64, 64), np.float32), 0.3)
+    run_batch(
+        [src],
+        tmp_path / name,
+        load_config(),
+        process=partial(synthetic_counted_process, thickness=thickness),
+        render=write_stack_figures,
+        progress=False,
+        log=lambda line: None,
+    )
+    return tmp_path / name
+
+
+FIGURES = ("thickness_map.png", "thickness_distribution.png", "ratio_by_thickness.png")
+
+
+def test_process_report_shows_the_counted_thickness(tmp_path):
+    out = _counted_dir(tmp_path, "core", 3)
+    for dot in ("dot1", "dot2"):
+        for name in FIGURES:
+            assert (out / dot / name).stat().st_size > 0
+    html_path, md_path = write_report(out)
+    page, md = html_path.read_text(), md_path.read_text()
+    # per dot the overlay, the intensity map, the depth plot and the three counting figures
+    assert page.count("data:image/png;base64,") == 1 + 2 * (3 + 3)
+    assert page.count("Atom counting") == 2 and "ratio by counted PbBr thickness" in page
+    for dot in ("dot1", "dot2"):
+        for name in FIGURES:
+            assert f"{dot}/{name}" in md
+    # Every column is 3 cells thick with the series' cross-sections: the ratio table is the
+    # series' ratio at 3 cells, exactly.
+    from stemqd.analysis.column_thickness import series_ratio
+    from stemqd.simulation.files import read_series
+
+    ref = series_ratio(read_series(SERIES), "Cs", "PbBr").set_index("thickness_uc")
+    assert f"<td class=''>{float(ref.loc[3, 'ratio']):.4g}</td>" in page
+    # Without the figures of 'process' (an older run), the report draws them.
+    for name in FIGURES:
+        (out / "dot1" / name).unlink()
+    html_path, _ = write_report(out)
+    assert html_path.read_text().count("data:image/png;base64,") == 13
+    for name in FIGURES:
+        assert (out / "report_files" / f"dot1_{name}").is_file()
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # identical dots
+def test_compare_shows_the_groups_counted_thickness(tmp_path):
+    from stemqd.cli import main
+
+    core = _counted_dir(tmp_path, "core", 3)
+    shell = _counted_dir(tmp_path, "shell", 5, dots=("dot1",))
+    cmp = tmp_path / "cmp"
+    argv = ["compare", f"core={core}", f"shell={shell}", "--out", str(cmp)]
+    assert main(argv + ["--set", "analysis.permutations=99", "--set", "analysis.bootstrap=99"]) == 0
+    data = json.loads((cmp / "compare.json").read_text())
+    stats = pd.DataFrame(data["thickness_stats"]).set_index(["group", "label"])
+    # every used column of group core (2 dots) is 3 cells, of shell (1 dot) 5
+    assert stats.loc[("core", "Cs"), "mean"] == 3 and stats.loc[("shell", "PbBr"), "mean"] == 5
+    assert stats.loc["core", "n_dots"].tolist() == [2, 2, 2]  # Br, Cs, PbBr
+    assert stats.loc["shell", "n_dots"].tolist() == [1, 1, 1]
+    assert stats.loc[("core", "Cs"), "std"] == 0 and stats.loc[("core", "Cs"), "sem_dots"] == 0
+    assert np.isnan(stats.loc[("shell", "Cs"), "sem_dots"])  # one dot: no s.e. (null in JSON)
+    cols = pd.read_csv(core / "dot1" / "columns.csv")
+    n_cs = int(((cols["label"] == "Cs") & cols["count"].notna()).sum())
+    assert stats.loc[("core", "Cs"), "n_columns"] == 2 * n_cs
+    for name in ("thickness.png", "thickness.csv", "thickness_stats.csv"):
+        assert (cmp / name).stat().st_size > 0
+    table = pd.read_csv(cmp / "thickness.csv")
+    assert set(table["group"]) == {"core", "shell"} and (table["fraction"] == 1).all()
+    html_path, md_path = write_report(cmp)
+    page = html_path.read_text()
+    assert "Counted thickness" in page and "counted thickness by group" in page
+    assert "report_files/thickness.png" in md_path.read_text()
+    assert (cmp / "report_files" / "thickness.png").is_file()

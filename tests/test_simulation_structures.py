@@ -339,3 +339,106 @@ def test_srtio3_series_draws_a_synthetic_crystal_of_its_projection(sto_quick):
         sim.series_column_amplitudes(table, 8, cell)
     with pytest.raises(InputError, match="no columns"):
         sim.series_column_amplitudes(table, 4, projected_cell("CsPbBr3", "001"))
+
+
+def test_pnma_cspbbr3_is_four_formula_units_of_space_group_62():
+    """The built-in CsPbBr3-Pnma (Stoumpos et al. 2013, COD 4510745) holds Cs4Pb4Br12 and is
+    invariant under every operation of Pnma (ASE's table of space group 62)."""
+    from ase.spacegroup import Spacegroup
+
+    from stemqd.materials import CSPBBR3_PNMA_CELL_A, builtin_structure
+
+    atoms = builtin_structure("CsPbBr3-Pnma")
+    assert atoms.get_chemical_formula() == "Br12Cs4Pb4"
+    assert np.allclose(atoms.cell.cellpar(), [*CSPBBR3_PNMA_CELL_A, 90, 90, 90])
+    group = Spacegroup(62)
+    assert group.symbol.replace(" ", "") == "Pnma"
+    frac, symbols = atoms.get_scaled_positions(), np.array(atoms.get_chemical_symbols())
+    lengths = np.array(CSPBBR3_PNMA_CELL_A)
+    for rot, trans in group.get_symop():
+        image = frac @ rot.T + trans
+        for el in ("Cs", "Pb", "Br"):
+            d = (image[symbols == el][:, None] - frac[symbols == el][None] + 0.5) % 1 - 0.5
+            nearest = np.linalg.norm(d * lengths, axis=-1).min(axis=1)
+            assert np.all(nearest < 1e-6), (el, rot, trans)
+    # Wyckoff multiplicities: Cs 4c, Pb 4a, Br 4c + 8d
+    assert len(atoms) == 20 and np.sum(np.isclose(frac[symbols == "Br", 1] % 0.5, 0.25)) == 4
+
+
+@pytest.mark.parametrize(
+    ("zone", "like"),
+    [("010", "001"), ("101", "001"), ("10-1", "001"), ("100", "110"), ("001", "110")],
+)
+def test_pnma_projections_are_the_cubic_ones_with_columns_split_by_the_tilts(zone, like):
+    """[010] (the long axis) and [101] / [10-1] look like cubic [001]: Cs columns, mixed
+    Pb-Br columns and Br columns, once the tilt offsets (Pb-Br up to 0.58 Å, Cs-Cs and Br-Br
+    up to 0.52 Å apart in projection) are merged; [100] and [001] look like cubic [110]
+    (Pb, mixed Cs-Br and Br columns). At the default 0.1 Å no column mixes Pb and Br."""
+
+    def heavy_columns(cell):
+        """{elements: (columns per Å², atoms of each element per Å)} of the Cs/Pb columns."""
+        out = {}
+        for c in cell.columns:
+            if {"Cs", "Pb"} & set(c.composition):
+                key = frozenset(c.composition)
+                n = sum(k.composition == c.composition for k in cell.columns)
+                per_A = {el: v / cell.repeat_A for el, v in c.composition.items()}
+                out[key] = (n / cell.area_A2, per_A)
+        return out
+
+    cubic = heavy_columns(projected_cell("CsPbBr3", like))
+    pnma = heavy_columns(projected_cell("CsPbBr3-Pnma", zone, merge_tol_A=0.6))
+    assert set(pnma) == set(cubic)
+    for kind, (density, per_A) in cubic.items():
+        # same columns per area and atoms per length (pseudo-cubic a 5.83 Å vs 5.87 Å)
+        assert pnma[kind][0] == pytest.approx(density, rel=0.03)
+        assert pnma[kind][1] == pytest.approx(per_A, rel=0.03)
+    if like == "001":
+        split = projected_cell("CsPbBr3-Pnma", zone)
+        assert not any({"Pb", "Br"} <= set(c.composition) for c in split.columns)
+
+
+@pytest.fixture(scope="module")
+def pnma_quick(tmp_path_factory):
+    """``--material CsPbBr3-Pnma --zone 101 --quick`` (pseudo-cubic [100]: thickness unit
+    half the 11.63 Å repeat), 2 and 4 pseudo-cubic cells, 12 x 12 probe positions per cell
+    and a 0.2 Å fit pixel."""
+    return _quick(
+        tmp_path_factory.mktemp("pnma"),
+        "pnma101",
+        ["--material", "CsPbBr3-Pnma", "--zone", "101", "--divisions", "2"]
+        + ["--thicknesses", "2,4", "--scan-per-cell", "12", "--fit-pixel", "0.2"],
+    )
+
+
+def test_pnma_quick_series_measures_every_column_type_of_its_projection(pnma_quick):
+    table = pd.read_csv(pnma_quick)
+    side = json.loads(pnma_quick.with_suffix(".json").read_text())
+    st = side["derived"]["structure"]
+    assert st["material"] == "CsPbBr3-Pnma" and st["zone_axis"] == [1, 0, 1]
+    assert set(st["columns"]) == {"Cs2", "Pb2", "Br"} and st["ratio"] == ["Cs2", "Pb2"]
+    # thickness unit: half the [101] repeat, sqrt(a² + c²) / 2 (a pseudo-cubic cell)
+    unit_nm = np.hypot(8.2440, 8.1982) / 2 / 10
+    assert list(table.thickness_uc) == [2, 4]
+    assert np.allclose(table.thickness_nm, table.thickness_uc * unit_nm, rtol=1e-6)
+    area = st["cell_A"][0] * st["cell_A"][1]
+    for prefix in ("cs2", "pb2", "br"):
+        for col in (f"{prefix}_volume_A2", f"{prefix}_peak", f"{prefix}_disc_A2"):
+            assert np.all(np.isfinite(table[col])), col
+        # disc cross-sections: a fraction of the probe times Å², far below the cell area
+        assert np.all(table[f"{prefix}_disc_A2"] > 0)
+        assert np.all(table[f"{prefix}_disc_A2"] < area)
+    # the Pb columns (with their Br) outshine the Cs columns, which outshine one Br
+    assert np.all(table.pb2_disc_A2 > table.cs2_disc_A2)
+    assert np.all(table.cs2_disc_A2 > table.br_disc_A2)
+    assert np.all(np.diff(table.pb2_disc_A2) > 0)
+    assert np.allclose(table.ratio_disc, table.cs2_disc_A2 / table.pb2_disc_A2, rtol=1e-6)
+
+
+def test_pnma_exit_plane_pass_equals_a_single_thickness_run(pnma_quick):
+    side = json.loads(pnma_quick.with_suffix(".json").read_text())
+    params = sim.SeriesParameters(**side["parameters"])
+    raw = np.load(sim.raw_path_for(pnma_quick))["raw"]
+    single = sim.simulate_scans(params, [0], side["seed"], thicknesses_uc=(2,), exit_planes=False)
+    assert np.all(raw > 0) and np.all(raw < 1)
+    np.testing.assert_allclose(single[0, 0], raw[0, 0], rtol=1e-5, atol=0)

@@ -20,11 +20,14 @@ The total reorganisation energy is Lambda = sum_k S_k hbar omega_k = sigma^2 / (
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
 from .dos import energy_grid, periodogram
+from .linewidth import fwhm_from_reorganization
 from .units import KB_MEV_K
 
 #: Default windows (meV, [lo, hi)): the study's low, medium and high-energy groups centred
@@ -196,4 +199,120 @@ def effective_s_per_free_atom(s, n_free):
     return np.asarray(s, dtype=float) / n_free if np.ndim(s) else float(s) / n_free
 
 
-__all__ = ["DEFAULT_WINDOWS_MEV", "effective_s_per_free_atom", "gap_spectrum", "huang_rhys"]
+@dataclass(frozen=True)
+class GapCoupling:
+    """Huang-Rhys analysis of a run's gap series, as ``stemqd aimd huang-rhys`` reports it.
+
+    Attributes
+    ----------
+    huang_rhys : dict
+        :func:`huang_rhys` of the series (``spectrum``, ``windows`` and the scalars).
+    windows : pandas.DataFrame
+        The window sums, with ``S_per_free_atom`` when ``n_free`` is known.
+    n_samples : int
+        Gap values used.
+    n_free : int or None
+        Atoms that move (frozen-shell/core runs), for the effective S per free atom.
+    fwhm_at_T_meV : float
+        Gaussian FWHM Gamma(T) (meV) of the reorganisation energy at the run's temperature
+        (:func:`stemqd.aimd.linewidth.fwhm_from_reorganization`).
+    """
+
+    huang_rhys: dict
+    windows: pd.DataFrame
+    n_samples: int
+    n_free: int | None
+    fwhm_at_T_meV: float
+
+    @property
+    def spectrum(self):
+        """S per bin and per meV against energy (:func:`huang_rhys`'s ``spectrum``)."""
+        return self.huang_rhys["spectrum"]
+
+    def results(self) -> dict:
+        """The scalars (resolution, sigma, S_total, Lambda, ..., n_free, Gamma(T))."""
+        out = {k: v for k, v in self.huang_rhys.items() if k not in ("spectrum", "windows")}
+        out.update(n_free=self.n_free, fwhm_at_T_meV=self.fwhm_at_T_meV)
+        return out
+
+    def report(self) -> str:
+        """Samples, time step, resolution and sigma; the window table; S_total, Lambda and
+        Gamma(T)."""
+        hr = self.huang_rhys
+        t = hr["temperature_K"]
+        return "\n".join(
+            [
+                f"{self.n_samples} gap samples, dt {hr['dt_fs']:g} fs, T {t:g} K, resolution "
+                f"{hr['resolution_meV']:.3f} meV, sigma {hr['sigma_meV']:.3f} meV",
+                self.windows.to_string(index=False, float_format=lambda v: f"{v:.5g}"),
+                f"S_total {hr['S_total']:.5g}   Lambda {hr['reorganization_meV']:.5g} meV   "
+                f"Gamma({t:g} K) {self.fwhm_at_T_meV:.4f} meV"
+                + (f"   free atoms {self.n_free}" if self.n_free else ""),
+            ]
+        )
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+def gap_coupling(
+    gaps,
+    temperature_K,
+    *,
+    windows=DEFAULT_WINDOWS_MEV,
+    n_free=None,
+    convention="classical",
+    taper=None,
+    detrend="constant",
+):
+    """Huang-Rhys factors, window sums and Gamma(T) of a loaded gap series.
+
+    Parameters
+    ----------
+    gaps : GapSeries
+        From :func:`stemqd.aimd.trajectory.load_gap_series`.
+    temperature_K : float
+        Trajectory temperature (K).
+    windows : sequence of (name, lo, hi) or (lo, hi)
+        Energy windows (meV); default :data:`DEFAULT_WINDOWS_MEV`.
+    n_free : int, optional
+        Atoms that move (:func:`stemqd.aimd.trajectory.count_free_atoms`): adds the
+        effective S per free atom.
+    convention : {"classical", "quantum"}
+        As :func:`huang_rhys`.
+    taper : {None, "hann"}
+        Window function of the gap series.
+    detrend : {"constant", "linear"}
+        As :func:`huang_rhys`.
+
+    Returns
+    -------
+    GapCoupling
+    """
+    hr = huang_rhys(
+        gaps.gap_meV,
+        gaps.dt_fs,
+        temperature_K,
+        windows=windows,
+        convention=convention,
+        window=taper,
+        detrend=detrend,
+    )
+    table = effective_s_per_free_atom(hr["windows"], n_free) if n_free else hr["windows"]
+    return GapCoupling(
+        huang_rhys=hr,
+        windows=table,
+        n_samples=len(gaps.gap_meV),
+        n_free=n_free,
+        fwhm_at_T_meV=fwhm_from_reorganization(temperature_K, hr["reorganization_meV"]),
+    )
+
+
+__all__ = [
+    "DEFAULT_WINDOWS_MEV",
+    "GapCoupling",
+    "effective_s_per_free_atom",
+    "gap_coupling",
+    "gap_spectrum",
+    "huang_rhys",
+]

@@ -15,30 +15,15 @@ whose rectangle-rule integral sum_j g_j dE is the number of degrees of freedom.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import ndimage
 
 from ..errors import InputError
+from .trajectory import RigidBodyChoice, choose_rigid_body, mobile_atoms
 from .units import AMU_A2_PER_FS2_MEV, H_MEV_FS, KB_MEV_K, MEV_PER_INV_CM, MEV_PER_THZ
-
-
-def mobile_atoms(velocities, tolerance=0.0):
-    """Atoms that move: False for atoms held fixed (all velocities zero) in frozen runs.
-
-    Parameters
-    ----------
-    velocities : array_like, shape (n_frames, n_atoms, 3)
-        Velocities (any unit).
-    tolerance : float
-        Largest |v| still counted as fixed.
-
-    Returns
-    -------
-    ndarray of bool, shape (n_atoms,)
-    """
-    v = np.asarray(velocities, dtype=float)
-    return np.abs(v).max(axis=(0, 2)) > tolerance
 
 
 def _window(name, n):
@@ -201,16 +186,16 @@ def phonon_dos(
     mp = p * (m * AMU_A2_PER_FS2_MEV)[None, :]
     return _dos_table(
         mp,
-        symbols,
         nf,
         dt_fs,
-        pad,
-        normalize,
-        n_dof,
-        temperature_K,
-        smoothing_meV,
-        quantum_correction,
         mobile_atoms(v),
+        symbols=symbols,
+        pad=pad,
+        normalize=normalize,
+        n_dof=n_dof,
+        temperature_K=temperature_K,
+        smoothing_meV=smoothing_meV,
+        quantum_correction=quantum_correction,
     )
 
 
@@ -253,35 +238,23 @@ def phonon_dos_from_positions(positions, masses, dt_fs, *, derivative="spectral"
     omega = 2.0 * np.pi * energy_grid(x.shape[0], dt_fs, pad) / H_MEV_FS  # rad/fs
     mp = p * (omega**2)[:, None] * (m * AMU_A2_PER_FS2_MEV)[None, :]
     moving = np.ptp(x, axis=0).max(axis=1) > 0
-    return _dos_table(
-        mp,
-        kwargs.pop("symbols", None),
-        x.shape[0],
-        dt_fs,
-        pad,
-        kwargs.pop("normalize", "dof"),
-        kwargs.pop("n_dof", None),
-        kwargs.pop("temperature_K", None),
-        kwargs.pop("smoothing_meV", 0.0),
-        kwargs.pop("quantum_correction", None),
-        moving,
-        extra=kwargs,
-    )
+    return _dos_table(mp, x.shape[0], dt_fs, moving, pad=pad, **kwargs)
 
 
 def _dos_table(
     mp,
-    symbols,
     nf,
     dt_fs,
-    pad,
-    normalize,
-    n_dof,
-    temperature_K,
-    smoothing_meV,
-    quantum_correction,
     moving,
-    extra=None,
+    *,
+    symbols=None,
+    pad=1,
+    normalize="dof",
+    n_dof=None,
+    temperature_K=None,
+    smoothing_meV=0.0,
+    quantum_correction=None,
+    **extra,
 ):
     if extra:
         raise InputError(f"unknown DOS option(s): {sorted(extra)}")
@@ -337,11 +310,98 @@ def _dos_table(
     return frame
 
 
+@dataclass(frozen=True)
+class TrajectoryDOS:
+    """The phonon DOS of a loaded trajectory, with the rigid-body choice made before it.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        As :func:`phonon_dos` (energies, total and partial DOS; ``attrs`` with ``n_dof``,
+        ``integral``, ``bin_meV``, ``temperature_K``, ...).
+    rigid_body : RigidBodyChoice
+        What was removed and the degrees of freedom it left
+        (:func:`stemqd.aimd.trajectory.choose_rigid_body`).
+    n_atoms : int
+        Atoms of the trajectory.
+    dt_fs : float
+        Time between frames (fs).
+    """
+
+    table: pd.DataFrame
+    rigid_body: RigidBodyChoice
+    n_atoms: int
+    dt_fs: float
+
+    def report(self) -> str:
+        """Resolution, n_dof, integral and kinetic T, then each DOS column's integral,
+        mean energy and peak."""
+        at, e = self.table.attrs, self.table["energy_meV"].to_numpy()
+        d_e = at["bin_meV"]
+        lines = [
+            f"{self.n_atoms} atoms, dt {self.dt_fs:g} fs, resolution {d_e:.3f} meV, "
+            f"n_dof {at['n_dof']:g}, integral {at['integral']:.4f}, "
+            f"kinetic T {at['temperature_K']:.2f} K"
+        ]
+        for col in [c for c in self.table.columns if c.startswith("dos_")]:
+            g = self.table[col].to_numpy()
+            mean_e = float((g * e).sum() / g.sum()) if g.sum() > 0 else float("nan")
+            lines.append(
+                f"  {col:<22s} integral {g.sum() * d_e:10.4f}   mean energy {mean_e:7.3f} meV   "
+                f"peak {e[np.argmax(g)]:7.3f} meV"
+            )
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+def trajectory_dos(
+    traj, *, from_positions=False, align=True, n_dof=None, derivative="spectral", **options
+):
+    """Phonon DOS of a loaded trajectory, after the rigid-body removal the run allows.
+
+    Parameters
+    ----------
+    traj : RunTrajectory
+        From :func:`stemqd.aimd.trajectory.load_trajectory`.
+    from_positions : bool
+        The DOS from positions (:func:`phonon_dos_from_positions`) instead of velocities.
+    align : bool
+        Remove translation and rotation where the run allows it
+        (:func:`stemqd.aimd.trajectory.choose_rigid_body`).
+    n_dof : float, optional
+        Degrees of freedom; default the choice's (3N - 6 aligned, 3 N_mobile with fixed
+        atoms, 3N otherwise).
+    derivative : {"spectral", "central"}
+        Velocities from positions (positions route only).
+    **options
+        ``temperature_K``, ``normalize``, ``window``, ``pad``, ``smoothing_meV``,
+        ``quantum_correction``, as :func:`phonon_dos`.
+
+    Returns
+    -------
+    TrajectoryDOS
+    """
+    if traj.dt_fs is None:
+        raise InputError("no frame times in the trajectory; give the time step (--dt FS)")
+    choice = choose_rigid_body(traj, from_positions=from_positions, align=align)
+    options.update(symbols=traj.symbols, n_dof=choice.n_dof if n_dof is None else n_dof)
+    if choice.route == "positions":
+        table = phonon_dos_from_positions(
+            choice.motion, traj.masses, traj.dt_fs, derivative=derivative, **options
+        )
+    else:
+        table = phonon_dos(choice.motion, traj.masses, traj.dt_fs, **options)
+    return TrajectoryDOS(table=table, rigid_body=choice, n_atoms=traj.n_atoms, dt_fs=traj.dt_fs)
+
+
 __all__ = [
+    "TrajectoryDOS",
     "energy_grid",
-    "mobile_atoms",
     "periodogram",
     "phonon_dos",
     "phonon_dos_from_positions",
     "quantum_factor",
+    "trajectory_dos",
 ]

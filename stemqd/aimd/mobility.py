@@ -8,12 +8,15 @@ position to the outermost atomic plane, divided by a.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 
 from ..errors import InputError
 from ..materials import CSPBBR3_LATTICE_CONSTANT_A
 from .build import depth_in_cells
+from .trajectory import AlignedPositions, align_positions, element_masses
 
 
 def rmsf(positions):
@@ -140,9 +143,7 @@ def site_displacements(positions, symbols, masses=None, *, reference=None):
     if len(symbols) != x.shape[1]:
         raise InputError(f"{len(symbols)} symbols for {x.shape[1]} atoms")
     if masses is None:
-        from ase.data import atomic_masses, atomic_numbers
-
-        masses = [atomic_masses[atomic_numbers[s]] for s in symbols]
+        masses = element_masses(symbols)
     w = np.asarray(masses, dtype=float)
     w = w / w.sum()
     x = x - np.einsum("n,fna->fa", w, x)[:, None, :]
@@ -216,4 +217,90 @@ def element_msd(positions, symbols, masses=None, *, reference=None, n_blocks=5):
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("element")
 
 
-__all__ = ["element_msd", "layer_index", "rmsf", "rmsf_by_layer", "site_displacements"]
+#: Structures whose depths define the layers in :func:`trajectory_rmsf`.
+LAYER_REFERENCES = ("reference", "first")
+
+
+@dataclass(frozen=True)
+class RMSFResult:
+    """RMSF of a trajectory per atom and per (layer, element).
+
+    Attributes
+    ----------
+    per_atom : pandas.DataFrame
+        ``atom, element, layer, rmsf_A``.
+    layers : pandas.DataFrame
+        :func:`rmsf_by_layer` of the atoms.
+    alignment : AlignedPositions
+        The aligned frames and the reference structure
+        (:func:`stemqd.aimd.trajectory.align_positions`).
+    """
+
+    per_atom: pd.DataFrame
+    layers: pd.DataFrame
+    alignment: AlignedPositions
+
+    def report(self) -> str:
+        """Atoms and frames, then the per-layer table (Å, 4 decimals)."""
+        n_frames = len(self.alignment.positions)
+        table = self.layers.to_string(index=False, float_format=lambda v: f"{v:.4f}")
+        return f"{len(self.per_atom)} atoms, {n_frames} frames\n{table}"
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+def trajectory_rmsf(
+    traj,
+    *,
+    align="kabsch",
+    reference="mean",
+    lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A,
+    layer_reference="reference",
+    rounding="floor",
+):
+    """RMSF per atom, element and layer below the surface of a loaded trajectory.
+
+    Parameters
+    ----------
+    traj : RunTrajectory
+        With positions (:func:`stemqd.aimd.trajectory.load_trajectory`).
+    align : {"kabsch", "icp", "none"}
+        Rigid-body removal first (:func:`stemqd.aimd.trajectory.align_positions`).
+    reference : {"first", "mean"}
+        Kabsch reference.
+    lattice_constant_A : float
+        a (Å) for the layer index (default: cubic CsPbBr3).
+    layer_reference : {"reference", "first"}
+        Structure whose depths define the layers: the alignment's reference or frame 0.
+    rounding : {"floor", "round"}
+        As :func:`layer_index`.
+
+    Returns
+    -------
+    RMSFResult
+    """
+    if layer_reference not in LAYER_REFERENCES:
+        raise InputError(
+            f"layer_reference must be one of {', '.join(LAYER_REFERENCES)}, not {layer_reference!r}"
+        )
+    aligned = align_positions(traj, method=align, reference=reference)
+    rho = rmsf(aligned.positions)
+    structure = aligned.reference if layer_reference == "reference" else traj.positions[0]
+    layers = layer_index(structure, lattice_constant_A, rounding=rounding)
+    per_atom = pd.DataFrame(
+        {"atom": np.arange(traj.n_atoms), "element": traj.symbols, "layer": layers, "rmsf_A": rho}
+    )
+    return RMSFResult(per_atom, rmsf_by_layer(rho, traj.symbols, layers), aligned)
+
+
+__all__ = [
+    "LAYER_REFERENCES",
+    "RMSFResult",
+    "element_msd",
+    "layer_index",
+    "rmsf",
+    "rmsf_by_layer",
+    "site_displacements",
+    "trajectory_rmsf",
+]

@@ -14,6 +14,8 @@ of the gap histogram (:func:`gap_histogram`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pandas as pd
 from scipy import integrate, optimize, stats
@@ -221,4 +223,85 @@ def gap_histogram(gap_meV, *, bins="auto"):
     }
 
 
-__all__ = ["autocorrelation", "cumulant", "dephasing", "gap_histogram"]
+@dataclass(frozen=True)
+class GapDephasing:
+    """Dephasing and gap histogram of a run's gap series, as ``stemqd aimd dephasing``
+    reports them.
+
+    Attributes
+    ----------
+    dephasing : dict
+        :func:`dephasing` of the series (``table`` of D(t), ``tau_fs``, ``fwhm_meV``, ...).
+    histogram : dict
+        :func:`gap_histogram` of the series.
+    n_samples : int
+        Gap values used.
+    dt_fs : float
+        Time step (fs).
+    """
+
+    dephasing: dict
+    histogram: dict
+    n_samples: int
+    dt_fs: float
+
+    def results(self) -> dict:
+        """tau, its error, the FWHM and sigma of D(t), and the histogram's sigma and FWHM."""
+        d, h = self.dephasing, self.histogram
+        return {
+            "tau_fs": d["tau_fs"],
+            "tau_err_fs": d["tau_err_fs"],
+            "fwhm_meV": d["fwhm_meV"],
+            "sigma_meV": d["sigma_meV"],
+            "histogram_sigma_meV": h["sigma_meV"],
+            "histogram_fwhm_meV": h["fwhm_meV"],
+        }
+
+    def report(self) -> str:
+        """Samples, time step and sigma; tau and FWHM of the fit; the histogram's fit."""
+        d, h = self.dephasing, self.histogram
+        return "\n".join(
+            [
+                f"{self.n_samples} gap samples, dt {self.dt_fs:g} fs, sigma {d['sigma_meV']:.4f} meV",
+                f"dephasing ({d['fit']} fit): tau {d['tau_fs']:.3f} ± {d['tau_err_fs']:.3f} fs, "
+                f"FWHM {d['fwhm_meV']:.4f} meV",
+                f"gap histogram (Gaussian fit): sigma {h['sigma_meV']:.4f} meV, "
+                f"FWHM {h['fwhm_meV']:.4f} meV",
+            ]
+        )
+
+    def __str__(self) -> str:
+        return self.report()
+
+
+def gap_dephasing(gaps, *, max_time_fs=None, fit="gaussian", estimator="biased"):
+    """Dephasing D(t), its fitted FWHM and the gap histogram of a loaded gap series.
+
+    Parameters
+    ----------
+    gaps : GapSeries
+        From :func:`stemqd.aimd.trajectory.load_gap_series`.
+    max_time_fs, fit, estimator
+        As :func:`dephasing`.
+
+    Returns
+    -------
+    GapDephasing
+    """
+    res = dephasing(gaps.gap_meV, gaps.dt_fs, max_time_fs=max_time_fs, fit=fit, estimator=estimator)
+    return GapDephasing(
+        dephasing=res,
+        histogram=gap_histogram(gaps.gap_meV),
+        n_samples=len(gaps.gap_meV),
+        dt_fs=gaps.dt_fs,
+    )
+
+
+__all__ = [
+    "GapDephasing",
+    "autocorrelation",
+    "cumulant",
+    "dephasing",
+    "gap_dephasing",
+    "gap_histogram",
+]

@@ -31,6 +31,7 @@ from ..optics import FWHM_PER_SIGMA
 from .coupling import huang_rhys
 from .cp2k import frozen_indices, study_stages, write_cp2k_inputs
 from .optical_response import gap_histogram
+from .trajectory import count_free_atoms, find_trajectory, load_gap_series
 
 #: The study's shell thicknesses (unit cells) of both series.
 STUDY_THICKNESSES_CELLS = (0.5, 1.0, 1.5, 2.0)
@@ -44,6 +45,23 @@ FROZEN_CORE_WINDOWS_MEV = (("4meV", 2.5, 5.5), ("8meV", 6.5, 9.5), ("17meV", 15.
 RUN_METADATA = "stemqd_run.json"
 
 SERIES_KINDS = ("frozen-shell", "frozen-core")
+
+
+def check_per_run(values, runs, what):
+    """``values`` (one per run) unchanged, or an InputError when their number is wrong.
+
+    Parameters
+    ----------
+    values : sequence or None
+        Per-run values (None passes).
+    runs : sequence
+        The runs.
+    what : str
+        Their name in the message (e.g. ``"thicknesses_cells (--thickness)"``).
+    """
+    if values is not None and len(values) != len(runs):
+        raise InputError(f"{len(values)} values of {what} for {len(runs)} run folders")
+    return values
 
 
 def _kind(kind):
@@ -185,8 +203,6 @@ def read_run(run_dir, *, skip=0, style="auto", dt_fs=None):
         and ``n_free`` counted from the run's only ``*-vel-1.xyz``: atoms with v != 0),
         ``log`` (the file read) and ``name`` (the folder name).
     """
-    from .readers import read_gap_table, read_gaps
-
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise InputError(f"{run_dir}: not a run folder")
@@ -197,35 +213,19 @@ def read_run(run_dir, *, skip=0, style="auto", dt_fs=None):
         except (OSError, ValueError) as exc:
             raise InputError(f"{run_dir / RUN_METADATA}: unreadable ({exc})") from None
     log = _find_log(run_dir, meta.get("production_log"))
-    table = read_gap_table(log) if log.suffix == ".csv" else read_gaps(log, style=style)
-    table = table.iloc[int(skip) :].reset_index(drop=True)
-    if len(table) < 8:
-        raise InputError(f"{log}: {len(table)} gap values after skipping {skip}; need at least 8")
-    if dt_fs is None:
-        t = table["time_fs"].to_numpy(dtype=float) if "time_fs" in table else np.array([np.nan])
-        if np.isnan(t).any():
-            raise InputError(f"{log}: no time column; give the time step (--dt FS)")
-        steps = np.diff(t)
-        dt_fs = float(np.median(steps))
-        if dt_fs <= 0 or np.max(np.abs(steps - dt_fs)) > 1e-3 * dt_fs:
-            raise InputError(f"{log}: gap samples are not equally spaced in time (missing steps?)")
-    if meta.get("n_free") is None:
+    gaps = load_gap_series(log, style=style, dt_fs=dt_fs, skip=skip)
+    vel = find_trajectory(run_dir, "velocities")
+    if meta.get("n_free") is None and vel is not None:
         # Runs not written by write_frozen_series: count the atoms that move.
-        vels = sorted(run_dir.glob("*production*-vel-1.xyz")) or sorted(run_dir.glob("*-vel-1.xyz"))
-        if len(vels) == 1:
-            from .dos import mobile_atoms
-            from .readers import read_xyz_trajectory
-
-            v = read_xyz_trajectory(vels[0], kind="velocities").values
-            meta["n_free"] = int(mobile_atoms(v).sum())
+        meta["n_free"] = count_free_atoms(vel)
     if meta.get("temperature_K") is None:
         inp = log.with_name(log.name.replace(".gz", "").rsplit(".", 1)[0] + ".inp")
         m = _TEMPERATURE.search(inp.read_text()) if inp.is_file() else None
         meta["temperature_K"] = float(m.group(1)) if m else None
     return {
-        "table": table,
-        "gap_meV": table["gap_eV"].to_numpy(dtype=float) * 1000.0,
-        "dt_fs": float(dt_fs),
+        "table": gaps.table,
+        "gap_meV": gaps.gap_meV,
+        "dt_fs": gaps.dt_fs,
         "meta": meta,
         "log": log,
         "name": run_dir.name,
@@ -310,6 +310,8 @@ def analyse_series(
         tuple(w) if len(w) == 3 else (f"{float(w[0]):g}-{float(w[1]):g}meV", *w)
         for w in (windows if windows is not None else FROZEN_CORE_WINDOWS_MEV)
     ]
+    check_per_run(thicknesses_cells, runs, "thicknesses_cells (--thickness)")
+    check_per_run(n_free, runs, "n_free (--n-free)")
     rows = []
     for k, run in enumerate(runs):
         meta = run.get("meta", {})
@@ -368,6 +370,7 @@ __all__ = [
     "SERIES_KINDS",
     "STUDY_THICKNESSES_CELLS",
     "analyse_series",
+    "check_per_run",
     "read_run",
     "write_frozen_series",
 ]

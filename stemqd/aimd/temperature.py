@@ -24,6 +24,7 @@ from ..errors import InputError
 from .coupling import DEFAULT_WINDOWS_MEV, huang_rhys
 from .linewidth import fwhm_from_reorganization
 from .optical_response import dephasing, gap_histogram
+from .series import check_per_run
 
 
 def temperature_series(
@@ -84,6 +85,7 @@ def temperature_series(
     runs = list(runs)
     if len(runs) < 1:
         raise InputError("the temperature series needs at least one run")
+    check_per_run(temperatures_K, runs, "temperatures_K (--temperature)")
     temps = []
     for k, run in enumerate(runs):
         t = (

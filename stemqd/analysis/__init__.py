@@ -7,6 +7,7 @@ Modules (loaded on first use; their public names are also available here):
 * ``thickness``: thickness read from a simulated ratio series
 * ``counting``: atoms per column from a Gaussian mixture of the volumes (StatSTEM's model)
 * ``library``: thickness per column from a simulated cross-section series
+* ``column_thickness``: counted thicknesses per dot, and the A : BX ratio against them
 * ``sizes``: dot size distribution from low-magnification images
 """
 
@@ -26,6 +27,14 @@ __getattr__, __dir__, __all__ = lazy.attach(
             "fit_mixtures",
             "mixture_criteria",
             "select_components",
+        ],
+        "column_thickness": [
+            "NEIGHBOUR_TOLERANCE",
+            "cell_ratios",
+            "dot_thickness",
+            "ratio_by_thickness",
+            "series_ratio",
+            "thickness_distribution",
         ],
         "library": ["count_from_library", "library_curve", "series_prefix"],
         "lattice": ["peak_pair_spacing", "peak_pairs"],

@@ -28,15 +28,6 @@ def _plot(path, draw, **layout):
     save_figure(fig, path, bbox_inches="tight")
 
 
-def _masses(symbols):
-    from ase.data import atomic_masses, atomic_numbers
-
-    try:
-        return np.array([atomic_masses[atomic_numbers[s]] for s in symbols])
-    except KeyError as exc:
-        raise InputError(f"unknown element {exc.args[0]!r}") from None
-
-
 def _parse_pair(text, what):
     try:
         a, b = text.split(":")
@@ -57,6 +48,11 @@ def _temperatures(text):
         return np.array([float(p) for p in text.split(",")])
     except ValueError:
         raise InputError(f"--temperature {text!r}: use 300, 10,77,300 or 10:300:10") from None
+
+
+def _params(args):
+    """The parsed options, for a sidecar's parameters."""
+    return {k: v for k, v in vars(args).items() if k != "func"}
 
 
 def _out(args):
@@ -176,28 +172,6 @@ def _cmd_cp2k(args):
 
 
 # --------------------------------------------------------------------------- readers
-def _gap_series(path, style="auto", dt=None, skip=0):
-    """Gap (meV), time step (fs) and the table from a CP2K log or CSV."""
-    from ..aimd import readers
-
-    path = Path(path)
-    if path.suffix.lower() == ".csv":
-        table = readers.read_gap_table(path)
-    else:
-        table = readers.read_gaps(path, style=style)
-    table = table.iloc[int(skip) :].reset_index(drop=True)
-    if len(table) < 8:
-        raise InputError(f"{path}: {len(table)} gap values after skipping; need at least 8")
-    if dt is None:
-        if "time_fs" not in table or table["time_fs"].isna().any():
-            raise InputError(f"{path}: no time column; give the time step with --dt FS")
-        steps = np.diff(table["time_fs"].to_numpy())
-        dt = float(np.median(steps))
-        if dt <= 0 or np.max(np.abs(steps - dt)) > 1e-3 * dt:
-            raise InputError(f"{path}: gap samples are not equally spaced in time (missing steps?)")
-    return table["gap_eV"].to_numpy() * 1000.0, float(dt), table
-
-
 def _cmd_gaps(args):
     from ..aimd import readers
     from ..provenance import write_table
@@ -220,128 +194,50 @@ def _cmd_gaps(args):
     return 0
 
 
-def _trajectories(args):
-    """Positions and/or velocities of the common steps, with symbols, masses and dt."""
-    from ..aimd import readers
+def _load_trajectory(args):
+    """The ``--pos``/``--vel`` trajectory of an analysis; prints what the loading decided."""
+    from ..aimd.trajectory import load_trajectory
 
-    pos = (
-        readers.read_xyz_trajectory(args.pos, kind="positions")
-        if getattr(args, "pos", None)
-        else None
+    traj = load_trajectory(
+        args.pos, getattr(args, "vel", None), dt_fs=args.dt, skip_frames=args.skip_frames
     )
-    vel = (
-        readers.read_xyz_trajectory(args.vel, kind="velocities")
-        if getattr(args, "vel", None)
-        else None
-    )
-    if pos is not None and vel is not None:
-        if pos.symbols != vel.symbols:
-            raise InputError("position and velocity files hold different atoms")
-        common = np.intersect1d(pos.step, vel.step)
-        if len(common) < len(pos.step) or len(common) < len(vel.step):
-            print(f"note: using the {len(common)} steps present in both trajectories")
-        ip = np.searchsorted(pos.step, common)
-        iv = np.searchsorted(vel.step, common)
-        pos_x, vel_x, time = pos.values[ip], vel.values[iv], pos.time_fs[ip]
-    else:
-        ref = pos if pos is not None else vel
-        if ref is None:
-            raise InputError("give --pos and/or --vel trajectories")
-        pos_x = pos.values if pos is not None else None
-        vel_x = vel.values if vel is not None else None
-        time = ref.time_fs
-    symbols = (pos or vel).symbols
-    skip = int(getattr(args, "skip_frames", 0) or 0)
-    sl = slice(skip, None)
-    pos_x = pos_x[sl] if pos_x is not None else None
-    vel_x = vel_x[sl] if vel_x is not None else None
-    time = time[sl]
-    dt = args.dt
-    if dt is None:
-        if len(time) < 2 or np.isnan(time).any():
-            raise InputError("no frame times in the trajectory; give --dt FS")
-        dt = float(np.median(np.diff(time)))
-    return symbols, _masses(symbols), pos_x, vel_x, float(dt)
+    for note in traj.notes:
+        print(f"note: {note}")
+    return traj
+
+
+def _load_gaps(args):
+    from ..aimd.trajectory import load_gap_series
+
+    return load_gap_series(args.gap, style=args.style, dt_fs=args.dt, skip=args.skip_frames)
 
 
 # --------------------------------------------------------------------------- analyses
 def _cmd_dos(args):
-    from ..aimd import dos, rigid
+    from ..aimd.dos import trajectory_dos
     from ..provenance import write_table
 
-    symbols, masses, pos, vel, dt = _trajectories(args)
-    notes = []
-    if args.from_positions:
-        if pos is None:
-            raise InputError("--from-positions needs --pos")
-        x = pos
-        if not args.no_align:
-            x = rigid.remove_rigid_body(pos, masses, reference="mean")["positions"]
-            notes.append("rigid-body motion removed (mass-weighted Kabsch, mean reference)")
-        n_dof = args.n_dof or (3 * len(symbols) - (0 if args.no_align else 6))
-        table = dos.phonon_dos_from_positions(
-            x,
-            masses,
-            dt,
-            symbols=symbols,
-            temperature_K=args.temperature,
-            normalize=args.normalize,
-            n_dof=n_dof,
-            window=args.window,
-            smoothing_meV=args.smoothing,
-            quantum_correction=args.quantum_correction,
-            derivative=args.derivative,
-        )
-    else:
-        if vel is None:
-            raise InputError("the velocity route needs --vel (or use --from-positions with --pos)")
-        mobile = dos.mobile_atoms(vel)
-        frozen = int((~mobile).sum())
-        v = vel
-        if frozen:
-            # Frozen-shell/core runs: the fixed atoms carry no rigid-body motion to remove.
-            notes.append(f"{frozen} fixed atoms (v = 0): no rigid-body removal, n_dof = 3 N_mobile")
-            n_dof = args.n_dof or 3 * int(mobile.sum())
-        elif pos is not None and not args.no_align:
-            v = rigid.remove_rigid_body(pos, masses, velocities=vel, reference="first")[
-                "velocities"
-            ]
-            notes.append("translation and rotation removed (Eckart frame), n_dof = 3N - 6")
-            n_dof = args.n_dof or 3 * len(symbols) - 6
-        else:
-            notes.append("no positions: velocities used as read, n_dof = 3N")
-            n_dof = args.n_dof or 3 * len(symbols)
-        table = dos.phonon_dos(
-            v,
-            masses,
-            dt,
-            symbols=symbols,
-            temperature_K=args.temperature,
-            normalize=args.normalize,
-            n_dof=n_dof,
-            window=args.window,
-            smoothing_meV=args.smoothing,
-            quantum_correction=args.quantum_correction,
-        )
-    for note in notes:
-        print(f"note: {note}")
-    at = table.attrs
-    d_e = at["bin_meV"]
-    e = table["energy_meV"].to_numpy()
-    print(
-        f"{len(symbols)} atoms, dt {dt:g} fs, resolution {d_e:.3f} meV, n_dof {at['n_dof']:g}, "
-        f"integral {at['integral']:.4f}, kinetic T {at['temperature_K']:.2f} K"
+    traj = _load_trajectory(args)
+    res = trajectory_dos(
+        traj,
+        from_positions=args.from_positions,
+        align=not args.no_align,
+        n_dof=args.n_dof,
+        derivative=args.derivative,
+        temperature_K=args.temperature,
+        normalize=args.normalize,
+        window=args.window,
+        smoothing_meV=args.smoothing,
+        quantum_correction=args.quantum_correction,
     )
-    for col in [c for c in table.columns if c.startswith("dos_")]:
-        g = table[col].to_numpy()
-        mean_e = float((g * e).sum() / g.sum()) if g.sum() > 0 else float("nan")
-        print(
-            f"  {col:<22s} integral {g.sum() * d_e:10.4f}   mean energy {mean_e:7.3f} meV   "
-            f"peak {e[np.argmax(g)]:7.3f} meV"
-        )
+    if res.rigid_body.note:
+        print(f"note: {res.rigid_body.note}")
+    print(res.report())
+    table, dt = res.table, res.dt_fs
+    at, e = table.attrs, table["energy_meV"].to_numpy()
     out = _out(args)
     if out is not None:
-        params = {k: v for k, v in vars(args).items() if k not in ("func",)}
+        params = _params(args)
         params["dt_fs"] = dt
         write_table(
             out / "dos.csv", table, parameters=params, inputs=[args.pos, args.vel], results=dict(at)
@@ -369,66 +265,43 @@ def _cmd_dos(args):
     return 0
 
 
-def _windows(args):
-    from ..aimd.coupling import DEFAULT_WINDOWS_MEV
-
+def _windows(args, default):
+    """The ``--window LO:HI`` options, or ``default``."""
     if not args.window:
-        return DEFAULT_WINDOWS_MEV
+        return default
     return [_parse_pair(w, "--window") for w in args.window]
 
 
-def _n_free(args):
-    if args.n_free is not None:
-        return args.n_free
-    if args.vel:
-        from ..aimd import dos, readers
-
-        return int(
-            dos.mobile_atoms(readers.read_xyz_trajectory(args.vel, kind="velocities").values).sum()
-        )
-    return None
-
-
 def _cmd_huang_rhys(args):
-    from ..aimd import coupling as hr
-    from ..aimd import linewidth
+    from ..aimd.coupling import DEFAULT_WINDOWS_MEV, gap_coupling
+    from ..aimd.trajectory import count_free_atoms
     from ..provenance import write_table
 
-    gap, dt, _ = _gap_series(args.gap, args.style, args.dt, args.skip_frames)
-    res = hr.huang_rhys(
-        gap,
-        dt,
+    gaps = _load_gaps(args)
+    windows_meV = _windows(args, DEFAULT_WINDOWS_MEV)
+    n_free = args.n_free
+    if n_free is None and args.vel:
+        n_free = count_free_atoms(args.vel)
+    hr = gap_coupling(
+        gaps,
         args.temperature,
-        windows=_windows(args),
+        windows=windows_meV,
+        n_free=n_free,
         convention=args.convention,
-        window=args.taper,
+        taper=args.taper,
         detrend=args.detrend,
     )
-    windows = res["windows"]
-    n_free = _n_free(args)
-    if n_free:
-        windows = hr.effective_s_per_free_atom(windows, n_free)
-    fwhm_t = linewidth.fwhm_from_reorganization(args.temperature, res["reorganization_meV"])
-    print(
-        f"{len(gap)} gap samples, dt {dt:g} fs, T {args.temperature:g} K, resolution "
-        f"{res['resolution_meV']:.3f} meV, sigma {res['sigma_meV']:.3f} meV"
-    )
-    print(windows.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
-    print(
-        f"S_total {res['S_total']:.5g}   Lambda {res['reorganization_meV']:.5g} meV   "
-        f"Gamma({args.temperature:g} K) {fwhm_t:.4f} meV"
-        + (f"   free atoms {n_free}" if n_free else "")
-    )
+    spec, windows = hr.spectrum, hr.windows
+    print(hr.report())
     out = _out(args)
     if out is not None:
-        params = {k: v for k, v in vars(args).items() if k != "func"}
-        params.update(dt_fs=dt, windows=[list(w) for w in _windows(args)])
-        results = {k: v for k, v in res.items() if k not in ("spectrum", "windows")}
-        results.update(n_free=n_free, fwhm_at_T_meV=fwhm_t)
+        params = _params(args)
+        params.update(dt_fs=gaps.dt_fs, windows=[list(w) for w in windows_meV])
+        results = hr.results()
         inputs = [args.gap] + ([args.vel] if args.vel else [])
         write_table(
             out / "huang_rhys_spectrum.csv",
-            res["spectrum"],
+            spec,
             parameters=params,
             inputs=inputs,
             results=results,
@@ -440,7 +313,6 @@ def _cmd_huang_rhys(args):
             inputs=inputs,
             results=results,
         )
-        spec = res["spectrum"]
 
         def draw(fig):
             ax = fig.add_subplot()
@@ -452,7 +324,7 @@ def _cmd_huang_rhys(args):
             ax.set_xlabel("energy (meV)")
             ax.set_ylabel("S (1/meV)")
             ax.set_title(
-                f"Huang-Rhys spectrum, T = {args.temperature:g} K, Λ = {res['reorganization_meV']:.3g} meV"
+                f"Huang-Rhys spectrum, T = {args.temperature:g} K, Λ = {hr.huang_rhys['reorganization_meV']:.3g} meV"
             )
 
         _plot(out / "huang_rhys.png", draw)
@@ -496,32 +368,18 @@ def _cmd_linewidth(args):
 
 
 def _cmd_dephasing(args):
-    from ..aimd import optical_response as dph
+    from ..aimd.optical_response import gap_dephasing
     from ..provenance import write_table
 
-    gap, dt, _ = _gap_series(args.gap, args.style, args.dt, args.skip_frames)
-    res = dph.dephasing(gap, dt, max_time_fs=args.max_time, fit=args.fit, estimator=args.estimator)
-    hist = dph.gap_histogram(gap)
-    print(f"{len(gap)} gap samples, dt {dt:g} fs, sigma {res['sigma_meV']:.4f} meV")
-    print(
-        f"dephasing ({args.fit} fit): tau {res['tau_fs']:.3f} ± {res['tau_err_fs']:.3f} fs, "
-        f"FWHM {res['fwhm_meV']:.4f} meV"
-    )
-    print(
-        f"gap histogram (Gaussian fit): sigma {hist['sigma_meV']:.4f} meV, FWHM {hist['fwhm_meV']:.4f} meV"
-    )
+    gaps = _load_gaps(args)
+    both = gap_dephasing(gaps, max_time_fs=args.max_time, fit=args.fit, estimator=args.estimator)
+    res, hist = both.dephasing, both.histogram
+    print(both.report())
     out = _out(args)
     if out is not None:
-        params = {k: v for k, v in vars(args).items() if k != "func"}
-        params["dt_fs"] = dt
-        results = {
-            "tau_fs": res["tau_fs"],
-            "tau_err_fs": res["tau_err_fs"],
-            "fwhm_meV": res["fwhm_meV"],
-            "sigma_meV": res["sigma_meV"],
-            "histogram_sigma_meV": hist["sigma_meV"],
-            "histogram_fwhm_meV": hist["fwhm_meV"],
-        }
+        params = _params(args)
+        params["dt_fs"] = gaps.dt_fs
+        results = both.results()
         write_table(
             out / "dephasing.csv",
             res["table"],
@@ -571,41 +429,24 @@ def _cmd_dephasing(args):
 
 
 def _cmd_rmsf(args):
-    import pandas as pd
-
-    from ..aimd import mobility, rigid
+    from ..aimd.mobility import trajectory_rmsf
     from ..provenance import write_table
 
-    symbols, masses, pos, _, _ = _trajectories(args)
-    if pos is None:
-        raise InputError("rmsf needs --pos")
-    if args.no_align:
-        aligned, ref = pos, pos[0]
-    elif args.icp:
-        res = rigid.icp_align(
-            pos, pos[0], symbols=symbols, reference_symbols=symbols, masses=masses
-        )
-        if np.any(res["match"] != np.arange(len(symbols))[None, :]):
-            print("note: ICP matched some atoms to other reference sites (atoms swapped places)")
-        aligned, ref = res["positions"], pos[0]
-    else:
-        res = rigid.remove_rigid_body(pos, masses, reference=args.reference)
-        aligned, ref = res["positions"], res["reference"]
-    rho = mobility.rmsf(aligned)
-    layers = mobility.layer_index(
-        ref if args.layer_reference == "reference" else pos[0],
-        args.lattice_constant,
+    res = trajectory_rmsf(
+        _load_trajectory(args),
+        align="none" if args.no_align else ("icp" if args.icp else "kabsch"),
+        reference=args.reference,
+        lattice_constant_A=args.lattice_constant,
+        layer_reference=args.layer_reference,
         rounding=args.rounding,
     )
-    per_atom = pd.DataFrame(
-        {"atom": np.arange(len(symbols)), "element": symbols, "layer": layers, "rmsf_A": rho}
-    )
-    table = mobility.rmsf_by_layer(rho, symbols, layers)
-    print(f"{len(symbols)} atoms, {len(aligned)} frames")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if res.alignment.note:
+        print(f"note: {res.alignment.note}")
+    print(res.report())
+    per_atom, table = res.per_atom, res.layers
     out = _out(args)
     if out is not None:
-        params = {k: v for k, v in vars(args).items() if k != "func"}
+        params = _params(args)
         write_table(out / "rmsf_atoms.csv", per_atom, parameters=params, inputs=[args.pos])
         write_table(out / "rmsf_layers.csv", table, parameters=params, inputs=[args.pos])
 
@@ -631,14 +472,6 @@ def _cmd_rmsf(args):
 
 
 # --------------------------------------------------------------------------- series
-def _per_run(values, runs, what):
-    if values is None:
-        return None
-    if len(values) != len(runs):
-        raise InputError(f"{len(values)} values of {what} for {len(runs)} run folders")
-    return values
-
-
 def _read_runs(args):
     from ..aimd import series
 
@@ -646,12 +479,6 @@ def _read_runs(args):
         series.read_run(d, skip=args.skip_frames, style=args.style, dt_fs=args.dt)
         for d in args.runs
     ]
-
-
-def _series_windows(args, default):
-    if not args.window:
-        return default
-    return [_parse_pair(w, "--window") for w in args.window]
 
 
 def _cmd_series(args):
@@ -662,10 +489,10 @@ def _cmd_series(args):
     res = series.analyse_series(
         runs,
         args.kind,
-        thicknesses_cells=_per_run(args.thickness, runs, "--thickness"),
-        n_free=_per_run(args.n_free, runs, "--n-free"),
+        thicknesses_cells=args.thickness,
+        n_free=args.n_free,
         temperature_K=args.temperature,
-        windows=_series_windows(args, series.FROZEN_CORE_WINDOWS_MEV),
+        windows=_windows(args, series.FROZEN_CORE_WINDOWS_MEV),
         taper=args.taper,
     )
     table, fits = res["table"], res["fits"]
@@ -677,7 +504,7 @@ def _cmd_series(args):
     out = _out(args)
     if out is None:
         return 0
-    params = {k: v for k, v in vars(args).items() if k != "func"}
+    params = _params(args)
     params["windows"] = res["windows"]
     results = {"fits": fits.to_dict(orient="records"), "logs": [str(r["log"]) for r in runs]}
     write_table(
@@ -729,9 +556,9 @@ def _cmd_temperature_series(args):
     runs = _read_runs(args)
     res = temperature.temperature_series(
         runs,
-        temperatures_K=_per_run(args.temperature, runs, "--temperature"),
+        temperatures_K=args.temperature,
         reference_K=args.reference_temperature,
-        windows=_series_windows(args, DEFAULT_WINDOWS_MEV),
+        windows=_windows(args, DEFAULT_WINDOWS_MEV),
         fraction_at_K=args.fraction_at,
         fit=args.fit,
         max_time_fs=args.max_time,
@@ -755,8 +582,8 @@ def _cmd_temperature_series(args):
     out = _out(args)
     if out is None:
         return 0
-    params = {k: v for k, v in vars(args).items() if k != "func"}
-    params["windows"] = [list(w) for w in _series_windows(args, DEFAULT_WINDOWS_MEV)]
+    params = _params(args)
+    params["windows"] = [list(w) for w in _windows(args, DEFAULT_WINDOWS_MEV)]
     results = {
         k: res[k]
         for k in (
@@ -832,7 +659,7 @@ def _cmd_localisation(args):
     out = _out(args)
     if out is None:
         return 0
-    params = {k: v for k, v in vars(args).items() if k != "func"}
+    params = _params(args)
     params.update(md_project=res["md_project"], relaxed_project=res["relaxed_project"])
     inputs = sorted(str(p) for p in Path(args.run_dir).glob("*.pdos*"))
     written = []

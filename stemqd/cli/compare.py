@@ -6,7 +6,9 @@ permutation test, Hedges' g, a bootstrap CI of the difference); more groups pair
 Holm-adjusted p-values. Writes (with :func:`stemqd.batch.write_compare`) ``dots.csv``,
 ``groups.csv``, ``tests.csv``, ``depth.csv`` (per group and depth: mean ± s.e. of the dots'
 ratios) and ``compare.json``, and draws ``compare.png`` (the per-dot ratios with their CIs, by
-group) and ``depth.png`` (the group depth profiles).
+group) and ``depth.png`` (the group depth profiles). Where the dots were counted (``process``
+with ``counting.enabled``) also ``thickness.csv`` and ``thickness_stats.csv`` (the groups'
+counted thickness per column type) and ``thickness.png`` (their distributions side by side).
 """
 
 from __future__ import annotations
@@ -63,7 +65,12 @@ def handler(args: argparse.Namespace) -> int:
     """Compare the groups, write the tables and the plots; return 0."""
     from ..batch import compare_batches
     from ..files import atomic_write_bytes
-    from ..report import compare_figure, figure_png, group_depth_figure
+    from ..report import (
+        compare_figure,
+        figure_png,
+        group_depth_figure,
+        thickness_distribution_figure,
+    )
 
     groups = _parse_groups(args.groups)
     a = load_config(args.config, args.overrides, preset=args.preset).analysis
@@ -79,6 +86,11 @@ def handler(args: argparse.Namespace) -> int:
     if len(result["depth"]):
         fig = group_depth_figure(result["depth"], result["ratio_label"])
         atomic_write_bytes(out / "depth.png", figure_png(fig, dpi=120))
+    if "thickness" in result:
+        fig = thickness_distribution_figure(
+            result["thickness"], title="counted thickness per group (fraction of columns)"
+        )
+        atomic_write_bytes(out / "thickness.png", figure_png(fig, dpi=120))
     label = result["ratio_label"]
     for row in stats.to_dict(orient="records"):
         print(
@@ -92,6 +104,13 @@ def handler(args: argparse.Namespace) -> int:
             f"Welch p = {_num(row.get('welch_p'), '.3g')}, "
             f"permutation p = {_num(row.get('permutation_p'), '.3g')}, "
             f"Hedges g = {_num(row.get('hedges_g'), '.2f')}"
+        )
+    counted = result.get("thickness_stats")
+    for row in [] if counted is None else counted.to_dict(orient="records"):
+        print(
+            f"{row['group']}: {row['label']} counted thickness {_num(row['mean'], '.2f')} ± "
+            f"{_num(row['std'], '.2f')} (mean ± s.d. over {row['n_columns']} columns of "
+            f"{row['n_dots']} dot(s), {row['thickness_from']})"
         )
     print(f"tables and plot in {out}", file=sys.stderr)
     return 0

@@ -21,6 +21,14 @@ column the thickness whose simulated cross-section is nearest its ``volume_norm`
 counting.json every column whose statistical count lies outside the library's range.
 ``count`` is the component index (plus ``--offset``): repeats along the beam, which are
 atoms for a column of one element per repeat.
+
+Per image also (:mod:`stemqd.analysis.column_thickness`): ``thickness_distribution.csv`` and
+``.png`` (columns per count, mean and standard deviation) and, where the counted type is a
+sublattice of the result's ratio, ``ratio_by_thickness.csv`` and ``.png``: the mean ratio of
+the local cells (each counted column with its nearest neighbours of the other sublattice)
+at each count, beside the simulated series' ratio at that thickness (``--series``, else
+``--library``, else the results' ``reference_series`` or ``counting.library``). With
+``--library`` both use the library thickness (``count_library``), which is in unit cells.
 """
 
 from __future__ import annotations
@@ -80,6 +88,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         metavar="SERIES.csv",
         help="also count against a simulated thickness series (needs volume_norm: "
         "'process' with acquisition.vacuum_level and beam_level)",
+    )
+    parser.add_argument(
+        "--series",
+        metavar="SERIES.csv",
+        help="simulated series to set the ratio against counted thickness beside (default: "
+        "--library, else the results' reference_series or counting.library)",
     )
     parser.add_argument(
         "--repeat",
@@ -310,6 +324,118 @@ def _library(path, tables, masks, label):
     }
 
 
+def _reference(args, tables):
+    """``(path, series)`` of the simulated series the ratio is set beside, or (None, None).
+
+    ``--series`` or ``--library`` must be readable; a series named only in a result's
+    config is skipped with a warning where it is not found (its path may be relative to
+    where ``process`` ran)."""
+    from ..batch import read_summary
+    from ..simulation.files import read_series
+
+    path = args.series or args.library
+    if path:
+        return path, read_series(path)
+    for table_path, _ in tables.values():
+        config = (read_summary(table_path.parent) or {}).get("config") or {}
+        path = config.get("reference_series") or (config.get("counting") or {}).get("library")
+        if path:
+            try:
+                return path, read_series(path)
+            except InputError as exc:
+                print(f"stemqd count: warning: no series beside the ratio ({exc})", file=sys.stderr)
+                return None, None
+    return None, None
+
+
+def _ratio_labels(folder: Path):
+    """The ratio's numerator and denominator labels of a result (None, None without)."""
+    from ..batch import read_summary
+
+    ratio = (read_summary(folder) or {}).get("ratio") or {}
+    return ratio.get("numerator"), ratio.get("denominator")
+
+
+def _write_thickness(out, name, table, folder, reference, count, volume, repeat_A, parameters):
+    """thickness_distribution.csv/.png and ratio_by_thickness.csv/.png of one image."""
+    from ..analysis.column_thickness import dot_thickness, series_ratio
+    from ..files import save_figure
+    from ..provenance import write_table
+    from ..report import ratio_thickness_figure, thickness_distribution_figure
+
+    numerator, denominator = _ratio_labels(folder)
+    ref, note = None, None
+    series_path, series = reference
+    if series is not None and numerator and denominator:
+        try:
+            ref = series_ratio(series, numerator, denominator, name=str(series_path))
+        except InputError as exc:
+            note = f"no series beside the ratio: {exc}"
+    found = dot_thickness(
+        table,
+        numerator,
+        denominator,
+        count=count,
+        volume=volume,
+        used=_counted(table),
+        reference=ref,
+        repeat_A=repeat_A,
+    )
+    inputs = [folder / "columns.csv"]
+    write_table(
+        out / name / "thickness_distribution.csv",
+        found["distribution"],
+        parameters={**parameters, "thickness_from": count},
+        inputs=inputs,
+        results=found["stats"],
+    )
+    save_figure(
+        thickness_distribution_figure(found["distribution"], title=f"{name}: counted thickness"),
+        out / name / "thickness_distribution.png",
+    )
+    info = {
+        "thickness_from": count,
+        "distribution": "thickness_distribution.csv",
+        "stats": found["stats"],
+    }
+    if found["ratio"] is None:
+        info["ratio_by_thickness"] = {"skipped": found["ratio_skipped"]}
+        return info
+    label = f"{numerator}:{denominator}"
+    ratio = found["ratio"]
+    write_table(
+        out / name / "ratio_by_thickness.csv",
+        ratio,
+        parameters={
+            **parameters,
+            "thickness_from": count,
+            "ratio": label,
+            "binned_by": found["binned_by"],
+            "series": series_path if ref is not None else None,
+        },
+        inputs=inputs + ([series_path] if ref is not None else []),
+    )
+    save_figure(
+        ratio_thickness_figure(
+            ratio,
+            ref,
+            ratio_label=label,
+            binned_by=found["binned_by"],
+            title=f"{name}: {label} of the local cells against counted thickness",
+        ),
+        out / name / "ratio_by_thickness.png",
+    )
+    info["ratio_by_thickness"] = {
+        "table": "ratio_by_thickness.csv",
+        "ratio": label,
+        "binned_by": found["binned_by"],
+        "series": series_path if ref is not None else None,
+        **({"note": note} if note else {}),
+        "rows": ratio.to_dict(orient="records"),
+    }
+    return info
+
+
 def _with_library(table, use, found):
     out = {
         "count_library": pd.array([pd.NA] * len(table), dtype="Int64"),
@@ -391,6 +517,7 @@ def handler(args: argparse.Namespace) -> int:
         offset=args.offset,
     )
     library = _library(args.library, tables, masks, label) if args.library else None
+    reference = _reference(args, tables)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     parameters = {
@@ -402,6 +529,7 @@ def handler(args: argparse.Namespace) -> int:
         "first_local_minimum": args.first_local_minimum,
         "offset": args.offset,
         "library": args.library,
+        "series": reference[0],
         "counted": "columns with an empty flag or flagged only 'edge margin'",
     }
     inputs = [path for path, _ in tables.values()] + ([args.library] if args.library else [])
@@ -430,6 +558,17 @@ def handler(args: argparse.Namespace) -> int:
             images[name].update(_write_model(out, name, table, path.parent, args.repeat, label))
         except InputError as exc:
             images[name]["model"] = f"skipped: {exc}"
+        images[name]["thickness"] = _write_thickness(
+            out,
+            name,
+            table,
+            path.parent,
+            reference,
+            "count_library" if library is not None else "count",
+            args.volume,
+            images[name].get("repeat_A"),
+            parameters,
+        )
         if images[name].get("model", "").startswith("skipped"):
             print(
                 f"stemqd count: warning: {name}: no 3D model ({images[name]['model']})",
@@ -466,6 +605,19 @@ def handler(args: argparse.Namespace) -> int:
         f"({result.selection}); one atom = {result.atom_volume:.5g} {unit}, width "
         f"{fit.width:.4g}, locations {np.array2string(fit.locations, precision=4)}"
     )
+    for name, image in images.items():
+        for type_, v in image["thickness"]["stats"].items():
+            print(
+                f"{name}: {type_} thickness ({image['thickness']['thickness_from']}) "
+                f"{v['mean']:.2f} ± {v['std']:.2f} (mean ± s.d., {v['n_columns']} columns)"
+            )
+        for row in image["thickness"]["ratio_by_thickness"].get("rows", []):
+            series = row.get("series_ratio", float("nan"))
+            print(
+                f"{name}:   {image['thickness']['ratio_by_thickness']['ratio']} at "
+                f"{row['count']}: {row['ratio']:.4f} ± {row['ratio_sem']:.4f} "
+                f"({row['n_cells']} cells); series {series:.4f}"
+            )
     if library is not None:
         lib = summary["library"]
         print(
@@ -474,8 +626,9 @@ def handler(args: argparse.Namespace) -> int:
             f"{lib['disagree']} disagree (counting.json lists them)"
         )
     print(
-        f"counts in {out}/<name>/counts.csv (with thickness_map.png and model.xyz), "
-        "counting.json, counting.png",
+        f"counts in {out}/<name>/counts.csv (with thickness_map.png, model.xyz, "
+        "thickness_distribution.csv/.png, ratio_by_thickness.csv/.png), counting.json, "
+        "counting.png",
         file=sys.stderr,
     )
     return 0
