@@ -36,6 +36,7 @@ MODELS = (
     ("round", "constant"),
     ("round", "smooth"),
     ("round", "local"),
+    ("round", "spline"),
     ("gaussian7", "constant"),
     ("window7", None),
 )

@@ -176,7 +176,7 @@ class ColumnsConfig:
         its widths and rotation shared per type (an astigmatic probe). ``window7``: the
         study's per-column 7-parameter fit in a disk with a free offset and the neighbours
         subtracted (``method`` applies); it collapses once sigma / nn >= 0.3.
-    background : {"local", "smooth", "constant"}
+    background : {"local", "smooth", "spline", "constant"}
         Background of the joint models. ``local`` (default): positions and width are
         fitted over a smooth background (the residual with the columns removed, smoothed
         over 1.5 spacings, re-estimated until the width settles), then one offset per block
@@ -191,7 +191,13 @@ class ColumnsConfig:
         counts -22 % and -7.7 %; at 0.45 and 100 counts -1.2 % and +0.1 %: where columns
         overlap strongly at low dose, ``smooth`` is the better choice. On the real PtIr
         example (vacuum; ``benchmarks/bench_statstem.py``) the volumes' scatter against
-        StatSTEM's is 0.2 % (constant), 1.2 % (smooth), 3.7 % (local).
+        StatSTEM's is 0.2 % (constant), 1.2 % (smooth), 3.7 % (local). ``spline``: a
+        bilinear spline background fitted together with the columns; on a dot over a
+        strongly varying carbon support (level 0.4 of a Pb-Br peak, 100 counts, sigma
+        0.5-0.9 Å) its volumes are within 1 % (A, BX) and 6 % (Br) against +18-31 % and up
+        to +270 % for ``local``, but in a crystal that fills the field it trades against the
+        columns (PtIr volumes 0.43 of StatSTEM's): use it for dots with the support in view
+        (``benchmarks/bench_chain.py``, ``benchmarks/bench_statstem.py``).
     width_per_type : bool
         Joint models: one width (shape) per column type instead of one for all columns.
         Off by default: a weak column type (O, Br) on a varying background takes a wide
@@ -221,7 +227,7 @@ class ColumnsConfig:
     """
 
     model: Literal["round", "gaussian7", "window7"] = "round"
-    background: Literal["local", "smooth", "constant"] = "local"
+    background: Literal["local", "smooth", "spline", "constant"] = "local"
     width_per_type: bool = False
     fit_on: Literal["average", "background_removed", "final"] = "average"
     complete_lattice: bool = True

@@ -180,3 +180,60 @@ def test_fit_radius_selects_the_pixels_near_a_column(radius):
     near = np.hypot(xx.ravel()[:, None] - truth[:, 0], yy.ravel()[:, None] - truth[:, 1])
     df = fit_columns_jointly(image, truth, fit_radius_px=radius, nn_px=12.0)
     assert df.attrs["joint"]["pixels"] == int((near.min(axis=1) <= radius).sum())
+
+
+def _dot_over_strong_carbon(sigma_A, seed):
+    from stemqd.simulation.synthetic import perovskite_dot
+
+    frames, truth = perovskite_dot(
+        shape=(256, 256),
+        pixel_size_A=0.2,
+        edge_cells=8,
+        sigma_A=sigma_A,
+        background_level=0.4,
+        dose=100,
+        n_frames=1,
+        drift_px=0.0,
+        seed=seed,
+    )
+    volume = 2 * np.pi * truth.amplitudes * truth.sigma_px**2 * 100
+    return frames[0].astype(float), truth, volume
+
+
+@pytest.mark.parametrize("sigma_A", [0.5, 0.9])
+def test_spline_background_unbiased_over_strong_carbon(sigma_A):
+    """A CsPbBr3 dot over a carbon support at 0.4 of a Pb-Br peak that varies by +-15 %
+    over 2.5 nm (100 counts per peak; sigma / nn 0.17 and 0.31): the jointly fitted spline
+    gives every type's volume within 1.5 % (the weak Br columns within 6 %) and the ratio
+    within 1 %, mean of 2 seeds, in a few iterations with no column flagged. The smoothed
+    residual (``local``) is held at wrong widths there: A +30 % at sigma 0.5 Å, -8 % at
+    0.9 Å (measured; asserted only as "worse than the spline")."""
+    bias = {"spline": [], "local": []}
+    ratio = []
+    for seed in range(2):
+        image, truth, volume = _dot_over_strong_carbon(sigma_A, seed)
+        for background in bias:
+            table = fit_columns_jointly(
+                image,
+                truth.positions_px,
+                fit_radius_px=10,
+                labels=truth.types,
+                background=background,
+            )
+            v = table["volume"].to_numpy()
+            bias[background].append(
+                [
+                    np.mean(v[truth.types == t] / volume[truth.types == t]) - 1
+                    for t in ("A", "BX", "X")
+                ]
+            )
+            if background == "spline":
+                assert (table["flag"] == "").all()
+                assert table.attrs["joint"]["iterations"] <= 20
+                a, b = v[truth.types == "A"].mean(), v[truth.types == "BX"].mean()
+                ratio.append(a / b / truth.ratio() - 1)
+    spline, local = np.mean(bias["spline"], axis=0), np.mean(bias["local"], axis=0)
+    assert np.all(np.abs(spline[:2]) < 0.015), spline
+    assert abs(spline[2]) < 0.06, spline
+    assert abs(np.mean(ratio)) < 0.01, ratio
+    assert np.max(np.abs(local[:2])) > 3 * np.max(np.abs(spline[:2]))

@@ -288,7 +288,7 @@ def add_parser(subparsers):
     r.add_argument("--fit-model", choices=FIT_MODELS, required=True)
     r.add_argument(
         "--fit-background",
-        choices=("local", "smooth", "constant"),
+        choices=("local", "smooth", "spline", "constant"),
         default="local",
         help="background of the joint models (default local, as columns.background)",
     )

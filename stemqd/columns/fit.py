@@ -418,7 +418,7 @@ def refine_columns(
         collapses when sigma / nn >= 0.3. See :func:`stemqd.columns.joint.fit_columns_jointly`.
     labels : array_like of str, optional
         Column type per seed (joint models: one shape per type).
-    background : {"constant", "smooth", "local"}
+    background : {"constant", "smooth", "local", "spline"}
         Joint models: see :func:`stemqd.columns.joint.fit_columns_jointly`.
     nn_px : float, optional
         Nearest-neighbour distance, px (joint models; default: from the seeds).

@@ -27,6 +27,21 @@ def versions() -> dict:
     return provenance.versions(extra=("abtem", "ase"))
 
 
+def host_info() -> dict:
+    """Platform, core count and the CPU that numba compiles for (LLVM's name, e.g. znver4).
+
+    The window7 fitter's last digits depend on the instruction set (AVX2 or AVX-512 sums);
+    the CPU name says which one a series was measured with.
+    """
+    import llvmlite.binding as llvm
+
+    return {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "cpu": str(llvm.get_host_cpu_name()),
+    }
+
+
 def sidecar_path(csv_path) -> Path:
     """The JSON sidecar beside a series CSV (same name, .json)."""
     return Path(csv_path).with_suffix(".json")
@@ -213,7 +228,7 @@ def write_series(
         },
         **{k: v for k, v in result.info.items()},
         "versions": versions(),
-        "host": {"platform": platform.platform(), "cpu_count": os.cpu_count()},
+        "host": host_info(),
         "raw_archive": raw_name,
         "raw_archive_sha256": sha256_file(raw),
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -336,6 +351,7 @@ __all__ = [
     "check_series",
     "correction_key",
     "fitter_settings",
+    "host_info",
     "nm_per_uc",
     "params_key",
     "phonons_key",
