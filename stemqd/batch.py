@@ -60,7 +60,7 @@ except ImportError:  # pragma: no cover - Windows
 
 from .config import Config, config_hash, config_to_toml
 from .errors import InputError, StemqdError
-from .files import atomic_write_text, sha256_file, to_jsonable
+from .files import atomic_write_text, json_text, sha256_file, to_jsonable, write_json
 from .io import SUPPORTED_EXTENSIONS, load, write_stack_tiff
 from .provenance import versions
 
@@ -206,10 +206,6 @@ def stack_names(paths: Sequence[Path]) -> list[str]:
 # Outputs
 
 
-def _dumps(obj) -> str:
-    return json.dumps(to_jsonable(obj), indent=2, allow_nan=False) + "\n"
-
-
 def read_summary(folder: str | os.PathLike) -> dict | None:
     """The ``summary.json`` of a stack's result folder, or None if absent or unreadable."""
     try:
@@ -345,7 +341,7 @@ def _write_failure(folder: Path, file: str, exc: StemqdError, chash: str) -> Non
         "versions": versions(),
     }
     with contextlib.suppress(OSError, StemqdError):
-        atomic_write_text(folder / "failure.json", _dumps(record))
+        write_json(folder / "failure.json", record)
 
 
 def _write_error_log(folder: Path, text: str) -> Path | None:
@@ -406,7 +402,7 @@ def write_stack_results(
             "elapsed_s": round(elapsed_s, 3),
             "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        (tmp / "summary.json").write_text(_dumps(summary))
+        (tmp / "summary.json").write_text(json_text(summary))
         if render is not None:
             render(analysis, tmp, name)
             if progress:
@@ -673,7 +669,7 @@ def lock_output(folder: str | os.PathLike, command: str | None = None):
             "command": command,
         }
         os.ftruncate(fd, 0)
-        os.pwrite(fd, _dumps(info).encode(), 0)
+        os.pwrite(fd, json_text(info).encode(), 0)
         yield info | {"took_over": took_over}
     finally:
         path.unlink(missing_ok=True)
@@ -1113,7 +1109,7 @@ def _write_batch_files(out, rows, problems, counts, write, config, interrupted, 
             {"name": r["name"], "file": r["file"], "status": r["status"]} for r in summary_rows
         ],
     }
-    atomic_write_text(out / "run.json", _dumps(record))
+    write_json(out / "run.json", record)
     return summary_rows
 
 
@@ -1445,5 +1441,5 @@ def write_compare(
         "warnings": result["warnings"],
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_text(out / "compare.json", _dumps(data))
+    write_json(out / "compare.json", data)
     return out / "compare.json"

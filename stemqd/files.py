@@ -24,6 +24,7 @@ __all__ = [
     "atomic_write",
     "atomic_write_bytes",
     "atomic_write_text",
+    "json_text",
     "save_figure",
     "sha256_file",
     "to_jsonable",
@@ -171,9 +172,14 @@ def to_jsonable(obj: Any, *, max_array: int | None = None, _depth: int = 0) -> A
     return str(obj)
 
 
+def json_text(data: Any) -> str:
+    """`data` as indented strict JSON text (see :func:`to_jsonable`), ending in a newline."""
+    return json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: str | os.PathLike, data: Any) -> None:
-    """Write `data` as indented strict JSON (see :func:`to_jsonable`), atomically."""
-    atomic_write_text(path, json.dumps(to_jsonable(data), indent=2) + "\n")
+    """Write `data` as indented strict JSON (see :func:`json_text`), atomically."""
+    atomic_write_text(path, json_text(data))
 
 
 def _fsync_dir(folder: Path) -> None:

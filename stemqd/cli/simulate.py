@@ -31,7 +31,7 @@ def add_parser(subparsers):
         QUICK_NUM_CONFIGS,
         SeriesParameters,
     )
-    from ..simulation.parameters import MIN_BOX_A
+    from ..simulation.parameters import JOINT_BACKGROUNDS, MIN_BOX_A
 
     d = SeriesParameters()
     from ..materials import BUILTIN_MATERIALS
@@ -288,7 +288,7 @@ def add_parser(subparsers):
     r.add_argument("--fit-model", choices=FIT_MODELS, required=True)
     r.add_argument(
         "--fit-background",
-        choices=("local", "smooth", "spline", "constant"),
+        choices=JOINT_BACKGROUNDS,
         default="local",
         help="background of the joint models (default local, as columns.background)",
     )
