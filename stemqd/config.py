@@ -195,9 +195,11 @@ class ColumnsConfig:
         bilinear spline background fitted together with the columns; on a dot over a
         strongly varying carbon support (level 0.4 of a Pb-Br peak, 100 counts, sigma
         0.5-0.9 Å) its volumes are within 1 % (A, BX) and 6 % (Br) against +18-31 % and up
-        to +270 % for ``local``, but in a crystal that fills the field it trades against the
-        columns (PtIr volumes 0.43 of StatSTEM's): use it for dots with the support in view
-        (``benchmarks/bench_chain.py``, ``benchmarks/bench_statstem.py``).
+        to +270 % for ``local`` (ratio through the default chain within 0.7 % against up to
+        +12 % / -8.5 %), but it separates the support from the columns only by the columns'
+        Gaussian shape: on the real PtIr image it takes their broader tails (volumes 0.43 of
+        StatSTEM's, ``benchmarks/bench_statstem.py``). Use it where the columns are close to
+        Gaussian (simulated images, deconvolved data), not as a default for raw images.
     width_per_type : bool
         Joint models: one width (shape) per column type instead of one for all columns.
         Off by default: a weak column type (O, Br) on a varying background takes a wide

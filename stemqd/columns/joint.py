@@ -1219,12 +1219,14 @@ def fit_columns_jointly(
                 break
     if background == "spline":
         # A bilinear spline with knots far wider apart than a column (knot_spacing), fitted
-        # together with every column from the start: it cannot take a column's tails, and
-        # fitted jointly it has no fixed point at the wrong width. Where columns cover every
-        # pixel and overlap strongly, though, a knot's level trades against the heights and
-        # the width (the mean of overlapping Gaussians is nearly flat): it is determined only
-        # where the support shows between or around the columns (a dot on carbon), not in a
-        # crystal that fills the field (Example_PtIr: volumes 0.43 of StatSTEM's).
+        # together with every column from the start: it cannot take a column's core, and
+        # fitted jointly it has no fixed point at the wrong width. Inside a crystal, though,
+        # a knot's level is told from the columns only by their shape: exact for Gaussian
+        # columns (synthetic dots over carbon: volumes within 1 %), not on a real image,
+        # whose columns have broader tails (Example_PtIr, vacuum 0: the spline takes the
+        # tails, the width drops from 5.4 to 4.0 px and the volumes to 0.43 of StatSTEM's).
+        # A membrane stiff inside the columns' hull was tried: PtIr 0.96, but then the spline
+        # cannot follow a support that varies under the dot (volumes +4 to +44 % again).
         st.zeta = 0.0
         prob.spline = _spline(image.shape, flat, knot_spacing(float(sigma_px), nn_px))
         design = prob.spline.design
