@@ -74,6 +74,15 @@ def add_parser(subparsers):
         "(e.g. Cs:PbBr; default: second-brightest : brightest column type)",
     )
     s.add_argument(
+        "--merge-tol",
+        type=float,
+        default=d.merge_tol_A,
+        metavar="Å",
+        help="atoms whose projections are closer than this form one column (default "
+        f"{d.merge_tol_A}; about 0.6 for CsPbBr3-Pnma along 101 or 010, whose tilts split "
+        "each column)",
+    )
+    s.add_argument(
         "--divisions",
         type=int,
         default=d.divisions,
@@ -391,6 +400,7 @@ def handler(args) -> int:
         material=args.material,
         zone_axis=args.zone,
         divisions=args.divisions,
+        merge_tol_A=args.merge_tol,
         ratio=args.ratio,
         lattice_constant_A=args.lattice_constant,
         cells=args.cells,

@@ -105,7 +105,12 @@ MEASUREMENT_FIELDS = (
 
 
 #: Structure fields of :class:`SeriesParameters` at their defaults (cubic CsPbBr3 [001]).
-STRUCTURE_DEFAULTS = {"material": "CsPbBr3", "zone_axis": [0, 0, 1], "divisions": 1}
+STRUCTURE_DEFAULTS = {
+    "material": "CsPbBr3",
+    "zone_axis": [0, 0, 1],
+    "divisions": 1,
+    "merge_tol_A": 0.1,
+}
 
 
 #: Smallest side of the periodic box, Å: the 3 x 3-cell CsPbBr3 box (17.61 Å) on which 4 x 4
@@ -215,6 +220,10 @@ class SeriesParameters:
     divisions : int
         Thickness units per repeat along the beam (2 when the repeat holds two
         pseudo-cubic cells, e.g. an orthorhombic perovskite along [010] or [101]).
+    merge_tol_A : float
+        Atoms whose projections along the beam are closer than this form one column, Å
+        (about 0.6 for orthorhombic CsPbBr3 along [101] or [010], whose octahedral tilts
+        split each cubic column by 0.4-0.6 Å: an image resolves them as one).
     ratio : str or None
         Column types of the ratio, ``"NUM:DEN"`` as :func:`stemqd.columns.cell.parse_ratio`
         reads it; None: the second-brightest over the brightest type (Cs : PbBr for
@@ -255,6 +264,7 @@ class SeriesParameters:
     material: str = "CsPbBr3"
     zone_axis: tuple = (0, 0, 1)
     divisions: int = 1
+    merge_tol_A: float = 0.1
     ratio: str | None = None
 
     def __post_init__(self):
@@ -275,6 +285,8 @@ class SeriesParameters:
             object.__setattr__(self, "lattice_constant_A", first_cell_vector_A(self.material))
         if not self.lattice_constant_A > 0:
             raise InputError(f"lattice constant must be positive, got {self.lattice_constant_A}")
+        if not self.merge_tol_A > 0:
+            raise InputError(f"merge_tol_A must be positive, got {self.merge_tol_A}")
         if self.divisions < 1:
             raise InputError(f"divisions must be >= 1, got {self.divisions}")
         cell = self.oriented  # validates material and zone axis; zone_axis becomes (u, v, w)
@@ -324,7 +336,10 @@ class SeriesParameters:
         """The crystal's orthogonal box along the zone axis
         (:func:`stemqd.simulation.structure.oriented_cell`)."""
         return oriented_cell(
-            self.material, self.zone_axis, lattice_constant_A=self.lattice_constant_A
+            self.material,
+            self.zone_axis,
+            lattice_constant_A=self.lattice_constant_A,
+            merge_tol_A=self.merge_tol_A,
         )
 
     @property

@@ -224,7 +224,7 @@ def oriented_cell(
             atoms.cell.array * (float(lattice_constant_A) / np.linalg.norm(atoms.cell.array[0])),
             scale_atoms=True,
         )
-    projected = projected_cell(atoms, zone)
+    projected = projected_cell(atoms, zone, merge_tol_A=merge_tol_A)
     cell = np.array(atoms.cell.array, float)
     t = np.array(zone, float) @ cell
     repeat = float(np.linalg.norm(t))
