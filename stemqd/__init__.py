@@ -43,6 +43,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
         "provenance",
         "report",
         "simulation",
+        "summary",
     ],
     submod_attrs={
         "analysis.statistics": ["compare_groups", "intensity_ratio"],

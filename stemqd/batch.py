@@ -58,11 +58,13 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
+from .columns.quality import QualityRecord
 from .config import Config, config_hash, config_to_toml
 from .errors import InputError, StemqdError
 from .files import atomic_write_text, json_text, sha256_file, to_jsonable, write_json
 from .io import SUPPORTED_EXTENSIONS, load, write_stack_tiff
 from .provenance import versions
+from .summary import ColumnCounts, DotSummary, InputSummary, LatticeSummary
 
 __all__ = [
     "QUALITY_COLUMNS",
@@ -230,10 +232,9 @@ def summary_row(
         Wall time of the stack, s.
     """
     r = summary.get("ratio") or {}
-    dot = summary.get("dot") or {}
-    edges = [e for e in (dot.get("edge_lengths_nm") or []) if e is not None]
-    lattice = summary.get("lattice") or {}
-    columns = summary.get("columns") or {}
+    dot = DotSummary.from_dict(summary)
+    lattice = LatticeSummary.from_dict(summary) or LatticeSummary()
+    columns = ColumnCounts.from_dict(summary)
     row = {
         "name": name,
         "file": file,
@@ -245,14 +246,14 @@ def summary_row(
         "ci_high": r.get("ci_high"),
         "n_numerator": r.get("n_numerator"),
         "n_denominator": r.get("n_denominator"),
-        "n_columns": columns.get("total"),
-        "n_used": columns.get("used"),
-        "dot_edge_nm": float(np.mean(edges)) if edges else None,
-        "dot_area_nm2": dot.get("area_nm2"),
-        "lattice_a_A": lattice.get("a_A"),
-        "lattice_b_A": lattice.get("b_A"),
+        "n_columns": columns.total,
+        "n_used": columns.used,
+        "dot_edge_nm": dot.mean_edge_nm,
+        "dot_area_nm2": dot.area_nm2,
+        "lattice_a_A": lattice.a_A,
+        "lattice_b_A": lattice.b_A,
         **_quality_cells(summary.get("quality")),
-        "input_sha256": (summary.get("input") or {}).get("sha256"),
+        "input_sha256": InputSummary.from_dict(summary).sha256,
         "config_hash": summary.get("config_hash"),
         "elapsed_s": elapsed_s,
         "error_class": None,
@@ -269,10 +270,10 @@ def summary_row(
 
 def _quality_cells(quality) -> dict:
     """The summary.csv cells of a quality record (None where a measure does not apply)."""
-    quality = quality or {}
-    cells = {"quality_passed": quality.get("passed")}
-    cells.update({key: quality.get(key) for key in QUALITY_COLUMNS})
-    return cells
+    record = QualityRecord.from_dict(quality) or QualityRecord()
+    return {"quality_passed": record.passed} | {
+        key: getattr(record, key) for key in QUALITY_COLUMNS
+    }
 
 
 def _failure_row(name, file, exc: BaseException, elapsed_s) -> dict:
@@ -502,7 +503,7 @@ def run_stack(
                 and previous.get("config_hash") == chash
                 and (folder / "columns.csv").is_file()
                 and (not save_intermediates or (folder / "intermediates").is_dir())
-                and (previous.get("input") or {}).get("sha256") == sha256_file(path)
+                and InputSummary.from_dict(previous).sha256 == sha256_file(path)
             ):
                 if progress:
                     progress("skipped")
@@ -1145,7 +1146,7 @@ def collect_results(folder: str | os.PathLike) -> pd.DataFrame:
         rows.append(
             summary_row(
                 sub.name,
-                run.get("file") or (summary.get("input") or {}).get("path"),
+                run.get("file") or InputSummary.from_dict(summary).path,
                 summary,
                 status.get(sub.name, "processed"),
                 run.get("elapsed_s"),

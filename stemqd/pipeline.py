@@ -27,7 +27,7 @@ from .columns.cell import nearest_neighbour_A, parse_ratio, projected_cell
 from .columns.dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
 from .columns.find import find_columns
 from .columns.fit import refine_columns
-from .columns.quality import check_quality, fit_quality, lattice_quality
+from .columns.quality import QualityRecord, check_quality, fit_quality, lattice_quality
 from .columns.sublattice import assign_sublattices, missing_sites
 from .config import Config, config_hash, config_to_dict, preset_bias
 from .errors import BlankImageError, FitError, ModelMismatchError
@@ -38,6 +38,7 @@ from .preprocess.denoise import du_filter
 from .preprocess.normalise import normalised_volume
 from .preprocess.probe import probe_psf
 from .provenance import versions
+from .summary import ColumnCounts, DotSummary, InputSummary, LatticeSummary
 
 #: Stages reported to a ``progress`` callback, in order.
 PIPELINE_STAGES = ("align", "background", "denoise", "deconvolve", "columns", "statistics")
@@ -61,6 +62,9 @@ class Analysis:
         Intermediate images by stage name, in pipeline order.
     extra : dict
         Objects for plotting: the Dot, the LatticeFit, the PSFs, the depth profile.
+
+    The summary's parts are read as typed records: :attr:`ratio`, :attr:`input`,
+    :attr:`dot`, :attr:`column_counts`, :attr:`lattice`, :attr:`quality`.
     """
 
     columns: pd.DataFrame
@@ -74,35 +78,61 @@ class Analysis:
         r = self.summary.get("ratio")
         return RatioEstimate(**r) if r else None
 
+    @property
+    def input(self) -> InputSummary:
+        """The input file (``summary["input"]``; all None before :func:`process_stack`)."""
+        return InputSummary.from_dict(self.summary)
+
+    @property
+    def dot(self) -> DotSummary:
+        """The dot's outline (``summary["dot"]``)."""
+        return DotSummary.from_dict(self.summary)
+
+    @property
+    def column_counts(self) -> ColumnCounts:
+        """Columns found, used, flagged and excluded (``summary["columns"]``)."""
+        return ColumnCounts.from_dict(self.summary)
+
+    @property
+    def lattice(self) -> LatticeSummary | None:
+        """The registered lattice (None without a material)."""
+        return LatticeSummary.from_dict(self.summary)
+
+    @property
+    def quality(self) -> QualityRecord | None:
+        """The quality record and its verdict (``summary["quality"]``)."""
+        return QualityRecord.from_dict(self.summary.get("quality"))
+
     def report(self) -> str:
         """A readable report of the image's result, in the manner of lmfit's ``fit_report``."""
         s = self.summary
-        cols = s.get("columns", {})
+        cols = self.column_counts
         fitting = s.get("fitting", {})
         lines = ["[[Image]]"]
         if "input" in s:
-            i = s["input"]
-            lines.append(f"    file        {i['path']} ({i['frames']} frames, {i['shape']} px)")
+            lines.append(f"    file        {self.input}")
+        zone = s.get("zone_axis")
         lines.append(
-            f"    material    {s.get('material')} [{''.join(map(str, s.get('zone_axis', [])))}]"
-            f", pixel {s.get('pixel_size_A', float('nan')):.4f} Å"
+            f"    material    {s.get('material') or 'none'}"
+            + (f" [{''.join(map(str, zone))}]" if zone else "")
+            + f", pixel {s.get('pixel_size_A', float('nan')):.4f} Å"
         )
-        lines += ["[[Columns]]", f"    found       {cols.get('total')}, used {cols.get('used')}"]
-        for reason, n in cols.get("flags", {}).items():
+        lines += [
+            "[[Columns]]",
+            f"    found       {cols.total}, used {cols.used}",
+            f"    {self.dot}",
+        ]
+        for reason, n in (cols.flags or {}).items():
             lines.append(f"    flagged     {n} x {reason}")
         if fitting:
             lines.append(
                 f"    model       {fitting.get('model')} Gaussians, {fitting.get('background')}"
                 f" background, fitted on the {fitting.get('fit_on')} image"
             )
-        lattice = s.get("lattice") or {}
-        if lattice:
-            lines += [
-                "[[Lattice]]",
-                f"    a, b        {lattice['a_A']:.4f}, {lattice['b_A']:.4f} Å (expected "
-                f"{lattice['expected_a_A']:.4f}, {lattice['expected_b_A']:.4f}), rms misfit "
-                f"{lattice['rms_misfit_A']:.3f} Å",
-            ]
+        if self.quality is not None:
+            lines += ["[[Quality]]", f"    {self.quality}"]
+        if self.lattice is not None:
+            lines += ["[[Lattice]]", f"    {self.lattice}"]
         if self.ratio is not None:
             lines += ["[[Ratio]]", f"    {self.ratio}"]
         for w in s.get("warnings", []):

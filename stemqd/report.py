@@ -31,6 +31,7 @@ import pandas as pd
 
 from .errors import InputError
 from .files import atomic_write_bytes, atomic_write_text
+from .summary import ColumnCounts, DotSummary, InputSummary, LatticeSummary
 
 __all__ = [
     "SITE_COLOURS",
@@ -748,7 +749,7 @@ def _ratio_text(r: dict) -> str:
 
 
 def _stack_title(name: str, summary: dict) -> str:
-    edges = [e for e in ((summary.get("dot") or {}).get("edge_lengths_nm") or []) if e]
+    edges = [e for e in DotSummary.from_dict(summary).edge_lengths_nm or () if e]
     dot = f", dot {' x '.join(f'{e:.1f}' for e in edges)} nm" if edges else ""
     return f"{name}: {_ratio_text(summary.get('ratio') or {})}{dot}"
 
@@ -1249,12 +1250,12 @@ def _process_report(folder: Path, doc: _Doc) -> str:
         s = summaries[name]
         sub = folder / name
         doc.heading(name, 2, anchor=f"stack-{name}")
-        inp = s.get("input") or {}
+        inp = InputSummary.from_dict(s)
         doc.para(
-            f"{_ratio_text(s.get('ratio') or {})} · input {inp.get('path', '?')} "
-            f"(SHA-256 {str(inp.get('sha256', '?'))[:16]}…, {inp.get('frames', '?')} frames "
-            f"of {' x '.join(str(v) for v in inp.get('shape', []))} px, "
-            f"{_fmt(s.get('pixel_size_A'), 4)} Å/px from {inp.get('pixel_size_source', '?')})",
+            f"{_ratio_text(s.get('ratio') or {})} · input {inp.path or '?'} "
+            f"(SHA-256 {(inp.sha256 or '?')[:16]}…, {inp.frames or '?'} frames "
+            f"of {' x '.join(str(v) for v in inp.shape or ())} px, "
+            f"{_fmt(s.get('pixel_size_A'), 4)} Å/px from {inp.pixel_size_source or '?'})",
             cls="meta",
         )
         doc.raw_html("<div class='stack'>")
@@ -1278,7 +1279,7 @@ def _process_report(folder: Path, doc: _Doc) -> str:
             doc.heading("Intensity per column type", 3)
             doc.table(_counts(pt, ["count"]), left=("column type",))
         spacing = s.get("spacing") or {}
-        lat = s.get("lattice") or {}
+        lat = LatticeSummary.from_dict(s)
         if spacing or lat:
             doc.heading("Lattice", 3)
             # in Å, as the lattice fit below and the summary table (summary.json keeps nm)
@@ -1300,10 +1301,10 @@ def _process_report(folder: Path, doc: _Doc) -> str:
                 )
             if lat:
                 doc.para(
-                    f"Lattice fit: a = {_fmt(lat.get('a_A'), 4)} Å, b = {_fmt(lat.get('b_A'), 4)} Å "
-                    f"(expected {_fmt(lat.get('expected_a_A'), 4)}, {_fmt(lat.get('expected_b_A'), 4)}), "
-                    f"rotation {_fmt(lat.get('rotation_deg'), 3)}°, rms misfit "
-                    f"{_fmt(lat.get('rms_misfit_A'), 2)} Å.",
+                    f"Lattice fit: a = {_fmt(lat.a_A, 4)} Å, b = {_fmt(lat.b_A, 4)} Å "
+                    f"(expected {_fmt(lat.expected_a_A, 4)}, {_fmt(lat.expected_b_A, 4)}), "
+                    f"rotation {_fmt(lat.rotation_deg, 3)}°, rms misfit "
+                    f"{_fmt(lat.rms_misfit_A, 2)} Å.",
                     cls="meta",
                 )
         _counting_section(doc, sub, name, s)
@@ -1321,10 +1322,11 @@ def _process_report(folder: Path, doc: _Doc) -> str:
                 f"{ranges}" + (f" ({thick['flag']})" if thick.get("flag") else ""),
                 cls="meta",
             )
-        cols = s.get("columns") or {}
-        flags = cols.get("flags") or {}
+        cols = ColumnCounts.from_dict(s)
+        flags = cols.flags or {}
         doc.para(
-            f"Columns: {cols.get('total', '?')} found, {cols.get('used', '?')} used"
+            f"Columns: {'?' if cols.total is None else cols.total} found, "
+            f"{'?' if cols.used is None else cols.used} used"
             + (" · flags: " + ", ".join(f"{k} {v}" for k, v in flags.items()) if flags else ""),
             cls="meta",
         )

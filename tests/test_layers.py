@@ -24,6 +24,7 @@ RANK = {
     "analysis": 7,
     "config": 8,
     "pipeline": 9,
+    "summary": 9,
     "batch": 10,
     "report": 11,
     "cli": 12,

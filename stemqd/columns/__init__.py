@@ -46,7 +46,13 @@ __getattr__, __dir__, __all__ = lazy.attach(
         "joint": ["COLUMN_PARAMS", "OFFSET_BLOCK_SIGMA", "SHAPE_PARAMS", "fit_columns_jointly"],
         "markers": ["LABEL_COLOURS", "column_markers"],
         "precision": ["CRB_PARAMS", "cramer_rao_bound", "cramer_rao_bound_overlap"],
-        "quality": ["SIGNIFICANCE", "check_quality", "fit_quality", "lattice_quality"],
+        "quality": [
+            "SIGNIFICANCE",
+            "QualityRecord",
+            "check_quality",
+            "fit_quality",
+            "lattice_quality",
+        ],
         "sublattice": ["LatticeFit", "assign_sublattices", "missing_sites"],
     },
 )

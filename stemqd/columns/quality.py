@@ -42,14 +42,95 @@ QualityConfig`); ``quality.gate = false`` records the measures without failing.
 
 from __future__ import annotations
 
+import dataclasses
+import html
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..errors import LatticeQualityError
 
-__all__ = ["SIGNIFICANCE", "check_quality", "fit_quality", "lattice_quality"]
+__all__ = ["SIGNIFICANCE", "QualityRecord", "check_quality", "fit_quality", "lattice_quality"]
 
 #: A fitted amplitude counts as significant above this many standard errors.
 SIGNIFICANCE = 3.0
+
+
+@dataclass(frozen=True)
+class QualityRecord:
+    """A quality record with its verdict (``summary["quality"]``, :func:`check_quality`).
+
+    The fields of the other kind are None: a ``"lattice"`` record has no
+    ``significant_fraction``, a ``"fit"`` record no ``on_site_intensity_fraction``.
+
+    Attributes
+    ----------
+    kind : {"lattice", "fit"} or None
+        From :func:`lattice_quality` or :func:`fit_quality`.
+    n_found, n_on_site, on_site_fraction, on_site_intensity_fraction, rms_misfit_nn, n_cells
+        The lattice measures (see :func:`lattice_quality`).
+    n_columns, n_significant, significant_fraction
+        The fit measures (see :func:`fit_quality`).
+    thresholds : dict of str to float or None
+        The threshold of each gated measure.
+    passed : bool or None
+        Whether every measure met its threshold.
+    reasons : tuple of str or None
+        One text per measure below its threshold.
+    """
+
+    kind: str | None = None
+    n_found: int | None = None
+    n_on_site: int | None = None
+    on_site_fraction: float | None = None
+    on_site_intensity_fraction: float | None = None
+    rms_misfit_nn: float | None = None
+    n_cells: int | None = None
+    n_columns: int | None = None
+    n_significant: int | None = None
+    significant_fraction: float | None = None
+    thresholds: dict | None = None
+    passed: bool | None = None
+    reasons: tuple | None = None
+
+    @classmethod
+    def from_dict(cls, quality: dict | None) -> QualityRecord | None:
+        """A record from its dict (``summary["quality"]`` or ``LatticeQualityError.quality``);
+        None for None or an empty dict; keys the dict lacks become None."""
+        if not quality:
+            return None
+        fields = {f.name: quality.get(f.name) for f in dataclasses.fields(cls)}
+        if fields["reasons"] is not None:
+            fields["reasons"] = tuple(fields["reasons"])
+        return cls(**fields)
+
+    def to_dict(self) -> dict:
+        """The record as written to ``summary.json`` (fields that are None left out)."""
+        out = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        if "reasons" in out:
+            out["reasons"] = list(out["reasons"])
+        return out
+
+    def __str__(self) -> str:
+        def num(value, fmt):
+            return "n/a" if value is None or not np.isfinite(value) else format(value, fmt)
+
+        verdict = {True: "passed", False: "below the thresholds", None: "not checked"}
+        if self.kind == "lattice":
+            text = (
+                f"{num(self.on_site_intensity_fraction, '.0%')} of the intensity on lattice "
+                f"sites ({self.n_on_site} of {self.n_found} columns), rms misfit "
+                f"{num(self.rms_misfit_nn, '.3f')} nn, {self.n_cells} cells"
+            )
+        else:
+            text = (
+                f"{num(self.significant_fraction, '.0%')} of {self.n_columns} columns "
+                f"significant ({self.n_significant})"
+            )
+        return "; ".join([f"quality {verdict[self.passed]}: {text}", *(self.reasons or ())])
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>"
 
 
 def lattice_quality(assign_flags, cell_indices, misfit_A, nn_A, intensities=None) -> dict:

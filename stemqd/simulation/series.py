@@ -279,10 +279,11 @@ def phonon_level(params: SeriesParameters, phonon_sampling_factor: float | None)
     ):
         return params
     level0 = dataclasses.replace(params, sampling_factor=float(phonon_sampling_factor), gpts=None)
-    if level0.grid_points >= params.grid_points:
+    # grid_points is one number for a square grid, a pair (x, y) for a rectangular one
+    if np.any(np.atleast_1d(level0.grid_points) >= np.atleast_1d(params.grid_points)):
         raise InputError(
-            f"the phonon grid ({level0.grid_points}²) must be coarser than the "
-            f"target grid ({params.grid_points}²)"
+            f"the phonon grid ({level0.grid_points} points per side) must be coarser than "
+            f"the target grid ({params.grid_points})"
         )
     return level0
 
