@@ -594,3 +594,31 @@ def test_ratio_by_counted_thickness_end_to_end(monkeypatch):
         assert main["count"].tolist() == [t]
         assert main["ratio"].iloc[0] == pytest.approx(main["series_ratio"].iloc[0], rel=0.02)
         assert found["stats"]["PbBr"]["median"] == t
+
+
+def test_expected_ratio_follows_neighbours_of_another_thickness():
+    # A pyramid-like dot: every column is 1 + its depth below the side faces thick (cells),
+    # drawn with the committed series' cross-sections and no noise, counted at the truth.
+    # A Pb-Br column's Cs neighbours are then up to a cell thinner, so its cell ratio lies
+    # below the series at its own count (by 10-25 % at 2-3 cells), but it is exactly the
+    # series' Cs cross-section at the neighbours' mean count over Pb-Br at its own (the
+    # curve is linear between whole thicknesses and neighbours differ by at most one).
+    from stemqd.analysis.column_thickness import cell_ratios, ratio_by_thickness, series_ratio
+    from stemqd.analysis.library import library_curve
+    from stemqd.simulation.files import read_series
+    from stemqd.simulation.synthetic import perovskite_columns
+
+    series = read_series(SERIES)
+    pos, types, _, depth, _ = perovskite_columns(8, 5.87, 0.25, centre_px=(100.0, 100.0))
+    labels = np.array([{"A": "Cs", "BX": "PbBr", "X": "Br"}[t] for t in types])
+    thickness = 1 + np.asarray(depth)
+    volume = [np.interp(k, *library_curve(series, label)) for label, k in zip(labels, thickness)]
+    columns = pd.DataFrame(
+        {"x_px": pos[:, 0], "y_px": pos[:, 1], "label": labels, "volume": volume}
+    ).assign(count=thickness)
+    cells = cell_ratios(columns, "Cs", "PbBr")
+    table = ratio_by_thickness(cells, series_ratio(series, "Cs", "PbBr"))
+    assert (cells["counted"] == "denominator").all()
+    np.testing.assert_allclose(table["expected_ratio"], table["ratio"], rtol=1e-9)
+    thin = table[table["count"].isin([2, 3])]
+    assert np.all(thin["ratio"] < 0.92 * thin["series_ratio"])

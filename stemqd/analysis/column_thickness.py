@@ -142,8 +142,9 @@ def cell_ratios(
     pandas.DataFrame
         One row per counted column of `by` with at least one partner: ``row`` (its row in
         `columns`), ``x_px``, ``y_px``, ``count``, ``ratio`` (numerator : denominator
-        volume of the cell), ``n_partners`` and ``partner_count_mean`` (mean `count` of the
-        partners; NaN where they are not counted).
+        volume of the cell), ``n_partners``, ``partner_count_mean`` (mean `count` of the
+        partners; NaN where they are not counted) and ``counted`` (``"numerator"`` or
+        ``"denominator"``: which side of the ratio `count` belongs to).
 
     Raises
     ------
@@ -171,7 +172,8 @@ def cell_ratios(
     if partners is not None:
         ok &= np.asarray(partners, bool)
     mate = np.flatnonzero(ok)
-    out = ["row", "x_px", "y_px", "count", "ratio", "n_partners", "partner_count_mean"]
+    out = ["row", "x_px", "y_px", "count", "ratio", "n_partners", "partner_count_mean", "counted"]
+    side = "denominator" if by == denominator else "numerator"
     if own.size == 0 or mate.size == 0:
         return pd.DataFrame(columns=out)
     tree = cKDTree(xy[mate])
@@ -196,6 +198,7 @@ def cell_ratios(
                 "partner_count_mean": (
                     float(partner_counts.mean()) if partner_counts.size else float("nan")
                 ),
+                "counted": side,
             }
         )
     return pd.DataFrame(rows, columns=out)
@@ -221,7 +224,8 @@ def series_ratio(series: pd.DataFrame, numerator: str, denominator: str, *, name
     Returns
     -------
     pandas.DataFrame
-        ``thickness_uc`` (1, 2, ...), ``ratio`` and ``ratio_err``.
+        ``thickness_uc`` (1, 2, ...), ``ratio`` and ``ratio_err``, and the two
+        cross-sections ``numerator_A2`` and ``denominator_A2``.
     """
     t, num = library_curve(series, numerator, name=name)
     _, den = library_curve(series, denominator, name=name)
@@ -233,7 +237,15 @@ def series_ratio(series: pd.DataFrame, numerator: str, denominator: str, *, name
             e = np.interp(t, tab, np.concatenate(([0.0], series[err].to_numpy(float))))
             rel2 += (e / cs) ** 2
     ratio = num / den
-    return pd.DataFrame({"thickness_uc": t, "ratio": ratio, "ratio_err": ratio * np.sqrt(rel2)})
+    return pd.DataFrame(
+        {
+            "thickness_uc": t,
+            "ratio": ratio,
+            "ratio_err": ratio * np.sqrt(rel2),
+            "numerator_A2": num,
+            "denominator_A2": den,
+        }
+    )
 
 
 def ratio_by_thickness(cells: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -253,7 +265,12 @@ def ratio_by_thickness(cells: pd.DataFrame, reference: pd.DataFrame | None = Non
         ``ratio`` (mean), ``ratio_std`` and ``ratio_sem`` (NaN for one cell; see the module
         docstring), ``partner_count_mean``; with `reference` also ``series_ratio``,
         ``series_ratio_err`` (NaN beyond the series), ``difference`` (ratio - series) and
-        ``z`` (difference over the root sum of squares of the two errors).
+        ``z`` (difference over the root sum of squares of the two errors), and
+        ``expected_ratio``: the mean over the cells of the series' ratio for the cell's own
+        count over (or under) its partners' mean count, so that a dot whose neighbouring
+        columns differ in thickness (a pyramid, a faceted edge) is compared with what the
+        series predicts for those very columns (NaN where the partners are not counted or
+        a count lies beyond the series).
     """
     columns = ["count", "n_cells", "ratio", "ratio_std", "ratio_sem", "partner_count_mean"]
     rows = []
@@ -283,6 +300,22 @@ def ratio_by_thickness(cells: pd.DataFrame, reference: pd.DataFrame | None = Non
     table["z"] = table["difference"] / np.hypot(
         table["ratio_sem"].fillna(0.0), table["series_ratio_err"].fillna(0.0)
     ).replace(0.0, np.nan)
+    if {"numerator_A2", "denominator_A2"} <= set(reference.columns) and len(cells):
+        t = reference["thickness_uc"].to_numpy(float)
+
+        def cross_section(name, n):
+            # linear between whole thicknesses (the mean partner count is fractional)
+            return np.interp(n, t, reference[name].to_numpy(float), left=np.nan, right=np.nan)
+
+        own = cells["count"].to_numpy(float)
+        mates = cells["partner_count_mean"].to_numpy(float)
+        numerator_side = cells["counted"].to_numpy() == "numerator"
+        num = cross_section("numerator_A2", np.where(numerator_side, own, mates))
+        den = cross_section("denominator_A2", np.where(numerator_side, mates, own))
+        expected = pd.Series(num / den, index=cells.index)
+        table["expected_ratio"] = (
+            table["count"].map(expected.groupby(cells["count"]).mean()).astype(float).to_numpy()
+        )
     return table
 
 
