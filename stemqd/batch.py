@@ -58,6 +58,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
+from .analysis.statistics import RatioEstimate
 from .columns.quality import QualityRecord
 from .config import Config, config_hash, config_to_toml
 from .errors import InputError, StemqdError
@@ -96,6 +97,9 @@ SUMMARY_COLUMNS = [
 
 #: The quality measures (:mod:`stemqd.columns.quality`) copied into ``summary.csv``.
 QUALITY_COLUMNS = ("on_site_intensity_fraction", "rms_misfit_nn", "significant_fraction")
+
+# The ratio's fields (:class:`~stemqd.analysis.statistics.RatioEstimate`) copied into summary.csv.
+_RATIO_COLUMNS = ("ratio", "stderr", "ci_low", "ci_high", "n_numerator", "n_denominator")
 
 # Counts among the summary columns: written as integers even where a row lacks them.
 _COUNT_COLUMNS = ("n_numerator", "n_denominator", "n_columns", "n_used")
@@ -231,7 +235,6 @@ def summary_row(
     elapsed_s : float, optional
         Wall time of the stack, s.
     """
-    r = summary.get("ratio") or {}
     dot = DotSummary.from_dict(summary)
     lattice = LatticeSummary.from_dict(summary) or LatticeSummary()
     columns = ColumnCounts.from_dict(summary)
@@ -239,13 +242,7 @@ def summary_row(
         "name": name,
         "file": file,
         "status": status,
-        "ratio_label": f"{r.get('numerator')}:{r.get('denominator')}" if r else None,
-        "ratio": r.get("ratio"),
-        "stderr": r.get("stderr"),
-        "ci_low": r.get("ci_low"),
-        "ci_high": r.get("ci_high"),
-        "n_numerator": r.get("n_numerator"),
-        "n_denominator": r.get("n_denominator"),
+        **_ratio_cells(RatioEstimate.from_dict(summary)),
         "n_columns": columns.total,
         "n_used": columns.used,
         "dot_edge_nm": dot.mean_edge_nm,
@@ -266,6 +263,14 @@ def summary_row(
         row[f"spacing_a_nm_{label}"] = (sp or {}).get("spacing_a_nm_mean")
         row[f"spacing_b_nm_{label}"] = (sp or {}).get("spacing_b_nm_mean")
     return to_jsonable(row)
+
+
+def _ratio_cells(ratio: RatioEstimate | None) -> dict:
+    """The summary.csv cells of a ratio (None without one)."""
+    if ratio is None:
+        return dict.fromkeys(("ratio_label", *_RATIO_COLUMNS))
+    label = f"{ratio.numerator}:{ratio.denominator}"
+    return {"ratio_label": label} | {key: getattr(ratio, key) for key in _RATIO_COLUMNS}
 
 
 def _quality_cells(quality) -> dict:

@@ -75,8 +75,7 @@ class Analysis:
     @property
     def ratio(self) -> RatioEstimate | None:
         """The headline ratio (None where the image has no material, hence no ratio)."""
-        r = self.summary.get("ratio")
-        return RatioEstimate(**r) if r else None
+        return RatioEstimate.from_dict(self.summary)
 
     @property
     def input(self) -> InputSummary:

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .analysis.statistics import RatioEstimate
 from .errors import InputError
 from .files import atomic_write_bytes, atomic_write_text
 from .summary import ColumnCounts, DotSummary, InputSummary, LatticeSummary
@@ -351,8 +352,8 @@ def _dot_thickness(columns: pd.DataFrame, summary: dict) -> dict:
     from .analysis.column_thickness import dot_thickness, series_ratio
     from .simulation.files import read_series
 
-    ratio = summary.get("ratio") or {}
-    num, den = ratio.get("numerator"), ratio.get("denominator")
+    ratio = RatioEstimate.from_dict(summary)
+    num, den = (ratio.numerator, ratio.denominator) if ratio else (None, None)
     config = summary.get("config") or {}
     path = config.get("reference_series") or (config.get("counting") or {}).get("library")
     reference, note = None, None
@@ -395,11 +396,11 @@ def _counting_figures(columns: pd.DataFrame, summary: dict, name: str) -> list:
         ),
     ]
     if found["ratio"] is not None and len(found["ratio"]):
-        ratio = summary["ratio"]
+        ratio = RatioEstimate.from_dict(summary)
         fig = ratio_thickness_figure(
             found["ratio"],
             found["reference"],
-            ratio_label=f"{ratio['numerator']}:{ratio['denominator']}",
+            ratio_label=f"{ratio.numerator}:{ratio.denominator}",
             binned_by=found["binned_by"],
             title=f"{name}: ratio of the local cells against counted thickness",
         )
@@ -451,8 +452,8 @@ def column_intensity_map(columns: pd.DataFrame, summary: dict | None = None) -> 
         return empty
     used = columns[_used_mask(columns)]
     label = used["label"].fillna("").astype(str)
-    ratio = (summary or {}).get("ratio") or {}
-    labels = [ratio.get("numerator"), ratio.get("denominator")]
+    ratio = RatioEstimate.from_dict(summary)
+    labels = [ratio.numerator, ratio.denominator] if ratio else [None, None]
     if not all(labels) or not set(labels) <= set(label):
         # every labelled sublattice, in the order of the sites (A, BX, X, others)
         site = used["site"].fillna("").astype(str) if "site" in used else label
@@ -586,7 +587,7 @@ def intensity_map_figure(columns: pd.DataFrame, summary: dict, *, title: str | N
     bar = fig.colorbar(discs, ax=list(axes), fraction=0.04, pad=0.02)
     bar.set_label("intensity / brightest column", fontsize=8)
     bar.ax.tick_params(labelsize=7)
-    fig.text(0.45, 0.02, _ratio_text(summary.get("ratio") or {}), ha="center", fontsize=10)
+    fig.text(0.45, 0.02, _ratio_text(summary), ha="center", fontsize=10)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
@@ -659,8 +660,7 @@ def group_figure(dots: Sequence[tuple[str, object, pd.DataFrame, dict]], *, per_
                 if c == 0:
                     ax.set_ylabel(label, fontsize=9)
                 if r == len(labels):
-                    r_ = summary.get("ratio") or {}
-                    ax.set_xlabel(_short_ratio(r_), fontsize=9)
+                    ax.set_xlabel(_short_ratio(summary), fontsize=9)
     if discs is not None:
         bar = fig.colorbar(discs, cax=fig.add_subplot(grid[1:n_rows, ncol]))
         bar.set_label("intensity / brightest column of the dot", fontsize=8)
@@ -669,13 +669,13 @@ def group_figure(dots: Sequence[tuple[str, object, pd.DataFrame, dict]], *, per_
     return fig
 
 
-def _short_ratio(r: dict) -> str:
-    """``Cs:PbBr 0.409 ± 0.001`` (ratio ± s.e.) for a figure label."""
-    if not r or r.get("ratio") is None or not np.isfinite(float(r["ratio"])):
+def _short_ratio(summary: dict) -> str:
+    """``Cs:PbBr 0.409 ± 0.001`` (ratio ± s.e. of a summary) for a figure label."""
+    r = RatioEstimate.from_dict(summary)
+    if r is None or not np.isfinite(r.ratio):
         return "ratio: not measured"
-    se = r.get("stderr")
-    se = f" ± {float(se):.3f}" if se is not None and np.isfinite(float(se)) else ""
-    return f"{r.get('numerator')}:{r.get('denominator')} {float(r['ratio']):.3f}{se}"
+    se = f" ± {r.stderr:.3f}" if np.isfinite(r.stderr) else ""
+    return f"{r.numerator}:{r.denominator} {r.ratio:.3f}{se}"
 
 
 def image_png(image) -> bytes:
@@ -735,23 +735,28 @@ def _fmt(value, digits=3, none="–") -> str:
     return f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.4g}"
 
 
-def _ratio_text(r: dict) -> str:
-    if not r or r.get("ratio") is None or not np.isfinite(float(r["ratio"])):
+def _confidence(r: RatioEstimate) -> float:
+    """The level of the ratio's interval (0.95 where an older summary lacks it)."""
+    return r.confidence if np.isfinite(r.confidence) and r.confidence else 0.95
+
+
+def _ratio_text(summary: dict) -> str:
+    """``Cs:PbBr = 0.409 [0.405, 0.413] (95% CI)`` (the ratio of a summary) for a caption."""
+    r = RatioEstimate.from_dict(summary)
+    if r is None or not np.isfinite(r.ratio):
         return "ratio: not measured"
-    conf = r.get("confidence") or 0.95
-    lo, hi = (r.get(k) for k in ("ci_low", "ci_high"))
     ci = (
-        f" [{float(lo):.3f}, {float(hi):.3f}] ({conf:.0%} CI)"
-        if lo is not None and hi is not None
+        f" [{r.ci_low:.3f}, {r.ci_high:.3f}] ({_confidence(r):.0%} CI)"
+        if np.isfinite(r.ci_low) and np.isfinite(r.ci_high)
         else ""
     )
-    return f"{r.get('numerator')}:{r.get('denominator')} = {float(r['ratio']):.3f}{ci}"
+    return f"{r.numerator}:{r.denominator} = {r.ratio:.3f}{ci}"
 
 
 def _stack_title(name: str, summary: dict) -> str:
     edges = [e for e in DotSummary.from_dict(summary).edge_lengths_nm or () if e]
     dot = f", dot {' x '.join(f'{e:.1f}' for e in edges)} nm" if edges else ""
-    return f"{name}: {_ratio_text(summary.get('ratio') or {})}{dot}"
+    return f"{name}: {_ratio_text(summary)}{dot}"
 
 
 def depth_profile_figure(records, ratio: dict | None = None):
@@ -778,18 +783,19 @@ def depth_profile_figure(records, ratio: dict | None = None):
     ax = fig.add_subplot()
     num, den = "numerator", "denominator"
     label = "ratio"
-    if ratio and ratio.get("numerator"):
-        num, den = ratio["numerator"], ratio["denominator"]
+    ratio = RatioEstimate.from_dict(ratio)
+    if ratio and ratio.numerator:
+        num, den = ratio.numerator, ratio.denominator
         label = f"{num} : {den} ratio"
-    if ratio and ratio.get("ratio") is not None:
-        ax.axhline(ratio["ratio"], color="#0072B2", lw=1, label="whole dot")
-        if ratio.get("ci_low") is not None and ratio.get("ci_high") is not None:
+    if ratio and np.isfinite(ratio.ratio):
+        ax.axhline(ratio.ratio, color="#0072B2", lw=1, label="whole dot")
+        if np.isfinite(ratio.ci_low) and np.isfinite(ratio.ci_high):
             ax.axhspan(
-                ratio["ci_low"],
-                ratio["ci_high"],
+                ratio.ci_low,
+                ratio.ci_high,
                 color="#0072B2",
                 alpha=0.15,
-                label=f"{(ratio.get('confidence') or 0.95):.0%} CI",
+                label=f"{_confidence(ratio):.0%} CI",
             )
     if not df.empty and "ratio" in df:
         df = df.astype({"ratio": float, "stderr": float})
@@ -1252,7 +1258,7 @@ def _process_report(folder: Path, doc: _Doc) -> str:
         doc.heading(name, 2, anchor=f"stack-{name}")
         inp = InputSummary.from_dict(s)
         doc.para(
-            f"{_ratio_text(s.get('ratio') or {})} · input {inp.path or '?'} "
+            f"{_ratio_text(s)} · input {inp.path or '?'} "
             f"(SHA-256 {(inp.sha256 or '?')[:16]}…, {inp.frames or '?'} frames "
             f"of {' x '.join(str(v) for v in inp.shape or ())} px, "
             f"{_fmt(s.get('pixel_size_A'), 4)} Å/px from {inp.pixel_size_source or '?'})",

@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 
+from stemqd.analysis.statistics import RatioEstimate
 from stemqd.batch import summary_row
 from stemqd.columns.quality import QualityRecord
 from stemqd.config import load_config
@@ -169,3 +170,55 @@ def test_reports_show_the_key_numbers(core, no_material):
         {**no_material.summary["quality"], "passed": False, "reasons": ["too few"]}
     )
     assert str(failing).endswith("; too few") and "below the thresholds" in str(failing)
+
+
+@pytest.mark.parametrize(
+    "ratio",
+    [
+        RatioEstimate("Cs", "PbBr", 0.41, 0.002, 0.0021, 0.406, 0.414, 0.95, 49, 64),
+        RatioEstimate(
+            "Cs", "PbBr", 0.41, 0.002, np.nan, np.nan, np.nan, 0.95, 3, 4
+        ),  # no bootstrap
+        RatioEstimate("Cs", "PbBr", np.nan, np.nan, np.nan, np.nan, np.nan, 0.9, 1, 4),  # too few
+    ],
+    ids=repr,
+)
+def test_ratio_round_trip(ratio):
+    # from the ratio's dict, from a summary holding it, and from summary.json (NaN -> null)
+    written = _written({"ratio": ratio.to_dict()})
+    for data in (ratio.to_dict(), {"ratio": ratio.to_dict()}, written, written["ratio"]):
+        back = RatioEstimate.from_dict(data)
+        assert repr(back) == repr(ratio)  # NaN != NaN, so compare the reprs
+        assert _written(back.to_dict()) == written["ratio"]
+    if np.isfinite(ratio.ci_low):
+        assert RatioEstimate.from_dict(ratio.to_dict()) == ratio
+
+
+def test_ratio_of_a_processed_stack(core, no_material):
+    analysis, _ = core
+    ratio = RatioEstimate.from_dict(_written(analysis.summary))
+    assert repr(ratio) == repr(analysis.ratio) and ratio.numerator == "Cs"
+    assert np.isfinite(ratio.ratio) and np.isnan(ratio.ci_low)  # analysis.bootstrap=0
+    row = summary_row("core", "dot.tif", _written(analysis.summary), "processed")
+    assert row["ratio_label"] == "Cs:PbBr" and row["ratio"] == ratio.ratio
+    assert row["n_numerator"] == ratio.n_numerator and row["ci_low"] is None
+    # without a material there is no ratio, and the row's ratio cells are empty
+    assert RatioEstimate.from_dict(no_material.summary) is None
+    row = summary_row("none", "dot.tif", no_material.summary, "processed")
+    cells = ("ratio_label", "ratio", "stderr", "ci_low", "ci_high", "n_numerator", "n_denominator")
+    assert all(row[k] is None for k in cells)
+
+
+def test_an_older_ratio_lacking_keys():
+    old = {"ratio": {"numerator": "Cs", "denominator": "PbBr", "ratio": 0.4, "stderr": 0.01}}
+    ratio = RatioEstimate.from_dict(old)  # before the bootstrap and the column counts
+    assert (ratio.ratio, ratio.stderr) == (0.4, 0.01)
+    assert np.isnan(ratio.bootstrap_stderr) and np.isnan(ratio.confidence)
+    assert ratio.n_numerator is None and ratio.n_denominator is None
+    assert str(ratio) == "Cs : PbBr = 0.4000 +- 0.0100 (propagated s.e.); None / None columns"
+    row = summary_row("old", "old.tif", old, "skipped")
+    assert row["ratio_label"] == "Cs:PbBr" and row["ratio"] == 0.4 and row["stderr"] == 0.01
+    assert row["ci_low"] is None and row["n_numerator"] is None
+    # no ratio: no material (an empty part), a summary without one, nothing at all
+    for data in ({"ratio": {}}, {"material": None}, {"ratio": None}, {}, None):
+        assert RatioEstimate.from_dict(data) is None

@@ -95,6 +95,36 @@ class RatioEstimate:
     n_numerator: int
     n_denominator: int
 
+    @classmethod
+    def from_dict(cls, data: dict | None) -> RatioEstimate | None:
+        """The ratio read back from a summary (``summary["ratio"]``) or from the ratio's dict.
+
+        Parameters
+        ----------
+        data : dict or None
+            A ``summary.json`` (its ``ratio`` part is read) or a :meth:`to_dict` dict.
+
+        Returns
+        -------
+        RatioEstimate or None
+            None where there is no ratio (no material, hence an empty or absent part). A
+            float the file has as null, or lacks (an older summary), reads as NaN; a label
+            or a count it lacks reads as None.
+        """
+        data = data or {}
+        part = data.get("ratio")
+        if not isinstance(part, dict):  # a ratio's own dict, or a summary without a ratio
+            part = data if "numerator" in data else None
+        if not part:
+            return None
+        fields = {}
+        for f in dataclasses.fields(cls):
+            value = part.get(f.name)
+            if f.type == "float":
+                value = np.nan if value is None else float(value)
+            fields[f.name] = value
+        return cls(**fields)
+
     def to_dict(self) -> dict:
         """The fields as a JSON-ready dict (NaN stays NaN; the JSON writers make it null)."""
         return dataclasses.asdict(self)
