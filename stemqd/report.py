@@ -1798,7 +1798,8 @@ def ratio_thickness_figure(
     -------
     matplotlib.figure.Figure
         Points: mean ratio of the cells at each count ± s.e., labelled with their number; a
-        count with a single cell has no s.e. and is drawn open.
+        count with a single cell has no s.e. and is drawn open. Crosses: ``expected_ratio``
+        where the table has it (the series for those cells' own and neighbours' counts).
     """
     fig = _figure((5.6, 3.9))
     ax = fig.add_subplot()
@@ -1838,6 +1839,15 @@ def ratio_thickness_figure(
                 xytext=(4, 5),
                 fontsize=7,
                 color="#555555",
+            )
+        if "expected_ratio" in d and np.isfinite(d["expected_ratio"].to_numpy(float)).any():
+            ax.plot(
+                x,
+                d["expected_ratio"].to_numpy(float),
+                "x",
+                color="#0072B2",
+                ms=6,
+                label="series at the cells' own and neighbours' counts",
             )
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel(f"counted thickness of the {binned_by or 'binned'} columns (unit cells)")
