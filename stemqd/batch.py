@@ -65,7 +65,14 @@ from .errors import InputError, StemqdError
 from .files import atomic_write_text, json_text, sha256_file, to_jsonable, write_json
 from .io import SUPPORTED_EXTENSIONS, load, write_stack_tiff
 from .provenance import versions
-from .summary import ColumnCounts, DotSummary, InputSummary, LatticeSummary
+from .summary import (
+    ColumnCounts,
+    DotSummary,
+    InputSummary,
+    LatticeSummary,
+    RunSummary,
+    SpacingSummary,
+)
 
 __all__ = [
     "QUALITY_COLUMNS",
@@ -259,9 +266,9 @@ def summary_row(
     for key in ("n_numerator", "n_denominator", "n_columns", "n_used"):
         if isinstance(row[key], (int, float, np.number)) and np.isfinite(row[key]):
             row[key] = int(row[key])
-    for label, sp in (summary.get("spacing") or {}).items():
-        row[f"spacing_a_nm_{label}"] = (sp or {}).get("spacing_a_nm_mean")
-        row[f"spacing_b_nm_{label}"] = (sp or {}).get("spacing_b_nm_mean")
+    for label, sp in SpacingSummary.from_dict(summary).items():
+        row[f"spacing_a_nm_{label}"] = sp.spacing_a_nm_mean
+        row[f"spacing_b_nm_{label}"] = sp.spacing_b_nm_mean
     return to_jsonable(row)
 
 
@@ -402,12 +409,12 @@ def write_stack_results(
         pixel = float(analysis.summary.get("pixel_size_A"))
         _columns_table(analysis.columns).to_csv(tmp / "columns.csv", index=False)
         summary = dict(analysis.summary)
-        summary["run"] = {
-            "name": name,
-            "file": file,
-            "elapsed_s": round(elapsed_s, 3),
-            "finished_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
+        summary["run"] = RunSummary(
+            name=name,
+            file=file,
+            elapsed_s=round(elapsed_s, 3),
+            finished_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        ).to_dict()
         (tmp / "summary.json").write_text(json_text(summary))
         if render is not None:
             render(analysis, tmp, name)
@@ -513,7 +520,7 @@ def run_stack(
                 if progress:
                     progress("skipped")
                 return summary_row(
-                    name, file, previous, "skipped", (previous.get("run") or {}).get("elapsed_s")
+                    name, file, previous, "skipped", RunSummary.from_dict(previous).elapsed_s
                 )
         stack = load(path, config.acquisition.pixel_size_A)
         if progress:
@@ -1147,14 +1154,14 @@ def collect_results(folder: str | os.PathLike) -> pd.DataFrame:
         summary = read_summary(sub)
         if summary is None or status.get(sub.name) == "failed":
             continue
-        run = summary.get("run") or {}
+        run = RunSummary.from_dict(summary)
         rows.append(
             summary_row(
                 sub.name,
-                run.get("file") or InputSummary.from_dict(summary).path,
+                run.file or InputSummary.from_dict(summary).path,
                 summary,
                 status.get(sub.name, "processed"),
-                run.get("elapsed_s"),
+                run.elapsed_s,
             )
         )
     if not rows:

@@ -38,7 +38,19 @@ from .preprocess.denoise import du_filter
 from .preprocess.normalise import normalised_volume
 from .preprocess.probe import probe_psf
 from .provenance import versions
-from .summary import ColumnCounts, DotSummary, InputSummary, LatticeSummary
+from .summary import (
+    ColumnCounts,
+    DotSummary,
+    FittingSummary,
+    InputSummary,
+    JointFit,
+    LatticeSummary,
+    PerTypeSummary,
+    RunSummary,
+    SpacingSummary,
+    SublatticeSpacing,
+    ThicknessSummary,
+)
 
 #: Stages reported to a ``progress`` callback, in order.
 PIPELINE_STAGES = ("align", "background", "denoise", "deconvolve", "columns", "statistics")
@@ -64,7 +76,8 @@ class Analysis:
         Objects for plotting: the Dot, the LatticeFit, the PSFs, the depth profile.
 
     The summary's parts are read as typed records: :attr:`ratio`, :attr:`input`,
-    :attr:`dot`, :attr:`column_counts`, :attr:`lattice`, :attr:`quality`.
+    :attr:`dot`, :attr:`column_counts`, :attr:`lattice`, :attr:`quality`,
+    :attr:`per_type`, :attr:`spacing`, :attr:`thickness`, :attr:`fitting`, :attr:`run`.
     """
 
     columns: pd.DataFrame
@@ -102,12 +115,39 @@ class Analysis:
         """The quality record and its verdict (``summary["quality"]``)."""
         return QualityRecord.from_dict(self.summary.get("quality"))
 
+    @property
+    def per_type(self) -> PerTypeSummary:
+        """Intensity statistics per column type (``summary["per_type"]``)."""
+        return PerTypeSummary.from_dict(self.summary)
+
+    @property
+    def spacing(self) -> SpacingSummary:
+        """Peak-pair spacings of the ratio's sublattices (empty without a material)."""
+        return SpacingSummary.from_dict(self.summary)
+
+    @property
+    def thickness(self) -> ThicknessSummary | None:
+        """Thicknesses consistent with the ratio (None without ``reference_series``)."""
+        return ThicknessSummary.from_dict(self.summary)
+
+    @property
+    def fitting(self) -> FittingSummary:
+        """How the columns were fitted (``summary["fitting"]``)."""
+        return FittingSummary.from_dict(self.summary)
+
+    @property
+    def run(self) -> RunSummary:
+        """The run that wrote the results (``summary["run"]``; all None in memory, as the
+        run is recorded only in the written ``summary.json``)."""
+        return RunSummary.from_dict(self.summary)
+
     def report(self) -> str:
         """A readable report of the image's result, in the manner of lmfit's ``fit_report``."""
         s = self.summary
         cols = self.column_counts
-        fitting = s.get("fitting", {})
         lines = ["[[Image]]"]
+        if self.run.name is not None:
+            lines.append(f"    run         {self.run}")
         if "input" in s:
             lines.append(f"    file        {self.input}")
         zone = s.get("zone_axis")
@@ -123,17 +163,18 @@ class Analysis:
         ]
         for reason, n in (cols.flags or {}).items():
             lines.append(f"    flagged     {n} x {reason}")
-        if fitting:
-            lines.append(
-                f"    model       {fitting.get('model')} Gaussians, {fitting.get('background')}"
-                f" background, fitted on the {fitting.get('fit_on')} image"
-            )
-        if self.quality is not None:
-            lines += ["[[Quality]]", f"    {self.quality}"]
-        if self.lattice is not None:
-            lines += ["[[Lattice]]", f"    {self.lattice}"]
-        if self.ratio is not None:
-            lines += ["[[Ratio]]", f"    {self.ratio}"]
+        parts = (
+            ("Fitting", self.fitting if "fitting" in s else None),
+            ("Quality", self.quality),
+            ("Per type", self.per_type or None),
+            ("Lattice", self.lattice),
+            ("Spacing", self.spacing or None),
+            ("Ratio", self.ratio),
+            ("Thickness", self.thickness),
+        )
+        for title, part in parts:
+            if part is not None:
+                lines += [f"[[{title}]]", *(f"    {line}" for line in str(part).splitlines())]
         for w in s.get("warnings", []):
             lines.append(f"[[Warning]] {w}")
         return "\n".join(lines)
@@ -441,7 +482,10 @@ def analyse_image(
             image,
             min_separation_px=c.min_separation_nn * nn_px,
             com_radius_px=c.com_radius_nn * nn_px,
+            detection=c.detection,
             threshold_rel=c.threshold_rel,
+            significance=c.significance,
+            background_radius_px=nn_px,
         )
     if len(seeds) < 4:
         raise FitError(
@@ -449,6 +493,7 @@ def analyse_image(
         )
     fit = _refine(fit_image, seeds, labels if c.width_per_type else None, nn_px, c)
     joint = dict(fit.attrs.get("joint", {}))
+    dropped_off_lattice = None
     mode, coverage = _dot_mode(config, seeds, image.shape, a_px)
     if mode == "none":
         dot = Dot(
@@ -551,7 +596,7 @@ def analyse_image(
             fit = _refine(fit_image, np.vstack([pos0[keep], extra]), None, nn_px, c)
             fit["seed_x_px"], fit["seed_y_px"] = seeds[:, 0], seeds[:, 1]
             joint = dict(fit.attrs.get("joint", {}))
-            joint["seeds_dropped_off_lattice"] = int(off.sum())
+            dropped_off_lattice = int(off.sum())
             seed_source = np.concatenate(
                 [seed_source[keep], np.full(len(extra), "lattice", object)]
             )
@@ -582,16 +627,20 @@ def analyse_image(
     fit["intensity"] = fit[config.analysis.intensity]
     fit["x_nm"] = fit["x_px"] * pixel_size_A / 10
     fit["y_nm"] = fit["y_px"] * pixel_size_A / 10
-    fitting = {
-        "model": c.model,
-        "background": c.background if c.model != "window7" else "offset per window",
-        "fit_on": c.fit_on,
-        "spacing_px": float(nn_px),
-        "spacing_source": spacing_source,
-        "seeds": "positions file" if positions is not None else "found",
-        "seeds_from_lattice": int(np.sum(seed_source == "lattice")),
-        **joint,
-    }
+    # the joint fit reports its model and background too (the same, or more precise)
+    fitting = FittingSummary(
+        model=joint.pop("model", c.model),
+        background=joint.pop(
+            "background", c.background if c.model != "window7" else "offset per window"
+        ),
+        fit_on=c.fit_on,
+        spacing_px=float(nn_px),
+        spacing_source=spacing_source,
+        seeds="positions file" if positions is not None else "found",
+        seeds_from_lattice=int(np.sum(seed_source == "lattice")),
+        joint=JointFit.from_dict(joint) if joint else None,
+        seeds_dropped_off_lattice=dropped_off_lattice,
+    ).to_dict()
     if cell is None:
         return _analyse_without_cell(
             fit,
@@ -725,7 +774,8 @@ def _exclusions(summary, columns):
             f"{int((~use).sum())} of {n} columns "
             f"({(~use).mean():.0%}) are excluded from the statistics ({top})"
         )
-    if summary.get("fitting", {}).get("converged") is False:
+    joint = FittingSummary.from_dict(summary).joint
+    if joint is not None and joint.converged is False:
         warnings.append("the joint column fit did not converge")
 
 
@@ -766,10 +816,7 @@ def _analyse_without_cell(
             "used": int(len(use)),
             "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()},
         },
-        "per_type": {
-            k: {kk: float(vv) for kk, vv in row.items()}
-            for k, row in stats_table.to_dict(orient="index").items()
-        },
+        "per_type": PerTypeSummary.from_table(stats_table).to_dict(),
         "ratio": {},
         "ratio_by_depth": [],
         "fitting": fitting,
@@ -803,7 +850,7 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
         )
         for k in cols:
             columns.loc[sel.index, k] = cols[k].to_numpy()
-        spacing[label] = summ
+        spacing[label] = SublatticeSpacing.from_dict(summ)
     flags = columns["flag"].str.split("; ").explode()
     summary = {
         "pixel_size_A": pixel_size_A,
@@ -821,10 +868,7 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
             "used": int(len(use)),
             "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()},
         },
-        "per_type": {
-            k: {kk: float(vv) for kk, vv in row.items()}
-            for k, row in stats_table.to_dict(orient="index").items()
-        },
+        "per_type": PerTypeSummary.from_table(stats_table).to_dict(),
         "ratio": ratio.to_dict(),
         "ratio_by_depth": depth.to_dict(orient="records"),
         "lattice": {
@@ -836,31 +880,32 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
             "mirrored": bool(lattice.mirrored),
             "rms_misfit_A": lattice.rms_misfit_A,
         },
-        "spacing": spacing,
+        "spacing": SpacingSummary(spacing).to_dict(),
     }
     return summary, {"dot": dot, "lattice": lattice, "depth_profile": depth}
 
 
-def thickness_summary(ratio: dict, series_path: str, fit_model: str | None = None) -> dict:
+def thickness_summary(
+    ratio: RatioEstimate | None, series_path: str, fit_model: str | None = None
+) -> ThicknessSummary:
     """Thicknesses consistent with the measured ratio under a reference series.
 
     The measured ratio and its (propagated) standard error are read against the series'
     fitted-volume ratio (the same measure as the default ``analysis.intensity``); every
-    consistent range is returned, with a flag where the series is not monotonic. A series
-    fitted with another column model than ``fit_model`` is refused: the result then holds
-    only the reason (``refused``).
+    consistent range is returned, with a flag where the series is not monotonic. Without a
+    ratio (None, or NaN) there is no estimate; a series fitted with another column model
+    than ``fit_model`` is refused: the result then holds only the reason (``refused``).
     """
     from .analysis.thickness import thickness_from_ratio
 
-    if not np.isfinite(ratio.get("ratio", np.nan)):
-        return {"series": str(series_path), "flag": "no ratio measured"}
+    series = str(series_path)
+    if ratio is None or not np.isfinite(ratio.ratio):
+        return ThicknessSummary(series)
     try:
-        estimate = thickness_from_ratio(
-            ratio["ratio"], ratio["stderr"], series_path, fit_model=fit_model
-        )
+        estimate = thickness_from_ratio(ratio.ratio, ratio.stderr, series_path, fit_model=fit_model)
     except ModelMismatchError as exc:
-        return {"series": str(series_path), "refused": str(exc), "flag": "refused"}
-    return {"series": str(series_path), **estimate.to_dict()}
+        return ThicknessSummary(series, refused=str(exc))
+    return ThicknessSummary(series, estimate=estimate)
 
 
 def acquisition_used(stack, config: Config) -> tuple[dict, str | None]:
@@ -927,6 +972,7 @@ def _count(analysis, config: Config) -> None:
     )
     analysis.summary["counting"] = counted
     warnings += [f"counting {k}: {v['error']}" for k, v in counted.items() if "error" in v]
+    warnings += [f"counting {k}: {w}" for k, v in counted.items() for w in v.get("warnings", [])]
 
 
 def process_stack(stack, config: Config, *, positions=None, progress=None) -> Analysis:
@@ -975,15 +1021,13 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
     if defaults_note:
         analysis.summary.setdefault("warnings", []).append(defaults_note)
     if seeds_source is not None:
-        analysis.summary["fitting"]["positions_file"] = seeds_source
+        fitting = replace(analysis.fitting, positions_file=seeds_source)
+        analysis.summary["fitting"] = fitting.to_dict()
     if config.reference_series:
-        analysis.summary["thickness"] = thickness_summary(
-            analysis.summary["ratio"], config.reference_series, config.columns.model
-        )
-        if "refused" in analysis.summary["thickness"]:
-            analysis.summary.setdefault("warnings", []).append(
-                "thickness: " + analysis.summary["thickness"]["refused"]
-            )
+        thickness = thickness_summary(analysis.ratio, config.reference_series, config.columns.model)
+        analysis.summary["thickness"] = thickness.to_dict()
+        if thickness.refused is not None:
+            analysis.summary.setdefault("warnings", []).append("thickness: " + thickness.refused)
     analysis.summary.update(
         {
             "input": {

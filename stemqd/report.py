@@ -32,7 +32,15 @@ import pandas as pd
 from .analysis.statistics import RatioEstimate
 from .errors import InputError
 from .files import atomic_write_bytes, atomic_write_text
-from .summary import ColumnCounts, DotSummary, InputSummary, LatticeSummary
+from .summary import (
+    ColumnCounts,
+    DotSummary,
+    InputSummary,
+    LatticeSummary,
+    PerTypeSummary,
+    SpacingSummary,
+    ThicknessSummary,
+)
 
 __all__ = [
     "SITE_COLOURS",
@@ -1126,7 +1134,8 @@ def _read_json(path: Path):
 
 
 def _nm_to_A(value):
-    return None if value is None else 10.0 * float(value)
+    """A length in nm in Å (None where it is None or NaN)."""
+    return None if value is None or not np.isfinite(value) else 10.0 * float(value)
 
 
 def _versions_text(versions: dict | None) -> str:
@@ -1279,12 +1288,14 @@ def _process_report(folder: Path, doc: _Doc) -> str:
         if depth:
             png = figure_png(depth_profile_figure(depth, s.get("ratio")), dpi=100)
             doc.figure_bytes(png, f"{name}_depth.png", f"{name} ratio by depth")
-        per_type = s.get("per_type") or {}
+        per_type = PerTypeSummary.from_dict(s)
         if per_type:
-            pt = pd.DataFrame(per_type).T.reset_index().rename(columns={"index": "column type"})
+            pt = pd.DataFrame(
+                [{"column type": label, **stats.to_dict()} for label, stats in per_type.items()]
+            )
             doc.heading("Intensity per column type", 3)
             doc.table(_counts(pt, ["count"]), left=("column type",))
-        spacing = s.get("spacing") or {}
+        spacing = SpacingSummary.from_dict(s)
         lat = LatticeSummary.from_dict(s)
         if spacing or lat:
             doc.heading("Lattice", 3)
@@ -1292,12 +1303,12 @@ def _process_report(folder: Path, doc: _Doc) -> str:
             sp_rows = [
                 {
                     "sublattice": k,
-                    "a (Å)": _nm_to_A(v.get("spacing_a_nm_mean")),
-                    "s.d. a (Å)": _nm_to_A(v.get("spacing_a_nm_std")),
-                    "pairs a": v.get("n_pairs_a"),
-                    "b (Å)": _nm_to_A(v.get("spacing_b_nm_mean")),
-                    "s.d. b (Å)": _nm_to_A(v.get("spacing_b_nm_std")),
-                    "pairs b": v.get("n_pairs_b"),
+                    "a (Å)": _nm_to_A(v.spacing_a_nm_mean),
+                    "s.d. a (Å)": _nm_to_A(v.spacing_a_nm_std),
+                    "pairs a": v.n_pairs_a,
+                    "b (Å)": _nm_to_A(v.spacing_b_nm_mean),
+                    "s.d. b (Å)": _nm_to_A(v.spacing_b_nm_std),
+                    "pairs b": v.n_pairs_b,
                 }
                 for k, v in spacing.items()
             ]
@@ -1314,20 +1325,9 @@ def _process_report(folder: Path, doc: _Doc) -> str:
                     cls="meta",
                 )
         _counting_section(doc, sub, name, s)
-        thick = s.get("thickness") or {}
-        if thick.get("ranges_nm") is not None:
-            ranges = (
-                ", ".join(
-                    f"{lo:.1f}-{hi:.1f} nm ({lo_uc:.1f}-{hi_uc:.1f} uc)"
-                    for (lo, hi), (lo_uc, hi_uc) in zip(thick["ranges_nm"], thick["ranges_uc"])
-                )
-                or "none"
-            )
-            doc.para(
-                f"Thickness consistent with the ratio under {thick.get('series')}: "
-                f"{ranges}" + (f" ({thick['flag']})" if thick.get("flag") else ""),
-                cls="meta",
-            )
+        thick = ThicknessSummary.from_dict(s)
+        if thick is not None and thick.estimate is not None:
+            doc.para(f"Thickness {thick}", cls="meta")
         cols = ColumnCounts.from_dict(s)
         flags = cols.flags or {}
         doc.para(

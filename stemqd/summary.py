@@ -1,23 +1,43 @@
-"""Typed parts of an image's summary (``summary.json``): input, dot, columns, lattice.
+"""Typed parts of an image's summary (``summary.json``): input, dot, columns, lattice,
+per-type statistics, spacings, thickness, fitting and run.
 
 Each part is a small frozen dataclass whose :meth:`to_dict` is exactly the dict the
 pipeline writes into the summary, and whose :meth:`from_dict` reads it back from a summary
 written by this or an older version: a key the file lacks becomes None (and is left out
-of :meth:`to_dict` again, except in :class:`InputSummary`, whose fields may be null in the
-file), a missing part reads as every field None. The ratio is
-:class:`stemqd.analysis.statistics.RatioEstimate`; the quality record
-:class:`stemqd.columns.quality.QualityRecord`.
+of :meth:`to_dict` again, except in :class:`InputSummary` and :class:`JointFit`, whose
+fields may be null in the file, and :class:`ThicknessSummary`, which always writes its
+series and flag), or NaN for the measured numbers of
+:class:`TypeStatistics` and :class:`SublatticeSpacing`; a missing part reads as every
+field None (an empty mapping for the per-label parts :class:`PerTypeSummary` and
+:class:`SpacingSummary`). The ratio is :class:`stemqd.analysis.statistics.RatioEstimate`;
+the quality record :class:`stemqd.columns.quality.QualityRecord`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["ColumnCounts", "DotSummary", "InputSummary", "LatticeSummary"]
+from .analysis.thickness import ThicknessEstimate
+
+__all__ = [
+    "ColumnCounts",
+    "DotSummary",
+    "FittingSummary",
+    "InputSummary",
+    "JointFit",
+    "LatticeSummary",
+    "PerTypeSummary",
+    "RunSummary",
+    "SpacingSummary",
+    "SublatticeSpacing",
+    "ThicknessSummary",
+    "TypeStatistics",
+]
 
 
 def _fields_of(cls, part) -> dict:
@@ -36,6 +56,21 @@ def _num(value, fmt) -> str:
     if value is None or not np.isfinite(float(value)):
         return "n/a"
     return format(float(value), fmt)
+
+
+def _float(value) -> float:
+    """``value`` as a float, NaN where it is None (a null or a missing key in the file)."""
+    return np.nan if value is None else float(value)
+
+
+def _measured(cls, part) -> dict:
+    """The fields of ``cls`` read from one entry of a per-label part, float fields as
+    :func:`_float` gives them."""
+    fields = _fields_of(cls, part)
+    return {
+        f.name: _float(fields[f.name]) if f.type == "float" else fields[f.name]
+        for f in dataclasses.fields(cls)
+    }
 
 
 @dataclass(frozen=True)
@@ -251,6 +286,431 @@ class LatticeSummary:
             f"a, b = {_num(self.a_A, '.4f')}, {_num(self.b_A, '.4f')} Å (expected "
             f"{_num(self.expected_a_A, '.4f')}, {_num(self.expected_b_A, '.4f')}), rotation "
             f"{_num(self.rotation_deg, '.3f')}°, rms misfit {_num(self.rms_misfit_A, '.3f')} Å"
+        )
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>"
+
+
+@dataclass(frozen=True)
+class TypeStatistics:
+    """Intensity statistics of one column type (an entry of ``summary["per_type"]``, a row
+    of :func:`stemqd.analysis.statistics.type_statistics` over the used columns).
+
+    Attributes
+    ----------
+    count : float
+        Columns of the type (a whole number, a float as summary.json has it).
+    mean, std, sem : float
+        Mean, standard deviation (ddof 1) and standard error of their intensities, in the
+        units of ``analysis.intensity`` (NaN where the file has none).
+    """
+
+    count: float = np.nan
+    mean: float = np.nan
+    std: float = np.nan
+    sem: float = np.nan
+
+    @classmethod
+    def from_dict(cls, entry: dict | None) -> TypeStatistics:
+        """The statistics from their dict (a row of the table, or of the summary)."""
+        return cls(**_measured(cls, entry))
+
+    def to_dict(self) -> dict:
+        """The entry as written to ``summary.json``."""
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        return (
+            f"{_num(self.count, '.0f')} columns, mean {_num(self.mean, '.4g')} +- "
+            f"{_num(self.sem, '.2g')} (s.e.), s.d. {_num(self.std, '.4g')}"
+        )
+
+
+@dataclass(frozen=True)
+class SublatticeSpacing:
+    """Peak-pair spacings of one sublattice (an entry of ``summary["spacing"]``, from
+    :func:`stemqd.analysis.lattice.peak_pair_spacing` on its columns inside the dot).
+
+    Attributes
+    ----------
+    spacing_a_nm_mean, spacing_a_nm_std : float
+        Mean and standard deviation (ddof 1) of the spacings along a, nm (NaN without
+        pairs, or without two for the standard deviation).
+    spacing_b_nm_mean, spacing_b_nm_std : float
+        The same along b, nm.
+    n_pairs_a, n_pairs_b : int or None
+        Peak pairs found along a and b.
+    reference_vectors_A : tuple of (float, float) or None
+        The reference vectors a and b, Å.
+    """
+
+    spacing_a_nm_mean: float = np.nan
+    spacing_a_nm_std: float = np.nan
+    spacing_b_nm_mean: float = np.nan
+    spacing_b_nm_std: float = np.nan
+    n_pairs_a: int | None = None
+    n_pairs_b: int | None = None
+    reference_vectors_A: tuple | None = None
+
+    @classmethod
+    def from_dict(cls, entry: dict | None) -> SublatticeSpacing:
+        """The spacings from their dict (``peak_pair_spacing``'s, or the summary's)."""
+        fields = _measured(cls, entry)
+        if fields["reference_vectors_A"] is not None:
+            fields["reference_vectors_A"] = tuple(
+                tuple(map(_float, v)) for v in fields["reference_vectors_A"]
+            )
+        return cls(**fields)
+
+    def to_dict(self) -> dict:
+        """The entry as written to ``summary.json``."""
+        out = dataclasses.asdict(self)
+        if out["reference_vectors_A"] is not None:
+            out["reference_vectors_A"] = [list(v) for v in out["reference_vectors_A"]]
+        return out
+
+    def __str__(self) -> str:
+        def along(mean, std, pairs):
+            return f"{_num(10 * mean, '.3f')} Å (s.d. {_num(10 * std, '.3f')}, {pairs} pairs)"
+
+        return (
+            f"a {along(self.spacing_a_nm_mean, self.spacing_a_nm_std, self.n_pairs_a)}, "
+            f"b {along(self.spacing_b_nm_mean, self.spacing_b_nm_std, self.n_pairs_b)}"
+        )
+
+
+@dataclass(frozen=True)
+class _ByLabel(Mapping):
+    """A summary part holding one record per column label, read as a mapping from the
+    label to its record (empty where the summary has no such part)."""
+
+    by_label: dict = field(default_factory=dict)
+
+    # The part's key in the summary and the record of one label (set by each subclass).
+    _part = ""
+    _record = None
+
+    @classmethod
+    def from_dict(cls, summary: dict):
+        """The part of a summary, one record per label."""
+        part = (summary or {}).get(cls._part) or {}
+        return cls({label: cls._record.from_dict(entry) for label, entry in part.items()})
+
+    def to_dict(self) -> dict:
+        """The part as written to ``summary.json``."""
+        return {label: record.to_dict() for label, record in self.by_label.items()}
+
+    def __getitem__(self, label):
+        return self.by_label[label]
+
+    def __iter__(self):
+        return iter(self.by_label)
+
+    def __len__(self) -> int:
+        return len(self.by_label)
+
+    def __str__(self) -> str:
+        return "\n".join(f"{label}: {record}" for label, record in self.items())
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th>{html.escape(str(label))}</th><td>{html.escape(str(record))}</td></tr>"
+            for label, record in self.items()
+        )
+        return f"<table>{rows}</table>"
+
+
+@dataclass(frozen=True)
+class PerTypeSummary(_ByLabel):
+    """Intensity statistics per column type (``summary["per_type"]``): a mapping from the
+    column label (e.g. ``"Cs"``, or ``"column"`` without a material) to its
+    :class:`TypeStatistics`."""
+
+    _part = "per_type"
+    _record = TypeStatistics
+
+    @classmethod
+    def from_table(cls, table) -> PerTypeSummary:
+        """From the table of :func:`stemqd.analysis.statistics.type_statistics`."""
+        return cls(
+            {
+                label: TypeStatistics.from_dict(row)
+                for label, row in table.to_dict(orient="index").items()
+            }
+        )
+
+
+@dataclass(frozen=True)
+class SpacingSummary(_ByLabel):
+    """Peak-pair spacings of the ratio's two sublattices (``summary["spacing"]``; empty
+    without a material): a mapping from the column label to its
+    :class:`SublatticeSpacing`."""
+
+    _part = "spacing"
+    _record = SublatticeSpacing
+
+
+def _thickness_estimate(part: dict) -> ThicknessEstimate:
+    """A :class:`~stemqd.analysis.thickness.ThicknessEstimate` from its dict in a summary
+    (a float the file has as null reads as NaN, a key it lacks as the default)."""
+    fields = {}
+    for f in dataclasses.fields(ThicknessEstimate):
+        if f.name in part:
+            fields[f.name] = _float(part[f.name]) if f.type == "float" else part[f.name]
+    for key in ("ranges_uc", "ranges_nm"):
+        fields[key] = [tuple(map(_float, r)) for r in fields.get(key) or ()]
+    fields["monotonic"] = fields.get("monotonic")
+    fields["flags"] = list(fields.get("flags") or ())
+    if fields.get("series_range_uc") is not None:
+        fields["series_range_uc"] = tuple(map(_float, fields["series_range_uc"]))
+    else:
+        fields.pop("series_range_uc", None)
+    return ThicknessEstimate(**fields)
+
+
+@dataclass(frozen=True)
+class ThicknessSummary:
+    """Thicknesses consistent with the ratio under a reference series
+    (``summary["thickness"]``; absent without ``reference_series``).
+
+    Attributes
+    ----------
+    series : str or None
+        The reference series file.
+    refused : str or None
+        Why the series was refused (it was fitted with another column model); None
+        otherwise.
+    estimate : ThicknessEstimate or None
+        The consistent ranges; None where no ratio was measured or the series was refused.
+    """
+
+    series: str | None = None
+    refused: str | None = None
+    estimate: ThicknessEstimate | None = None
+
+    @property
+    def flag(self) -> str:
+        """The estimate's flags joined by "; " ("" when none), "refused", or "no ratio
+        measured"."""
+        if self.estimate is not None:
+            return self.estimate.flag
+        return "refused" if self.refused is not None else "no ratio measured"
+
+    @classmethod
+    def from_dict(cls, summary: dict) -> ThicknessSummary | None:
+        """The part ``summary["thickness"]`` of a summary; None where the summary has none."""
+        part = (summary or {}).get("thickness")
+        if not part:
+            return None
+        estimate = _thickness_estimate(part) if "ranges_uc" in part else None
+        return cls(part.get("series"), part.get("refused"), estimate)
+
+    def to_dict(self) -> dict:
+        """The part as written to ``summary.json`` (the estimate's fields, then ``flag``)."""
+        out = {"series": self.series}
+        if self.refused is not None:
+            out["refused"] = self.refused
+        if self.estimate is not None:
+            out.update(self.estimate.to_dict())
+        out["flag"] = self.flag
+        return out
+
+    def __str__(self) -> str:
+        if self.refused is not None:
+            return f"series {self.series} refused: {self.refused}"
+        if self.estimate is None:
+            return f"none under {self.series} ({self.flag})"
+        ranges = ", ".join(
+            f"{lo:.1f}-{hi:.1f} nm ({lo_uc:.1f}-{hi_uc:.1f} uc)"
+            for (lo, hi), (lo_uc, hi_uc) in zip(self.estimate.ranges_nm, self.estimate.ranges_uc)
+        )
+        text = f"consistent with the ratio under {self.series}: {ranges or 'none'}"
+        return text + (f" ({self.flag})" if self.flag else "")
+
+    def _repr_html_(self) -> str:
+        return f"<p>{html.escape(str(self))}</p>"
+
+
+@dataclass(frozen=True)
+class JointFit:
+    """Image-wide results of the joint column fit (``attrs["joint"]`` of
+    :func:`stemqd.columns.fit.refine_columns`, within ``summary["fitting"]``; a window fit
+    has none).
+
+    Attributes
+    ----------
+    shapes, shapes_err : dict of str to dict of str to float or None
+        The shared shape parameters per column type ("" for one type for all), px (angles
+        rad), and their standard errors.
+    constant : float or None
+        The constant background (None with a local or a spline background).
+    iterations : int or None
+        Levenberg-Marquardt iterations.
+    converged : bool or None
+        Whether the fit converged.
+    residual_variance : float or None
+        Variance of the residuals, (image units)².
+    pixels : int or None
+        Pixels in the fit.
+    other : dict
+        Further results the fit reports that this record does not name, as given.
+    """
+
+    shapes: dict | None = None
+    shapes_err: dict | None = None
+    constant: float | None = None
+    iterations: int | None = None
+    converged: bool | None = None
+    residual_variance: float | None = None
+    pixels: int | None = None
+    other: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, part: dict) -> JointFit:
+        """The results from their dict (keys the record does not name go to ``other``)."""
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "other"]
+        other = {k: v for k, v in part.items() if k not in names}
+        return cls(**{name: part.get(name) for name in names}, other=other)
+
+    def to_dict(self) -> dict:
+        """The results as written to ``summary.json`` (every named field, None as null,
+        then ``other``)."""
+        out = dataclasses.asdict(self)
+        other = out.pop("other")
+        return out | other
+
+    def __str__(self) -> str:
+        state = {True: "converged", False: "did not converge"}.get(self.converged, "ended")
+        text = (
+            f"joint fit {state} after {self.iterations} iterations, residual variance "
+            f"{_num(self.residual_variance, '.4g')} over {self.pixels} px"
+        )
+        if self.constant is not None:
+            text += f", constant background {_num(self.constant, '.4g')}"
+        errors = self.shapes_err or {}
+        for label, params in (self.shapes or {}).items():
+            err = errors.get(label) or {}
+            values = ", ".join(
+                f"{name} {_num(v, '.4g')} +- {_num(err.get(name), '.2g')}"
+                for name, v in params.items()
+            )
+            text += f"; {label + ': ' if label else ''}{values}"
+        return text
+
+
+@dataclass(frozen=True)
+class FittingSummary:
+    """How the columns were fitted (``summary["fitting"]``).
+
+    Attributes
+    ----------
+    model : str or None
+        ``columns.model`` (``round``, ``gaussian7``, ``window7``).
+    background : str or None
+        The background model (``offset per window`` for window fits).
+    fit_on : str or None
+        The image the intensities were fitted on (``columns.fit_on``).
+    spacing_px : float or None
+        Nearest-neighbour column distance used, px.
+    spacing_source : str or None
+        Where it came from (the projected cell, ``columns.spacing_A``, the image).
+    seeds : str or None
+        ``found`` or ``positions file``.
+    seeds_from_lattice : int or None
+        Seeds added at lattice sites no column was found on.
+    joint : JointFit or None
+        The joint fit's results (None for window fits).
+    seeds_dropped_off_lattice : int or None
+        Found seeds dropped as off every lattice site (None where none was refitted).
+    positions_file : dict or None
+        ``path`` and ``sha256`` of the positions file the seeds came from.
+    """
+
+    model: str | None = None
+    background: str | None = None
+    fit_on: str | None = None
+    spacing_px: float | None = None
+    spacing_source: str | None = None
+    seeds: str | None = None
+    seeds_from_lattice: int | None = None
+    joint: JointFit | None = None
+    seeds_dropped_off_lattice: int | None = None
+    positions_file: dict | None = None
+
+    @classmethod
+    def from_dict(cls, summary: dict) -> FittingSummary:
+        """The part ``summary["fitting"]`` of a summary (its keys that are not this
+        record's are the joint fit's)."""
+        part = (summary or {}).get("fitting") or {}
+        names = [f.name for f in dataclasses.fields(cls) if f.name != "joint"]
+        rest = {k: v for k, v in part.items() if k not in names}
+        return cls(
+            **{name: part.get(name) for name in names},
+            joint=JointFit.from_dict(rest) if rest else None,
+        )
+
+    def to_dict(self) -> dict:
+        """The part as written to ``summary.json`` (fields that are None left out, the joint
+        fit's results after the seeds)."""
+        out = _present(self)
+        joint = out.pop("joint", None)
+        tail = {k: out.pop(k) for k in ("seeds_dropped_off_lattice", "positions_file") if k in out}
+        return out | (self.joint.to_dict() if joint is not None else {}) | tail
+
+    def __str__(self) -> str:
+        seeds = f"seeds {self.seeds}"
+        if self.positions_file:
+            seeds += f" {self.positions_file.get('path')}"
+        seeds += f" ({self.seeds_from_lattice} added from the lattice"
+        if self.seeds_dropped_off_lattice is not None:
+            seeds += f", {self.seeds_dropped_off_lattice} dropped off it"
+        text = (
+            f"{self.model} Gaussians, {self.background} background, fitted on the "
+            f"{self.fit_on} image; spacing {_num(self.spacing_px, '.3f')} px "
+            f"({self.spacing_source}); {seeds})"
+        )
+        return text + (f"\n{self.joint}" if self.joint is not None else "")
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The run that wrote the summary (``summary["run"]``; written by ``stemqd process``,
+    absent from a summary held in memory).
+
+    Attributes
+    ----------
+    name : str or None
+        The stack's output-folder name.
+    file : str or None
+        The input as the user gave it.
+    elapsed_s : float or None
+        Processing time of the stack, s.
+    finished_utc : str or None
+        When the results were written (ISO 8601, UTC).
+    """
+
+    name: str | None = None
+    file: str | None = None
+    elapsed_s: float | None = None
+    finished_utc: str | None = None
+
+    @classmethod
+    def from_dict(cls, summary: dict) -> RunSummary:
+        """The part ``summary["run"]`` of a summary."""
+        return cls(**_fields_of(cls, (summary or {}).get("run")))
+
+    def to_dict(self) -> dict:
+        """The part as written to ``summary.json`` (fields that are None left out)."""
+        return _present(self)
+
+    def __str__(self) -> str:
+        return (
+            f"{self.name} from {self.file} in {_num(self.elapsed_s, '.1f')} s, finished "
+            f"{self.finished_utc}"
         )
 
     def _repr_html_(self) -> str:

@@ -316,6 +316,66 @@ def test_cli_count_with_library(tmp_path):
     assert stemqd(argv) == 2
 
 
+@pytest.mark.parametrize("thickness", [1, 6, 11])
+def test_one_thickness_dot_warns_and_the_library_anchors_the_count(tmp_path, capsys, thickness):
+    # A dot of one thickness: the mixture finds one component, which it numbers 1 whatever
+    # the thickness. Without an anchor that is a warning (counting.json and stderr); with
+    # --offset library every column is counted at the true thickness and agrees with the
+    # library, and count_columns (the pipeline's counting) anchors it the same way.
+    from stemqd.analysis.counting import count_columns
+    from stemqd.analysis.library import library_curve
+    from stemqd.simulation.files import read_series
+
+    series = read_series(SERIES)
+    t, cs = library_curve(series, "Cs")
+    rng = np.random.default_rng(thickness)
+    err = 0.1 * np.min(np.diff(cs[:12]))
+    v_norm = cs[thickness - 1] + rng.normal(0, err, 150)
+    labels = np.full(v_norm.size, "Cs")
+    _write_result(tmp_path / "res" / "dot", v_norm * 1e4, labels, labels == "", v_norm)
+    table = pd.read_csv(tmp_path / "res" / "dot" / "columns.csv")
+    table["flag"] = ""
+    table["volume_norm_err"] = err
+    table.to_csv(tmp_path / "res" / "dot" / "columns.csv", index=False)
+    out = tmp_path / "counts"
+    argv = ["count", str(tmp_path / "res"), "--out", str(out)]
+    assert stemqd(argv) == 0
+    summary = json.loads((out / "counting.json").read_text())
+    assert summary["counting"]["components"] == 1
+    assert len(summary["warnings"]) == 1 and "one component" in summary["warnings"][0]
+    assert "one component" in capsys.readouterr().err
+    assert stemqd(argv + ["--offset", "library"]) == 2  # needs --library
+    assert stemqd(argv + ["--library", str(SERIES), "--offset", "library"]) == 0
+    counts = pd.read_csv(out / "dot" / "counts.csv")
+    assert (counts["count"] == thickness).all()
+    assert (counts["count_library"] == thickness).all()
+    summary = json.loads((out / "counting.json").read_text())
+    assert summary["warnings"] == [] and summary["counting"]["offset"] == thickness - 1
+    assert summary["counting"]["offset_from"] == "library"
+    assert summary["counting"]["atom_volume"] == pytest.approx(
+        1e4 * cs[thickness - 1] / thickness, rel=0.02
+    )
+    assert summary["library"]["disagree"] == 0
+    # The pipeline's per-image counting: anchored with a series, a warning without one.
+    columns = pd.read_csv(tmp_path / "res" / "dot" / "columns.csv")
+    used = np.ones(len(columns), bool)
+    anchored, info = count_columns(columns, used, series=series)
+    assert (anchored["count"] == thickness).all() and info["Cs"]["warnings"] == []
+    assert info["Cs"]["offset_from"] == "library" and info["Cs"]["library"]["agree"] == 150
+    plain, info = count_columns(columns, used)
+    assert (plain["count"] == 1).all() and "one component" in info["Cs"]["warnings"][0]
+
+
+def test_library_offset_is_the_median_shift_and_never_counts_below_one():
+    from stemqd.analysis.counting import library_offset
+
+    assert library_offset([1, 2, 3, 3], [5, 6, 7, 9]) == 4
+    assert library_offset([3, 4], [1, 1]) == -2  # the thinnest column keeps one repeat
+    assert library_offset([1, 2], [np.nan, 4]) == 2
+    with pytest.raises(InputError, match="no column has both"):
+        library_offset([1], [np.nan])
+
+
 def test_synthetic_dot_counted_statistically_and_from_the_library():
     # A dot thinning by one cell per cell towards its edge (1-5 uc Cs, 1-6 uc Pb-Br
     # columns), drawn with the series' cross-sections on vacuum at dose 200 and normalised

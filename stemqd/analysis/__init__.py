@@ -25,6 +25,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
             "count_columns",
             "fit_mixture",
             "fit_mixtures",
+            "library_offset",
             "mixture_criteria",
             "select_components",
         ],

@@ -34,7 +34,7 @@ Criteria are on StatSTEM's scale (twice the negative log-likelihood plus a penal
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -56,6 +56,7 @@ __all__ = [
     "count_columns",
     "fit_mixture",
     "fit_mixtures",
+    "library_offset",
     "mixture_criteria",
     "select_components",
 ]
@@ -163,6 +164,46 @@ class AtomCounts:
     def fit(self) -> MixtureFit:
         """The selected mixture."""
         return self.fits[self.components - 1]
+
+    def with_offset(self, offset: int) -> AtomCounts:
+        """The same mixture with the thinnest component holding ``1 + offset`` atoms."""
+        atom_volume, linearity = _linearity(
+            self.fit.locations, np.arange(1, self.components + 1) + offset
+        )
+        return replace(
+            self,
+            counts=self.counts - self.offset + int(offset),
+            offset=int(offset),
+            atom_volume=atom_volume,
+            linearity=linearity,
+        )
+
+    def warnings(self, offset_given: bool = False) -> list[str]:
+        """Why the counts may not be numbers of atoms (empty when nothing is suspect).
+
+        Parameters
+        ----------
+        offset_given : bool
+            The offset was set by the user or anchored to a library: a single component is
+            then a count, not only a group.
+        """
+        if self.components == 1 and not offset_given:
+            return [
+                f"one component: the {len(self.counts)} volumes form a single group, so "
+                "the mixture cannot tell how many atoms its columns hold; every count is "
+                f"1 + offset = {1 + self.offset} by convention, not a thickness. Count "
+                "against a simulated library (--library with --offset library) or set "
+                "the offset"
+            ]
+        intercept = self.linearity.get("intercept") or 0.0
+        if self.components > 1 and abs(intercept) > 0.5 * abs(self.atom_volume):
+            return [
+                f"the mixture's locations extrapolate to {intercept:.4g} at count 0, "
+                f"{intercept / self.atom_volume:+.1f} atoms' worth: the thinnest component "
+                "is probably not 1 + offset atoms; set --offset or count against a "
+                "--library (with --offset library)"
+            ]
+        return []
 
     def to_dict(self) -> dict:
         """JSON-ready summary: selection, the selected mixture and the criteria curves."""
@@ -543,6 +584,41 @@ def assign_counts(volumes, fit: MixtureFit, offset: int = 0):
     return best + 1 + int(offset), t[np.arange(len(v)), best]
 
 
+def library_offset(counts, library_counts) -> int:
+    """The offset that puts statistical counts on a simulated library's thickness scale.
+
+    A mixture groups the columns but numbers its components from 1; a library assigns each
+    column an absolute thickness. The offset is the median, over the columns, of the
+    library count minus the statistical count, rounded, and at least ``-min(counts) + 1``
+    so that no column is counted below one.
+
+    Parameters
+    ----------
+    counts : array_like of int, shape (n,)
+        Statistical counts (component index plus the current offset).
+    library_counts : array_like of int, shape (n,)
+        The library's nearest thickness of the same columns.
+
+    Returns
+    -------
+    int
+        The change of offset to apply (:meth:`AtomCounts.with_offset` takes the new
+        offset, the current one plus this).
+
+    Raises
+    ------
+    InputError
+        No column has both counts.
+    """
+    c = np.asarray(counts, float)
+    lib = np.asarray(library_counts, float)
+    ok = np.isfinite(c) & np.isfinite(lib)
+    if not ok.any():
+        raise InputError("atom counting: no column has both a statistical and a library count")
+    shift = int(np.round(np.median(lib[ok] - c[ok])))
+    return max(shift, int(1 - c[ok].min()))
+
+
 def _linearity(locations, counts):
     n = np.asarray(counts, float)
     if len(n) < 2:
@@ -652,7 +728,10 @@ def count_columns(
         As for :func:`count_atoms`; a type with fewer columns is fitted with fewer
         components (:data:`MIN_COLUMNS_PER_COMPONENT` per component).
     series : pandas.DataFrame, optional
-        A thickness series for library counting (:mod:`stemqd.analysis.library`).
+        A thickness series for library counting (:mod:`stemqd.analysis.library`). It
+        also anchors the statistical counts: the mixture's offset is the one that best
+        matches the library's thicknesses (:func:`library_offset`), so that ``count`` is
+        in repeats along the beam even for a dot of one thickness (one component).
 
     Returns
     -------
@@ -660,8 +739,9 @@ def count_columns(
         A copy with ``count`` and ``count_probability`` (and ``count_library``,
         ``count_library_low``, ``count_library_high``, ``library_flag``).
     summary : dict
-        Per type: the :meth:`AtomCounts.to_dict` of its mixture (and the library
-        agreement), or ``{"error": message}`` where it could not be counted.
+        Per type: the :meth:`AtomCounts.to_dict` of its mixture, ``offset_from``
+        (``"library"`` or ``"default"``), ``warnings`` (:meth:`AtomCounts.warnings`) and
+        the library agreement; or ``{"error": message}`` where it could not be counted.
     """
     import pandas as pd
 
@@ -692,9 +772,7 @@ def count_columns(
         except InputError as exc:
             summary[name] = {"error": str(exc)}
             continue
-        out.loc[sel, "count"] = r.counts
-        out.loc[sel, "count_probability"] = r.probability
-        summary[name] = r.to_dict()
+        found = None
         if series is not None:
             try:
                 found = count_from_library(
@@ -703,19 +781,31 @@ def count_columns(
                     *library_curve(series, label),
                 )
             except (InputError, KeyError) as exc:
-                summary[name]["library"] = {"error": str(exc)}
-                continue
-            for key, col in (
-                ("count_library", "thickness_uc"),
-                ("count_library_low", "thickness_low_uc"),
-                ("count_library_high", "thickness_high_uc"),
-                ("library_flag", "library_flag"),
-            ):
-                out.loc[sel, key] = found[col].to_numpy()
-            agree = (r.counts >= found["thickness_low_uc"]) & (
-                r.counts <= found["thickness_high_uc"]
-            )
-            summary[name]["library"] = {"agree": int(agree.sum()), "compared": int(sel.sum())}
+                library_error = str(exc)
+            else:
+                # The library anchors the mixture's numbering: component k holds k + offset
+                # repeats, the offset that best matches the library's thicknesses.
+                shift = library_offset(r.counts, found["thickness_uc"].to_numpy())
+                r = r.with_offset(r.offset + shift)
+        out.loc[sel, "count"] = r.counts
+        out.loc[sel, "count_probability"] = r.probability
+        summary[name] = r.to_dict()
+        summary[name]["offset_from"] = "library" if found is not None else "default"
+        summary[name]["warnings"] = r.warnings(offset_given=found is not None)
+        if series is None:
+            continue
+        if found is None:
+            summary[name]["library"] = {"error": library_error}
+            continue
+        for key, col in (
+            ("count_library", "thickness_uc"),
+            ("count_library_low", "thickness_low_uc"),
+            ("count_library_high", "thickness_high_uc"),
+            ("library_flag", "library_flag"),
+        ):
+            out.loc[sel, key] = found[col].to_numpy()
+        agree = (r.counts >= found["thickness_low_uc"]) & (r.counts <= found["thickness_high_uc"])
+        summary[name]["library"] = {"agree": int(agree.sum()), "compared": int(sel.sum())}
     return out, summary
 
 

@@ -20,7 +20,12 @@ column the thickness whose simulated cross-section is nearest its ``volume_norm`
 ``library_flag`` and ``counts_disagree`` in counts.csv, and under ``library`` in
 counting.json every column whose statistical count lies outside the library's range.
 ``count`` is the component index (plus ``--offset``): repeats along the beam, which are
-atoms for a column of one element per repeat.
+atoms for a column of one element per repeat. A mixture only groups the columns; which
+count its thinnest component holds it cannot tell, least of all on a dot of one thickness
+(one component). ``--offset library`` takes the offset that best matches the library's
+thicknesses (:func:`stemqd.analysis.counting.library_offset`); otherwise counting.json and
+stderr warn where the numbering is doubtful (:meth:`~stemqd.analysis.counting.AtomCounts.
+warnings`).
 
 Per image also (:mod:`stemqd.analysis.column_thickness`): ``thickness_distribution.csv`` and
 ``.png`` (columns per count, mean and standard deviation) and, where the counted type is a
@@ -81,7 +86,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         "normalised images)",
     )
     parser.add_argument(
-        "--offset", type=int, default=0, help="count of the lowest component minus one"
+        "--offset",
+        type=_offset,
+        default=0,
+        help="count of the lowest component minus one, or 'library': the offset that best "
+        "matches the --library thicknesses (needed for a dot of one thickness)",
     )
     parser.add_argument(
         "--library",
@@ -285,6 +294,16 @@ def counting_figure(volumes, result, *, criterion="icl", unit=""):
     bx.set_ylabel(criterion.upper())
     bx.set_title(f"selected: {result.components} ({result.selection})", fontsize=9)
     return fig
+
+
+def _offset(text):
+    """``--offset``: an integer or ``library``."""
+    if text == "library":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is neither an integer nor 'library'") from None
 
 
 def _library(path, tables, masks, label):
@@ -493,7 +512,7 @@ def _library_summary(library, tables, masks, counts):
 
 def handler(args: argparse.Namespace) -> int:
     """Count, write counts.csv per image, counting.json and counting.png; return 0."""
-    from ..analysis.counting import count_atoms
+    from ..analysis.counting import count_atoms, library_offset
     from ..files import save_figure, write_json
     from ..provenance import record, write_table
 
@@ -508,15 +527,23 @@ def handler(args: argparse.Namespace) -> int:
     what = f"columns{f' of type {label!r}' if label else ''}"
     if pooled.size == 0:
         raise InputError(f"no counted {what} in {', '.join(args.results)}")
+    anchored = args.offset == "library"
+    if anchored and not args.library:
+        raise InputError("--offset library needs --library SERIES.csv")
     result = count_atoms(
         pooled,
         components_max=args.components_max,
         components=args.components,
         criterion=args.criterion,
         first_local_minimum=args.first_local_minimum,
-        offset=args.offset,
+        offset=0 if anchored else args.offset,
     )
     library = _library(args.library, tables, masks, label) if args.library else None
+    if anchored:
+        thickness = np.concatenate(
+            [found["thickness_uc"].to_numpy() for found in library["per_image"].values()]
+        )
+        result = result.with_offset(library_offset(result.counts, thickness))
     reference = _reference(args, tables)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -584,15 +611,9 @@ def handler(args: argparse.Namespace) -> int:
     if library is not None:
         summary["library"] = _library_summary(library, tables, masks, result.counts)
     # Statistical counts are component indices: they are atoms only if the thinnest
-    # component holds 1 + offset atoms, which the locations' line through count 0 tests.
-    intercept = result.linearity.get("intercept") or 0.0
-    summary["warnings"] = []
-    if result.components > 1 and abs(intercept) > 0.5 * abs(result.atom_volume):
-        summary["warnings"].append(
-            f"the mixture's locations extrapolate to {intercept:.4g} at count 0, "
-            f"{intercept / result.atom_volume:+.1f} atoms' worth: the thinnest component is "
-            "probably not 1 + offset atoms; set --offset or count against a --library"
-        )
+    # component holds 1 + offset atoms (AtomCounts.warnings says when that is doubtful).
+    summary["counting"]["offset_from"] = "library" if anchored else "--offset"
+    summary["warnings"] = result.warnings(offset_given=anchored or args.offset != 0)
     for w in summary["warnings"]:
         print(f"stemqd count: warning: {w}", file=sys.stderr)
     write_json(out / "counting.json", summary)
