@@ -96,14 +96,17 @@ def _aux(kind, shape_col):
 
 @njit(parallel=True, fastmath=True)
 def _footprints(kind, cp, aux, centres, half):
-    """Unit-height model of every column on its footprint box (2h+1)², row-major, ragged
-    (CSR offsets ``ptr``). A round Gaussian is separable, so its box costs 2(2h+1)
-    exponentials instead of (2h+1)²; the render and the normal equations then only look
-    values up."""
+    """Unit-height model of every column on its footprint box (2h+1)², ragged (CSR offsets
+    ``ptr``); read through :func:`_unit`. A round Gaussian is separable: its box is stored
+    as its two 1-D factors, ex (2h+1 values) then ey, which costs 2(2h+1) exponentials and
+    as many stored values instead of (2h+1)², and lets the normal equations sum its
+    products with a neighbour axis by axis (:func:`_moments`). A rotated Gaussian is stored
+    as the whole box, row-major."""
     n = cp.shape[0]
     ptr = np.zeros(n + 1, np.int64)
     for i in range(n):
-        ptr[i + 1] = ptr[i] + (2 * half[i] + 1) ** 2
+        w = 2 * half[i] + 1
+        ptr[i + 1] = ptr[i] + (2 * w if kind == 0 else w * w)
     table = np.empty(ptr[n])
     for i in numba.prange(n):
         h = half[i]
@@ -112,14 +115,9 @@ def _footprints(kind, cp, aux, centres, half):
         y0 = centres[i, 1] - h - cp[i, 2]
         at = ptr[i]
         if kind == 0:
-            ex = np.empty(w)
-            ey = np.empty(w)
             for a in range(w):
-                ex[a] = np.exp(-0.5 * (x0 + a) ** 2 * aux[i, 1])
-                ey[a] = np.exp(-0.5 * (y0 + a) ** 2 * aux[i, 1])
-            for b in range(w):
-                for a in range(w):
-                    table[at + b * w + a] = ey[b] * ex[a]
+                table[at + a] = np.exp(-0.5 * (x0 + a) ** 2 * aux[i, 1])
+                table[at + w + a] = np.exp(-0.5 * (y0 + a) ** 2 * aux[i, 1])
         else:
             c, s, isx2, isy2 = aux[i, 2], aux[i, 3], aux[i, 4], aux[i, 5]
             for b in range(w):
@@ -129,6 +127,15 @@ def _footprints(kind, cp, aux, centres, half):
                     v = -s * dx + c * dy
                     table[at + b * w + a] = np.exp(-0.5 * (u * u * isx2 + v * v * isy2))
     return ptr, table
+
+
+@njit(inline="always")
+def _unit(kind, table, at, w, a, b):
+    """Unit-height value of a footprint stored at ``table[at:]`` by :func:`_footprints`,
+    ``w`` px wide, at box pixel (``a``, ``b``)."""
+    if kind == 0:
+        return table[at + w + b] * table[at + a]
+    return table[at + b * w + a]
 
 
 @njit(fastmath=True, inline="always")
@@ -158,22 +165,51 @@ def _jacobian(kind, cp, aux, i, dx, dy, e, jac, dshape):
     return f
 
 
-@njit(fastmath=True)
-def _render(cp, centres, half, fptr, table, nx, pix, npix):
-    """Model of all columns on the fitted pixels (without the background)."""
+#: Rows of the image rendered by one thread.
+_RENDER_BAND = 32
+
+
+@njit(parallel=True, fastmath=True)
+def _render(kind, cp, centres, half, fptr, table, nx, pix, npix):
+    """Model of all columns on the fitted pixels (without the background).
+
+    In parallel over bands of ``_RENDER_BAND`` rows, each thread adding every column's part
+    in its own rows: a pixel still takes its columns in index order, so the sum is the same
+    as a serial render's, and no two threads write one pixel."""
     model = np.zeros(npix)
     ny = pix.shape[0] // nx
-    for i in range(cp.shape[0]):
-        cx, cy, h = centres[i, 0], centres[i, 1], half[i]
-        w = 2 * h + 1
-        height = cp[i, 0]
-        for yy in range(max(cy - h, 0), min(cy + h + 1, ny)):
-            base = fptr[i] + (yy - cy + h) * w - cx + h
-            for xx in range(max(cx - h, 0), min(cx + h + 1, nx)):
-                q = pix[yy * nx + xx]
-                if q >= 0:
-                    model[q] += height * table[base + xx]
+    for band in numba.prange((ny + _RENDER_BAND - 1) // _RENDER_BAND):
+        r0 = band * _RENDER_BAND
+        r1 = min(r0 + _RENDER_BAND, ny)
+        for i in range(cp.shape[0]):
+            cx, cy, h = centres[i, 0], centres[i, 1], half[i]
+            w = 2 * h + 1
+            height = cp[i, 0]
+            for yy in range(max(cy - h, r0), min(cy + h + 1, r1)):
+                for xx in range(max(cx - h, 0), min(cx + h + 1, nx)):
+                    q = pix[yy * nx + xx]
+                    if q >= 0:
+                        model[q] += height * _unit(
+                            kind, table, fptr[i], w, xx - cx + h, yy - cy + h
+                        )
     return model
+
+
+@njit(fastmath=True)
+def _weighted_sse(weight, data, model):
+    """sum of weight (data - model)², in one pass (no image-sized temporaries)."""
+    total = 0.0
+    for q in range(data.shape[0]):
+        d = data[q] - model[q]
+        total += weight[q] * d * d
+    return total
+
+
+@njit(fastmath=True)
+def _add_offsets(model, offsets, owner):
+    """model += offsets[owner], in place."""
+    for q in range(model.shape[0]):
+        model[q] += offsets[owner[q]]
 
 
 @njit(inline="always")
@@ -187,6 +223,123 @@ def _slot(nb_idx, lo, hi, j):
         else:
             hi = mid
     return lo
+
+
+#: Exponents (in dx, dy) of the monomials 1, dx, dy by which a round column's Jacobian rows
+#: (height, x, y) differ from its unit-height value.
+_MONO_X, _MONO_Y = (0, 1, 0), (0, 0, 1)
+
+
+@njit(fastmath=True, inline="always")
+def _moments(table, at_i, lo_i, ci, at_j, lo_j, cj, x0, x1, out):
+    """Axis moments of two round columns' overlap: ``out[p, q]`` = sum over x0..x1 of
+    e_i(x) e_j(x) (x - ci)^p (x - cj)^q, p, q <= 2, from their 1-D factors stored at
+    ``table[at_i:]`` and ``table[at_j:]`` for boxes starting at ``lo_i``, ``lo_j``."""
+    for p in range(3):
+        for q in range(3):
+            out[p, q] = 0.0
+    for x in range(x0, x1 + 1):
+        di = x - ci
+        dj = x - cj
+        u0 = table[at_i + x - lo_i] * table[at_j + x - lo_j]
+        for p in range(3):
+            out[p, 0] += u0
+            out[p, 1] += u0 * dj
+            out[p, 2] += u0 * dj * dj
+            u0 *= di
+
+
+@njit(fastmath=True, inline="always")
+def _round_pair(mx, my, gi, gj, si, sj, w, acc_b, acc_g, acc_s, acc_r):
+    """The pair products of :func:`_assemble_columns` for two round columns on an overlap
+    whose pixels are all fitted, at one weight ``w``, from the axis moments ``mx``, ``my``
+    (:func:`_moments`).
+
+    A round Gaussian is separable, and so is each of its Jacobian rows: height e, x
+    g e dx, y g e dy, width (g / sigma) e (dx² + dy²), with g = A / sigma². The sum of a
+    product dx_i^a dy_i^b dx_j^c dy_j^d e_i e_j over the overlap box is then mx[a, c]
+    my[b, d]: 2 x 9 sums over its sides instead of 16 over its pixels. ``gi``, ``gj``: g
+    of the two columns; ``si``, ``sj``: their sigma.
+    """
+    for a in range(3):
+        pa, qa = _MONO_X[a], _MONO_Y[a]
+        ca = 1.0 if a == 0 else gi
+        ra = 1.0 if a == 0 else gj
+        for b in range(3):
+            cb = 1.0 if b == 0 else gj
+            acc_b[a, b] = w * ca * cb * mx[pa, _MONO_X[b]] * my[qa, _MONO_Y[b]]
+        acc_g[a, 0] = w * ca * gj / sj * (mx[pa, 2] * my[qa, 0] + mx[pa, 0] * my[qa, 2])
+        acc_r[a, 0] = w * ra * gi / si * (mx[2, pa] * my[0, qa] + mx[0, pa] * my[2, qa])
+    acc_s[0, 0] = (
+        w
+        * gi
+        / si
+        * gj
+        / sj
+        * (mx[2, 2] * my[0, 0] + mx[2, 0] * my[0, 2] + mx[0, 2] * my[2, 0] + mx[0, 0] * my[2, 2])
+    )
+
+
+@njit(inline="always")
+def _filled(holes, x0, x1, y0, y1):
+    """Whether every pixel of the box x0..x1, y0..y1 is fitted (``holes``: summed-area
+    table of the unfitted pixels, :func:`_holes`)."""
+    return holes[y1 + 1, x1 + 1] - holes[y0, x1 + 1] - holes[y1 + 1, x0] + holes[y0, x0] == 0
+
+
+@njit(fastmath=True)
+def _round_column(table, at, lx, ly, w, px, py, g, sigma, pix, nx, resid, x0, x1, y0, y1):
+    """The own-footprint sums of :func:`_assemble_columns` for a round column whose box
+    x0..x1, y0..y1 is fully fitted, at unit weight: its gradient rows sum(J r) (height, x,
+    y, width) and its couplings sum(J) to a constant.
+
+    The pixels of a fully fitted row are consecutive in the fitted order, and the column's
+    value is ex(x) ey(y) (:func:`_footprints`, box from ``lx``, ``ly``, ``w`` wide; centre
+    ``px``, ``py``; g = A / sigma²): the residual is summed along each row against ex(x)
+    dx^p, then the rows against ey(y) dy^q, 5 operations a pixel instead of a Jacobian.
+    Returns the four gradient rows, then the four couplings.
+    """
+    r0 = 0.0  # sum e r, then e r dx, e r dy, e r (dx² + dy²)
+    rx = 0.0
+    ry = 0.0
+    rs = 0.0
+    mx0 = 0.0  # sum ex dx^p, then ey dy^p
+    mx1 = 0.0
+    mx2 = 0.0
+    my0 = 0.0
+    my1 = 0.0
+    my2 = 0.0
+    for x in range(x0, x1 + 1):
+        d = x - px
+        e = table[at + x - lx]
+        mx0 += e
+        mx1 += e * d
+        mx2 += e * d * d
+    for y in range(y0, y1 + 1):
+        q0 = pix[y * nx + x0] - x0
+        s0 = 0.0
+        s1 = 0.0
+        s2 = 0.0
+        for x in range(x0, x1 + 1):
+            d = x - px
+            t = table[at + x - lx] * resid[q0 + x]
+            s0 += t
+            s1 += t * d
+            s2 += t * d * d
+        d = y - py
+        e = table[at + w + y - ly]
+        my0 += e
+        my1 += e * d
+        my2 += e * d * d
+        r0 += e * s0
+        rx += e * s1
+        ry += e * d * s0
+        rs += e * (s2 + d * d * s0)
+    out = np.empty(8)
+    out[0], out[1], out[2], out[3] = r0, g * rx, g * ry, g / sigma * rs
+    out[4], out[5], out[6] = mx0 * my0, g * mx1 * my0, g * mx0 * my1
+    out[7] = g / sigma * (mx2 * my0 + mx0 * my2)
+    return out
 
 
 @njit(parallel=True, fastmath=True)
@@ -205,7 +358,10 @@ def _assemble_columns(
     nx,
     pix,
     weight,
+    uniform,
+    holes,
     resid,
+    local,
     owner,
     nb_ptr,
     nb_idx,
@@ -257,51 +413,87 @@ def _assemble_columns(
         lo, hi = nb_ptr[i], nb_ptr[i + 1]
         cx, cy, h = centres[i, 0], centres[i, 1], half[i]
         w_i = 2 * h + 1
+        x0 = max(cx - h, 0)
+        x1 = min(cx + h, nx - 1)
+        y0 = max(cy - h, 0)
+        y1 = min(cy + h, ny - 1)
+        # a round column on a fully fitted box at one weight, with a constant background:
+        # its own sums by rows, and every pair by axes (its overlaps are inside its box)
+        by_axes = constant and uniform >= 0 and _filled(holes, x0, x1, y0, y1)
         # the column's Jacobian on its footprint, weighted: computed once, read per neighbour
-        wji = np.zeros((w_i * w_i, k))
-        wdi = np.zeros((w_i * w_i, n_shape))
-        for yy in range(max(cy - h, 0), min(cy + h + 1, ny)):
-            for xx in range(max(cx - h, 0), min(cx + h + 1, nx)):
-                q = pix[yy * nx + xx]
-                if q < 0:
-                    continue
-                w = weight[q]
-                at = (yy - cy + h) * w_i + xx - cx + h
-                e = table[fptr[i] + at]
-                _jacobian(kind, cp, aux, i, xx - cp[i, 1], yy - cp[i, 2], e, jj, dj)
-                wr = w * resid[q]
-                for a in range(k):
-                    grad[i, a] += jj[a] * wr
-                    wji[at, a] = jj[a] * w
-                for p in range(n_shape):
-                    sgrad[i, p] += dj[p] * wr
-                    wdi[at, p] = dj[p] * w
-                o = owner[q]
-                if o >= 0:
-                    s = _slot(nb_idx, lo, hi, o)
+        size = 0 if by_axes else w_i * w_i
+        wji = np.zeros((size, k))
+        wdi = np.zeros((size, n_shape))
+        if by_axes:
+            g_i = cp[i, 0] * aux[i, 1]
+            sums = _round_column(
+                table,
+                fptr[i],
+                cx - h,
+                cy - h,
+                w_i,
+                cp[i, 1],
+                cp[i, 2],
+                g_i,
+                aux[i, 0],
+                pix,
+                nx,
+                resid,
+                x0,
+                x1,
+                y0,
+                y1,
+            )
+            for a in range(k):
+                grad[i, a] = uniform * sums[a]
+                glob[i, n_glob - 1, a] = uniform * sums[4 + a]
+            sgrad[i, 0] = uniform * sums[3]
+            sglob[i, 0, n_glob - 1] = uniform * sums[7]
+        else:
+            for yy in range(max(cy - h, 0), min(cy + h + 1, ny)):
+                for xx in range(max(cx - h, 0), min(cx + h + 1, nx)):
+                    q = pix[yy * nx + xx]
+                    if q < 0:
+                        continue
+                    w = weight[q]
+                    at = (yy - cy + h) * w_i + xx - cx + h
+                    e = _unit(kind, table, fptr[i], w_i, xx - cx + h, yy - cy + h)
+                    _jacobian(kind, cp, aux, i, xx - cp[i, 1], yy - cp[i, 2], e, jj, dj)
+                    wr = w * resid[q]
                     for a in range(k):
-                        coupling[s, a] += wji[at, a]
+                        grad[i, a] += jj[a] * wr
+                        wji[at, a] = jj[a] * w
                     for p in range(n_shape):
-                        soff[s, p] += wdi[at, p]
-                if constant:
-                    for a in range(k):
-                        glob[i, n_glob - 1, a] += wji[at, a]
-                    for p in range(n_shape):
-                        sglob[i, p, n_glob - 1] += wdi[at, p]
-                if m > 0:
-                    for c in range(4):
-                        g = kidx[q, c]
-                        t = kwt[q, c]
-                        lj = (g // kx - kbase[i, 1]) * m + g % kx - kbase[i, 0]
+                        sgrad[i, p] += dj[p] * wr
+                        wdi[at, p] = dj[p] * w
+                    o = owner[q] if local else -1
+                    if o >= 0:
+                        s = _slot(nb_idx, lo, hi, o)
                         for a in range(k):
-                            kc[i, a, lj] += wji[at, a] * t
+                            coupling[s, a] += wji[at, a]
                         for p in range(n_shape):
-                            ks[i, p, lj] += wdi[at, p] * t
+                            soff[s, p] += wdi[at, p]
+                    if constant:
+                        for a in range(k):
+                            glob[i, n_glob - 1, a] += wji[at, a]
+                        for p in range(n_shape):
+                            sglob[i, p, n_glob - 1] += wdi[at, p]
+                    if m > 0:
+                        for c in range(4):
+                            g = kidx[q, c]
+                            t = kwt[q, c]
+                            lj = (g // kx - kbase[i, 1]) * m + g % kx - kbase[i, 0]
+                            for a in range(k):
+                                kc[i, a, lj] += wji[at, a] * t
+                            for p in range(n_shape):
+                                ks[i, p, lj] += wdi[at, p] * t
         # overlaps with every neighbour (itself included), summed in small local arrays
         acc_b = np.empty((k, k))
         acc_g = np.empty((k, n_shape))
         acc_s = np.empty((n_shape, n_shape))
         acc_r = np.empty((k, n_shape))
+        mx = np.empty((3, 3))
+        my = np.empty((3, 3))
         for s in range(lo, hi):
             j = nb_idx[s]
             if j < i:
@@ -314,30 +506,48 @@ def _assemble_columns(
             y1 = min(cy + h, centres[j, 1] + hj, ny - 1)
             if x0 > x1 or y0 > y1:
                 continue
-            acc_b[:] = 0.0
-            acc_g[:] = 0.0
-            acc_s[:] = 0.0
-            acc_r[:] = 0.0
-            for yy in range(y0, y1 + 1):
-                for xx in range(x0, x1 + 1):
-                    q = pix[yy * nx + xx]
-                    if q < 0:
-                        continue
-                    at = (yy - cy + h) * w_i + xx - cx + h
-                    e = table[fptr[j] + (yy - centres[j, 1] + hj) * w_j + xx - centres[j, 0] + hj]
-                    _jacobian(kind, cp, aux, j, xx - cp[j, 1], yy - cp[j, 2], e, jj, dj)
-                    for a in range(k):
-                        wa = wji[at, a]
-                        for b in range(k):
-                            acc_b[a, b] += wa * jj[b]
-                        for p in range(n_shape):
-                            acc_g[a, p] += wa * dj[p]
-                    for p in range(n_shape):
-                        wp = wdi[at, p]
-                        for r in range(n_shape):
-                            acc_s[p, r] += wp * dj[r]
+            if uniform >= 0 and _filled(holes, x0, x1, y0, y1):
+                lx, ly, ljx, ljy = cx - h, cy - h, centres[j, 0] - hj, centres[j, 1] - hj
+                _moments(table, fptr[i], lx, cp[i, 1], fptr[j], ljx, cp[j, 1], x0, x1, mx)
+                _moments(
+                    table, fptr[i] + w_i, ly, cp[i, 2], fptr[j] + w_j, ljy, cp[j, 2], y0, y1, my
+                )
+                g_i, g_j = cp[i, 0] * aux[i, 1], cp[j, 0] * aux[j, 1]
+                _round_pair(
+                    mx, my, g_i, g_j, aux[i, 0], aux[j, 0], uniform, acc_b, acc_g, acc_s, acc_r
+                )
+            else:
+                acc_b[:] = 0.0
+                acc_g[:] = 0.0
+                acc_s[:] = 0.0
+                acc_r[:] = 0.0
+                for yy in range(y0, y1 + 1):
+                    for xx in range(x0, x1 + 1):
+                        q = pix[yy * nx + xx]
+                        if q < 0:
+                            continue
+                        at = (yy - cy + h) * w_i + xx - cx + h
+                        e = _unit(
+                            kind,
+                            table,
+                            fptr[j],
+                            w_j,
+                            xx - centres[j, 0] + hj,
+                            yy - centres[j, 1] + hj,
+                        )
+                        _jacobian(kind, cp, aux, j, xx - cp[j, 1], yy - cp[j, 2], e, jj, dj)
                         for a in range(k):
-                            acc_r[a, p] += jj[a] * wp
+                            wa = wji[at, a]
+                            for b in range(k):
+                                acc_b[a, b] += wa * jj[b]
+                            for p in range(n_shape):
+                                acc_g[a, p] += wa * dj[p]
+                        for p in range(n_shape):
+                            wp = wdi[at, p]
+                            for r in range(n_shape):
+                                acc_s[p, r] += wp * dj[r]
+                            for a in range(k):
+                                acc_r[a, p] += jj[a] * wp
             gj = types[j] * n_shape
             for a in range(k):
                 for b in range(k):
@@ -407,9 +617,8 @@ def _local_covariances(
                 M[size * k + ca, size * k + ca] = meat_off[a]
         # An undetermined direction (theta of a round column) leaves the block singular:
         # drop parameters with no curvature, report them as NaN.
-        keep = np.array(
-            [H[d, d] > 1e-12 * max(np.abs(np.diag(H)).max(), 1e-300) for d in range(dim)]
-        )
+        floor = 1e-12 * max(np.abs(np.diag(H)).max(), 1e-300)
+        keep = np.array([H[d, d] > floor for d in range(dim)])
         idx = np.flatnonzero(keep)
         if idx.shape[0] == 0:
             continue
@@ -419,19 +628,20 @@ def _local_covariances(
         ev = np.abs(np.linalg.eigvalsh(Hs))
         if ev.min() * 1e14 < ev.max():
             continue
-        inv = np.linalg.inv(Hs)
-        cov = inv @ M[idx][:, idx] @ inv if robust else inv
-        for u in range(k):
-            for v in range(k):
-                pu = -1
-                pv = -1
-                for z in range(idx.shape[0]):
-                    if idx[z] == u:
-                        pu = z
-                    if idx[z] == v:
-                        pv = z
-                if pu >= 0 and pv >= 0:
-                    out[i, u, v] = cov[pu, pv]
+        # Only the column's own rows of the covariance are reported: the columns of the
+        # inverse for its kept parameters (the first of ``idx``) are solved for, and the
+        # sandwich formed on them, instead of the whole inverse and two full products.
+        own = 0
+        while own < idx.shape[0] and idx[own] < k:
+            own += 1
+        unit = np.zeros((idx.shape[0], own))
+        for z in range(own):
+            unit[z, z] = 1.0
+        cols = np.linalg.solve(Hs, unit)
+        cov = cols.T @ M[idx][:, idx] @ cols if robust else cols[:own]
+        for u in range(own):
+            for v in range(own):
+                out[i, idx[u], idx[v]] = cov[u, v]
     return out
 
 
@@ -566,6 +776,8 @@ class _Problem:
     #: ``smooth`` background: the bilinear spline fitted with the columns (replaces the
     #: constant).
     spline: _Spline | None = None
+    #: The summed-area table of the unfitted pixels, with the ``pix`` it was drawn for.
+    holes_cache: tuple | None = None
 
     @property
     def n_shape(self):
@@ -686,14 +898,14 @@ def _evaluate(prob, st):
     centres, half = _geometry(prob, st)
     aux = _aux(prob.kind, st.shapes[prob.types])
     fptr, table = _footprints(prob.kind, st.cp, aux, centres, half)
-    model = _render(st.cp, centres, half, fptr, table, prob.nx, prob.pix, len(prob.data))
+    model = _render(prob.kind, st.cp, centres, half, fptr, table, prob.nx, prob.pix, len(prob.data))
     if prob.local:
-        model += st.offsets[prob.owner]
+        _add_offsets(model, st.offsets, prob.owner)
     elif prob.spline is not None:
         model += prob.spline.design @ st.knots
     else:
         model += st.zeta
-    cost = float(np.sum(prob.weight * (prob.data - model) ** 2))
+    cost = _weighted_sse(prob.weight, prob.data, model)
     if prob.spline is not None:
         cost += float(st.knots @ (prob.spline.penalty @ st.knots))
     return model, cost, (centres, half, aux, fptr, table)
@@ -714,6 +926,17 @@ def _neighbours(centres, half, local, owner_reach=0.0):
     ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
     idx = np.concatenate(lists).astype(np.int64)
     return ptr, idx
+
+
+def _holes(prob):
+    """Summed-area table (ny + 1, nx + 1) of the pixels not fitted, for :func:`_filled`;
+    drawn once per set of fitted pixels."""
+    if prob.holes_cache is None or prob.holes_cache[0] is not prob.pix:
+        missing = (prob.pix < 0).reshape(-1, prob.nx).astype(np.int64)
+        table = np.zeros((missing.shape[0] + 1, prob.nx + 1), np.int64)
+        table[1:, 1:] = missing.cumsum(axis=0).cumsum(axis=1)
+        prob.holes_cache = (prob.pix, table)
+    return prob.holes_cache[1]
 
 
 def _normal(prob, st, weight=None, resid=None, at=None):
@@ -737,7 +960,6 @@ def _normal(prob, st, weight=None, resid=None, at=None):
         )
         prob.neighbour_cache = cache
     nb_ptr, nb_idx = cache[3:]
-    owner = prob.owner if prob.local else np.full(len(prob.data), -1, np.int64)
     spline = prob.spline
     constant = not prob.local and spline is None
     n_glob = prob.n_sig + int(constant)
@@ -746,6 +968,8 @@ def _normal(prob, st, weight=None, resid=None, at=None):
     else:
         kidx, kwt, kx = spline.kidx, spline.kwt, spline.kx
         kbase, m = spline.box(centres, half)
+    # one weight on every pixel (all but the sandwich's meat): round pairs sum by axes
+    uniform = float(w[0]) if prob.kind == 0 and len(w) and np.all(w == w[0]) else -1.0
     blocks, coupling, glob, grad, sgrad, soff, sglob, rev_g, pair_s, kc, ks = _assemble_columns(
         prob.kind,
         st.cp,
@@ -761,8 +985,11 @@ def _normal(prob, st, weight=None, resid=None, at=None):
         prob.nx,
         prob.pix,
         w,
+        uniform,
+        _holes(prob),
         r,
-        owner,
+        prob.local,
+        prob.owner,
         nb_ptr,
         nb_idx,
         kidx,
@@ -789,8 +1016,8 @@ def _normal(prob, st, weight=None, resid=None, at=None):
     gg = np.zeros((n_glob, n_glob))
     np.add.at(gg, rows, sglob.reshape(-1, n_glob))
     if prob.local:
-        off_diag = np.bincount(owner, w, minlength=n)
-        off_grad = np.bincount(owner, w * r, minlength=n)
+        off_diag = np.bincount(prob.owner, w, minlength=n)
+        off_grad = np.bincount(prob.owner, w * r, minlength=n)
         slot_rows = np.repeat(prob.types * prob.n_shape, np.diff(nb_ptr))
         off_glob = np.zeros((n, n_glob))
         for p in range(prob.n_shape):
