@@ -238,6 +238,9 @@ def test_disc_integrals_match_direct_quadrature():
 # abTEM runs ------------------------------------------------------------------------------
 
 
+# Slow: the same exit-plane check runs fast on the Pnma cell
+# (test_simulation_structures.py::test_pnma_exit_plane_pass_equals_a_single_thickness_run).
+@pytest.mark.slow
 def test_exit_planes_equal_separate_single_thickness_runs():
     """One pass with exit planes == a separate slab per thickness, same seed."""
     p = sim.SeriesParameters(thicknesses_uc=(2, 4, 6), sampling_factor=1.0)
