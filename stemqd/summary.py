@@ -451,24 +451,6 @@ class SpacingSummary(_ByLabel):
     _record = SublatticeSpacing
 
 
-def _thickness_estimate(part: dict) -> ThicknessEstimate:
-    """A :class:`~stemqd.analysis.thickness.ThicknessEstimate` from its dict in a summary
-    (a float the file has as null reads as NaN, a key it lacks as the default)."""
-    fields = {}
-    for f in dataclasses.fields(ThicknessEstimate):
-        if f.name in part:
-            fields[f.name] = _float(part[f.name]) if f.type == "float" else part[f.name]
-    for key in ("ranges_uc", "ranges_nm"):
-        fields[key] = [tuple(map(_float, r)) for r in fields.get(key) or ()]
-    fields["monotonic"] = fields.get("monotonic")
-    fields["flags"] = list(fields.get("flags") or ())
-    if fields.get("series_range_uc") is not None:
-        fields["series_range_uc"] = tuple(map(_float, fields["series_range_uc"]))
-    else:
-        fields.pop("series_range_uc", None)
-    return ThicknessEstimate(**fields)
-
-
 @dataclass(frozen=True)
 class ThicknessSummary:
     """Thicknesses consistent with the ratio under a reference series
@@ -503,7 +485,7 @@ class ThicknessSummary:
         part = (summary or {}).get("thickness")
         if not part:
             return None
-        estimate = _thickness_estimate(part) if "ranges_uc" in part else None
+        estimate = ThicknessEstimate.from_dict(part) if "ranges_uc" in part else None
         return cls(part.get("series"), part.get("refused"), estimate)
 
     def to_dict(self) -> dict:

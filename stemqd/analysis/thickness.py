@@ -16,6 +16,7 @@ of the series is flagged as open-ended.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -81,6 +82,33 @@ class ThicknessEstimate:
         d["series_range_uc"] = list(map(float, self.series_range_uc))
         d["flag"] = self.flag
         return d
+
+    @classmethod
+    def from_dict(cls, part: dict) -> ThicknessEstimate:
+        """The estimate from its :meth:`to_dict` (e.g. ``summary["thickness"]``): a float
+        the file has as null reads as NaN, a key it lacks as the default, and keys that
+        are not fields (``flag``, ``series``) are ignored."""
+        fields = {}
+        for f in dataclasses.fields(cls):
+            if f.name in part:
+                value = part[f.name]
+                fields[f.name] = (
+                    (np.nan if value is None else float(value)) if f.type == "float" else value
+                )
+        for key in ("ranges_uc", "ranges_nm"):
+            fields[key] = [tuple(_nan_floats(r)) for r in fields.get(key) or ()]
+        fields["monotonic"] = fields.get("monotonic")
+        fields["flags"] = list(fields.get("flags") or ())
+        if fields.get("series_range_uc") is not None:
+            fields["series_range_uc"] = tuple(_nan_floats(fields["series_range_uc"]))
+        else:
+            fields.pop("series_range_uc", None)
+        return cls(**fields)
+
+
+def _nan_floats(values):
+    """Floats of ``values``, NaN where JSON has null."""
+    return [np.nan if v is None else float(v) for v in values]
 
 
 def thickness_from_ratio(

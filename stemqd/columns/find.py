@@ -105,9 +105,7 @@ def find_columns(
         p_norm=2,
     )
     if detection == "significance" and len(peaks):
-        height, noise = peak_significance(
-            image, peaks, radius_px=background_radius_px, smoothing_px=smoothing_px
-        )
+        height, noise = _significance(image, smooth, peaks, background_radius_px, smoothing_px)
         peaks = peaks[height > significance * noise]
     if len(peaks) == 0:
         return np.empty((0, 2))
@@ -163,6 +161,11 @@ def peak_significance(image, peaks, *, radius_px, smoothing_px=1.0):
     """
     image = np.asarray(image, dtype=np.float64)
     smooth = ndimage.gaussian_filter(image, smoothing_px) if smoothing_px > 0 else image
+    return _significance(image, smooth, peaks, radius_px, smoothing_px)
+
+
+def _significance(image, smooth, peaks, radius_px, smoothing_px):
+    """:func:`peak_significance` on an image already smoothed (``smooth``)."""
     residual = ndimage.convolve(image, _IMMERKAER, mode="reflect")
     flat = ndimage.maximum_filter(image, 3) == ndimage.minimum_filter(image, 3)
     r = int(np.ceil(radius_px))
