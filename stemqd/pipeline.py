@@ -486,6 +486,9 @@ def analyse_image(
             threshold_rel=c.threshold_rel,
             significance=c.significance,
             background_radius_px=nn_px,
+            # judged on the fitted image: by default the frames' average, whose noise is
+            # still white (a denoised or deconvolved image's is not)
+            significance_image=fit_image,
         )
     if len(seeds) < 4:
         raise FitError(

@@ -254,12 +254,24 @@ def test_exit_planes_equal_separate_single_thickness_runs():
     assert not np.allclose(other[0, 0], single_pass[0, 2], rtol=1e-3)
 
 
+#: Thicknesses of the quick run below: the quick mode's 2-30 unit cells cut to 2-14 (the
+#: exit-plane pass costs in proportion to the deepest slab); the default thicknesses are
+#: checked on the parameters (test_quick_mode_defaults_span_2_to_30_unit_cells).
+QUICK_RUN_UC = list(range(2, 15, 2))
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("series") / "quick.csv"
-    code = main(["simulate", "thickness-series", "--quick", "--out", str(out), "--device", "cpu"])
-    assert code == 0
+    args = ["simulate", "thickness-series", "--quick", "--out", str(out), "--device", "cpu"]
+    assert main(args + ["--thicknesses", "2:14:2"]) == 0
     return out
+
+
+def test_quick_mode_defaults_span_2_to_30_unit_cells():
+    p = sim.SeriesParameters(sampling_factor=sim.QUICK_SAMPLING_FACTOR)
+    assert p.thicknesses_uc == tuple(range(2, 31, 2))
+    assert p.thicknesses_uc[-1] * p.lattice_constant_A / 10 == pytest.approx(17.61)
 
 
 def test_quick_mode_writes_csv_sidecar_raw_and_plot(quick_run):
@@ -272,9 +284,9 @@ def test_quick_mode_writes_csv_sidecar_raw_and_plot(quick_run):
     assert sim.raw_path_for(out).is_file()
     p = sim.SeriesParameters()
     assert side["parameters"]["sampling_factor"] == sim.QUICK_SAMPLING_FACTOR
-    assert list(table.thickness_uc) == list(range(2, 31, 2))
+    assert list(table.thickness_uc) == QUICK_RUN_UC
     assert np.allclose(table.thickness_nm, table.thickness_uc * p.lattice_constant_A / 10)
-    assert table.thickness_nm.iloc[-1] == pytest.approx(17.61)
+    assert table.thickness_nm.iloc[-1] == pytest.approx(8.218)
     assert side["mode"] == "quick" and side["num_configs"] == sim.QUICK_NUM_CONFIGS
     assert side["complete"] is True
     assert side["versions"]["abtem"].startswith("1.0")
@@ -303,9 +315,9 @@ def test_quick_mode_intensities_are_positive_finite_and_ordered(quick_run):
 
 def test_thickness_inference_inverts_a_point_of_the_quick_series(quick_run):
     table = pd.read_csv(quick_run)
-    row = table[table.thickness_uc == 14].iloc[0]
+    row = table[table.thickness_uc == 8].iloc[0]
     est = thickness_from_ratio(float(row.ratio), 1e-6, table, include_series_error=False)
-    assert any(lo <= 14 <= hi for lo, hi in est.ranges_uc)
+    assert any(lo <= 8 <= hi for lo, hi in est.ranges_uc)
     assert est.monotonic == bool(
         np.all(np.diff(table.ratio) > 0) or np.all(np.diff(table.ratio) < 0)
     )

@@ -36,6 +36,7 @@ def find_columns(
     threshold_rel=0.1,
     significance=DETECTION_SIGNIFICANCE,
     background_radius_px=None,
+    significance_image=None,
     smoothing_px=1.0,
     com_iterations=3,
     exclude_border_px=None,
@@ -73,6 +74,12 @@ def find_columns(
     background_radius_px : float, optional
         ``significance``: radius of the disk that gives the local background and noise, px
         (about one nearest-neighbour distance). Required with ``significance``.
+    significance_image : array_like, 2-D, optional
+        ``significance``: the image whose height and noise judge each maximum, of the shape
+        of ``image`` (default ``image``). The maxima are found on ``image``; give here an
+        image whose noise is still white at the pixel scale (the frames' average, not its
+        denoised or deconvolved version, whose noise :func:`peak_significance` would
+        underestimate).
     smoothing_px : float
         Gaussian sigma applied before the maxima search only, px.
     com_iterations : int
@@ -105,7 +112,20 @@ def find_columns(
         p_norm=2,
     )
     if detection == "significance" and len(peaks):
-        height, noise = _significance(image, smooth, peaks, background_radius_px, smoothing_px)
+        if significance_image is None:
+            judged, judged_smooth = image, smooth
+        else:
+            judged = np.asarray(significance_image, dtype=np.float64)
+            if judged.shape != image.shape:
+                raise ValueError(
+                    f"significance_image has shape {judged.shape}, the image {image.shape}"
+                )
+            judged_smooth = (
+                ndimage.gaussian_filter(judged, smoothing_px) if smoothing_px > 0 else judged
+            )
+        height, noise = _significance(
+            judged, judged_smooth, peaks, background_radius_px, smoothing_px
+        )
         peaks = peaks[height > significance * noise]
     if len(peaks) == 0:
         return np.empty((0, 2))

@@ -564,7 +564,7 @@ def _assemble_columns(
 
 
 @njit(parallel=True)
-def _local_covariances(
+def _local_blocks(
     k,
     blocks,
     coupling,
@@ -576,72 +576,92 @@ def _local_covariances(
     nb_idx,
     local,
     has_offsets,
-    robust,
 ):
-    """Covariance of each column's own parameters from its local block of JᵀWJ.
+    """Each column's local block of JᵀWJ (``H``) and of the sandwich's meat (``M``).
 
     ``local`` (N, m) lists the column itself first, then its nearest neighbours (-1: none).
+    Column slot c holds rows c k .. c k + k - 1, its offset (with ``has_offsets``) row
+    m k + c; the rows of absent neighbours stay zero.
     """
     n, m = local.shape
-    out = np.full((n, k, k), np.nan)
+    dim = m * k + (m if has_offsets else 0)
+    H = np.zeros((n, dim, dim))
+    M = np.zeros((n, dim, dim))
     for i in numba.prange(n):
-        cols = local[i]
-        size = 0
-        for c in range(m):
-            if cols[c] >= 0:
-                size += 1
-        dim = size * k + (size if has_offsets else 0)
-        H = np.zeros((dim, dim))
-        M = np.zeros((dim, dim))
-        for ca in range(size):
-            a = cols[ca]
+        for ca in range(m):
+            a = local[i, ca]
+            if a < 0:
+                continue
             lo, hi = nb_ptr[a], nb_ptr[a + 1]
-            row = nb_idx[lo:hi]
-            for cb in range(size):
-                b = cols[cb]
-                s = lo + np.searchsorted(row, b)
+            for cb in range(m):
+                b = local[i, cb]
+                if b < 0:
+                    continue
+                s = _slot(nb_idx, lo, hi, b)
                 if s >= hi or nb_idx[s] != b:
                     continue
                 for u in range(k):
                     for v in range(k):
-                        H[ca * k + u, cb * k + v] = blocks[s, u, v]
-                        M[ca * k + u, cb * k + v] = meat_blocks[s, u, v]
+                        H[i, ca * k + u, cb * k + v] = blocks[s, u, v]
+                        M[i, ca * k + u, cb * k + v] = meat_blocks[s, u, v]
                 if has_offsets:
                     for u in range(k):
-                        H[ca * k + u, size * k + cb] = coupling[s, u]
-                        H[size * k + cb, ca * k + u] = coupling[s, u]
-                        M[ca * k + u, size * k + cb] = meat_coupling[s, u]
-                        M[size * k + cb, ca * k + u] = meat_coupling[s, u]
+                        H[i, ca * k + u, m * k + cb] = coupling[s, u]
+                        H[i, m * k + cb, ca * k + u] = coupling[s, u]
+                        M[i, ca * k + u, m * k + cb] = meat_coupling[s, u]
+                        M[i, m * k + cb, ca * k + u] = meat_coupling[s, u]
             if has_offsets:
-                H[size * k + ca, size * k + ca] = off_diag[a]
-                M[size * k + ca, size * k + ca] = meat_off[a]
-        # An undetermined direction (theta of a round column) leaves the block singular:
-        # drop parameters with no curvature, report them as NaN.
-        floor = 1e-12 * max(np.abs(np.diag(H)).max(), 1e-300)
-        keep = np.array([H[d, d] > floor for d in range(dim)])
-        idx = np.flatnonzero(keep)
-        if idx.shape[0] == 0:
-            continue
-        Hs = H[idx][:, idx]
-        # the condition number of the symmetric block, from its eigenvalues (an SVD, as in
-        # np.linalg.cond, costs several times more)
-        ev = np.abs(np.linalg.eigvalsh(Hs))
-        if ev.min() * 1e14 < ev.max():
-            continue
-        # Only the column's own rows of the covariance are reported: the columns of the
-        # inverse for its kept parameters (the first of ``idx``) are solved for, and the
-        # sandwich formed on them, instead of the whole inverse and two full products.
-        own = 0
-        while own < idx.shape[0] and idx[own] < k:
-            own += 1
-        unit = np.zeros((idx.shape[0], own))
-        for z in range(own):
-            unit[z, z] = 1.0
-        cols = np.linalg.solve(Hs, unit)
-        cov = cols.T @ M[idx][:, idx] @ cols if robust else cols[:own]
-        for u in range(own):
-            for v in range(own):
-                out[i, idx[u], idx[v]] = cov[u, v]
+                H[i, m * k + ca, m * k + ca] = off_diag[a]
+                M[i, m * k + ca, m * k + ca] = meat_off[a]
+    return H, M
+
+
+#: Columns whose local blocks are inverted at once (bounds the stacked blocks' memory).
+_COVARIANCE_CHUNK = 2048
+
+
+def _local_covariances(H, M, k, robust):
+    """Covariance of each column's own ``k`` parameters from its local block.
+
+    The blocks (:func:`_local_blocks`) are inverted as one stack by numpy's batched LAPACK
+    calls: written inside the compiled gather, the same eigenvalue and solve calls took
+    most of a first fit's compile time. An undetermined direction (theta of a round
+    column) or an absent neighbour leaves rows with no curvature: they are replaced by a
+    decoupled diagonal entry equal to a kept diagonal element, which lies between the
+    kept block's extreme eigenvalues and so changes neither its condition number nor its
+    inverse; their parameters are reported as NaN, as are whole blocks that are
+    numerically singular (condition number above 1e14).
+
+    Returns
+    -------
+    ndarray, shape (N, k, k)
+        Sandwich (``robust``) or classical (unscaled (JᵀWJ)⁻¹) covariance.
+    """
+    n, dim = H.shape[0], H.shape[1]
+    out = np.full((n, k, k), np.nan)
+    eye = np.eye(dim, dtype=bool)
+    for lo in range(0, n, _COVARIANCE_CHUNK):
+        h = H[lo : lo + _COVARIANCE_CHUNK].copy()
+        mm = M[lo : lo + _COVARIANCE_CHUNK].copy()
+        diag = np.diagonal(h, axis1=1, axis2=2)
+        floor = 1e-12 * np.maximum(np.abs(diag).max(axis=1), 1e-300)
+        keep = diag > floor[:, None]
+        some = keep.any(axis=1)
+        pad = np.where(keep, diag, -np.inf).max(axis=1)
+        drop = ~keep
+        pair = drop[:, :, None] | drop[:, None, :]
+        h[pair] = 0.0
+        mm[pair] = 0.0
+        h[drop[:, :, None] & eye] = np.broadcast_to(pad[:, None], drop.shape)[drop]
+        h[~some] = np.eye(dim)
+        ev = np.abs(np.linalg.eigvalsh(h))
+        good = some & (ev.min(axis=1) * 1e14 >= ev.max(axis=1))
+        unit = np.zeros((dim, k))
+        unit[:k, :k] = np.eye(k)
+        inv = np.linalg.solve(h, np.broadcast_to(unit, (len(h), dim, k)))
+        cov = np.swapaxes(inv, 1, 2) @ mm @ inv if robust else inv[:, :k]
+        valid = good[:, None, None] & keep[:, :k, None] & keep[:, None, :k]
+        out[lo : lo + len(h)] = np.where(valid, cov, np.nan)
     return out
 
 
@@ -1574,7 +1594,7 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
     tree = cKDTree(st.cp[:, 1:3])
     m = min(_LOCAL_NEIGHBOURS + 1, n)
     local = tree.query(st.cp[:, 1:3], k=m)[1].reshape(n, m).astype(np.int64)
-    cov = _local_covariances(
+    H_local, M_local = _local_blocks(
         k,
         raw["blocks"],
         raw["coupling"],
@@ -1586,8 +1606,8 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
         raw["nb_idx"],
         local,
         prob.local,
-        robust,
     )
+    cov = _local_covariances(H_local, M_local, k, robust)
     if not robust:
         cov = cov * s2
     # The shared shapes are determined by all columns: their variance from the full matrix.
