@@ -36,6 +36,7 @@ column's parameters is negligible.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import numba
@@ -577,16 +578,22 @@ def _local_blocks(
     local,
     has_offsets,
 ):
-    """Each column's local block of JᵀWJ (``H``) and of the sandwich's meat (``M``).
+    """Each column's local block of JᵀWJ (``H``) and of the sandwich's meat (``M``), made
+    invertible, and which of their rows are parameters (``keep``).
 
     ``local`` (N, m) lists the column itself first, then its nearest neighbours (-1: none).
     Column slot c holds rows c k .. c k + k - 1, its offset (with ``has_offsets``) row
-    m k + c; the rows of absent neighbours stay zero.
+    m k + c. An undetermined direction (theta of a round column) or an absent neighbour
+    leaves rows with no curvature (diagonal at most 1e-12 of the largest): they are
+    replaced by a decoupled diagonal entry equal to the largest kept diagonal element,
+    which lies between the kept block's extreme eigenvalues and so changes neither its
+    condition number nor its inverse (a block with no kept row becomes the identity).
     """
     n, m = local.shape
     dim = m * k + (m if has_offsets else 0)
     H = np.zeros((n, dim, dim))
     M = np.zeros((n, dim, dim))
+    keep = np.zeros((n, dim), np.bool_)
     for i in numba.prange(n):
         for ca in range(m):
             a = local[i, ca]
@@ -613,23 +620,37 @@ def _local_blocks(
             if has_offsets:
                 H[i, m * k + ca, m * k + ca] = off_diag[a]
                 M[i, m * k + ca, m * k + ca] = meat_off[a]
-    return H, M
+        top = 0.0
+        for d in range(dim):
+            top = max(top, abs(H[i, d, d]))
+        floor = 1e-12 * max(top, 1e-300)
+        pad = -np.inf
+        for d in range(dim):
+            keep[i, d] = H[i, d, d] > floor
+            if keep[i, d]:
+                pad = max(pad, H[i, d, d])
+        for d in range(dim):
+            if not keep[i, d]:
+                for e in range(dim):
+                    H[i, d, e] = 0.0
+                    H[i, e, d] = 0.0
+                    M[i, d, e] = 0.0
+                    M[i, e, d] = 0.0
+                H[i, d, d] = pad if pad > -np.inf else 1.0
+    return H, M, keep
 
 
 #: Columns whose local blocks are inverted at once (bounds the stacked blocks' memory).
 _COVARIANCE_CHUNK = 2048
 
 
-def _local_covariances(H, M, k, robust):
+def _local_covariances(H, M, keep, k, robust):
     """Covariance of each column's own ``k`` parameters from its local block.
 
-    The blocks (:func:`_local_blocks`) are inverted as one stack by numpy's batched LAPACK
-    calls: written inside the compiled gather, the same eigenvalue and solve calls took
-    most of a first fit's compile time. An undetermined direction (theta of a round
-    column) or an absent neighbour leaves rows with no curvature: they are replaced by a
-    decoupled diagonal entry equal to a kept diagonal element, which lies between the
-    kept block's extreme eigenvalues and so changes neither its condition number nor its
-    inverse; their parameters are reported as NaN, as are whole blocks that are
+    The blocks (:func:`_local_blocks`) are inverted as stacks by numpy's batched LAPACK
+    calls, one stack per thread (they release the GIL): written inside the compiled
+    gather, the same eigenvalue and solve calls took most of a first fit's compile time.
+    Parameters outside ``keep`` are reported as NaN, as are whole blocks that are
     numerically singular (condition number above 1e14).
 
     Returns
@@ -639,29 +660,26 @@ def _local_covariances(H, M, k, robust):
     """
     n, dim = H.shape[0], H.shape[1]
     out = np.full((n, k, k), np.nan)
-    eye = np.eye(dim, dtype=bool)
-    for lo in range(0, n, _COVARIANCE_CHUNK):
-        h = H[lo : lo + _COVARIANCE_CHUNK].copy()
-        mm = M[lo : lo + _COVARIANCE_CHUNK].copy()
-        diag = np.diagonal(h, axis1=1, axis2=2)
-        floor = 1e-12 * np.maximum(np.abs(diag).max(axis=1), 1e-300)
-        keep = diag > floor[:, None]
-        some = keep.any(axis=1)
-        pad = np.where(keep, diag, -np.inf).max(axis=1)
-        drop = ~keep
-        pair = drop[:, :, None] | drop[:, None, :]
-        h[pair] = 0.0
-        mm[pair] = 0.0
-        h[drop[:, :, None] & eye] = np.broadcast_to(pad[:, None], drop.shape)[drop]
-        h[~some] = np.eye(dim)
+    unit = np.zeros((dim, k))
+    unit[:k, :k] = np.eye(k)
+
+    def invert(lo, hi):
+        h, kept = H[lo:hi], keep[lo:hi]
         ev = np.abs(np.linalg.eigvalsh(h))
-        good = some & (ev.min(axis=1) * 1e14 >= ev.max(axis=1))
-        unit = np.zeros((dim, k))
-        unit[:k, :k] = np.eye(k)
-        inv = np.linalg.solve(h, np.broadcast_to(unit, (len(h), dim, k)))
-        cov = np.swapaxes(inv, 1, 2) @ mm @ inv if robust else inv[:, :k]
-        valid = good[:, None, None] & keep[:, :k, None] & keep[:, None, :k]
-        out[lo : lo + len(h)] = np.where(valid, cov, np.nan)
+        good = kept.any(axis=1) & (ev.min(axis=1) * 1e14 >= ev.max(axis=1))
+        inv = np.linalg.solve(h, np.broadcast_to(unit, (hi - lo, dim, k)))
+        cov = np.swapaxes(inv, 1, 2) @ M[lo:hi] @ inv if robust else inv[:, :k]
+        valid = good[:, None, None] & kept[:, :k, None] & kept[:, None, :k]
+        out[lo:hi] = np.where(valid, cov, np.nan)
+
+    threads = numba.get_num_threads()
+    step = max(1, min(_COVARIANCE_CHUNK, -(-n // threads)))
+    edges = [(lo, min(lo + step, n)) for lo in range(0, n, step)]
+    if len(edges) == 1:
+        invert(*edges[0])
+    else:
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(lambda e: invert(*e), edges))
     return out
 
 
@@ -1594,7 +1612,7 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
     tree = cKDTree(st.cp[:, 1:3])
     m = min(_LOCAL_NEIGHBOURS + 1, n)
     local = tree.query(st.cp[:, 1:3], k=m)[1].reshape(n, m).astype(np.int64)
-    H_local, M_local = _local_blocks(
+    H_local, M_local, keep = _local_blocks(
         k,
         raw["blocks"],
         raw["coupling"],
@@ -1607,7 +1625,7 @@ def _finish(prob, st, seeds, names, nn_px, iterations, converged, errors):
         local,
         prob.local,
     )
-    cov = _local_covariances(H_local, M_local, k, robust)
+    cov = _local_covariances(H_local, M_local, keep, k, robust)
     if not robust:
         cov = cov * s2
     # The shared shapes are determined by all columns: their variance from the full matrix.
