@@ -104,6 +104,9 @@ def test_process_writes_results_with_the_true_ratio(clean_run):
     assert summary["config_hash"] == config_hash(load_config())
     assert len(summary["input"]["sha256"]) == 64 and summary["versions"]["stemqd"]
     assert summary["config"]["acquisition"]["voltage_kv"] == 300.0
+    # unset values are JSON null, not the TOML spelling "none"
+    assert summary["config"]["acquisition"]["pixel_size_A"] is None
+    assert summary["config"]["reference_series"] is None
     assert summary["preset"]["name"] == "default"
     bias = summary["preset"]["ratio_bias"]
     assert "bench_chain.py" in bias["measured_by"] and bias["max_abs_mean_bias"] >= 0
