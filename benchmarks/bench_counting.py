@@ -50,7 +50,8 @@ DATA = (
 )
 
 #: ``stemqd process`` settings that fit the PtIr image as StatSTEM did: the raw image, no
-#: structure, round Gaussians with one width over one constant, every column counted.
+#: structure, round Gaussians with one width over a background held at 0 (the file's
+#: ``input.fitZeta`` is 0: StatSTEM did not fit it), every column counted.
 PROCESS_SETTINGS = (
     "material.name=none",
     "align.enabled=false",
@@ -59,6 +60,7 @@ PROCESS_SETTINGS = (
     "deconvolve.enabled=false",
     "columns.model=round",
     "columns.background=constant",
+    "columns.background_level=0",
     "dot.mode=none",
     "dot.edge_margin_lattice=0",
 )

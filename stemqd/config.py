@@ -201,6 +201,12 @@ class ColumnsConfig:
         Gaussian shape: on the real PtIr image it takes their broader tails (volumes 0.43 of
         StatSTEM's, ``benchmarks/bench_statstem.py``). Use it where the columns are close to
         Gaussian (simulated images, deconvolved data), not as a default for raw images.
+    background_level : float or None
+        With ``background = "constant"``: hold the constant at this level (image units,
+        of the fitted image) instead of fitting it, as StatSTEM fits a specimen on no
+        support whose vacuum level is known. None (default): fitted. On the real PtIr
+        example (vacuum 0) a fitted constant settles at 1.3e-4 (0.1 % of its brightest pixel), the
+        volumes at 0.988 of StatSTEM's, held at 0 at 0.992.
     width_per_type : bool
         Joint models: one width (shape) per column type instead of one for all columns.
         Off by default: a weak column type (O, Br) on a varying background takes a wide
@@ -264,6 +270,18 @@ class ColumnsConfig:
     neighbour_iterations: int = field(default=20, metadata={"min": 1})
     position_tolerance_px: float = field(default=1e-4, metadata={"min": 0.0})
     errors: Literal["robust", "classical"] = "robust"
+    background_level: float | None = None
+
+    def __post_init__(self):
+        level = self.background_level
+        joint_constant = self.background == "constant" and self.model != "window7"
+        if level is not None and not (joint_constant and math.isfinite(level)):
+            raise ConfigError(
+                f"config key 'columns.background_level': {level!r} holds the constant "
+                f"background of a joint fit; it needs a finite level, columns.background = "
+                f"'constant' (not {self.background!r}) and columns.model 'round' or "
+                f"'gaussian7' (not {self.model!r})"
+            )
 
 
 @dataclass(frozen=True)

@@ -380,6 +380,7 @@ def _refine(image, seeds, labels, nn_px, c):
         model=c.model,
         labels=labels,
         background=c.background,
+        background_level=c.background_level,
         nn_px=nn_px,
         max_iterations=c.max_iterations,
         tolerance_px=c.position_tolerance_px,

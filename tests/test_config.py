@@ -72,3 +72,13 @@ def test_unset_values_are_null_in_json_and_none_in_toml():
     assert config_from_dict(as_json) == config
     # The hash is taken of the TOML form, so it does not depend on the output's spelling.
     assert config_hash(config_from_dict(as_json)) == config_hash(config)
+
+
+def test_background_level_needs_a_joint_constant_background():
+    held = ["columns.background=constant", "columns.background_level=0"]
+    assert load_config(overrides=held).columns.background_level == 0.0
+    with pytest.raises(ConfigError, match="columns.background_level.*'local'"):
+        load_config(overrides=["columns.background_level=0"])
+    with pytest.raises(ConfigError, match="'window7'"):
+        load_config(overrides=[*held, "columns.model=window7"])
+    assert load_config().columns.background_level is None

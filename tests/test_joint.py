@@ -155,6 +155,32 @@ def test_local_background_on_a_sloped_support():
     assert np.hypot(df.x_px - truth[:, 0], df.y_px - truth[:, 1]).max() < 0.05
 
 
+def test_background_level_holds_the_constant():
+    """A constant background held at its known level (``background_level``, StatSTEM's fit
+    without a background): it stays exactly there, the volumes keep within 1 % of the
+    truth under noise (sigma / nn 0.3, 200 counts at a peak over 0.2 of it), the shared
+    width keeps a standard error, and a level 0.05 too high lowers every volume."""
+    rng = np.random.default_rng(5)
+    spacing, sigma, level, dose = 12.0, 0.3 * 12.0, 0.2, 200.0
+    truth = _square(8, spacing)
+    size = int(truth.max() + 13)
+    image = rng.poisson(dose * (render_columns((size, size), truth, 1.0, sigma) + level)) / dose
+    kw = dict(fit_radius_px=None, nn_px=spacing, background="constant")
+    held = fit_columns_jointly(image, truth + 0.2, background_level=level, **kw)
+    joint = held.attrs["joint"]
+    assert joint["constant"] == level and (held["offset"] == level).all()
+    assert (held["flag"] == "").all() and joint["converged"]
+    assert np.isfinite(joint["shapes_err"][""]["sigma_px"])
+    error = held.volume / (2 * np.pi * sigma**2) - 1
+    assert abs(np.mean(error)) < 0.01
+    high = fit_columns_jointly(image, truth + 0.2, background_level=level + 0.05, **kw)
+    assert (high.volume < held.volume).all()
+    with pytest.raises(ValueError, match="background='constant'"):
+        fit_columns_jointly(image, truth, fit_radius_px=None, background_level=0.0)
+    with pytest.raises(ValueError, match="window7"):
+        refine_columns(image, truth, model="window7", radius_px=6.0, background_level=0.0)
+
+
 @pytest.mark.parametrize(
     "truth",
     [np.array([[20.3, 25.1], [31.7, 24.6]]), np.array([[15.2 + 12 * i, 30.4] for i in range(5)])],

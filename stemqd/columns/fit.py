@@ -397,6 +397,7 @@ def refine_columns(
     neighbour_iterations=20,
     tolerance_px=1e-4,
     errors="robust",
+    background_level=None,
 ):
     """Refine column positions and intensities by 2D Gaussian fits that handle overlap.
 
@@ -439,6 +440,9 @@ def refine_columns(
         Poisson noise, or from (JᵀJ)⁻¹ s² (classical, what lmfit reports), which is about
         15 % too small there (``benchmarks/bench_columns.py`` prints both against the
         Cramér-Rao bound).
+    background_level : float, optional
+        Joint fits with ``background="constant"``: hold the constant at this level, image
+        units (:func:`stemqd.columns.joint.fit_columns_jointly`).
 
     Returns
     -------
@@ -465,12 +469,15 @@ def refine_columns(
             labels=labels,
             model=model,
             background=background,
+            background_level=background_level,
             sigma_px=sigma_px,
             nn_px=nn_px,
             max_iterations=max_iterations,
             tolerance_px=tolerance_px,
             errors=errors,
         )
+    if background_level is not None:
+        raise ValueError("background_level holds the constant of a joint fit: not for window7")
     if radius_px is None:
         raise ValueError("model='window7' needs radius_px, the radius of each fit window")
     if method not in ("fast", "lmfit"):
