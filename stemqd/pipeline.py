@@ -701,13 +701,12 @@ def analyse_image(
     ]
     fit = fit.drop(columns="assign_flag")
     summary, extra = _summarise(
-        fit, numerator.label, denominator.label, config, pixel_size_A, dot, lattice
+        fit, numerator.label, denominator.label, config, pixel_size_A, dot, lattice, mode, coverage
     )
-    summary["dot"].update(mode=mode, coverage=coverage)
     summary["fitting"] = fitting
     summary["quality"] = quality
     _quality_warning(summary)
-    _exclusions(summary, fit)
+    _exclusion_warnings(summary)
     tick("statistics")
     return Analysis(columns=fit, summary=summary, extra=extra)
 
@@ -762,21 +761,30 @@ def _used(columns):
     return (columns["flag"] == "") | (columns["flag"] == "edge margin")
 
 
-def _exclusions(summary, columns):
-    """Columns left out of the statistics, by reason, and a warning when they are many."""
+def _column_counts(columns) -> ColumnCounts:
+    """Columns fitted, used by the statistics and flagged, and those left out by reason."""
     use = _used(columns)
+    flags = columns["flag"].str.split("; ").explode()
     reasons = columns.loc[~use, "flag"].str.split("; ").explode()
-    n = len(columns)
-    summary["columns"]["excluded"] = {
-        "total": int((~use).sum()),
-        "by_reason": {k: int(v) for k, v in reasons.value_counts().items()},
-    }
+    return ColumnCounts(
+        total=int(len(columns)),
+        used=int(use.sum()),
+        flags={k: int(v) for k, v in flags[flags != ""].value_counts().items()},
+        excluded_total=int((~use).sum()),
+        excluded_by_reason={k: int(v) for k, v in reasons.value_counts().items()},
+    )
+
+
+def _exclusion_warnings(summary):
+    """A warning when many columns are left out of the statistics, or the fit did not
+    converge."""
+    counts = ColumnCounts.from_dict(summary)
     warnings = summary.setdefault("warnings", [])
-    if n and (~use).sum() > EXCLUDED_WARNING_FRACTION * n:
-        top = ", ".join(f"{k} {v}" for k, v in reasons.value_counts().head(3).items())
+    n, out = counts.total, counts.excluded_total
+    if n and out > EXCLUDED_WARNING_FRACTION * n:
+        top = ", ".join(f"{k} {v}" for k, v in list(counts.excluded_by_reason.items())[:3])
         warnings.append(
-            f"{int((~use).sum())} of {n} columns "
-            f"({(~use).mean():.0%}) are excluded from the statistics ({top})"
+            f"{out} of {n} columns ({out / n:.0%}) are excluded from the statistics ({top})"
         )
     joint = FittingSummary.from_dict(summary).joint
     if joint is not None and joint.converged is False:
@@ -803,23 +811,18 @@ def _analyse_without_cell(
     fit["flag"] = ["; ".join(f for f in parts if f) for parts in zip(fit["flag"], position_flags)]
     use = fit[_used(fit)]
     stats_table = type_statistics(use["intensity"], use["label"])
-    flags = fit["flag"].str.split("; ").explode()
     summary = {
         "pixel_size_A": pixel_size_A,
         "material": None,
         "zone_axis": None,
         "intensity_measure": config.analysis.intensity,
-        "dot": {
-            "edge_lengths_nm": list(dot.edge_lengths_nm),
-            "area_nm2": dot.area_nm2,
-            "mode": mode,
-            "coverage": coverage,
-        },
-        "columns": {
-            "total": int(len(fit)),
-            "used": int(len(use)),
-            "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()},
-        },
+        "dot": DotSummary(
+            edge_lengths_nm=tuple(dot.edge_lengths_nm),
+            area_nm2=dot.area_nm2,
+            mode=mode,
+            coverage=coverage,
+        ).to_dict(),
+        "columns": _column_counts(fit).to_dict(),
         "per_type": PerTypeSummary.from_table(stats_table).to_dict(),
         "ratio": {},
         "ratio_by_depth": [],
@@ -827,12 +830,12 @@ def _analyse_without_cell(
         "quality": quality,
     }
     _quality_warning(summary)
-    _exclusions(summary, fit)
+    _exclusion_warnings(summary)
     tick("statistics")
     return Analysis(columns=fit, summary=summary, extra={"dot": dot})
 
 
-def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, lattice):
+def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, lattice, mode, coverage):
     # Columns in the edge margin are flagged but kept for the statistics when the margin is
     # their only flag: the outermost cells are where a depleted shell shows. Failed fits,
     # unassigned columns and columns outside the dot never enter them.
@@ -855,35 +858,32 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
         for k in cols:
             columns.loc[sel.index, k] = cols[k].to_numpy()
         spacing[label] = SublatticeSpacing.from_dict(summ)
-    flags = columns["flag"].str.split("; ").explode()
     summary = {
         "pixel_size_A": pixel_size_A,
         "material": config.material.name,
         "zone_axis": list(config.material.zone_axis),
         "intensity_measure": a.intensity,
-        "dot": {
-            "edge_lengths_nm": list(dot.edge_lengths_nm),
-            "area_nm2": dot.area_nm2,
-            "edge_lengths_method": "extent of the A and BX column centres along the two "
+        "dot": DotSummary(
+            edge_lengths_nm=tuple(dot.edge_lengths_nm),
+            area_nm2=dot.area_nm2,
+            edge_lengths_method="extent of the A and BX column centres along the two "
             "lattice vectors",
-        },
-        "columns": {
-            "total": int(len(columns)),
-            "used": int(len(use)),
-            "flags": {k: int(v) for k, v in flags[flags != ""].value_counts().items()},
-        },
+            mode=mode,
+            coverage=coverage,
+        ).to_dict(),
+        "columns": _column_counts(columns).to_dict(),
         "per_type": PerTypeSummary.from_table(stats_table).to_dict(),
         "ratio": ratio.to_dict(),
         "ratio_by_depth": depth.to_dict(orient="records"),
-        "lattice": {
-            "a_A": lattice.a_A,
-            "b_A": lattice.b_A,
-            "expected_a_A": lattice.expected_a_A,
-            "expected_b_A": lattice.expected_b_A,
-            "rotation_deg": lattice.rotation_deg,
-            "mirrored": bool(lattice.mirrored),
-            "rms_misfit_A": lattice.rms_misfit_A,
-        },
+        "lattice": LatticeSummary(
+            a_A=lattice.a_A,
+            b_A=lattice.b_A,
+            expected_a_A=lattice.expected_a_A,
+            expected_b_A=lattice.expected_b_A,
+            rotation_deg=lattice.rotation_deg,
+            mirrored=bool(lattice.mirrored),
+            rms_misfit_A=lattice.rms_misfit_A,
+        ).to_dict(),
         "spacing": SpacingSummary(spacing).to_dict(),
     }
     return summary, {"dot": dot, "lattice": lattice, "depth_profile": depth}
@@ -1034,15 +1034,15 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
             analysis.summary.setdefault("warnings", []).append("thickness: " + thickness.refused)
     analysis.summary.update(
         {
-            "input": {
-                "path": str(stack.path),
-                "sha256": stack.sha256,
-                "frames": int(stack.frames.shape[0]),
-                "shape": list(stack.frames.shape[1:]),
-                "pixel_size_source": stack.pixel_size_source,
-                "voltage_kv": stack.voltage_kv,
-                "convergence_mrad": stack.convergence_mrad,
-            },
+            "input": InputSummary(
+                path=str(stack.path),
+                sha256=stack.sha256,
+                frames=int(stack.frames.shape[0]),
+                shape=tuple(stack.frames.shape[1:]),
+                pixel_size_source=stack.pixel_size_source,
+                voltage_kv=stack.voltage_kv,
+                convergence_mrad=stack.convergence_mrad,
+            ).to_dict(),
             "drift_px": {
                 "max": float(np.abs(info["shifts_px"]).max()) if len(info["shifts_px"]) else 0.0
             },
