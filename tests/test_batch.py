@@ -448,3 +448,24 @@ def test_progress_names_the_stage_in_progress_and_counts_agree(tmp_path, good, c
             n = int(f.split("/2 [")[0].split()[-1].split("|")[-1])
             assert int(f.split("done=")[1].split()[0]) == n, f
     assert "2/2" in frames[-1] and "done=2" in frames[-1]
+
+
+def test_the_first_fit_of_a_process_says_it_compiles(tmp_path, capsys):
+    """The first stack of a process can sit in the column fit for up to a minute (numba
+    compiles): its progress label says so; the next stack of the same process does not."""
+    from stemqd.simulation.synthetic import perovskite_dot
+
+    files = []
+    for k, name in enumerate(("a", "b")):
+        frames, _ = perovskite_dot(
+            (160, 160), pixel_size_A=0.3, edge_cells=5, n_frames=3, dose=100, seed=k
+        )
+        write_stack_tiff(tmp_path / f"{name}.tif", frames.astype(np.float32), 0.3)
+        files.append(str(tmp_path / f"{name}.tif"))
+    rows = run_batch(files, tmp_path / "out", CONFIG, progress=True)
+    assert list(rows["status"]) == ["processed", "processed"]
+    frames = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    fitting = [f for f in frames if "fitting columns" in f]
+    assert any("a: fitting columns (first stack of a process: compiling" in f for f in fitting)
+    assert any("b: fitting columns" in f for f in fitting)
+    assert not any("b: fitting columns (first stack" in f for f in fitting)
