@@ -155,6 +155,20 @@ def test_local_background_on_a_sloped_support():
     assert np.hypot(df.x_px - truth[:, 0], df.y_px - truth[:, 1]).max() < 0.05
 
 
+def test_a_duplicated_seed_gives_nan_errors_not_a_crash():
+    """Two seeds on one column make every local block that holds both exactly singular:
+    the pair shares the height, and those columns' errors are NaN and flagged (the
+    batched inversion must not stop on them)."""
+    truth = _square(6, 12.0)
+    image = render_columns((90, 90), truth, 1.0, 3.0) + 0.1
+    df = fit_columns_jointly(image, np.vstack([truth, truth[:1]]), fit_radius_px=None)
+    assert df.amplitude.iloc[0] + df.amplitude.iloc[-1] == pytest.approx(1.0, rel=1e-3)
+    assert np.isnan(df.amplitude_err.iloc[[0, -1]]).all()
+    assert (df.flag.iloc[[0, -1]] == "singular covariance").all()
+    far = np.hypot(*(df[["x_px", "y_px"]].to_numpy() - truth[0]).T) > 40
+    assert np.isfinite(df.amplitude_err[far]).all()
+
+
 def test_background_level_holds_the_constant():
     """A constant background held at its known level (``background_level``, StatSTEM's fit
     without a background): it stays exactly there, the volumes keep within 1 % of the

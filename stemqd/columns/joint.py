@@ -667,6 +667,7 @@ def _local_covariances(H, M, keep, k, robust):
         h, kept = H[lo:hi], keep[lo:hi]
         ev = np.abs(np.linalg.eigvalsh(h))
         good = kept.any(axis=1) & (ev.min(axis=1) * 1e14 >= ev.max(axis=1))
+        h[~good] = np.eye(dim)  # reported as NaN; an exactly singular block would stop solve
         inv = np.linalg.solve(h, np.broadcast_to(unit, (hi - lo, dim, k)))
         cov = np.swapaxes(inv, 1, 2) @ M[lo:hi] @ inv if robust else inv[:, :k]
         valid = good[:, None, None] & kept[:, :k, None] & kept[:, None, :k]
