@@ -30,8 +30,9 @@ from stemqd.simulation.synthetic import perovskite_dot
 
 ROOT = Path(__file__).resolve().parents[1]
 PIXEL_A = 0.3
-#: Bound on Ctrl-C to exit, s; the target is 10 s, the margin is for a loaded test machine.
-EXIT_BOUND_S = 30.0
+#: Bound on Ctrl-C to exit, s: the issue's 10 s, a liveness requirement, not a speed claim
+#: (measured: 0.5-0.6 s in 20 of 20 tries, beside the test suite).
+EXIT_BOUND_S = 10.0
 #: Stage labels of the progress bar that mean a worker is inside a stack's analysis.
 MID_STACK = re.compile(r"aligning frames|removing background|denoising|deconvolving|fitting")
 
