@@ -40,6 +40,7 @@ from .summary import (
     PerTypeSummary,
     SpacingSummary,
     ThicknessSummary,
+    series_path,
 )
 
 __all__ = [
@@ -362,8 +363,7 @@ def _dot_thickness(columns: pd.DataFrame, summary: dict) -> dict:
 
     ratio = RatioEstimate.from_dict(summary)
     num, den = (ratio.numerator, ratio.denominator) if ratio else (None, None)
-    config = summary.get("config") or {}
-    path = config.get("reference_series") or (config.get("counting") or {}).get("library")
+    path = series_path(summary)
     reference, note = None, None
     if path and num and den:
         try:

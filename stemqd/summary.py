@@ -37,7 +37,15 @@ __all__ = [
     "SublatticeSpacing",
     "ThicknessSummary",
     "TypeStatistics",
+    "series_path",
 ]
+
+
+def series_path(summary: dict) -> str | None:
+    """The simulated series a result was measured against, as its config names it: the
+    ``reference_series``, else the ``counting.library`` (None where it names neither)."""
+    config = (summary or {}).get("config") or {}
+    return config.get("reference_series") or (config.get("counting") or {}).get("library")
 
 
 def _fields_of(cls, part) -> dict:

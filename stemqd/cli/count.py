@@ -351,13 +351,13 @@ def _reference(args, tables):
     where ``process`` ran)."""
     from ..batch import read_summary
     from ..simulation.files import read_series
+    from ..summary import series_path
 
     path = args.series or args.library
     if path:
         return path, read_series(path)
     for table_path, _ in tables.values():
-        config = (read_summary(table_path.parent) or {}).get("config") or {}
-        path = config.get("reference_series") or (config.get("counting") or {}).get("library")
+        path = series_path(read_summary(table_path.parent))
         if path:
             try:
                 return path, read_series(path)
@@ -369,10 +369,11 @@ def _reference(args, tables):
 
 def _ratio_labels(folder: Path):
     """The ratio's numerator and denominator labels of a result (None, None without)."""
+    from ..analysis.statistics import RatioEstimate
     from ..batch import read_summary
 
-    ratio = (read_summary(folder) or {}).get("ratio") or {}
-    return ratio.get("numerator"), ratio.get("denominator")
+    ratio = RatioEstimate.from_dict(read_summary(folder))
+    return (ratio.numerator, ratio.denominator) if ratio else (None, None)
 
 
 def _write_thickness(out, name, table, folder, reference, count, volume, repeat_A, parameters):
