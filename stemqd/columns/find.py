@@ -97,7 +97,7 @@ def find_columns(
     if detection == "significance" and background_radius_px is None:
         raise ValueError("detection='significance' needs background_radius_px")
     image = np.asarray(image, dtype=np.float64)
-    smooth = ndimage.gaussian_filter(image, smoothing_px) if smoothing_px > 0 else image
+    smooth = _smoothed(image, smoothing_px)
     border = int(np.ceil(com_radius_px if exclude_border_px is None else exclude_border_px))
     # A disk footprint and Euclidean suppression: the default square box of side
     # 2 min_distance + 1 reaches 1.4x further along its diagonals, where the tail of a bright
@@ -120,9 +120,7 @@ def find_columns(
                 raise ValueError(
                     f"significance_image has shape {judged.shape}, the image {image.shape}"
                 )
-            judged_smooth = (
-                ndimage.gaussian_filter(judged, smoothing_px) if smoothing_px > 0 else judged
-            )
+            judged_smooth = _smoothed(judged, smoothing_px)
         height, noise = _significance(
             judged, judged_smooth, peaks, background_radius_px, smoothing_px
         )
@@ -180,8 +178,13 @@ def peak_significance(image, peaks, *, radius_px, smoothing_px=1.0):
     (1996).
     """
     image = np.asarray(image, dtype=np.float64)
-    smooth = ndimage.gaussian_filter(image, smoothing_px) if smoothing_px > 0 else image
+    smooth = _smoothed(image, smoothing_px)
     return _significance(image, smooth, peaks, radius_px, smoothing_px)
+
+
+def _smoothed(image, sigma_px):
+    """``image`` after a Gaussian filter of ``sigma_px`` (itself where it is 0)."""
+    return ndimage.gaussian_filter(image, sigma_px) if sigma_px > 0 else image
 
 
 def _significance(image, smooth, peaks, radius_px, smoothing_px):
