@@ -66,6 +66,7 @@ from .files import atomic_write_text, json_text, sha256_file, to_jsonable, write
 from .io import SUPPORTED_EXTENSIONS, load, write_stack_tiff
 from .provenance import versions
 from .summary import (
+    BatchRun,
     ColumnCounts,
     DotSummary,
     InputSummary,
@@ -80,6 +81,7 @@ __all__ = [
     "FAILURE_COLUMNS",
     "discover_inputs",
     "stack_names",
+    "read_run",
     "read_summary",
     "summary_row",
     "run_stack",
@@ -225,6 +227,16 @@ def read_summary(folder: str | os.PathLike) -> dict | None:
         return json.loads((Path(folder) / "summary.json").read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_run(folder: str | os.PathLike) -> BatchRun | None:
+    """The ``run.json`` of a ``stemqd process`` output folder, or None if absent or
+    unreadable."""
+    try:
+        record = json.loads((Path(folder) / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return BatchRun.from_dict(record) if isinstance(record, dict) else None
 
 
 def summary_row(
@@ -1112,17 +1124,18 @@ def _write_batch_files(out, rows, problems, counts, write, config, interrupted, 
     atomic_write_text(
         out / "config.toml", f"# config_hash = {config_hash(config)}\n" + config_to_toml(config)
     )
-    record = dict(run) | {
-        "config_hash": config_hash(config),
-        "counts": counts,
-        "interrupted": interrupted,
-        "not_finished": [n for n, r in zip(names, rows) if r is None],
-        "versions": versions(),
-        "stacks": [
+    record = BatchRun(
+        **run,
+        config_hash=config_hash(config),
+        counts=counts,
+        interrupted=interrupted,
+        not_finished=[n for n, r in zip(names, rows) if r is None],
+        versions=versions(),
+        stacks=[
             {"name": r["name"], "file": r["file"], "status": r["status"]} for r in summary_rows
         ],
-    }
-    write_json(out / "run.json", record)
+    )
+    write_json(out / "run.json", record.to_dict())
     return summary_rows
 
 

@@ -33,6 +33,7 @@ from .analysis.statistics import RatioEstimate
 from .errors import InputError
 from .files import atomic_write_bytes, atomic_write_text
 from .summary import (
+    BatchRun,
     ColumnCounts,
     DotSummary,
     InputSummary,
@@ -1158,9 +1159,9 @@ def _group_dots(folder: Path, names) -> list:
 
 
 def _process_report(folder: Path, doc: _Doc) -> str:
-    from .batch import collect_results, read_summary
+    from .batch import collect_results, read_run, read_summary
 
-    run = _read_json(folder / "run.json") or {}
+    run = read_run(folder) or BatchRun()
     table = pd.read_csv(folder / "summary.csv") if (folder / "summary.csv").is_file() else None
     try:
         rows = collect_results(folder)
@@ -1170,7 +1171,7 @@ def _process_report(folder: Path, doc: _Doc) -> str:
 
     title = f"stemqd process report: {folder.name}"
     doc.heading(title, 1)
-    counts = run.get("counts") or {}
+    counts = run.counts or {}
     doc.para(
         f"Folder {folder.resolve()} · {len(rows)} stack(s) with results"
         + (
@@ -1179,21 +1180,21 @@ def _process_report(folder: Path, doc: _Doc) -> str:
             if counts
             else ""
         )
-        + (f" · started {run['started_utc']}" if run.get("started_utc") else ""),
+        + (f" · started {run.started_utc}" if run.started_utc else ""),
         cls="meta",
     )
     summaries = {n: read_summary(folder / n) or {} for n in rows["name"]}
     hashes = sorted({s.get("config_hash") for s in summaries.values() if s.get("config_hash")})
     versions = next(
-        (s.get("versions") for s in summaries.values() if s.get("versions")), run.get("versions")
+        (s.get("versions") for s in summaries.values() if s.get("versions")), run.versions
     )
     doc.para(
-        f"Config hash: {', '.join(hashes) or run.get('config_hash', 'unknown')} · "
+        f"Config hash: {', '.join(hashes) or run.config_hash or 'unknown'} · "
         f"versions: {_versions_text(versions)}",
         cls="meta",
     )
-    if run.get("command"):
-        doc.para(f"Command: {run['command']}", cls="meta")
+    if run.command:
+        doc.para(f"Command: {run.command}", cls="meta")
     if len(hashes) > 1:
         doc.para(
             "The stacks in this folder were processed with different configs; compare "

@@ -25,6 +25,7 @@ import numpy as np
 from .analysis.thickness import ThicknessEstimate
 
 __all__ = [
+    "BatchRun",
     "ColumnCounts",
     "DotSummary",
     "FittingSummary",
@@ -705,3 +706,73 @@ class RunSummary:
 
     def _repr_html_(self) -> str:
         return f"<p>{html.escape(str(self))}</p>"
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """What one ``stemqd process`` run of a folder did (its ``run.json``): the command, the
+    counts, what an interrupt left unfinished, and the versions.
+
+    Attributes
+    ----------
+    command : str or None
+        The command line (None for a run started from Python without one).
+    started_utc : str or None
+        When the run started (ISO 8601, UTC).
+    elapsed_s : float or None
+        Wall time of the whole run, s.
+    executor : str or None
+        ``serial``, ``process`` or ``dask``.
+    config_hash : str or None
+        Hash of the run's config (``config.toml`` beside it holds the config).
+    counts : dict or None
+        Stacks ``processed``, ``skipped`` (results reused) and ``failed`` in this run.
+    interrupted : bool or None
+        Whether the run was stopped (Ctrl-C) before every stack finished.
+    not_finished : list of str or None
+        The stacks an interrupt left unprocessed (rerun the same command to resume).
+    versions : dict or None
+        Library versions.
+    stacks : list of dict or None
+        ``name``, ``file`` and ``status`` of every stack of the run.
+    """
+
+    command: str | None = None
+    started_utc: str | None = None
+    elapsed_s: float | None = None
+    executor: str | None = None
+    config_hash: str | None = None
+    counts: dict | None = None
+    interrupted: bool | None = None
+    not_finished: list | None = None
+    versions: dict | None = None
+    stacks: list | None = None
+
+    @classmethod
+    def from_dict(cls, record: dict) -> BatchRun:
+        """The record of a ``run.json`` (keys it lacks are None)."""
+        return cls(**_fields_of(cls, record))
+
+    def to_dict(self) -> dict:
+        """The record as written to ``run.json`` (every field, None as null)."""
+        return dataclasses.asdict(self)
+
+    def __str__(self) -> str:
+        counts = self.counts or {}
+        text = (
+            f"run started {self.started_utc} ({self.executor}), "
+            f"{_num(self.elapsed_s, '.1f')} s: {counts.get('processed', 0)} processed, "
+            f"{counts.get('skipped', 0)} reused, {counts.get('failed', 0)} failed"
+        )
+        if self.interrupted:
+            text += (
+                f"; interrupted, {len(self.not_finished or [])} not finished "
+                "(rerun the same command to resume)"
+            )
+        failed = [s["name"] or s["file"] for s in self.stacks or [] if s["status"] == "failed"]
+        if failed:
+            text += f"\nfailed: {', '.join(map(str, failed))}"
+        return text + (f"\ncommand: {self.command}" if self.command else "")
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"

@@ -24,6 +24,7 @@ from stemqd.batch import (
     compare_batches,
     discover_inputs,
     lock_output,
+    read_run,
     run_batch,
     stack_names,
     to_jsonable,
@@ -369,6 +370,34 @@ def test_interrupt_writes_what_finished_and_a_rerun_resumes(tmp_path, good):
     assert list(rows["status"]) == ["skipped", "processed", "processed"]
     np.testing.assert_allclose(rows["ratio"], [0.5, 0.75, 0.25], rtol=1e-3)
     assert json.loads((out / "run.json").read_text())["interrupted"] is False
+
+
+def test_run_json_reads_back_as_a_typed_record(tmp_path, good):
+    out = tmp_path / "out"
+    bad = tmp_path / "in" / "bad.tif"
+    bad.write_bytes(b"not a tiff")
+    c = _stack(tmp_path / "in" / "c.tif", 1, 4, seed=2)
+    with pytest.raises(BatchInterrupted):
+        run_batch(
+            good + [c], out, CONFIG, process=interrupting_process, progress=False, command="cmd x"
+        )
+    run = read_run(out)
+    assert run.to_dict() == json.loads((out / "run.json").read_text())  # the file, typed
+    assert run.interrupted is True and run.not_finished == ["b", "c"] and run.command == "cmd x"
+    assert run.counts == {"processed": 1, "skipped": 0, "failed": 0}
+    assert run.config_hash == config_hash(CONFIG) and "numpy" in run.versions
+    text = str(run)
+    assert "1 processed, 0 reused, 0 failed" in text and "2 not finished" in text
+    assert "rerun the same command" in text and "command: cmd x" in text
+    run_batch(good + [bad], out, CONFIG, process=fake_process, progress=False)
+    run = read_run(out)
+    assert run.interrupted is False and run.not_finished == [] and run.command is None
+    assert run.counts["failed"] == 1 and [s["status"] for s in run.stacks].count("failed") == 1
+    assert "failed: " in str(run) and "bad" in str(run).split("failed: ")[-1]
+    # a record from an older run, with keys missing, still reads; no file reads as None
+    (out / "run.json").write_text(json.dumps({"counts": {"processed": 2}}))
+    assert read_run(out).counts == {"processed": 2} and read_run(out).stacks is None
+    assert "2 processed" in str(read_run(out)) and read_run(tmp_path / "none") is None
 
 
 def test_a_second_run_on_the_same_folder_is_refused(tmp_path, good):
