@@ -97,3 +97,16 @@ def test_imports_are_seen():
 def test_every_layer_is_ranked():
     layers = {_layer(p) for p in _modules()}
     assert layers - set(RANK) - {"aimd", "chain_bias"} == set()
+
+
+@pytest.mark.parametrize("package", ["analysis", "columns", "preprocess"])
+def test_every_module_of_a_lazy_package_is_an_attribute(package):
+    """``stemqd.<package>.<module>`` works for every module file, without an import of it
+    (the lazy loader lists the submodules by hand)."""
+    import importlib
+
+    pkg = importlib.import_module(f"stemqd.{package}")
+    files = sorted(p.stem for p in Path(pkg.__file__).parent.glob("*.py") if p.stem != "__init__")
+    assert files and all(
+        getattr(pkg, name).__name__ == f"stemqd.{package}.{name}" for name in files
+    )

@@ -15,7 +15,15 @@ import lazy_loader as lazy
 
 __getattr__, __dir__, __all__ = lazy.attach(
     __name__,
-    submodules=["counting", "lattice", "sizes", "statistics", "thickness"],
+    submodules=[
+        "column_thickness",
+        "counting",
+        "lattice",
+        "library",
+        "sizes",
+        "statistics",
+        "thickness",
+    ],
     submod_attrs={
         "counting": [
             "AtomCounts",
