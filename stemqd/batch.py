@@ -62,7 +62,14 @@ from .analysis.statistics import RatioEstimate
 from .columns.quality import QualityRecord
 from .config import Config, config_hash, config_to_toml
 from .errors import InputError, StemqdError
-from .files import atomic_write_text, json_text, sha256_file, to_jsonable, write_json
+from .files import (
+    atomic_write_text,
+    json_text,
+    read_json,
+    sha256_file,
+    to_jsonable,
+    write_json,
+)
 from .io import SUPPORTED_EXTENSIONS, load, write_stack_tiff
 from .provenance import versions
 from .summary import (
@@ -223,19 +230,13 @@ def stack_names(paths: Sequence[Path]) -> list[str]:
 
 def read_summary(folder: str | os.PathLike) -> dict | None:
     """The ``summary.json`` of a stack's result folder, or None if absent or unreadable."""
-    try:
-        return json.loads((Path(folder) / "summary.json").read_text())
-    except (OSError, ValueError):
-        return None
+    return read_json(Path(folder) / "summary.json")
 
 
 def read_run(folder: str | os.PathLike) -> BatchRun | None:
     """The ``run.json`` of a ``stemqd process`` output folder, or None if absent or
     unreadable."""
-    try:
-        record = json.loads((Path(folder) / "run.json").read_text())
-    except (OSError, ValueError):
-        return None
+    record = read_json(Path(folder) / "run.json")
     return BatchRun.from_dict(record) if isinstance(record, dict) else None
 
 

@@ -25,6 +25,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "json_text",
+    "read_json",
     "save_figure",
     "sha256_file",
     "to_jsonable",
@@ -175,6 +176,15 @@ def to_jsonable(obj: Any, *, max_array: int | None = None, _depth: int = 0) -> A
 def json_text(data: Any) -> str:
     """`data` as indented strict JSON text (see :func:`to_jsonable`), ending in a newline."""
     return json.dumps(to_jsonable(data), indent=2, allow_nan=False) + "\n"
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document at `path`, or None where the file is absent or not valid JSON
+    (a result folder that is incomplete, or a file from an interrupted writer)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:

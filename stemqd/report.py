@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import html
 import io as _io
-import json
 import os
 import re
 from datetime import datetime, timezone
@@ -31,7 +30,7 @@ import pandas as pd
 
 from .analysis.statistics import RatioEstimate
 from .errors import InputError
-from .files import atomic_write_bytes, atomic_write_text
+from .files import atomic_write_bytes, atomic_write_text, read_json
 from .summary import (
     BatchRun,
     ColumnCounts,
@@ -715,7 +714,7 @@ def read_dot(folder: str | os.PathLike) -> tuple[str, object, pd.DataFrame, dict
     from matplotlib.image import imread
 
     folder = Path(folder)
-    summary = _read_json(folder / "summary.json")
+    summary = read_json(folder / "summary.json")
     if summary is None or not (folder / "columns.csv").is_file():
         return None
     try:
@@ -1127,13 +1126,6 @@ class _Doc:
         return html_path, md_path
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def _nm_to_A(value):
     """A length in nm in Å (None where it is None or NaN)."""
     return None if value is None or not np.isfinite(value) else 10.0 * float(value)
@@ -1399,7 +1391,7 @@ def _counting_section(doc: _Doc, sub: Path, name: str, summary: dict) -> None:
 
 
 def _compare_report(folder: Path, doc: _Doc) -> str:
-    data = _read_json(folder / "compare.json") or {}
+    data = read_json(folder / "compare.json") or {}
     title = f"stemqd compare report: {' vs '.join(data.get('groups', {}))}"
     doc.heading(title, 1)
     doc.para(
@@ -1597,7 +1589,7 @@ def _sizes_report(folder: Path, doc: _Doc) -> str:
     doc.heading(title, 1)
     rows, pooled = [], []
     for sub in _size_folders(folder):
-        summary = _read_json(sub / "summary.json") or {}
+        summary = read_json(sub / "summary.json") or {}
         table = pd.read_csv(sub / "sizes.csv", keep_default_na=False)
         measured = table.loc[table["flag"] == "", "edge_nm"].astype(float)
         pooled.append(measured.to_numpy())
