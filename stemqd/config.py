@@ -54,9 +54,16 @@ class MaterialConfig:
 
     name: str | None = "CsPbBr3"
     zone_axis: tuple[int, int, int] = (0, 0, 1)
-    lattice_constant_A: float | None = None
+    lattice_constant_A: float | None = field(default=None, metadata={"min": 0.5, "max": 100.0})
     ratio: str = "Cs:PbBr"
-    contrast_exponent: float = 1.7
+    contrast_exponent: float = field(default=1.7, metadata={"min": 0.1, "max": 4.0})
+
+    def __post_init__(self):
+        if not any(self.zone_axis):
+            raise ConfigError(
+                f"config key 'material.zone_axis': {list(self.zone_axis)} is not a direction; "
+                "give a nonzero [uvw], for example 0 0 1"
+            )
 
 
 @dataclass(frozen=True)
@@ -72,9 +79,9 @@ class AcquisitionConfig:
     detector scan with the beam on the detector.
     """
 
-    voltage_kv: float = field(default=300.0, metadata={"min": 1.0})
-    convergence_mrad: float = field(default=18.0, metadata={"min": 0.1})
-    pixel_size_A: float | None = field(default=None, metadata={"min": 1e-4})
+    voltage_kv: float = field(default=300.0, metadata={"min": 1.0, "max": 3000.0})
+    convergence_mrad: float = field(default=18.0, metadata={"min": 0.1, "max": 200.0})
+    pixel_size_A: float | None = field(default=None, metadata={"min": 1e-4, "max": 1000.0})
     vacuum_level: float | None = None
     beam_level: float | None = None
 
@@ -99,8 +106,8 @@ class AlignConfig:
     """Rigid frame registration (phase cross-correlation)."""
 
     enabled: bool = True
-    upsample_factor: int = 100
-    reference_iterations: int = 2
+    upsample_factor: int = field(default=100, metadata={"min": 1, "max": 10000})
+    reference_iterations: int = field(default=2, metadata={"min": 0, "max": 100})
 
 
 @dataclass(frozen=True)
@@ -112,8 +119,8 @@ class BackgroundConfig:
     """
 
     enabled: bool = True
-    radius_lattice: float = 3.0
-    radius_px: float | None = None
+    radius_lattice: float = field(default=3.0, metadata={"min": 0.1, "max": 1000.0})
+    radius_px: float | None = field(default=None, metadata={"min": 0.5})
 
 
 @dataclass(frozen=True)
@@ -125,9 +132,9 @@ class DenoiseConfig:
     """
 
     enabled: bool = True
-    cutoff_inv_A: float | None = None
-    cycles: int = 10
-    delta_percent: float = 10.0
+    cutoff_inv_A: float | None = field(default=None, metadata={"min": 1e-3, "max": 100.0})
+    cycles: int = field(default=10, metadata={"min": 1, "max": 1000})
+    delta_percent: float = field(default=10.0, metadata={"min": 1e-3, "max": 100.0})
     anscombe: bool = False
 
 
@@ -140,11 +147,11 @@ class ProbeConfig:
     spread taken as FWHM and converted to sigma.
     """
 
-    defocus_A: float = 0.0
-    cs_mm: float = 0.0
-    source_size_A: float = 0.0
-    energy_spread_eV: float = 0.0
-    cc_mm: float = 1.6
+    defocus_A: float = field(default=0.0, metadata={"min": -1e5, "max": 1e5})
+    cs_mm: float = field(default=0.0, metadata={"min": -100.0, "max": 100.0})
+    source_size_A: float = field(default=0.0, metadata={"min": 0.0, "max": 100.0})
+    energy_spread_eV: float = field(default=0.0, metadata={"min": 0.0, "max": 100.0})
+    cc_mm: float = field(default=1.6, metadata={"min": 0.0, "max": 100.0})
 
 
 @dataclass(frozen=True)
@@ -153,11 +160,11 @@ class DeconvolveConfig:
 
     enabled: bool = True
     blind: bool = True
-    iterations: int = 10
-    damping: float = 0.0
-    readout: float = 0.0
-    psf_half_width_A: float = 1.5
-    pad_px: int | None = None
+    iterations: int = field(default=10, metadata={"min": 1, "max": 10000})
+    damping: float = field(default=0.0, metadata={"min": 0.0})
+    readout: float = field(default=0.0, metadata={"min": 0.0})
+    psf_half_width_A: float = field(default=1.5, metadata={"min": 0.1, "max": 100.0})
+    pad_px: int | None = field(default=None, metadata={"min": 0})
 
 
 @dataclass(frozen=True)
@@ -370,6 +377,15 @@ class Config:
     reference_series: str | None = None
     preset: Literal["default", "study"] = "default"
 
+    def __post_init__(self):
+        # The ranges are checked here, not only when a file or --set is read, so that a
+        # Config built or replaced in Python is held to the same limits.
+        for section in fields(self):
+            value = getattr(self, section.name)
+            if dataclasses.is_dataclass(value):
+                for f in fields(value):
+                    _check_range(getattr(value, f.name), f, f"{section.name}.{f.name}")
+
 
 #: Named starting points under the config file and ``--set`` (``preset = "study"`` in the
 #: file, ``--preset study`` on the command line). ``default`` is stemqd's measurement:
@@ -461,6 +477,8 @@ def _coerce(value, hint, key):
 
 
 def _check_range(value, f, key):
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {key!r}: {value!r} is not a finite number")
     low, high = f.metadata.get("min"), f.metadata.get("max")
     if value is None or (low is None and high is None):
         return
@@ -490,7 +508,6 @@ def _build(cls, data: dict, prefix: str = ""):
             kwargs[name] = _build(type(default), value, prefix + name + ".")
         else:
             kwargs[name] = _coerce(value, hints[name], prefix + name)
-            _check_range(kwargs[name], f, prefix + name)
     return cls(**kwargs)
 
 

@@ -82,3 +82,60 @@ def test_background_level_needs_a_joint_constant_background():
     with pytest.raises(ConfigError, match="'window7'"):
         load_config(overrides=[*held, "columns.model=window7"])
     assert load_config().columns.background_level is None
+
+
+# The values an audit found loading without error (stop 25), and the limits they break.
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("align.upsample_factor=-5", ">= 1"),
+        ("deconvolve.iterations=-3", ">= 1"),
+        ("denoise.cycles=0", ">= 1"),
+        ("probe.cc_mm=-1", ">= 0.0"),
+        ("material.lattice_constant_A=-2", ">= 0.5"),
+        ("columns.threshold_rel=nan", "not a finite number"),
+        ("acquisition.voltage_kv=inf", "not a finite number"),
+        ("probe.defocus_A=-inf", "not a finite number"),
+        ("material.zone_axis=000", "not a direction"),
+        ("background.radius_px=0", ">= 0.5"),
+        ("denoise.delta_percent=0", ">= 0.001"),
+    ],
+)
+def test_out_of_range_values_are_refused_with_the_limit(override, says):
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert override.split("=")[0] in str(err.value) and says in str(err.value)
+
+
+def test_a_config_built_in_python_is_held_to_the_same_ranges():
+    from dataclasses import replace
+
+    from stemqd.config import ColumnsConfig, ProbeConfig
+
+    with pytest.raises(ConfigError, match="columns.threshold_rel"):
+        Config(columns=ColumnsConfig(threshold_rel=float("nan")))
+    with pytest.raises(ConfigError, match="probe.cc_mm"):
+        replace(Config(), probe=ProbeConfig(cc_mm=-1.0))
+    assert replace(Config(), probe=ProbeConfig(cc_mm=1.2)).probe.cc_mm == 1.2
+
+
+def test_every_numeric_field_has_a_range():
+    """A new numeric field must say its limits (``metadata={"min": ..., "max": ...}``); the
+    acquisition levels, the held background level and the zone axis are checked by their
+    own sections."""
+    import dataclasses
+    import typing
+
+    checked_elsewhere = {"vacuum_level", "beam_level", "background_level", "zone_axis"}
+    missing = []
+    for section in dataclasses.fields(Config):
+        cls = type(getattr(Config(), section.name))
+        if not dataclasses.is_dataclass(cls):
+            continue
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            kinds = set(typing.get_args(hints[f.name])) or {hints[f.name]}
+            numeric = kinds & {int, float}
+            if numeric and f.name not in checked_elsewhere and "min" not in f.metadata:
+                missing.append(f"{section.name}.{f.name}")
+    assert missing == []
