@@ -18,6 +18,7 @@ from .analysis.counting import count_columns
 from .analysis.lattice import peak_pair_spacing
 from .analysis.statistics import (
     RatioEstimate,
+    in_statistics,
     intensity_ratio,
     ratio_by_depth,
     type_statistics,
@@ -755,15 +756,9 @@ def check_contrast(image, source="the image"):
         )
 
 
-def _used(columns):
-    """Columns that enter the statistics: clean, or flagged only for the edge margin (the
-    outermost cells are where a depleted shell shows)."""
-    return (columns["flag"] == "") | (columns["flag"] == "edge margin")
-
-
 def _column_counts(columns) -> ColumnCounts:
     """Columns fitted, used by the statistics and flagged, and those left out by reason."""
-    use = _used(columns)
+    use = in_statistics(columns)
     flags = columns["flag"].str.split("; ").explode()
     reasons = columns.loc[~use, "flag"].str.split("; ").explode()
     return ColumnCounts(
@@ -809,7 +804,7 @@ def _analyse_without_cell(
         fit[name] = np.nan
     fit["depth_uc"] = np.where(inside, 0, -1) if mode == "none" else -1
     fit["flag"] = ["; ".join(f for f in parts if f) for parts in zip(fit["flag"], position_flags)]
-    use = fit[_used(fit)]
+    use = fit[in_statistics(fit)]
     stats_table = type_statistics(use["intensity"], use["label"])
     summary = {
         "pixel_size_A": pixel_size_A,
@@ -839,7 +834,7 @@ def _summarise(columns, numerator, denominator, config, pixel_size_A, dot, latti
     # Columns in the edge margin are flagged but kept for the statistics when the margin is
     # their only flag: the outermost cells are where a depleted shell shows. Failed fits,
     # unassigned columns and columns outside the dot never enter them.
-    use = columns[_used(columns)]
+    use = columns[in_statistics(columns)]
     stats_table = type_statistics(use["intensity"], use["label"])
     a = config.analysis
     ratio = intensity_ratio(
@@ -968,7 +963,7 @@ def _count(analysis, config: Config) -> None:
         series = read_series(c.library)
     analysis.columns, counted = count_columns(
         analysis.columns,
-        _used(analysis.columns),
+        in_statistics(analysis.columns),
         components_max=c.components_max,
         criterion=c.criterion,
         first_local_minimum=c.first_local_minimum,

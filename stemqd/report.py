@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis.statistics import RatioEstimate
+from .analysis.statistics import STATISTICS_FLAGS, RatioEstimate, in_statistics
 from .errors import InputError
 from .files import atomic_write_bytes, atomic_write_text, read_json
 from .summary import (
@@ -170,7 +170,7 @@ def overlay_figure(
     )
     label = columns["label"].fillna("").astype(str).to_numpy() if "label" in columns else site
     outside = np.array(["outside dot" in f for f in flag], bool)
-    excluded = ~outside & ~np.isin(flag, _STATISTICS_FLAGS)
+    excluded = ~outside & ~np.isin(flag, STATISTICS_FLAGS)
 
     if marker_diameter_px is None:
         from scipy.spatial import cKDTree
@@ -376,7 +376,7 @@ def _dot_thickness(columns: pd.DataFrame, summary: dict) -> dict:
         else "count"
     )
     found = dot_thickness(
-        columns, num, den, count=count, used=_used_mask(columns), reference=reference
+        columns, num, den, count=count, used=in_statistics(columns), reference=reference
     )
     return found | {"reference": reference, "series": path, "series_note": note}
 
@@ -419,18 +419,9 @@ def _counting_figures(columns: pd.DataFrame, summary: dict, name: str) -> list:
 # --------------------------------------------------------------------------------------
 # Column-intensity maps (the study's Supplementary Figures 11-12)
 
-#: Flags of the columns that enter the statistics (pipeline: clean or edge margin only).
-_STATISTICS_FLAGS = ("", "edge margin")
 #: Colour map of the intensity maps: perceptually uniform and readable with the common
 #: colour-vision deficiencies.
 MAP_CMAP = "viridis"
-
-
-def _used_mask(columns: pd.DataFrame) -> np.ndarray:
-    """Columns used in the statistics."""
-    if "flag" not in columns:
-        return np.ones(len(columns), bool)
-    return np.isin(columns["flag"].fillna("").astype(str), _STATISTICS_FLAGS)
 
 
 def column_intensity_map(columns: pd.DataFrame, summary: dict | None = None) -> pd.DataFrame:
@@ -458,7 +449,7 @@ def column_intensity_map(columns: pd.DataFrame, summary: dict | None = None) -> 
     empty.attrs["labels"] = []
     if measure not in columns or "label" not in columns or columns.empty:
         return empty
-    used = columns[_used_mask(columns)]
+    used = columns[in_statistics(columns)]
     label = used["label"].fillna("").astype(str)
     ratio = RatioEstimate.from_dict(summary)
     labels = [ratio.numerator, ratio.denominator] if ratio else [None, None]

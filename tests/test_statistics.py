@@ -68,3 +68,15 @@ def test_ratio_estimate_prints_and_serialises():
     assert "3 / 4 columns" in str(r)
     few = intensity_ratio(values[:4], labels[:4], "Cs", "PbBr")
     assert np.isnan(few.ratio) and "too few columns" in str(few)
+
+
+def test_in_statistics_takes_clean_and_edge_margin_columns_only():
+    import pandas as pd
+
+    from stemqd.analysis.statistics import in_statistics
+
+    table = pd.DataFrame(
+        {"flag": ["", "edge margin", "edge margin; weak", "outside dot", None, "not converged"]}
+    )
+    assert in_statistics(table).tolist() == [True, True, False, False, True, False]
+    assert in_statistics(pd.DataFrame({"x_px": [1.0, 2.0]})).tolist() == [True, True]

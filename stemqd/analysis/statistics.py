@@ -295,9 +295,36 @@ def compare_groups(
     }
 
 
+#: Column flags that still let a column into the statistics: none, or only the edge margin
+#: (the outermost cells are where a depleted shell shows).
+STATISTICS_FLAGS = ("", "edge margin")
+
+
+def in_statistics(columns: pd.DataFrame) -> np.ndarray:
+    """Which columns of a columns table enter the statistics.
+
+    Parameters
+    ----------
+    columns : pandas.DataFrame
+        A columns table (``columns.csv``); its ``flag`` column holds each column's reasons
+        for exclusion, ``"; "``-joined. A table without one (user-supplied positions read
+        back, say) has every column in.
+
+    Returns
+    -------
+    ndarray of bool
+        True where the flag is empty or only the edge margin (:data:`STATISTICS_FLAGS`).
+    """
+    if "flag" not in columns:
+        return np.ones(len(columns), bool)
+    return np.isin(columns["flag"].fillna("").astype(str).to_numpy(), STATISTICS_FLAGS)
+
+
 __all__ = [
+    "STATISTICS_FLAGS",
     "RatioEstimate",
     "compare_groups",
+    "in_statistics",
     "intensity_ratio",
     "ratio_by_depth",
     "type_statistics",

@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis.statistics import in_statistics
 from ..errors import InputError
 
 __all__ = ["add_parser", "counting_figure", "handler", "read_result_tables"]
@@ -207,13 +208,6 @@ def read_result_tables(folders) -> dict:
     return tables
 
 
-def _counted(table) -> np.ndarray:
-    # The columns the pipeline's statistics use: unflagged, or flagged only for the edge
-    # margin (the outermost cells are where a depleted shell shows).
-    flag = table["flag"].fillna("").astype(str) if "flag" in table else pd.Series("", table.index)
-    return ((flag == "") | (flag == "edge margin")).to_numpy()
-
-
 def _selection(tables, label, volume):
     labels = set()
     for path, table in tables.values():
@@ -225,7 +219,7 @@ def _selection(tables, label, volume):
             )
             raise InputError(f"{path}: has no column {volume!r}{hint}")
         if "label" in table:
-            labels |= set(table["label"].fillna("").astype(str)[_counted(table)])
+            labels |= set(table["label"].fillna("").astype(str)[in_statistics(table)])
     labels.discard("")
     if label is None and len(labels) > 1:
         raise InputError(
@@ -241,7 +235,7 @@ def _selection(tables, label, volume):
         )
     masks = {}
     for name, (_, table) in tables.items():
-        use = _counted(table) & np.isfinite(pd.to_numeric(table[volume], errors="coerce"))
+        use = in_statistics(table) & np.isfinite(pd.to_numeric(table[volume], errors="coerce"))
         if label is not None:
             use &= (table["label"].fillna("").astype(str) == label).to_numpy()
         masks[name] = use
@@ -397,7 +391,7 @@ def _write_thickness(out, name, table, folder, reference, count, volume, repeat_
         denominator,
         count=count,
         volume=volume,
-        used=_counted(table),
+        used=in_statistics(table),
         reference=ref,
         repeat_A=repeat_A,
     )
