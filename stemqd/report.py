@@ -28,7 +28,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .analysis.statistics import STATISTICS_FLAGS, RatioEstimate, in_statistics
+from .analysis.statistics import RatioEstimate, in_statistics
 from .errors import InputError
 from .files import atomic_write_bytes, atomic_write_text, read_json
 from .summary import (
@@ -170,7 +170,7 @@ def overlay_figure(
     )
     label = columns["label"].fillna("").astype(str).to_numpy() if "label" in columns else site
     outside = np.array(["outside dot" in f for f in flag], bool)
-    excluded = ~outside & ~np.isin(flag, STATISTICS_FLAGS)
+    excluded = ~outside & ~in_statistics(columns)
 
     if marker_diameter_px is None:
         from scipy.spatial import cKDTree

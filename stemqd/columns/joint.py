@@ -1233,6 +1233,13 @@ def _clip_moves(prob, st, trial):
     return trial
 
 
+def _reduced(H, g, free):
+    """The normal equations of the free parameters, their diagonal and its damping floor."""
+    Hf = H if free.all() else H[free][:, free]
+    diag = Hf.diagonal()
+    return Hf, g[free], diag, 1e-9 * diag.max() + 1e-30
+
+
 def _lm(prob, st, stage, max_iterations, tolerance_px, cap):
     """Levenberg-Marquardt over the free parameters of ``stage``; (state, iterations, ok)."""
     free = _free_mask(prob, len(st.cp), stage)
@@ -1244,10 +1251,7 @@ def _lm(prob, st, stage, max_iterations, tolerance_px, cap):
     while it < max_iterations:
         it += 1
         H, g, _ = _normal(prob, st, at=at)
-        Hf = H if free.all() else H[free][:, free]
-        gf = g[free]
-        diag = Hf.diagonal()
-        floor = 1e-9 * diag.max() + 1e-30
+        Hf, gf, diag, floor = _reduced(H, g, free)
         while True:
             A = Hf + sparse.diags(lam * np.maximum(diag, floor))
             step = _solve(A, gf)
@@ -1268,9 +1272,7 @@ def _lm(prob, st, stage, max_iterations, tolerance_px, cap):
                 held = np.flatnonzero(leaving)
                 free[held * prob.k + 1] = False
                 free[held * prob.k + 2] = False
-                Hf, gf = H[free][:, free], g[free]
-                diag = Hf.diagonal()
-                floor = 1e-9 * diag.max() + 1e-30
+                Hf, gf, diag, floor = _reduced(H, g, free)
                 continue
             if np.all(np.isfinite(step)) and _valid(prob, trial, cap):
                 trial_at = _evaluate(prob, trial)
