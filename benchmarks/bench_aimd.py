@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from stemqd.aimd import build_dot, layer_index, phonon_dos, read_xyz_trajectory, remove_rigid_body  # noqa: E402
 from stemqd.aimd import rmsf as rmsf_fn  # noqa: E402
 from stemqd.aimd.mobility import rmsf_by_layer  # noqa: E402
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A  # noqa: E402
 
 
 def synthetic_trajectory(n_atoms=775, n_frames=1000, dt=10.0, seed=0):
@@ -295,7 +296,7 @@ def main(argv=None):
     t_ref, _ = timeit(lambda: dos_reference(v_int, masses, symbols), args.reference_repeats)
     rows.append(("DOS + partial DOS", t_new, t_ref, "per-atom FFT ACF loop"))
 
-    layers = layer_index(aligned["reference"], 5.87)
+    layers = layer_index(aligned["reference"], CSPBBR3_LATTICE_CONSTANT_A)
 
     def rmsf_all():
         rho = rmsf_fn(aligned["positions"])

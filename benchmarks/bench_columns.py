@@ -23,14 +23,15 @@ import numpy as np
 
 from stemqd.columns.fit import refine_columns
 from stemqd.columns.precision import cramer_rao_bound
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.simulation.synthetic import perovskite_dot, render_columns
 
 PIXEL_A = 0.15
-NN_PX = 2.935 / PIXEL_A
+NN_PX = CSPBBR3_LATTICE_CONSTANT_A / 2 / PIXEL_A
 
 
 def image_and_truth(size, seed=0):
-    cells = int(size * PIXEL_A / 5.87) - 4
+    cells = int(size * PIXEL_A / CSPBBR3_LATTICE_CONSTANT_A) - 4
     frames, truth = perovskite_dot(
         (size, size),
         pixel_size_A=PIXEL_A,
@@ -100,7 +101,7 @@ def scaling_table(sizes, repeats):
 
 def precision_table(seed=0):
     """Position RMS error of the fast path against the Cramér-Rao bound at three doses."""
-    sigma, background, radius = 2.5, 0.1, 0.5 * 2.935 / 0.2
+    sigma, background, radius = 2.5, 0.1, 0.5 * CSPBBR3_LATTICE_CONSTANT_A / 2 / 0.2
     grid = np.arange(20, 500, 18.0)
     truth = np.array([(gx, gy) for gy in grid for gx in grid]) + 0.3
     model = render_columns((512, 512), truth, 1.0, sigma) + background

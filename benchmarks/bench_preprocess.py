@@ -18,6 +18,7 @@ import numpy as np
 from skimage import morphology
 
 from stemqd.config import Config
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.pipeline import preprocess
 from stemqd.preprocess.align import align_frames
 from stemqd.preprocess.background import disk_radius_px, remove_background
@@ -58,7 +59,7 @@ def main():
     rows = []
     (avg, _), t, m = measure(lambda: align_frames(frames), args.repeats)
     rows.append(("align 10 frames", t, m))
-    radius = disk_radius_px(5.87, PIXEL_A, config.background.radius_lattice)
+    radius = disk_radius_px(CSPBBR3_LATTICE_CONSTANT_A, PIXEL_A, config.background.radius_lattice)
     (bg, _), t, m = measure(lambda: remove_background(avg, radius), args.repeats)
     rows.append((f"background r = {radius:.0f} px", t, m))
     _, t150, m = measure(lambda: remove_background(avg, 150), args.repeats)

@@ -38,6 +38,7 @@ import pandas as pd
 
 from stemqd.files import atomic_write_text
 from stemqd.io import write_stack_tiff
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.preprocess.probe import probe_psf
 from stemqd.simulation.synthetic import perovskite_dot
 
@@ -76,7 +77,9 @@ def amplitudes_source():
     return None, "default Z^1.7 amplitudes (stemqd.simulation.synthetic.CSPBBR3_AMPLITUDES)"
 
 
-def frame_shape(edge_cells: int, rotation_deg: float, lattice_constant_A: float = 5.87) -> tuple:
+def frame_shape(
+    edge_cells: int, rotation_deg: float, lattice_constant_A: float = CSPBBR3_LATTICE_CONSTANT_A
+) -> tuple:
     """Square frame (px, a multiple of 32, >= 256) holding the rotated dot with >= 12 Å
     (two unit cells) of support on every side, for the background and the segmentation."""
     t = np.deg2rad(abs(rotation_deg))

@@ -60,7 +60,7 @@ except ImportError:  # pragma: no cover - Windows
 
 from .analysis.statistics import RatioEstimate
 from .columns.quality import QualityRecord
-from .config import Config, config_hash, config_to_toml
+from .config import Config, config_hash, config_to_dict, config_to_toml
 from .errors import InputError, StemqdError
 from .files import (
     atomic_write_text,
@@ -71,10 +71,12 @@ from .files import (
     write_json,
 )
 from .io import SUPPORTED_EXTENSIONS, load, write_stack_tiff
+from .provenance import record as provenance_record
 from .provenance import versions
 from .summary import (
     BatchRun,
     ColumnCounts,
+    CompareRecord,
     DotSummary,
     InputSummary,
     LatticeSummary,
@@ -354,20 +356,23 @@ def _remove_leftovers(out: Path, names) -> None:
                 os.rename(old, out / name)
 
 
-def _write_failure(folder: Path, file: str, exc: StemqdError, chash: str) -> None:
+def _write_failure(folder: Path, file: str, path, exc: StemqdError, config: Config) -> None:
     """``failure.json`` beside ``error.log``: why the stack failed and, for a stack the
     quality gate rejected, the measured quality (what summary.json holds for a processed
-    stack). Not named summary.json, so that a rerun retries the stack."""
-    record = {
+    stack), after the provenance block of every output (versions, the full config, the
+    input's SHA-256 where it can be read). Not named summary.json, so that a rerun retries
+    the stack."""
+    readable = Path(path).is_file() and os.access(path, os.R_OK)
+    failure = {
+        **provenance_record(config_to_dict(config, unset=None), [path] if readable else ()),
         "file": str(file),
         "error_class": type(exc).__name__,
         "message": str(exc),
         "quality": getattr(exc, "quality", None),
-        "config_hash": chash,
-        "versions": versions(),
+        "config_hash": config_hash(config),
     }
     with contextlib.suppress(OSError, StemqdError):
-        write_json(folder / "failure.json", record)
+        write_json(folder / "failure.json", failure)
 
 
 def _write_error_log(folder: Path, text: str) -> Path | None:
@@ -560,7 +565,7 @@ def run_stack(
         return summary_row(name, file, analysis.summary, "processed", time.perf_counter() - t0)
     except StemqdError as exc:
         _write_error_log(folder, f"{file}\n{type(exc).__name__}: {exc}\n")
-        _write_failure(folder, file, exc, chash)
+        _write_failure(folder, file, path, exc, config)
         return _failure_row(name, file, exc, time.perf_counter() - t0)
     except Exception as exc:  # an unexpected bug must not stop the other stacks
         log = _write_error_log(folder, f"{file}\n{traceback.format_exc()}")
@@ -1442,8 +1447,6 @@ def write_compare(
         group and type: ``n_dots``, ``n_columns``, ``mean``, ``std``, ``median``, ``min``,
         ``max``, ``sem_dots``, ``thickness_from``).
     """
-    from .provenance import record
-
     out = Path(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -1457,16 +1460,17 @@ def write_compare(
         for g, folder in groups.items()
         for name in result["dots"].loc[result["dots"]["group"] == g, "name"]
     ]
-    data = record(parameters, [p for p in inputs if p.is_file()]) | {
-        "groups": {g: str(Path(d).resolve()) for g, d in groups.items()},
-        "ratio_label": result["ratio_label"],
-        "group_stats": result["groups"],
-        "tests": result["tests"],
-        "depth": result["depth"],
-        **{k: result[k] for k in counted},
-        "dots": result["dots"],
-        "warnings": result["warnings"],
-        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    write_json(out / "compare.json", data)
+    data = CompareRecord(
+        **provenance_record(parameters, [p for p in inputs if p.is_file()]),
+        groups={g: str(Path(d).resolve()) for g, d in groups.items()},
+        ratio_label=result["ratio_label"],
+        group_stats=to_jsonable(result["groups"]),
+        tests=to_jsonable(result["tests"]),
+        depth=to_jsonable(result["depth"]),
+        **{k: to_jsonable(result[k]) for k in counted},
+        dots=to_jsonable(result["dots"]),
+        warnings=result["warnings"],
+        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    write_json(out / "compare.json", data.to_dict())
     return out / "compare.json"

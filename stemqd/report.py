@@ -34,6 +34,7 @@ from .files import atomic_write_bytes, atomic_write_text, read_json
 from .summary import (
     BatchRun,
     ColumnCounts,
+    CompareRecord,
     DotSummary,
     InputSummary,
     LatticeSummary,
@@ -1382,25 +1383,25 @@ def _counting_section(doc: _Doc, sub: Path, name: str, summary: dict) -> None:
 
 
 def _compare_report(folder: Path, doc: _Doc) -> str:
-    data = read_json(folder / "compare.json") or {}
-    title = f"stemqd compare report: {' vs '.join(data.get('groups', {}))}"
+    data = CompareRecord.from_dict(read_json(folder / "compare.json"))
+    title = f"stemqd compare report: {' vs '.join(data.groups or {})}"
     doc.heading(title, 1)
     doc.para(
-        f"Folder {folder.resolve()} · created {data.get('created_utc', '?')} · "
-        f"versions: {_versions_text(data.get('versions'))}",
+        f"Folder {folder.resolve()} · created {data.created_utc or '?'} · "
+        f"versions: {_versions_text(data.versions)}",
         cls="meta",
     )
-    for w in data.get("warnings") or []:
+    for w in data.warnings or []:
         doc.para(w, cls="warn")
     doc.heading("Groups")
-    groups = pd.DataFrame(data.get("group_stats") or [])
-    src = pd.DataFrame([{"group": g, "folder": p} for g, p in (data.get("groups") or {}).items()])
+    groups = data.table("group_stats")
+    src = pd.DataFrame([{"group": g, "folder": p} for g, p in (data.groups or {}).items()])
     if len(groups):
         doc.table(
             groups.merge(src, on="group", how="left"), left=("group", "config_hashes", "folder")
         )
     links = []
-    for g, p in (data.get("groups") or {}).items():
+    for g, p in (data.groups or {}).items():
         page = Path(p) / "report.html"
         if page.is_file():
             rel = os.path.relpath(page, folder)
@@ -1414,12 +1415,12 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
         doc.md.append(
             "Per-stack reports: " + " · ".join(f"[{g}]({rel})" for g, rel in links) + "\n"
         )
-    dots = pd.DataFrame(data.get("dots") or [])
+    dots = data.table("dots")
     if len(groups) and len(dots):
-        tests = pd.DataFrame(data.get("tests") or [])
-        fig = compare_figure(dots, groups, tests, data.get("ratio_label"))
+        tests = data.table("tests")
+        fig = compare_figure(dots, groups, tests, data.ratio_label)
         doc.figure_bytes(figure_png(fig, dpi=110), "compare.png", "per-dot ratios by group")
-    depth = pd.DataFrame(data.get("depth") or [])
+    depth = data.table("depth")
     if len(depth):
         doc.heading("Depth profiles")
         doc.para(
@@ -1428,7 +1429,7 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
             "s.e. and is drawn open.",
             cls="meta",
         )
-        fig = group_depth_figure(depth, data.get("ratio_label"))
+        fig = group_depth_figure(depth, data.ratio_label)
         doc.figure_bytes(figure_png(fig, dpi=110), "depth.png", "group depth profiles")
         shown = _counts(depth, ["n_dots", "n_numerator", "n_denominator"]).rename(
             columns={
@@ -1441,7 +1442,7 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
         doc.raw_html("<details><summary>table</summary>")
         doc.table(shown, left=("group",))
         doc.raw_html("</details>")
-    thickness = pd.DataFrame(data.get("thickness") or [])
+    thickness = data.table("thickness")
     if len(thickness):
         doc.heading("Counted thickness")
         doc.para(
@@ -1453,7 +1454,7 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
         )
         fig = thickness_distribution_figure(thickness)
         doc.figure_bytes(figure_png(fig, dpi=110), "thickness.png", "counted thickness by group")
-        stats = pd.DataFrame(data.get("thickness_stats") or [])
+        stats = data.table("thickness_stats")
         if len(stats):
             doc.table(
                 _counts(stats, ["n_dots", "n_columns", "min", "max"]),
@@ -1461,7 +1462,7 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
             )
     maps = [
         (g, _group_dots(Path(p), dots.loc[dots["group"] == g, "name"]) if len(dots) else [])
-        for g, p in (data.get("groups") or {}).items()
+        for g, p in (data.groups or {}).items()
     ]
     if any(d for _, d in maps):
         doc.heading("Images and column-intensity maps")
@@ -1482,7 +1483,7 @@ def _compare_report(folder: Path, doc: _Doc) -> str:
                     cls="thumb",
                 )
     doc.heading("Tests")
-    tests = pd.DataFrame(data.get("tests") or [])
+    tests = data.table("tests")
     if len(tests):
         doc.para(
             "difference = mean(b) − mean(a); Welch's t-test, two-sided permutation test of the "

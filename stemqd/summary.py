@@ -27,6 +27,7 @@ from .analysis.thickness import ThicknessEstimate
 __all__ = [
     "BatchRun",
     "ColumnCounts",
+    "CompareRecord",
     "DotSummary",
     "FittingSummary",
     "InputSummary",
@@ -544,6 +545,11 @@ class JointFit:
         Variance of the residuals, (image units)².
     pixels : int or None
         Pixels in the fit.
+    smooth_rounds : int or None
+        ``local`` and ``smooth`` backgrounds: rounds of background and shape run.
+    smooth_width_change : float or None
+        The largest relative change of a width in the last of those rounds (settled below
+        1e-3; above :data:`stemqd.columns.joint.SMOOTH_UNSETTLED_CHANGE` the summary warns).
     other : dict
         Further results the fit reports that this record does not name, as given.
     """
@@ -555,6 +561,8 @@ class JointFit:
     converged: bool | None = None
     residual_variance: float | None = None
     pixels: int | None = None
+    smooth_rounds: int | None = None
+    smooth_width_change: float | None = None
     other: dict = field(default_factory=dict)
 
     @classmethod
@@ -773,6 +781,78 @@ class BatchRun:
         if failed:
             text += f"\nfailed: {', '.join(map(str, failed))}"
         return text + (f"\ncommand: {self.command}" if self.command else "")
+
+    def _repr_html_(self) -> str:
+        return f"<pre>{html.escape(str(self))}</pre>"
+
+
+@dataclass(frozen=True)
+class CompareRecord:
+    """A comparison of groups of dots (``compare.json``, written by ``stemqd compare``).
+
+    The tables are lists of row dicts, as written; :meth:`table` gives one as a DataFrame.
+
+    Attributes
+    ----------
+    stemqd_version, versions, parameters, inputs
+        Provenance (:func:`stemqd.provenance.record`): the test settings, and the SHA-256 of
+        every dot's ``summary.json`` compared.
+    groups : dict of str to str or None
+        Group name to its ``stemqd process`` folder (absolute path).
+    ratio_label : str or None
+        The ratio compared (e.g. ``Cs:PbBr``).
+    group_stats, tests, depth, dots : list of dict or None
+        Per-group statistics, per pair of groups, per group and depth, per dot.
+    thickness, thickness_stats : list of dict or None
+        Where dots were counted: per group, type and count; per group and type.
+    warnings : list of str or None
+    created_utc : str or None
+        When the comparison was written (ISO 8601, UTC).
+    """
+
+    stemqd_version: str | None = None
+    versions: dict | None = None
+    parameters: dict | None = None
+    inputs: dict | None = None
+    groups: dict | None = None
+    ratio_label: str | None = None
+    group_stats: list | None = None
+    tests: list | None = None
+    depth: list | None = None
+    thickness: list | None = None
+    thickness_stats: list | None = None
+    dots: list | None = None
+    warnings: list | None = None
+    created_utc: str | None = None
+
+    #: The fields that hold tables (lists of row dicts).
+    TABLES = ("group_stats", "tests", "depth", "thickness", "thickness_stats", "dots")
+    #: Tables only a comparison of counted dots has (left out of the file otherwise).
+    COUNTED = ("thickness", "thickness_stats")
+
+    @classmethod
+    def from_dict(cls, record: dict | None) -> CompareRecord:
+        """The record of a ``compare.json`` (keys it lacks are None)."""
+        return cls(**_fields_of(cls, record))
+
+    def to_dict(self) -> dict:
+        """The record as written to ``compare.json`` (the tables of a comparison without
+        counts left out)."""
+        out = dataclasses.asdict(self)
+        return {k: v for k, v in out.items() if v is not None or k not in self.COUNTED}
+
+    def table(self, name: str):
+        """The table ``name`` (one of :attr:`TABLES`) as a DataFrame (empty where absent)."""
+        import pandas as pd
+
+        if name not in self.TABLES:
+            raise ValueError(f"{name!r} is not a table of compare.json ({', '.join(self.TABLES)})")
+        return pd.DataFrame(getattr(self, name) or [])
+
+    def __str__(self) -> str:
+        groups = " vs ".join(self.groups or {}) or "?"
+        text = f"{self.ratio_label or 'ratio'} compared over {groups}: {len(self.dots or [])} dots"
+        return text + "".join(f"\nwarning: {w}" for w in self.warnings or [])
 
     def _repr_html_(self) -> str:
         return f"<pre>{html.escape(str(self))}</pre>"

@@ -72,7 +72,7 @@ def test_frozen_shell_fwhm_recovered(tmp_path, n_steps, seed):
     sigmas = {t: (s * np.sqrt(0.4), s * np.sqrt(0.6)) for t, s in sig.items()}
     dirs = _amplitude_runs(tmp_path, n_steps, 10.0, sigmas, seed)
     res = analyse_series([read_run(d) for d in dirs[::-1]], "frozen-shell")
-    table = res["table"]
+    table = res.table
     assert list(table["shell_cells"]) == sorted(STUDY_FWHM)
     for _, row in table.iterrows():
         t = row["shell_cells"]
@@ -82,7 +82,12 @@ def test_frozen_shell_fwhm_recovered(tmp_path, n_steps, seed):
         # The least-squares fit of the histogram is noisier: 2 % only for long series.
         tol = 0.02 if n_steps >= 8000 else 0.08
         assert row["gap_fwhm_hist_meV"] == pytest.approx(STUDY_FWHM[t], rel=tol)
-    assert res["fits"].empty
+    assert res.fits.empty
+    # a typed result: it prints its table and goes to JSON as plain rows
+    assert str(res).startswith(f"frozen-shell series, {len(STUDY_FWHM)} runs\n")
+    data = json.loads(json.dumps(res.to_dict()))
+    assert data["kind"] == "frozen-shell" and data["fits"] == []
+    assert [r["shell_cells"] for r in data["table"]] == list(table["shell_cells"])
 
 
 def _frozen_core_runs(tmp_path, n_steps, dt_fs, temperature_K, law, n_free, seed, snap):
@@ -131,12 +136,12 @@ def test_frozen_core_s_per_free_atom_and_fits(tmp_path, snap, temperature_K):
     )
     # Off-grid modes leak out of untapered windows (about 10 % at 2000 steps): Hann taper.
     res = analyse_series([read_run(d) for d in dirs], "frozen-core", taper=None if snap else "hann")
-    table = res["table"]
+    table = res.table
     for _, row in table.iterrows():
         for name, _, _ in FROZEN_CORE_WINDOWS_MEV:
             got = row[f"S_per_free_atom_{name}"]
             assert got == pytest.approx(truth[(row["shell_cells"], name)], rel=0.03)
-    fits = res["fits"].set_index("window")
+    fits = res.fits.set_index("window")
     for name, (a, b) in LAW.items():
         assert fits.loc[name, "slope"] == pytest.approx(b, abs=0.03 * abs(a + 2 * b))
         assert fits.loc[name, "intercept"] == pytest.approx(a, abs=0.03 * abs(a + 2 * b))
@@ -146,7 +151,7 @@ def test_windows_are_parameters(tmp_path):
     dirs, _ = _frozen_core_runs(tmp_path, 2000, 10.0, 300.0, LAW, N_FREE, seed=3, snap=True)
     runs = [read_run(d) for d in dirs]
     res = analyse_series(runs, "frozen-core", windows=[(2.5, 9.5)])
-    tab = res["table"]
+    tab = res.table
     both = tab["S_per_free_atom_2.5-9.5meV"]
     t = tab["shell_cells"]
     expect = LAW["4meV"][0] + LAW["4meV"][1] * t + LAW["8meV"][0] + LAW["8meV"][1] * t
@@ -172,7 +177,7 @@ def test_read_run_real_cp2k_log(tmp_path):
     assert r["meta"]["temperature_K"] == 300.0
     assert len(r["gap_meV"]) == 21
     res = analyse_series([r], "frozen-shell", thicknesses_cells=[1.0])
-    assert res["table"]["gap_sigma_meV"].iloc[0] == pytest.approx(np.std(r["gap_meV"]))
+    assert res.table["gap_sigma_meV"].iloc[0] == pytest.approx(np.std(r["gap_meV"]))
     with pytest.raises(InputError, match="not a run folder"):
         read_run(tmp_path / "missing")
 
@@ -189,6 +194,9 @@ def test_write_series(tmp_path, kind):
         assert row["n_fixed"] == len(fixed) and row["n_free"] == len(atoms) - len(fixed)
         meta = json.loads((Path(row["folder"]) / "stemqd_run.json").read_text())
         assert meta["series"] == kind and meta["temperature_K"] == 300.0
+        # the provenance block of every stemqd output, with the series' parameters
+        assert meta["versions"]["stemqd"] == meta["stemqd_version"]
+        assert meta["parameters"]["kind"] == kind and meta["parameters"]["cutoff_Ry"] == 300.0
         text = (Path(row["folder"]) / "production.inp").read_text()
         assert "&FIXED_ATOMS" in text
     assert "&FIXED_ATOMS" not in (tmp_path / "free" / "production.inp").read_text()

@@ -27,6 +27,7 @@ from stemqd.columns.quality import check_quality, lattice_quality
 from stemqd.columns.sublattice import assign_sublattices
 from stemqd.config import load_config
 from stemqd.errors import LatticeQualityError
+from stemqd.files import sha256_file
 from stemqd.io import load, write_stack_tiff
 from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.pipeline import process_stack
@@ -91,6 +92,10 @@ def test_noise_stack_fails_with_the_lattice_reason(tmp_path, noise_frames, capsy
     # The measured quality is kept for the failed stack too, beside its error.log.
     record = json.loads((tmp_path / "out-noise" / "noise" / "failure.json").read_text())
     assert record["error_class"] == "LatticeQualityError"
+    # ... after the provenance block of every output: versions, the config, the input's hash
+    assert record["versions"]["stemqd"] == record["stemqd_version"]
+    assert record["parameters"]["columns"]["background"] == "local"
+    assert list(record["inputs"].values()) == [sha256_file(tmp_path / "noise.tif")]
     q = record["quality"]
     assert q["kind"] == "lattice" and not q["passed"] and q["reasons"]
     assert q["on_site_intensity_fraction"] < THRESHOLDS.min_on_site_intensity_fraction

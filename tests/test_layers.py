@@ -99,7 +99,7 @@ def test_every_layer_is_ranked():
     assert layers - set(RANK) - {"aimd", "chain_bias"} == set()
 
 
-@pytest.mark.parametrize("package", ["analysis", "columns", "preprocess"])
+@pytest.mark.parametrize("package", ["aimd", "analysis", "columns", "preprocess", "simulation"])
 def test_every_module_of_a_lazy_package_is_an_attribute(package):
     """``stemqd.<package>.<module>`` works for every module file, without an import of it
     (the lazy loader lists the submodules by hand)."""

@@ -26,6 +26,7 @@ from stemqd.report import (
     write_report,
 )
 from stemqd.simulation.synthetic import perovskite_dot
+from stemqd.summary import CompareRecord
 
 SPECIES = {"A": "Cs", "BX": "PbBr", "X": "Br"}
 
@@ -227,6 +228,13 @@ def test_compare_report(tmp_path, process_dir):
     )
     data = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert [g["group"] for g in data["group_stats"]] == ["one", "two"]
+    # the typed record reads every key the file has and writes the file back unchanged
+    record = CompareRecord.from_dict(data)
+    assert record.to_dict() == data
+    assert list(record.table("group_stats")["group"]) == ["one", "two"]
+    assert record.table("thickness").empty and "thickness" not in data
+    with pytest.raises(ValueError, match="not a table"):
+        record.table("groups")
     html_path, md_path = write_report(tmp_path / "cmp")
     page = html_path.read_text()
     # per-dot ratios, depth profiles, a thumbnail of the maps per group

@@ -11,15 +11,17 @@ The study holds part of a dot fixed to see where the gap fluctuation comes from:
 
 :func:`write_frozen_series` writes one folder of CP2K inputs per thickness (plus an all-free
 reference), each with a ``stemqd_run.json`` that records the series, the thickness, the
-temperature and the number of free atoms. :func:`read_run` reads a finished run folder (its
-production log, or a ``gaps.csv`` from ``stemqd aimd gaps``) and :func:`analyse_series`
-tabulates a set of them.
+temperature and the number of free atoms beside the provenance block of every output
+(:func:`stemqd.provenance.record`: versions and the series' parameters). :func:`read_run`
+reads a finished run folder (its production log, or a ``gaps.csv`` from ``stemqd aimd
+gaps``) and :func:`analyse_series` tabulates a set of them.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +30,7 @@ import pandas as pd
 from ..errors import InputError
 from ..files import write_json
 from ..optics import FWHM_PER_SIGMA
+from ..provenance import record
 from .coupling import huang_rhys
 from .cp2k import frozen_indices, study_stages, write_cp2k_inputs
 from .optical_response import gap_histogram
@@ -119,6 +122,15 @@ def write_frozen_series(
         raise InputError(f"shell thicknesses must be > 0 unit cells, got {t_list}")
     stages = stages if stages is not None else study_stages()
     temperature = [s.get("temperature_K") for s in stages if s.get("run_type", "MD") == "MD"]
+    parameters = {
+        "kind": kind,
+        "thicknesses_cells": t_list,
+        "include_free": include_free,
+        "stages": stages,
+        "project": project,
+        "lattice_constant_A": lattice_constant_A,
+        **kwargs,
+    }
     folder = Path(folder)
     runs = [("free", None)] if include_free else []
     runs += [(f"{kind.replace('-', '_')}_{t:g}cells", t) for t in t_list]
@@ -157,7 +169,9 @@ def write_frozen_series(
             "project": project,
             "production_log": f"{stages[-1]['name']}.out",
         }
-        write_json(run_dir / RUN_METADATA, meta)
+        # The run's metadata beside the provenance block every stemqd output carries
+        # (versions, the series' parameters), so that a run traces back to its inputs.
+        write_json(run_dir / RUN_METADATA, {**record(parameters), **meta})
         rows.append({"run": name, "folder": str(run_dir), "kind": kind, **meta})
     return pd.DataFrame(rows)
 
@@ -253,6 +267,51 @@ def _linear_fit(x, y):
     }
 
 
+@dataclass(frozen=True)
+class FrozenSeriesAnalysis:
+    """What :func:`analyse_series` measured over a frozen-shell or frozen-core series.
+
+    Attributes
+    ----------
+    kind : {"frozen-shell", "frozen-core"}
+        The series.
+    table, fits : pandas.DataFrame
+        One row per run, and the frozen core's line per window (empty for a frozen
+        shell); their columns are listed under :func:`analyse_series`.
+    windows : list of [name, lo, hi]
+        The Huang-Rhys windows, meV.
+    taper : {None, "hann"}
+        Taper of the gap series before the periodogram.
+    """
+
+    kind: str
+    table: pd.DataFrame
+    fits: pd.DataFrame
+    windows: list
+    taper: str | None
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the tables as lists of row dicts."""
+        return {
+            "kind": self.kind,
+            "table": self.table.to_dict(orient="records"),
+            "fits": self.fits.to_dict(orient="records"),
+            "windows": self.windows,
+            "taper": self.taper,
+        }
+
+    def __str__(self) -> str:
+        def fmt(v):
+            return f"{v:.5g}"
+
+        lines = [f"{self.kind} series, {len(self.table)} runs"]
+        lines.append(self.table.to_string(index=False, float_format=fmt))
+        if len(self.fits):
+            lines.append("linear fits of S per free atom against free-shell thickness (cells):")
+            lines.append(self.fits.to_string(index=False, float_format=fmt))
+        return "\n".join(lines)
+
+
 def analyse_series(
     runs,
     kind,
@@ -292,7 +351,7 @@ def analyse_series(
 
     Returns
     -------
-    dict
+    FrozenSeriesAnalysis
         ``table``: one row per run, sorted by thickness: ``run, shell_cells, n_free,
         n_steps, dt_fs, homo_sigma_meV, lumo_sigma_meV, gap_sigma_meV`` (rms, meV),
         ``gap_fwhm_meV`` (FWHM of the maximum-likelihood Gaussian of the gap distribution,
@@ -300,7 +359,8 @@ def analyse_series(
         histogram, as in the study's figure), and for frozen-core ``S_<window>`` and
         ``S_per_free_atom_<window>``; ``fits``: frozen-core linear fits of the S per free
         atom against free-shell thickness (``window, slope, slope_err, intercept, r2``),
-        fitted over the runs with a thickness (the free reference is kept out); ``windows``.
+        fitted over the runs with a thickness (the free reference is kept out);
+        ``windows``; ``print()`` gives both tables.
     """
     _kind(kind)
     runs = list(runs)
@@ -354,18 +414,20 @@ def analyse_series(
             col = f"S_per_free_atom_{name}"
             fit = _linear_fit(frame.loc[sel, "shell_cells"], frame.loc[sel, col])
             fits.append({"window": name, "lo_meV": lo, "hi_meV": hi, **fit})
-    return {
-        "table": frame,
-        "fits": pd.DataFrame(
+    return FrozenSeriesAnalysis(
+        kind=kind,
+        table=frame,
+        fits=pd.DataFrame(
             fits, columns=["window", "lo_meV", "hi_meV", "slope", "slope_err", "intercept", "r2"]
         ),
-        "windows": [list(w) for w in windows],
-        "taper": taper,
-    }
+        windows=[list(w) for w in windows],
+        taper=taper,
+    )
 
 
 __all__ = [
     "FROZEN_CORE_WINDOWS_MEV",
+    "FrozenSeriesAnalysis",
     "RUN_METADATA",
     "SERIES_KINDS",
     "STUDY_THICKNESSES_CELLS",

@@ -65,3 +65,6 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+__all__ = ["SUBCOMMANDS", "build_parser", "main"]

@@ -495,17 +495,13 @@ def _cmd_series(args):
         windows=_windows(args, series.FROZEN_CORE_WINDOWS_MEV),
         taper=args.taper,
     )
-    table, fits = res["table"], res["fits"]
-    print(f"{args.kind} series, {len(runs)} runs")
-    print(table.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
-    if len(fits):
-        print("linear fits of S per free atom against free-shell thickness (cells):")
-        print(fits.to_string(index=False, float_format=lambda v: f"{v:.5g}"))
+    table, fits = res.table, res.fits
+    print(res)
     out = _out(args)
     if out is None:
         return 0
     params = _params(args)
-    params["windows"] = res["windows"]
+    params["windows"] = res.windows
     results = {"fits": fits.to_dict(orient="records"), "logs": [str(r["log"]) for r in runs]}
     write_table(
         out / "series.csv",
@@ -938,3 +934,6 @@ def add_parser(subparsers):
     p.add_argument("-o", "--out", help="output folder for CSV, JSON and PNG")
     p.set_defaults(func=_cmd_localisation)
     return aimd
+
+
+__all__ = ["add_parser"]

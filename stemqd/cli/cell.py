@@ -139,3 +139,6 @@ def write_cell_png(cell, path, *, cells=2, dpi=120):
     fig.tight_layout()
     save_figure(fig, path, dpi=dpi, bbox_inches="tight")
     return path
+
+
+__all__ = ["add_parser", "handler", "write_cell_png"]

@@ -114,3 +114,6 @@ def handler(args: argparse.Namespace) -> int:
         )
     print(f"tables and plot in {out}", file=sys.stderr)
     return 0
+
+
+__all__ = ["add_parser", "handler"]

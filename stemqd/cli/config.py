@@ -34,3 +34,6 @@ def handler(args: argparse.Namespace) -> int:
     print(f"# stemqd effective config; config_hash = {config_hash(config)}")
     print(config_to_toml(config), end="")
     return 0
+
+
+__all__ = ["add_parser", "handler"]

@@ -102,3 +102,6 @@ def _format(s: dict) -> str:
         )
     rows.append(("sha256", s["sha256"]))
     return "\n".join([s["path"]] + [f"  {k + ':' if k else '':<15}{v}" for k, v in rows])
+
+
+__all__ = ["add_parser", "handler"]

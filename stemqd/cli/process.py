@@ -188,3 +188,6 @@ def _print_warnings(rows, out):
         summary = read_summary(f"{out}/{row['name']}") or {}
         for text in summary.get("warnings") or []:
             print(f"warning: {row['name']}: {text}", file=sys.stderr)
+
+
+__all__ = ["add_common_config_arguments", "add_parser", "handler"]

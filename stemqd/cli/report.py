@@ -36,3 +36,6 @@ def handler(args: argparse.Namespace) -> int:
     html_path, md_path = write_report(args.folder)
     print(html_path)
     return 0
+
+
+__all__ = ["add_parser", "handler"]

@@ -562,3 +562,6 @@ def reanalyse_handler(args) -> int:
         atomic_write_text(Path(args.side_by_side), both.to_csv(index=False, float_format="%.6g"))
         print(f"wrote {args.side_by_side}")
     return 0
+
+
+__all__ = ["add_parser", "handler", "reanalyse_handler"]
