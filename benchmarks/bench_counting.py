@@ -20,7 +20,7 @@ its atom counting (10 components selected by hand at an ICL minimum; see its REA
 4. **Speed**: 6000 columns of 1-30 atoms counted over 1-100 components (median of repeats).
 
 Run: ``python benchmarks/bench_counting.py [--repeats 3] [--data PATH] [--skip-process]
-[--skip-dots]``.
+[--skip-dots] [--set KEY=VALUE ...]`` (``--set``: config overrides for the synthetic dots).
 """
 
 from __future__ import annotations
@@ -274,7 +274,7 @@ def synthetic_dot(profile, dose, *, edge=10, sigma_A=0.45, pixel_A=0.25, support
     return stack, overrides, truth, thickness(truth.types, truth.depth_uc)
 
 
-def dots(doses=(50, 200, 500), supports=(0.0, 0.15), seed=0):
+def dots(doses=(50, 200, 500), supports=(0.0, 0.15), seed=0, extra=()):
     from stemqd.analysis.library import count_from_library, library_curve
     from stemqd.config import load_config
     from stemqd.pipeline import process_stack
@@ -286,6 +286,7 @@ def dots(doses=(50, 200, 500), supports=(0.0, 0.15), seed=0):
         f"level relative to the brightest column), library {SERIES.name}; fraction of columns "
         "counted exactly / within +-1 of the true thickness (unit cells); stat k: the "
         "components ICL selects; V/V0: median fitted over true volume"
+        + (f"; config overrides {' '.join(extra)}" if extra else "")
     )
     print(
         f"{'dot':15} {'supp':>4} {'dose':>5} {'type':5} {'n':>4} {'true uc':>8} {'V/V0':>6} "
@@ -293,7 +294,7 @@ def dots(doses=(50, 200, 500), supports=(0.0, 0.15), seed=0):
     )
     for profile, support, dose in itertools.product(PROFILES, supports, doses):
         stack, overrides, truth, t_true = synthetic_dot(profile, dose, support=support, seed=seed)
-        columns = process_stack(stack, load_config(overrides=overrides)).columns
+        columns = process_stack(stack, load_config(overrides=[*overrides, *extra])).columns
         used = columns[columns["flag"].isin(["", "edge margin"])]
         d, j = cKDTree(truth.positions_px).query(used[["x_px", "y_px"]].to_numpy())
         for site in ("A", "BX"):
@@ -348,13 +349,20 @@ def main(argv=None):
     parser.add_argument("--data", default=str(DATA))
     parser.add_argument("--skip-process", action="store_true", help="no end-to-end run")
     parser.add_argument("--skip-dots", action="store_true", help="no synthetic dots")
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config overrides for the synthetic dots, e.g. columns.background_rounds=20",
+    )
     args = parser.parse_args(argv)
     if Path(args.data).is_file():
         ptir(args.data, args.skip_process)
     else:
         print(f"PtIr skipped: {args.data} not found (the StatSTEM example is in ../shared/data)")
     if not args.skip_dots:
-        dots()
+        dots(extra=args.set)
     speed(args.repeats)
     return 0
 

@@ -73,10 +73,12 @@ def compare(table, ref_px, ref_volume, dx, match_px):
     )
 
 
-def fit(image, seeds, nn_px, model, background):
+def fit(image, seeds, nn_px, model, background, smooth_rounds=None):
     if model == "window7":
         return refine_columns(image, seeds, model="window7", radius_px=0.5 * nn_px)
-    return refine_columns(image, seeds, model=model, background=background, nn_px=nn_px)
+    return refine_columns(
+        image, seeds, model=model, background=background, nn_px=nn_px, smooth_rounds=smooth_rounds
+    )
 
 
 def main(argv=None):

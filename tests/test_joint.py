@@ -312,3 +312,30 @@ def test_a_column_at_its_position_bound_does_not_freeze_the_fit(seed):
     )
     for t in ("A", "BX", "X"):
         assert np.median(volume[truth.types == t]) == pytest.approx(1.0, abs=0.02), t
+
+
+@pytest.mark.parametrize("dose", [200, 500])
+def test_smooth_background_settles_under_a_thinning_dot(thinning_dot_over_carbon, dose):
+    """A pyramid-like CsPbBr3 dot (10 x 10 cells, one cell thinner per cell towards its
+    edge, sigma / nn 0.15) over carbon at 0.15 of its brightest peak, true positions: its
+    edge columns are weaker than the support, and the smoothed background, estimated in
+    rounds with the column fit, moves a few % of the way per round. After the default 3
+    rounds the width is 2.0x the truth and the A / BX volumes 3-6x high (measured, not
+    asserted: the default stops early on purpose, see ``smooth_rounds``); with 20 rounds
+    the width is within 3 % and the median A and BX volumes within 5 % (measured 1.3 % and
+    2.6 %)."""
+    frames, truth = thinning_dot_over_carbon(dose)
+    nn = truth.lattice_constant_A / 2 / truth.pixel_size_A
+    table = fit_columns_jointly(
+        frames[0].astype(float),
+        truth.positions_px,
+        fit_radius_px=0.5 * nn,
+        nn_px=nn,
+        smooth_rounds=20,
+    )
+    assert table["sigma_x_px"].iloc[0] == pytest.approx(truth.sigma_px, rel=0.03)
+    volume = table["volume"].to_numpy() / (
+        truth.amplitudes * 2 * np.pi * truth.sigma_px**2 * truth.dose
+    )
+    for t in ("A", "BX"):
+        assert np.median(volume[truth.types == t]) == pytest.approx(1.0, abs=0.05), t

@@ -398,6 +398,7 @@ def refine_columns(
     tolerance_px=1e-4,
     errors="robust",
     background_level=None,
+    smooth_rounds=None,
 ):
     """Refine column positions and intensities by 2D Gaussian fits that handle overlap.
 
@@ -443,6 +444,10 @@ def refine_columns(
     background_level : float, optional
         Joint fits with ``background="constant"``: hold the constant at this level, image
         units (:func:`stemqd.columns.joint.fit_columns_jointly`).
+    smooth_rounds : int, optional
+        Joint fits with ``background="smooth"`` or ``"local"``: at most this many rounds of
+        background and shape (default that of
+        :func:`stemqd.columns.joint.fit_columns_jointly`, where what each costs is measured).
 
     Returns
     -------
@@ -470,6 +475,7 @@ def refine_columns(
             model=model,
             background=background,
             background_level=background_level,
+            **({} if smooth_rounds is None else {"smooth_rounds": smooth_rounds}),
             sigma_px=sigma_px,
             nn_px=nn_px,
             max_iterations=max_iterations,
@@ -478,6 +484,8 @@ def refine_columns(
         )
     if background_level is not None:
         raise ValueError("background_level holds the constant of a joint fit: not for window7")
+    if smooth_rounds is not None:
+        raise ValueError("smooth_rounds belongs to the joint fits' backgrounds: not for window7")
     if radius_px is None:
         raise ValueError("model='window7' needs radius_px, the radius of each fit window")
     if method not in ("fast", "lmfit"):
