@@ -6,9 +6,9 @@ repeats and compared with a reference path:
 
 * read: ``ase.io.read(..., format="extxyz")`` of the same file;
 * align: the batched SVD of ``remove_rigid_body`` against a per-frame loop of
-  ``scipy.spatial.transform.Rotation.align_vectors`` (the algorithms.md recipe), and, with
-  velocities, against a per-frame Python loop of the weighted Kabsch fit plus the Eckart
-  velocity correction;
+  ``scipy.spatial.transform.Rotation.align_vectors`` (SciPy's weighted Kabsch solver), and,
+  with velocities, against a per-frame Python loop of the weighted Kabsch fit plus the
+  Eckart velocity correction;
 * dos: a per-atom, per-component loop of FFT autocorrelations (tidynamics style) against
   the one-shot periodogram of ``phonon_dos``;
 * rmsf: a per-frame accumulation loop against the vectorised ``rmsf``.

@@ -126,7 +126,7 @@ class BackgroundConfig:
 
 @dataclass(frozen=True)
 class DenoiseConfig:
-    """Du (2015) nonlinear filter (algorithms.md §A).
+    """Du (2015) nonlinear filter (Ultramicroscopy 151, 62).
 
     ``cutoff_inv_A`` is the sigma of the Gaussian low-pass in Å⁻¹; None means 0.6 x Nyquist,
     the setting of the public ports (sigma_k = 0.3 N frequency pixels).
@@ -141,7 +141,7 @@ class DenoiseConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    """Probe beyond voltage and convergence angle (algorithms.md §C).
+    """Probe beyond voltage and convergence angle (conventions in :mod:`stemqd.preprocess.probe`).
 
     ``source_size_A`` is a FWHM (state: 0.25 Å FWHM gives a 0.602 Å probe at 300 kV,
     18 mrad). The focal spread sigma is ``cc_mm * energy_spread_eV / E`` with the energy
@@ -157,7 +157,10 @@ class ProbeConfig:
 
 @dataclass(frozen=True)
 class DeconvolveConfig:
-    """Blind accelerated damped Richardson-Lucy, as MATLAB's deconvblind (algorithms.md §B)."""
+    """Blind accelerated damped Richardson-Lucy, as MATLAB's deconvblind.
+
+    Fish et al., JOSA A 12, 58 (1995); Biggs & Andrews, Appl. Opt. 36, 1766 (1997).
+    """
 
     enabled: bool = True
     blind: bool = True

@@ -18,7 +18,7 @@ PEROVSKITES = {
     "SrTiO3": (("Sr", "Ti", "O"), 3.905),
 }
 
-#: Lattice constant of cubic CsPbBr3, Å (the study's material; algorithms.md §1.1).
+#: Lattice constant of cubic CsPbBr3, Å (the study's material).
 CSPBBR3_LATTICE_CONSTANT_A = PEROVSKITES["CsPbBr3"][1]
 
 #: Sites of the cubic perovskite cell ABX3 with the B cation at the origin:

@@ -28,7 +28,6 @@ from .columns.cell import nearest_neighbour_A, parse_ratio, projected_cell
 from .columns.dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
 from .columns.find import find_columns
 from .columns.fit import refine_columns
-from .columns.joint import SMOOTH_UNSETTLED_CHANGE
 from .columns.quality import QualityRecord, check_quality, fit_quality, lattice_quality
 from .columns.sublattice import assign_sublattices, missing_sites
 from .config import Config, config_hash, config_to_dict, preset_bias
@@ -773,8 +772,8 @@ def _column_counts(columns) -> ColumnCounts:
 
 
 def _exclusion_warnings(summary):
-    """A warning when many columns are left out of the statistics, the fit did not
-    converge, or its smooth background did not settle."""
+    """A warning when many columns are left out of the statistics, or the fit did not
+    converge."""
     counts = ColumnCounts.from_dict(summary)
     warnings = summary.setdefault("warnings", [])
     n, out = counts.total, counts.excluded_total
@@ -786,14 +785,6 @@ def _exclusion_warnings(summary):
     joint = FittingSummary.from_dict(summary).joint
     if joint is not None and joint.converged is False:
         warnings.append("the joint column fit did not converge")
-    change = None if joint is None else joint.smooth_width_change
-    if change is not None and change > SMOOTH_UNSETTLED_CHANGE:
-        warnings.append(
-            f"the smooth background did not settle in {joint.smooth_rounds} rounds (the "
-            f"width still changed by {change:.1%} in the last): a support that varies under "
-            "the dot takes the columns' place; raise columns.background_rounds (20) or use "
-            "columns.background = 'spline'"
-        )
 
 
 def _analyse_without_cell(

@@ -549,7 +549,7 @@ class JointFit:
         ``local`` and ``smooth`` backgrounds: rounds of background and shape run.
     smooth_width_change : float or None
         The largest relative change of a width in the last of those rounds (settled below
-        1e-3; above :data:`stemqd.columns.joint.SMOOTH_UNSETTLED_CHANGE` the summary warns).
+        1e-3; see ``columns.background_rounds`` for what an unsettled background costs).
     other : dict
         Further results the fit reports that this record does not name, as given.
     """

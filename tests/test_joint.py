@@ -314,7 +314,7 @@ def test_a_column_at_its_position_bound_does_not_freeze_the_fit(seed):
         assert np.median(volume[truth.types == t]) == pytest.approx(1.0, abs=0.02), t
 
 
-@pytest.mark.parametrize("dose", [200, 500])
+@pytest.mark.parametrize("dose", [pytest.param(200, marks=pytest.mark.slow), 500])
 def test_smooth_background_settles_under_a_thinning_dot(thinning_dot_over_carbon, dose):
     """A pyramid-like CsPbBr3 dot (10 x 10 cells, one cell thinner per cell towards its
     edge, sigma / nn 0.15) over carbon at 0.15 of its brightest peak, true positions: its

@@ -1,4 +1,4 @@
-"""Cubic CsPbBr3 quantum dots for AIMD (methods.md §4; algorithms.md Part II §1.1).
+"""Cubic CsPbBr3 quantum dots for AIMD (methods.md §4).
 
 A dot of edge n is an n x n x n block of corner-sharing PbBr6 octahedra cut from cubic
 CsPbBr3 (Pm-3m, a = 5.87 Å; Pb at 1a, Br at 3d, Cs at 1b), with every Cs A-site of the
@@ -83,7 +83,7 @@ def cell_size_A(n, lattice_constant_A=CSPBBR3_LATTICE_CONSTANT_A, vacuum_nm=3.0)
 
 
 def depth_in_cells(positions, lattice_constant_A):
-    """Depth of each atom below the dot surface, in unit cells (algorithms.md §1.8).
+    """Depth of each atom below the dot surface, in unit cells (the layers of the RMSF).
 
     d_i = min over the 6 faces of (distance to the outermost atomic plane) / a, with the
     outermost planes taken as the extreme coordinates of the structure along x, y and z.

@@ -1,4 +1,4 @@
-"""Huang-Rhys factors from the HOMO-LUMO gap time series (algorithms.md Part II §1.4).
+"""Huang-Rhys factors from the HOMO-LUMO gap time series.
 
 For displaced harmonic oscillators the gap fluctuates as dE(t) = -sum_k c_k q_k(t), with
 reorganisation energy lambda_k = c_k^2 / (2 omega_k^2) = S_k hbar omega_k (Tokmakoff,

@@ -7,10 +7,10 @@ maximum force; NVT MD with a CSVR thermostat and 10 fs steps, 3 ps equilibration
 15 fs time constant and 10 ps production with 1 ps. HOMO and LUMO are printed every MD step
 (``MO_CUBES`` without cubes and/or ``MO`` eigenvalues), and velocities are written.
 
-Charge convention (algorithms.md §1.1): the dot's formal ionic charge is q = 3n - 7. With
-``charge_mode="electrons"`` (default, as the study describes) CP2K gets ``CHARGE 0``, i.e. the
-q extra electrons sit in conduction-like states; ``"closed-shell"`` sets ``CHARGE q``. An odd
-electron count switches on UKS with the lowest multiplicity.
+Charge convention (atom counts in :mod:`stemqd.aimd.build`): the dot's formal ionic charge
+is q = 3n - 7. With ``charge_mode="electrons"`` (default, as the study describes) CP2K gets
+``CHARGE 0``, i.e. the q extra electrons sit in conduction-like states; ``"closed-shell"``
+sets ``CHARGE q``. An odd electron count switches on UKS with the lowest multiplicity.
 """
 
 from __future__ import annotations

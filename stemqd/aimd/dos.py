@@ -1,4 +1,4 @@
-"""Phonon density of states from the mass-weighted velocity autocorrelation (algorithms.md §1.3).
+"""Phonon density of states from the mass-weighted velocity autocorrelation.
 
 g(nu) = (2 / k_B T) sum_i m_i int <v_i(t) . v_i(0)> exp(-2 pi i nu t) dt, whose integral is
 the number of degrees of freedom (Dickey & Paskin, Phys. Rev. 188, 1407 (1969); the 2PT
@@ -152,7 +152,8 @@ def phonon_dos(
         T (K); needed for ``normalize="temperature"`` and a quantum correction.
     normalize : {"dof", "temperature"}
         ``"dof"``: scale so the integral equals ``n_dof`` (robust: uses the measured
-        sum m <v^2>, not 3 N k_B T). ``"temperature"``: divide by k_B T (algorithms.md §1.3).
+        sum m <v^2>, not 3 N k_B T). ``"temperature"``: divide by k_B T, so the integral is
+        3N only where equipartition holds.
     n_dof : float, optional
         Degrees of freedom for ``"dof"``; default 3 x (number of moving atoms). Pass
         3N - 6 after rigid-body removal, 3 N_mobile in frozen-shell/core runs.

@@ -1,4 +1,4 @@
-"""Emission linewidth versus temperature (algorithms.md Part II §1.5).
+"""Emission linewidth versus temperature.
 
 With Lambda = sum_k S_k hbar omega_k, the classical gap variance at temperature T is
 sigma^2(T) = 2 Lambda k_B T, and the line is a Gaussian of FWHM

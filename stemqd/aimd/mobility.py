@@ -1,4 +1,4 @@
-"""Root-mean-square fluctuation per atom, element and layer (algorithms.md Part II §1.8).
+"""Root-mean-square fluctuation per atom, element and layer.
 
 rho_i = sqrt(N_f^-1 sum_t |r_i(t) - <r_i>|^2) on frames already aligned
 (:func:`stemqd.aimd.rigid.remove_rigid_body`), as MDAnalysis ``rms.RMSF``. Layers count unit

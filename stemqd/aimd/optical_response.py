@@ -1,4 +1,4 @@
-"""Optical-response dephasing from the gap fluctuation (algorithms.md Part II §1.6-1.7).
+"""Optical-response dephasing from the gap fluctuation.
 
 Second-order cumulant (Mukamel, Principles of Nonlinear Optical Spectroscopy, ch. 8), real
 part in the classical limit:

@@ -1,4 +1,4 @@
-"""Readers of CP2K MD output (algorithms.md Part II §3).
+"""Readers of CP2K MD output (record formats of CP2K's ``motion_utils.F``, ``qs_mo_methods.F``).
 
 * ``*-pos-1.xyz`` / ``*-vel-1.xyz``: :func:`read_xyz_trajectory` (Å; velocities converted
   from bohr/au_t to Å/fs), with the step, time (fs) and potential energy (Hartree) of each

@@ -1,4 +1,4 @@
-"""Removal of the six rigid-body degrees of freedom (algorithms.md Part II §1.2).
+"""Removal of the six rigid-body degrees of freedom.
 
 Each frame is centred on its centre of mass and rotated onto a reference by the mass-weighted
 Kabsch (SVD) rotation R = argmin sum_i m_i |R r'_i - r'_i,ref|^2. At that optimum

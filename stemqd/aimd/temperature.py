@@ -1,4 +1,4 @@
-"""Linewidth against temperature (Supplementary Figure 6d; algorithms.md Part II §1.4-1.5).
+"""Linewidth against temperature (Supplementary Figure 6d).
 
 Two linewidths per temperature:
 

@@ -1,4 +1,4 @@
-"""Physical constants in the units of the AIMD analyses (algorithms.md Part II §1).
+"""Physical constants in the units of the AIMD analyses (CODATA 2018 values).
 
 Energies in meV, times in fs, temperatures in K, lengths in Å, masses in amu.
 """

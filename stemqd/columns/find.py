@@ -50,8 +50,8 @@ def find_columns(
     ``significance`` times the local noise (:func:`peak_significance`). Each seed is then
     moved to the centre of mass of the intensity in a disk of ``com_radius_px`` around it,
     after subtracting the lowest value in that disk: without the subtraction the uniform
-    part of the disk pulls every estimate toward the disk centre (algorithms.md, pitfall
-    9). The disk is re-centred and the centre of mass recomputed ``com_iterations`` times.
+    part of the disk pulls every estimate toward the disk centre. The disk is re-centred and
+    the centre of mass recomputed ``com_iterations`` times.
 
     Parameters
     ----------

@@ -4,7 +4,7 @@
 :mod:`stemqd.columns.joint`, which hold when columns overlap) or, with ``model="window7"``, by the
 study's per-column window fit implemented here.
 
-Model of one column in ``window7`` (algorithms.md §E)::
+Model of one column in ``window7`` (a rotated elliptical Gaussian on a local offset)::
 
     I(x, y) = B + A exp(-[u**2 / (2 sx**2) + v**2 / (2 sy**2)])
     u =  cos(t) (x - x0) + sin(t) (y - y0)

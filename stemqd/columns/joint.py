@@ -69,13 +69,6 @@ _PATCH_COLUMNS, _PATCH_INNER = 160, 100
 #: a round.
 SMOOTH_BACKGROUND_NN, SMOOTH_ROUNDS, _SMOOTH_WIDTH_TOLERANCE = 1.5, 3, 1e-3
 
-#: A last round of the smooth background that still changed a width by more than this
-#: fraction did not settle: the pipeline warns. Measured last-round changes after 3 rounds:
-#: 0.2 % on the real PtIr example (vacuum) and on dots over carbon whose width ends within
-#: 3 %; 2.7-5 % under a dot thinning towards its edges over carbon (width 1.6-1.8x), 0.5-1.1
-#: % on a strongly varying support (``benchmarks/bench_background.py``).
-SMOOTH_UNSETTLED_CHANGE = 0.005
-
 #: Rounds past the first ``SMOOTH_ROUNDS`` over-relax the smooth background by this factor
 #: (backfitting by successive over-relaxation; 1 is plain alternation): the columns and the
 #: background trade along a nearly degenerate direction, along which plain rounds move a

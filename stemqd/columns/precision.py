@@ -1,4 +1,4 @@
-"""The Cramér-Rao lower bound of column parameters under Poisson noise (algorithms.md III)."""
+"""The Cramér-Rao lower bound of column parameters under Poisson noise (inverse Fisher matrix)."""
 
 from __future__ import annotations
 

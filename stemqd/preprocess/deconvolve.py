@@ -1,10 +1,10 @@
 """Blind, accelerated, damped Richardson-Lucy deconvolution, as MATLAB's ``deconvblind``.
 
-The loop follows the documented behaviour of ``deconvblind`` (algorithms.md §B), written
-from that description: Richardson-Lucy (Richardson, JOSA 62 (1972) 55; Lucy, AJ 79 (1974)
-745) alternating between image and PSF (Fish, Brinicombe, Pike & Walker, JOSA A 12 (1995)
-58), with Biggs-Andrews vector extrapolation (Appl. Opt. 36 (1997) 1766) and the damped
-Poisson ratio of Hanisch, White & Gilliland (1997).
+The loop follows the behaviour of ``deconvblind`` documented on its MathWorks reference page
+(Image Processing Toolbox), written from that description: Richardson-Lucy (Richardson,
+JOSA 62 (1972) 55; Lucy, AJ 79 (1974) 745) alternating between image and PSF (Fish,
+Brinicombe, Pike & Walker, JOSA A 12 (1995) 58), with Biggs-Andrews vector extrapolation
+(Appl. Opt. 36 (1997) 1766) and the damped Poisson ratio of Hanisch, White & Gilliland (1997).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ def deconvolve_blind(
 ):
     """Deconvolve the probe from an image, refining the PSF at the same time.
 
-    The loop of MATLAB's ``deconvblind`` (algorithms.md §B), k = 1 ... ``iterations``:
+    The loop of MATLAB's ``deconvblind``, k = 1 ... ``iterations``:
 
     1. for k > 2 (and ``accelerate``), extrapolate image and PSF,
        Y = max(J + lam_J (J - J_prev), 0), B = max(P + lam_P (P - P_prev), 0) / sum, with

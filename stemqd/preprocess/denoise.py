@@ -1,4 +1,4 @@
-"""Du (2015) nonlinear filter for atomic-resolution STEM images (algorithms.md §A).
+"""Du (2015) nonlinear filter for atomic-resolution STEM images.
 
 H. Du, "A nonlinear filtering algorithm for denoising HR(S)TEM micrographs",
 Ultramicroscopy 151 (2015) 62-67, doi:10.1016/j.ultramic.2014.11.012. Du's full text gives
@@ -43,10 +43,10 @@ def _taper_pad(image):
     """Mirror-pad and taper an image so that its periodic extension is smooth.
 
     The FFT treats the image as periodic, so the jump between opposite edges of an isolated
-    dot's field of view would put streaks through the spectrum and ringing into the result
-    (algorithms.md, pitfall 3). The image is reflected by a margin on every side, and the
-    margin is blended with a cos^2 taper into the image mean, so that opposite outer edges
-    meet at the same value with zero slope. The padded size is FFT-friendly.
+    dot's field of view would put streaks through the spectrum and ringing into the result.
+    The image is reflected by a margin on every side, and the margin is blended with a cos^2
+    taper into the image mean, so that opposite outer edges meet at the same value with zero
+    slope. The padded size is FFT-friendly.
 
     Returns
     -------

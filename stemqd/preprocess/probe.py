@@ -1,4 +1,4 @@
-"""The incoherent ADF-STEM probe point-spread function (algorithms.md §C).
+"""The incoherent ADF-STEM probe point-spread function.
 
 The PSF is the probe intensity |psi(r)|^2, the image of a point object in incoherent ADF
 imaging. It is computed on a fine real-space grid from the wave function of the condenser

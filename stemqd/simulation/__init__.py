@@ -7,8 +7,8 @@ tiled to a few cells and run through stemqd's own column fitter
 (:func:`stemqd.columns.fit.refine_columns`), so that simulation and experiment are measured the same
 way. Integrated-disc intensities are reported beside the fitted ones for comparison.
 
-Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
---------------------------------------------------------------------------
+Model and conventions (methods.md §3; costs and convergence in simulations/reference/README.md)
+-----------------------------------------------------------------------------------------------
 * **Structure.** Any crystal from the source of :func:`stemqd.columns.cell.projected_cell`
   (built-in name or CIF) is oriented along the zone axis in an orthogonal periodic box
   (:func:`stemqd.simulation.structure.oriented_cell`: the choice of box, its strain
@@ -20,7 +20,7 @@ Model and conventions (methods.md §3; costs and pitfalls in docs/abtem.md)
   midpoints. Every atom is shifted along z so that it sits as far from the slice
   boundaries as possible (+a/4 for cubic perovskites in slices a/2 thick: the PbBr2 and
   CsBr planes sit mid-slice; atoms on slice boundaries hop between slices under phonon
-  displacements: docs/abtem.md, pitfall 5).
+  displacements).
 * **Frozen phonons (Einstein model).** Every atom is displaced by an independent Gaussian of
   rms ``sigma`` per Cartesian direction (U_iso = sigma², B = 8 pi² sigma²), the model of
   :class:`abtem.FrozenPhonons`. The draws are keyed by (seed, configuration, unit cell relative

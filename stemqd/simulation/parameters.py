@@ -26,7 +26,7 @@ from .structure import oriented_cell
 #: (Cs 0.37, Pb 0.23, Br 0.56) counts its static octahedral tilts as disorder; the tilted
 #: structure is outside the cubic model, and its effect on the series is in
 #: simulations/reference/README.md ("Phonon sigmas"). Sensitivity: sigma x 1.25 changes the
-#: ratio by -2 % (15 uc) to -6 % (30 uc) (docs/abtem.md).
+#: ratio by -2 % (15 uc) to -6 % (30 uc) (fixed-seed trial runs).
 DEFAULT_PHONON_SIGMAS_A = {"Cs": 0.23, "Pb": 0.18, "Br": 0.26}
 
 
@@ -114,8 +114,8 @@ STRUCTURE_DEFAULTS = {
 
 
 #: Smallest side of the periodic box, Å: the 3 x 3-cell CsPbBr3 box (17.61 Å) on which 4 x 4
-#: and 5 x 5 boxes changed nothing (docs/abtem.md); ``cells`` defaults to the fewest cells
-#: per side that reach it.
+#: and 5 x 5 boxes changed nothing (simulations/reference/README.md); ``cells`` defaults to
+#: the fewest cells per side that reach it.
 MIN_BOX_A = 3 * CSPBBR3_LATTICE_CONSTANT_A
 
 

@@ -35,7 +35,7 @@ in slices of thickness unit / ``slices_per_unit``, with the thickness unit the r
 ``divisions`` (2 for a Pnma [010] or [101] repeat of two pseudo-cubic cells). All atoms are
 shifted along z by the offset that keeps them farthest from the slice boundaries (a / 4 for
 cubic perovskite [001] in slices of a / 2: the planes sit mid-slice; atoms on slice
-boundaries hop between slices under phonon displacements: docs/abtem.md, pitfall 5).
+boundaries hop between slices under phonon displacements).
 """
 
 from __future__ import annotations
