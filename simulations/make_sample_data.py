@@ -8,7 +8,7 @@ this script again gives the same files byte for byte (same numpy and tifffile ve
 - columns blurred by the 300 kV, 18 mrad probe (:func:`stemqd.preprocess.probe.probe_psf` with a
   0.25 Å source size), as the pipeline's deconvolution expects;
 - core/shell dots: the Pb-Br columns of the outer two unit cells scaled by 0.6
-  (``shell_cells=2, shell_factor=0.6``), the Pb/Br-depleted shell of methods.md §1;
+  (``shell_cells=2, shell_factor=0.6``), the Pb/Br-depleted shell of the study's core/shell dots;
 - amplitudes from the multislice thickness series
   ``simulations/reference/cspbbr3_001_adf_series.csv`` when it and
   :mod:`stemqd.simulation` are present, else the Z^1.7 defaults of

@@ -1,8 +1,9 @@
 """The typed configuration of the whole pipeline.
 
-One frozen dataclass tree whose defaults are the study's methods (``shared/docs/methods.md``).
-It loads from TOML, takes dotted ``key=value`` overrides, prints as TOML and hashes into every
-output so that a result can always be traced to the exact parameters that produced it.
+One frozen dataclass tree whose defaults are the study's methods (``docs/methods.md`` goes
+through the keys and their defaults). It loads from TOML, takes dotted ``key=value``
+overrides, prints as TOML and hashes into every output so that a result can always be traced
+to the exact parameters that produced it.
 
 Units are part of every field name: ``_A`` is Å, ``_mrad`` milliradian, ``_kv`` kilovolt,
 ``_px`` pixel, ``_inv_A`` Å⁻¹, ``_eV`` electronvolt, ``_mm`` millimetre.
@@ -69,7 +70,7 @@ class MaterialConfig:
 
 @dataclass(frozen=True)
 class AcquisitionConfig:
-    """Microscope settings used where the file metadata lacks them (methods.md §1).
+    """Microscope settings used where the file metadata lacks them (``docs/methods.md``, section 1).
 
     ``vacuum_level`` and ``beam_level`` (image intensity units, both or neither) put the
     image on the scale of the incident beam, I_norm = (I - vacuum) / (beam - vacuum), as
@@ -113,7 +114,7 @@ class AlignConfig:
 
 @dataclass(frozen=True)
 class BackgroundConfig:
-    """Morphological background removal (methods.md §2.1).
+    """Morphological background removal (``docs/methods.md``, section 3: background).
 
     ``radius_lattice`` is the disk radius in lattice constants; ``radius_px`` overrides it.
     The smoothing Gaussian has sigma equal to the radius.

@@ -1,4 +1,4 @@
-"""Dot construction (algorithms.md Part II §1.1, §5 item 7) and CP2K input generation."""
+"""Dot construction (atom counts, formal charge q = 3n - 7) and CP2K input generation."""
 
 import numpy as np
 import pytest

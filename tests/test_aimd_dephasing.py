@@ -1,4 +1,7 @@
-"""Cumulant dephasing and the gap histogram (algorithms.md Part II §1.6-1.7, §5 items 2-3)."""
+"""Cumulant dephasing and the gap histogram, on harmonic and Ornstein-Uhlenbeck gaps.
+
+Second-order cumulant: Mukamel, Principles of Nonlinear Optical Spectroscopy (1995), ch. 8.
+"""
 
 import numpy as np
 import pytest

@@ -1,4 +1,7 @@
-"""Phonon DOS from mass-weighted velocities and positions (algorithms.md Part II §1.3, §5 item 4)."""
+"""Phonon DOS from mass-weighted velocities and positions, on oscillators of known DOS.
+
+Mass-weighted velocity autocorrelation: Dickey & Paskin, Phys. Rev. 188, 1407 (1969).
+"""
 
 import numpy as np
 import pytest

@@ -1,4 +1,8 @@
-"""Huang-Rhys factors and linewidth (algorithms.md Part II §1.4-1.5, §5 item 1)."""
+"""Huang-Rhys factors and linewidth, on gap series of modes with known S_k.
+
+Displaced harmonic oscillators: Mukamel, Principles of Nonlinear Optical Spectroscopy (1995),
+ch. 7-8.
+"""
 
 import numpy as np
 import pytest

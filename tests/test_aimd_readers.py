@@ -1,5 +1,5 @@
 """CP2K readers on the real fixture (tests/fixtures/cp2k, made by simulations/cp2k/make_fixture.py)
-and on format-exact synthetic logs written with CP2K's Fortran formats (algorithms.md §3)."""
+and on format-exact synthetic logs written with CP2K's Fortran formats."""
 
 import gzip
 from pathlib import Path

@@ -1,4 +1,8 @@
-"""Rigid-body removal (algorithms.md Part II §1.2, §5 item 5)."""
+"""Rigid-body removal: mass-weighted Kabsch fit, Eckart condition and ICP.
+
+Eckart frame: Kudin & Dymarsky, J. Chem. Phys. 122, 224105 (2005); ICP: Besl & McKay,
+IEEE TPAMI 14, 239 (1992).
+"""
 
 import numpy as np
 import pytest

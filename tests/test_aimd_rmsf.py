@@ -1,4 +1,4 @@
-"""RMSF per atom, element and layer (algorithms.md Part II §1.8, §5 item 6)."""
+"""RMSF per atom, element and layer, on vibrations and noise of known RMSF."""
 
 from pathlib import Path
 

@@ -36,8 +36,8 @@ def test_shape_normalisation_symmetry():
 
 
 def test_source_size_is_fwhm():
-    # 0.25 Å FWHM source (sigma 0.106 Å): probe FWHM 0.602 Å (algorithms.md §C); a sigma of
-    # 0.25 Å would give 0.787 Å.
+    # 0.25 Å FWHM source (sigma 0.106 Å): probe FWHM 0.602 Å; a sigma of 0.25 Å would
+    # give 0.787 Å.
     fwhm = psf_fwhm_A(probe_psf(0.05, source_size_A=0.25), 0.05)
     assert fwhm == pytest.approx(0.602, rel=0.01)
 

@@ -146,7 +146,7 @@ def test_displacements_have_the_requested_rms_and_do_not_depend_on_box_or_thickn
 
 def test_wedge_unfolds_a_p4mm_symmetric_image():
     n = 22
-    assert len(sim.wedge_indices(n)) == 78  # docs/abtem.md: 78 of 484 positions
+    assert len(sim.wedge_indices(n)) == 78  # the p4mm 1/8 wedge: 78 of 484 positions
     k = np.arange(n)
     x, y = np.meshgrid(k, k, indexing="xy")  # [y, x]
     f = (

@@ -8,7 +8,7 @@ from NVT AIMD of a periodic supercell of cubic CsPbBr3:
 
 * structure: n x n x n cubic cells (default 2: 40 atoms, 11.74 Å) at a = 5.87 Å, the
   pseudo-cubic room-temperature lattice constant stemqd uses everywhere;
-* electronic structure: the study's AIMD model (methods.md §4: PBE, GTH-PBE
+* electronic structure: the study's AIMD model (:mod:`stemqd.aimd.cp2k`: PBE, GTH-PBE
   pseudopotentials, DZVP-MOLOPT-SR), with a 200 Ry / 40 Ry cutoff, EPS_SCF 1e-6 and
   EPS_DEFAULT 1e-10 instead of the dots' 300 Ry / 1e-8 / 1e-12 (5x cheaper per step on
   2 cores: 18 s instead of 87 s);

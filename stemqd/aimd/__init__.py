@@ -7,7 +7,7 @@ holds the policy between the files and the analyses (common frames, time step, r
 choice, alignment); ``trajectory_dos`` and ``trajectory_rmsf`` are the analyses of a loaded
 run, as ``stemqd aimd dos`` and ``rmsf`` run them.
 
-methods.md §4; each module names its sources. Units: meV, fs, K, Å, amu.
+Each module names its sources. Units: meV, fs, K, Å, amu.
 """
 
 from __future__ import annotations

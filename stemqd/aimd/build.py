@@ -1,4 +1,4 @@
-"""Cubic CsPbBr3 quantum dots for AIMD (methods.md §4).
+"""Cubic CsPbBr3 quantum dots for AIMD.
 
 A dot of edge n is an n x n x n block of corner-sharing PbBr6 octahedra cut from cubic
 CsPbBr3 (Pm-3m, a = 5.87 Å; Pb at 1a, Br at 3d, Cs at 1b), with every Cs A-site of the

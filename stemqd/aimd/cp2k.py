@@ -1,4 +1,4 @@
-"""CP2K input generation for the study's AIMD runs (methods.md §4).
+"""CP2K input generation for the study's AIMD runs.
 
 Settings: Quickstep GPW, PBE, GTH pseudopotentials with DZVP-MOLOPT-SR basis sets, 300 Ry
 cutoff, SCF to 1e-8; cubic non-periodic cells of 5.0/6.0/7.0/7.5/7.5 nm for the 1.8 to
@@ -30,7 +30,7 @@ GTH_VALENCE = {"Cs": 9, "Pb": 4, "Br": 7, "Ca": 10, "H": 1, "C": 4, "N": 5, "O":
 
 BOHR_A = 0.529177210903
 
-#: methods.md §4 thermostat time constants (fs).
+#: Thermostat time constants of the study's equilibration and production (fs).
 TIMECON_EQUILIBRATION_FS = 15.0
 TIMECON_PRODUCTION_FS = 1000.0
 

@@ -1,4 +1,4 @@
-"""Frozen-shell and frozen-core series (Supplementary Figures 7 and 8; methods.md §4).
+"""Frozen-shell and frozen-core series (Supplementary Figures 7 and 8).
 
 The study holds part of a dot fixed to see where the gap fluctuation comes from:
 

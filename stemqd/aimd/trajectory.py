@@ -1,4 +1,4 @@
-"""A run's MD time series as the analyses read them (methods.md §4).
+"""A run's MD time series as the analyses read them.
 
 The policy that turns CP2K files into the arrays of the analyses, in one place:
 

@@ -1,10 +1,11 @@
 """Crystal thickness from a measured column-intensity ratio and a simulated series.
 
-The Cs : Pb/Br ratio of ADF-STEM columns depends on the thickness (methods.md §3), so a
-measured ratio with its uncertainty constrains the thickness through a multislice reference
-(:mod:`stemqd.simulation`, ``simulations/reference/cspbbr3_001_adf_series.csv``). The series is
-interpolated linearly in thickness, ratio and ratio error; a thickness t is *consistent* with
-the measurement r +- s when
+The Cs : Pb/Br ratio of ADF-STEM columns depends on the thickness (``docs/methods.md``,
+section 6: ``reference_series``), so a measured ratio with its uncertainty constrains the
+thickness through a multislice reference (:mod:`stemqd.simulation`,
+``simulations/reference/cspbbr3_001_adf_series.csv``). The series is interpolated linearly
+in thickness, ratio and ratio error; a thickness t is *consistent* with the measurement
+r +- s when
 
     |R(t) - r| <= n_sigma * sqrt(s² + s_R(t)²),
 

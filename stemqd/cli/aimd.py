@@ -1,4 +1,4 @@
-"""``stemqd aimd``: dots, CP2K inputs and the AIMD analyses (methods.md §4).
+"""``stemqd aimd``: dots, CP2K inputs and the AIMD analyses.
 
 Each analysis subcommand reads CP2K output (or a CSV), prints its key numbers and, with
 ``--out DIR``, writes CSV tables with JSON provenance sidecars and a PNG figure, all

@@ -1,4 +1,4 @@
-"""Morphological background removal (methods.md §2.1)."""
+"""Morphological background removal (``docs/methods.md``, section 3: background)."""
 
 from __future__ import annotations
 

@@ -7,8 +7,8 @@ tiled to a few cells and run through stemqd's own column fitter
 (:func:`stemqd.columns.fit.refine_columns`), so that simulation and experiment are measured the same
 way. Integrated-disc intensities are reported beside the fitted ones for comparison.
 
-Model and conventions (methods.md §3; costs and convergence in simulations/reference/README.md)
------------------------------------------------------------------------------------------------
+Model and conventions (costs and convergence in simulations/reference/README.md)
+--------------------------------------------------------------------------------
 * **Structure.** Any crystal from the source of :func:`stemqd.columns.cell.projected_cell`
   (built-in name or CIF) is oriented along the zone axis in an orthogonal periodic box
   (:func:`stemqd.simulation.structure.oriented_cell`: the choice of box, its strain

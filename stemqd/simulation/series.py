@@ -99,7 +99,8 @@ def thickness_series(
     Parameters
     ----------
     params : SeriesParameters, optional
-        Physics and numerics (defaults: methods.md §3); the series is for these.
+        Physics and numerics (defaults: the study's multislice settings); the series is for
+        these.
     num_configs : int
         Frozen-phonon configurations requested (spread over the focal nodes).
     seed : int
