@@ -20,10 +20,10 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check stemqd tests benchmarks simulations cli.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q -n 2 -m "slow or not slow"
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "slow or not slow"
 
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'

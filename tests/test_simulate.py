@@ -385,6 +385,7 @@ def test_cli_rejects_bad_input(tmp_path, capsys):
     assert "error" in err and "Traceback" not in err
 
 
+@pytest.mark.slow  # the two-level run below checkpoints and resumes too, in a quarter of the time
 def test_resume_continues_the_checkpoint_and_records_every_session(tmp_path):
     out = tmp_path / "tiny.csv"
     common = [
