@@ -1430,7 +1430,7 @@ def fit_columns_jointly(
         raise ValueError(f"model must be one of {MODELS}, got {model!r}")
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {BACKGROUNDS}, got {background!r}")
-    if int(smooth_rounds) != smooth_rounds or smooth_rounds < 1:
+    if not isinstance(smooth_rounds, int | np.integer) or smooth_rounds < 1:
         raise ValueError(f"smooth_rounds must be a whole number >= 1, got {smooth_rounds!r}")
     if model == "gaussian7" and background == "local":
         raise ValueError(
