@@ -475,6 +475,11 @@ def test_two_level_estimate_is_the_target_grid_average_when_the_levels_share_con
     direct = sim.analyse_series(fine, nodes, p).table
     one = sim.analyse_series(coarse, nodes, p)
     assert one.error_method.startswith("jackknife") and isinstance(one.flags, list)
+    # it prints its ratios and error method, and goes to JSON
+    assert str(one).splitlines()[0].split() == ["thickness_uc", "ratio", "ratio_err"]
+    assert str(one).splitlines()[-1].startswith("errors: jackknife")
+    data = json.loads(json.dumps(one.to_dict()))
+    assert len(data["table"]) == len(one.table) and data["error_method"] == one.error_method
     one = one.table
     np.testing.assert_allclose(two.ratio, direct.ratio, rtol=1e-9)
     np.testing.assert_allclose(two.ratio_grid_correction, direct.ratio - one.ratio, rtol=1e-9)

@@ -62,7 +62,8 @@ def _estimates(measured: dict, params: SeriesParameters) -> dict:
 
 
 class SeriesAnalysis(NamedTuple):
-    """What :func:`analyse_series` measured (a named, immutable tuple: it also unpacks)."""
+    """What :func:`analyse_series` measured (a named, immutable tuple: it also unpacks);
+    ``print()`` gives the ratio per thickness and the error method, :meth:`to_dict` JSON."""
 
     #: One row per thickness: intensities, ratios and their standard errors.
     table: pd.DataFrame
@@ -72,6 +73,25 @@ class SeriesAnalysis(NamedTuple):
     flags: list
     #: "jackknife (B groups)" or "per-configuration scatter".
     error_method: str
+
+    def to_dict(self) -> dict:
+        """JSON-ready: the table as row dicts, the per-configuration intensities as
+        ``{"type/method": [[...] per configuration]}``, the flags and the error method."""
+        return {
+            "table": self.table.to_dict(orient="records"),
+            "per_config": {
+                f"{typ}/{meth}": np.asarray(v).tolist()
+                for (typ, meth), v in self.per_config.items()
+            },
+            "flags": list(self.flags),
+            "error_method": self.error_method,
+        }
+
+    def __str__(self) -> str:
+        cols = [c for c in ("thickness_uc", "ratio", "ratio_err") if c in self.table]
+        text = self.table[cols].to_string(index=False, float_format=lambda v: f"{v:.5g}")
+        flags = f"; fitter flags: {', '.join(self.flags)}" if self.flags else ""
+        return f"{text}\nerrors: {self.error_method}{flags}"
 
 
 def analyse_series(
