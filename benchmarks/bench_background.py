@@ -30,7 +30,7 @@ import bench_counting as bc  # noqa: E402
 import bench_statstem as bs  # noqa: E402
 
 from stemqd.columns.find import column_spacing_px  # noqa: E402
-from stemqd.columns.joint import fit_columns_jointly  # noqa: E402
+from stemqd.columns.fit import refine_columns  # noqa: E402
 
 
 def _parse(spec):
@@ -62,13 +62,13 @@ def dots(backgrounds):
         cells = []
         for spec in backgrounds:
             background, rounds = _parse(spec)
-            fit = fit_columns_jointly(
+            fit = refine_columns(
                 image,
                 pos[keep],
-                fit_radius_px=0.5 * nn_px,
+                radius_px=0.5 * nn_px,
                 nn_px=nn_px,
                 background=background,
-                **({} if rounds is None else {"smooth_rounds": rounds}),
+                smooth_rounds=rounds,
             )
             joint = fit.attrs["joint"]
             ratio = fit["volume"].to_numpy() / v0

@@ -356,7 +356,9 @@ def _remove_leftovers(out: Path, names) -> None:
                 os.rename(old, out / name)
 
 
-def _write_failure(folder: Path, file: str, path, exc: StemqdError, config: Config) -> None:
+def _write_failure(
+    folder: Path, file: str, path, exc: StemqdError, config: Config, chash: str
+) -> None:
     """``failure.json`` beside ``error.log``: why the stack failed and, for a stack the
     quality gate rejected, the measured quality (what summary.json holds for a processed
     stack), after the provenance block of every output (versions, the full config, the
@@ -369,7 +371,7 @@ def _write_failure(folder: Path, file: str, path, exc: StemqdError, config: Conf
         "error_class": type(exc).__name__,
         "message": str(exc),
         "quality": getattr(exc, "quality", None),
-        "config_hash": config_hash(config),
+        "config_hash": chash,
     }
     with contextlib.suppress(OSError, StemqdError):
         write_json(folder / "failure.json", failure)
@@ -565,7 +567,7 @@ def run_stack(
         return summary_row(name, file, analysis.summary, "processed", time.perf_counter() - t0)
     except StemqdError as exc:
         _write_error_log(folder, f"{file}\n{type(exc).__name__}: {exc}\n")
-        _write_failure(folder, file, path, exc, config)
+        _write_failure(folder, file, path, exc, config, chash)
         return _failure_row(name, file, exc, time.perf_counter() - t0)
     except Exception as exc:  # an unexpected bug must not stop the other stacks
         log = _write_error_log(folder, f"{file}\n{traceback.format_exc()}")

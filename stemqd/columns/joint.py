@@ -1378,9 +1378,10 @@ def fit_columns_jointly(
     background : {"local", "smooth", "spline", "constant"}
         ``smooth``: positions, widths and heights over a smooth background (the residual
         with the columns removed, smoothed over ``SMOOTH_BACKGROUND_NN`` spacings, in up to
-        ``smooth_rounds`` rounds until the widths settle) plus a constant. ``local`` (``round`` only): then one
-        offset per block of columns at least ``OFFSET_BLOCK_SIGMA`` widths across (a
-        column's Voronoi cell while the spacing allows). ``spline``: everything fitted
+        ``smooth_rounds`` rounds until the widths settle) plus a constant. ``local``
+        (``round`` only): then one offset per block of columns at least
+        ``OFFSET_BLOCK_SIGMA`` widths across (a column's Voronoi cell while the spacing
+        allows). ``spline``: everything fitted
         together with a bilinear spline background whose knots are :func:`knot_spacing`
         apart; unbiased on a strongly varying support seen around the columns (a dot on
         carbon), degenerate in a crystal that fills the field. The reported ``offset`` is
