@@ -221,7 +221,7 @@ def synthetic_dot(profile, dose, *, edge=10, sigma_A=0.45, pixel_A=0.25, support
     Returns the stack, the config overrides that normalise it and the truth (positions,
     sites, thickness)."""
     from stemqd.analysis.library import library_curve
-    from stemqd.io import Stack
+    from stemqd.io import from_array
     from stemqd.simulation.files import read_series
     from stemqd.simulation.synthetic import perovskite_dot
 
@@ -250,16 +250,8 @@ def synthetic_dot(profile, dose, *, edge=10, sigma_A=0.45, pixel_A=0.25, support
         background_level=support,
         seed=seed,
     )
-    stack = Stack(
-        frames=frames,
-        pixel_size_A=pixel_A,
-        pixel_size_source="override",
-        voltage_kv=300.0,
-        convergence_mrad=18.0,
-        path=f"{profile}.tif",
-        sha256="0" * 64,
-        dtype="float32",
-        metadata={},
+    stack = from_array(
+        frames, pixel_A, voltage_kv=300.0, convergence_mrad=18.0, name=f"{profile}.tif"
     )
     # amplitude 1 is `dose` counts and peak_max of the beam: the beam level is their ratio.
     # The quality gate is off: at dose 50 on carbon the found columns fail it; the counting

@@ -55,7 +55,7 @@ __getattr__, __dir__, __all__ = lazy.attach(
         "columns.joint": ["fit_columns_jointly"],
         "config": ["Config", "load_config"],
         "errors": ["StemqdError"],
-        "io": ["Stack", "load"],
+        "io": ["Stack", "from_array", "from_signal", "load"],
         "pipeline": ["analyse_image", "process_stack"],
         "report": ["write_report"],
     },

@@ -31,6 +31,7 @@ never leaves a half-written file under the final name.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import os
@@ -50,6 +51,8 @@ __all__ = [
     "MIN_FRAME_PX",
     "SUPPORTED_EXTENSIONS",
     "Stack",
+    "from_array",
+    "from_signal",
     "load",
     "parse_length",
     "to_signal",
@@ -65,6 +68,7 @@ SUPPORTED_EXTENSIONS = (
 )  # fmt: skip
 
 _PIXEL_SIZE_HINT = "pass --pixel-size, e.g. --pixel-size 0.25A"
+_PIXEL_SIZE_HINT_PYTHON = "pass pixel_size_A, e.g. pixel_size_A='0.25A'"
 
 # Length units in Å. Keys are normalised by ``_norm_unit`` (NFKC folds the micro sign
 # into Greek mu and the Ångström sign into Å; then lower case).
@@ -219,6 +223,139 @@ def load(path: str | os.PathLike, pixel_size_A: float | str | None = None) -> St
     if notes:
         raw.metadata["reader_warnings"] = notes
 
+    return _to_stack(raw, path, override, sha256_file(path))
+
+
+def from_array(
+    frames: Any,
+    pixel_size_A: float | str,
+    *,
+    voltage_kv: float | None = None,
+    convergence_mrad: float | None = None,
+    name: str = "array",
+) -> Stack:
+    """A :class:`Stack` of frames already in memory, validated as :func:`load` validates
+    a file.
+
+    Parameters
+    ----------
+    frames : array_like, shape (y, x) or (n, y, x)
+        Detector intensities (any real numeric dtype; a dask array is computed).
+    pixel_size_A : float or str
+        Pixel size in Å, or a length string for :func:`parse_length` (``"0.025nm"``).
+    voltage_kv : float, optional
+        Accelerating voltage in kV.
+    convergence_mrad : float, optional
+        Probe convergence semi-angle in mrad.
+    name : str
+        What the stack is called in messages and outputs, in place of a file path.
+
+    Returns
+    -------
+    Stack
+        With ``pixel_size_source == "given"`` and ``sha256`` the SHA-256 of the float32
+        frames' bytes (C order), so identical arrays give identical provenance.
+
+    Raises
+    ------
+    InputError
+        For the data problems :func:`load` reports (colour, 1-D or 4-D, non-finite
+        pixels, frames under ``MIN_FRAME_PX``), naming `name`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> stack = from_array(np.ones((64, 64)), "0.2A", voltage_kv=300)
+    >>> stack.shape, stack.pixel_size_A
+    ((1, 64, 64), 0.2)
+    """
+    raw = _Raw(
+        data=np.asarray(frames),
+        voltage_kv=voltage_kv,
+        convergence_mrad=convergence_mrad,
+        metadata={"format": "array", "original_shape": list(np.shape(frames))},
+    )
+    size = parse_length(pixel_size_A)
+    _set_size(raw, size, "given")
+    return _to_stack(raw, name, None, None)
+
+
+def from_signal(signal: Any, pixel_size_A: float | str | None = None) -> Stack:
+    """A :class:`Stack` of a HyperSpy ``Signal2D``, calibrated from its axes and metadata
+    the way :func:`load` calibrates a file that rosettasciio reads.
+
+    The inverse of :func:`to_signal`: the pixel size comes from the two signal axes' scale
+    and units (a length unit is required), the voltage and convergence semi-angle from
+    ``Acquisition_instrument.TEM`` (and the microscope tags DM and NCEM files keep in the
+    original metadata). A navigation axis becomes the frames.
+
+    Parameters
+    ----------
+    signal : hyperspy.signals.Signal2D
+        The image or stack (with at most one navigation axis); a lazy signal is computed.
+    pixel_size_A : float or str, optional
+        Pixel size in Å that replaces the axes' calibration, as in :func:`load`.
+
+    Returns
+    -------
+    Stack
+        ``path`` is the signal's title (or ``original_filename``), and ``sha256`` the
+        SHA-256 of the float32 frames' bytes.
+
+    Raises
+    ------
+    InputError
+        The signal is not an image (or stack of images), or its data are unusable.
+    CalibrationError
+        The axes carry no length calibration and no `pixel_size_A` was given.
+    """
+    axes_manager = getattr(signal, "axes_manager", None)
+    if axes_manager is None or getattr(signal, "metadata", None) is None:
+        raise InputError(
+            f"from_signal needs a HyperSpy signal, not {type(signal).__name__}; for a NumPy "
+            "array use from_array"
+        )
+    md = signal.metadata.as_dictionary()
+    name = (
+        _get_path(md, "General.title")
+        or _get_path(md, "General.original_filename")
+        or "HyperSpy signal"
+    )
+    if len(axes_manager.signal_axes) != 2:
+        raise InputError(
+            f"{name}: a signal with {len(axes_manager.signal_axes)} signal axes is not an "
+            "image; pass a Signal2D (e.g. signal.as_signal2D((0, 1)))"
+        )
+    # rosettasciio's dictionaries list axes in array order, HyperSpy's axes manager in
+    # natural (x first) order.
+    axes = [
+        a.get_axis_dictionary()
+        for a in (*axes_manager.navigation_axes[::-1], *axes_manager.signal_axes[::-1])
+    ]
+    sig = {
+        "data": signal.data,
+        "axes": axes,
+        "metadata": md,
+        "original_metadata": signal.original_metadata.as_dictionary(),
+    }
+    import hyperspy
+
+    raw = _raw_from_signal(sig, "HyperSpy", name, f"hyperspy {hyperspy.__version__}")
+    return _to_stack(raw, name, _check_override(pixel_size_A), None, _PIXEL_SIZE_HINT_PYTHON)
+
+
+def _to_stack(
+    raw: _Raw,
+    path: str,
+    override: float | None,
+    sha256: str | None,
+    hint: str = _PIXEL_SIZE_HINT,
+) -> Stack:
+    """Validate what a reader (or an in-memory source) gave and calibrate it.
+
+    `sha256` is the file's checksum; None hashes the validated float32 frames. `hint`
+    says how to give a pixel size where there is none.
+    """
     frames, dtype = _to_frames(raw.data, path)
 
     if override is not None:
@@ -232,9 +369,7 @@ def load(path: str | os.PathLike, pixel_size_A: float | str | None = None) -> St
         raise CalibrationError(raw.calibration_error)
     else:
         note = f" ({raw.calibration_note})" if raw.calibration_note else ""
-        raise CalibrationError(
-            f"{path}: no pixel size in the file's metadata{note}; {_PIXEL_SIZE_HINT}"
-        )
+        raise CalibrationError(f"{path}: no pixel size in the file's metadata{note}; {hint}")
 
     return Stack(
         frames=frames,
@@ -243,7 +378,7 @@ def load(path: str | os.PathLike, pixel_size_A: float | str | None = None) -> St
         voltage_kv=_positive_or_none(raw.voltage_kv),
         convergence_mrad=_positive_or_none(raw.convergence_mrad),
         path=path,
-        sha256=sha256_file(path),
+        sha256=sha256 if sha256 is not None else hashlib.sha256(frames.tobytes()).hexdigest(),
         dtype=dtype,
         metadata=to_jsonable(raw.metadata, max_array=16),
     )
@@ -790,7 +925,20 @@ def _read_rsciio(path: str, ext: str) -> _Raw:
     if not signals:
         raise InputError(f"{path}: the file holds no data; export it again")
     index = _pick_image_signal(signals)
-    sig = signals[index]
+    reader = f"rosettasciio {rsciio.__version__} ({plugin.__name__.split('.')[-1]})"
+    raw = _raw_from_signal(signals[index], name, path, reader)
+    raw.metadata["n_signals"] = len(signals)
+    raw.metadata["signal_index"] = index
+    if len(signals) > 1:
+        raw.metadata["signal_titles"] = [
+            _get_path(s.get("metadata") or {}, "General.title") or "" for s in signals
+        ]
+    return raw
+
+
+def _raw_from_signal(sig: dict, name: str, path: str, reader: str) -> _Raw:
+    """Calibration and instrument fields of a rosettasciio signal dictionary (``data``,
+    ``axes`` in array order, ``metadata``, ``original_metadata``, ``mapping``)."""
     data = np.asarray(sig["data"])
     axes = list(sig.get("axes") or [])
     om = sig.get("original_metadata") or {}
@@ -802,7 +950,7 @@ def _read_rsciio(path: str, ext: str) -> _Raw:
     raw = _Raw(data=data)
     raw.metadata = {
         "format": name,
-        "reader": f"rosettasciio {rsciio.__version__} ({plugin.__name__.split('.')[-1]})",
+        "reader": reader,
         "original_shape": list(data.shape),
         "axes": [
             {
@@ -813,13 +961,7 @@ def _read_rsciio(path: str, ext: str) -> _Raw:
             for a in axes
         ],
         "title": title,
-        "n_signals": len(signals),
-        "signal_index": index,
     }
-    if len(signals) > 1:
-        raw.metadata["signal_titles"] = [
-            _get_path(s.get("metadata") or {}, "General.title") or "" for s in signals
-        ]
     instrument = _get_path(md, "Acquisition_instrument")
     if isinstance(instrument, dict):
         raw.metadata["acquisition_instrument"] = instrument

@@ -518,6 +518,58 @@ def test_to_signal(tmp_path):
     assert signal.metadata.Acquisition_instrument.TEM.beam_energy == 200
 
 
+def test_from_signal_inverts_to_signal(tmp_path):
+    path = tmp_path / "s.tif"
+    frames = _frames(2)
+    io.write_stack_tiff(path, frames, PX_A, voltage_kv=200, convergence_mrad=21.4)
+    stack = io.from_signal(io.to_signal(io.load(path)))
+    _assert_stack(stack, frames, source_contains="HyperSpy axis scale, nm")
+    assert (stack.voltage_kv, stack.convergence_mrad) == (200.0, 21.4)
+    assert stack.path == "s.tif"
+    # the checksum is of the pixels, so the same pixels always give the same one
+    assert stack.sha256 == io.from_array(frames, PX_A).sha256
+
+
+def test_from_signal_reads_a_hyperspy_image_in_pm(tmp_path):
+    frames = _frames(1).astype(np.float32)
+    signal = _hyperspy_signal(frames)
+    for axis in signal.axes_manager.signal_axes:
+        axis.scale, axis.units = PX_A * 100, "pm"
+    stack = io.from_signal(signal)
+    _assert_stack(stack, frames, source_contains="HyperSpy axis scale, pm")
+    assert (stack.voltage_kv, stack.convergence_mrad) == (300.0, 21.4)
+    assert stack.path == "HAADF"
+
+
+def test_from_signal_refuses_what_is_not_a_calibrated_image():
+    import hyperspy.api as hs
+
+    uncalibrated = hs.signals.Signal2D(np.ones((40, 40)))
+    with pytest.raises(CalibrationError, match="uncalibrated.*pixel_size_A="):
+        io.from_signal(uncalibrated)
+    assert io.from_signal(uncalibrated, pixel_size_A="0.3A").pixel_size_source == "override"
+    with pytest.raises(InputError, match="1 signal axes is not an image"):
+        io.from_signal(hs.signals.Signal1D(np.ones((40, 40))))
+    with pytest.raises(InputError, match="from_array"):
+        io.from_signal(np.ones((40, 40)))
+
+
+def test_from_array_validates_as_load_does():
+    frames = _frames(2)
+    stack = io.from_array(frames, "0.025nm", voltage_kv=300, name="dot")
+    _assert_stack(stack, frames, source_contains="given")
+    assert stack.voltage_kv == 300.0 and stack.convergence_mrad is None
+    assert stack.dtype == "uint16" and stack.path == "dot"
+    assert stack.sha256 == hashlib.sha256(np.asarray(frames, np.float32).tobytes()).hexdigest()
+    assert io.from_array(frames + 1, PX_A).sha256 != stack.sha256
+    bad = frames.astype(np.float32)
+    bad[1, 3, 4] = np.nan
+    with pytest.raises(InputError, match="dot: 1 non-finite pixel.*frame 1 at y=3, x=4"):
+        io.from_array(bad, PX_A, name="dot")
+    with pytest.raises(InputError, match="array: frames are 8 x 8 px"):
+        io.from_array(np.ones((8, 8)), PX_A)
+
+
 # --------------------------------------------------------------------------------------
 # Bad input: the right error class, and the file's name in the message
 

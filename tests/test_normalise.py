@@ -8,7 +8,7 @@ from scipy.spatial import cKDTree
 
 from stemqd.config import load_config
 from stemqd.errors import ConfigError, InputError
-from stemqd.io import Stack
+from stemqd.io import from_array
 from stemqd.preprocess.normalise import normalise_intensity, normalised_volume
 from stemqd.simulation.synthetic import render_columns
 
@@ -29,16 +29,8 @@ def _stack(vacuum, beam, seed):
     shape = (int(grid[-1] + 20),) * 2
     clean = vacuum + (beam - vacuum) * render_columns(shape, xy, peak, sigma_px)
     frames = rng.poisson(clean)[None].astype(np.float32)
-    stack = Stack(
-        frames=frames,
-        pixel_size_A=PIXEL,
-        pixel_size_source="override",
-        voltage_kv=300.0,
-        convergence_mrad=30.0,
-        path="normalised.tif",
-        sha256="0" * 64,
-        dtype="float32",
-        metadata={},
+    stack = from_array(
+        frames, PIXEL, voltage_kv=300.0, convergence_mrad=30.0, name="normalised.tif"
     )
     return stack, xy, cross_section
 

@@ -153,20 +153,10 @@ def test_any_projected_cell_end_to_end(material, zone, ratio, pixel, sigma, rota
 
 
 def _stack(frames, pixel):
-    """A stack as :func:`stemqd.io.load` gives it, of synthetic frames."""
-    from stemqd.io import Stack
+    """A stack of synthetic frames, at the study's 300 kV and 18 mrad."""
+    from stemqd.io import from_array
 
-    return Stack(
-        frames=frames,
-        pixel_size_A=pixel,
-        pixel_size_source="override",
-        voltage_kv=300.0,
-        convergence_mrad=18.0,
-        path="dot.tif",
-        sha256="0" * 64,
-        dtype="float32",
-        metadata={},
-    )
+    return from_array(frames, pixel, voltage_kv=300.0, convergence_mrad=18.0, name="dot.tif")
 
 
 def _reference_dot(series):

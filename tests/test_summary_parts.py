@@ -12,7 +12,7 @@ from stemqd.batch import summary_row
 from stemqd.columns.quality import QualityRecord
 from stemqd.config import load_config
 from stemqd.files import json_text
-from stemqd.io import Stack
+from stemqd.io import from_array
 from stemqd.pipeline import process_stack, thickness_summary
 from stemqd.simulation.synthetic import perovskite_dot
 from stemqd.summary import (
@@ -40,7 +40,7 @@ def _analyse(overrides=()):
     frames, truth = perovskite_dot((256, 256), pixel_size_A=PIXEL, edge_cells=5, dose=300, seed=1)
     config = load_config(overrides=[*NO_RESTORATION, *overrides])
     # a file without microscope metadata: summary["input"] keeps its nulls
-    stack = Stack(frames, PIXEL, "test", None, None, "dot.tif", "0" * 64, "float32")
+    stack = from_array(frames, PIXEL, name="dot.tif")
     return process_stack(stack, config), truth
 
 

@@ -23,7 +23,7 @@ from ase import Atoms
 
 from ..errors import InputError
 from ..files import atomic_write_text
-from ..materials import CSPBBR3_LATTICE_CONSTANT_A
+from ..materials import CSPBBR3_LATTICE_CONSTANT_A, PEROVSKITE_SITES
 
 #: Formal ionic charges used for the charge bookkeeping q = sum of formal charges.
 FORMAL_CHARGE = {"Cs": 1, "Pb": 2, "Ca": 2, "Br": -1}
@@ -121,22 +121,21 @@ def dot_composition(n, shell_layers=0):
 
 
 def _fractional_sites(n):
-    """Site coordinates in units of a, and their element, for an n-octahedra dot."""
-    i = np.arange(n)
-    pb = np.stack(np.meshgrid(i, i, i, indexing="ij"), -1).reshape(-1, 3).astype(float)
-    # Br at 3d: along each axis the n+1 half-integer positions -1/2 ... n-1/2, so every
-    # octahedron is complete (corner-sharing Br between neighbours, terminal Br outside).
-    half = np.arange(-1, n) + 0.5
-    br = []
-    for axis in range(3):
-        grids = [i, i, i]
-        grids[axis] = half
-        br.append(np.stack(np.meshgrid(*grids, indexing="ij"), -1).reshape(-1, 3))
-    br = np.concatenate(br)
-    cs = np.stack(np.meshgrid(half, half, half, indexing="ij"), -1).reshape(-1, 3)
+    """Site coordinates in units of a, by role (B, X, A), for an n-octahedra dot.
+
+    The cubic cell's sites (:data:`~stemqd.materials.PEROVSKITE_SITES`, B at the origin)
+    on every lattice point, kept inside the block from -1/2 to n - 1/2 along each axis:
+    n**3 B sites; the X sites of complete octahedra (shared between neighbours, terminal
+    outside); and the A sites between them except the eight corners of the block.
+    """
+    lattice = np.stack(np.meshgrid(*[np.arange(-1, n + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    sites = {"B": [], "X": [], "A": []}
+    for role, frac in PEROVSKITE_SITES:
+        p = lattice + np.asarray(frac)
+        sites[role].append(p[np.all((p >= -0.5) & (p <= n - 0.5), axis=1)])
+    pb, br, cs = (np.concatenate(sites[role]).astype(float) for role in "BXA")
     corner = np.all((cs == -0.5) | (cs == n - 0.5), axis=1)
-    cs = cs[~corner]
-    return pb, br, cs
+    return pb, br, cs[~corner]
 
 
 def build_dot(
