@@ -370,6 +370,7 @@ class QualityConfig:
     min_cells: int = field(default=4, metadata={"min": 1})
     min_significant_fraction: float = field(default=0.5, metadata={"min": 0.0, "max": 1.0})
     min_columns: int = field(default=4, metadata={"min": 1})
+    min_width_px: float = field(default=0.6, metadata={"min": 0.0})
 
 
 @dataclass(frozen=True)

@@ -972,11 +972,17 @@ def _raw_from_signal(sig: dict, name: str, path: str, reader: str) -> _Raw:
         fx, fy = _unit_to_A(ax.get("units")), _unit_to_A(ay.get("units"))
         if fx is None or fy is None:
             units = ax.get("units") or ""
-            raw.calibration_note = (
-                f"{name} axis units are {units!r}, not a length"
-                if units
-                else (f"{name} axes are uncalibrated")
-            )
+            scale = _positive_or_none(ax.get("scale"))
+            if units and units not in ("<undefined>", "px", "pixel", "pixels"):
+                raw.calibration_note = f"{name} axis units are {units!r}, not a length"
+            elif scale is not None and scale != 1.0:
+                # Atomap's and other scripts' files keep a scale in nm without its unit.
+                raw.calibration_note = (
+                    f"{name} axes have a scale of {scale:g} but no length unit; if it is in "
+                    f"nm, the pixel size is {10 * scale:g}A"
+                )
+            else:
+                raw.calibration_note = f"{name} axes are uncalibrated"
         else:
             size = _square(
                 float(ax["scale"]) * fx, float(ay["scale"]) * fy, raw, f"{name} axes, Å", path

@@ -308,6 +308,11 @@ FULL_FIELD_COVERAGE = 0.8
 #: as found; farther, it is added as a seed (``columns.complete_lattice``).
 COMPLETE_TOLERANCE_NN = 0.35
 
+#: A seed added from the lattice is held within this many spacings of its site in the fit
+#: (inside the sublattice assignment's 0.25, so that it stays on its site); found seeds are
+#: held within half a spacing.
+LATTICE_SEED_SHIFT_NN = 0.2
+
 #: ``stemqd process`` warns when more than this fraction of the found columns is excluded.
 EXCLUDED_WARNING_FRACTION = 0.3
 
@@ -362,7 +367,7 @@ def read_positions(path) -> pd.DataFrame:
     return out
 
 
-def _refine(image, seeds, labels, nn_px, c):
+def _refine(image, seeds, labels, nn_px, c, max_shift_px=None):
     if c.model == "window7":
         return refine_columns(
             image,
@@ -387,6 +392,7 @@ def _refine(image, seeds, labels, nn_px, c):
         max_iterations=c.max_iterations,
         tolerance_px=c.position_tolerance_px,
         errors=c.errors,
+        max_shift_px=max_shift_px,
     )
 
 
@@ -599,7 +605,17 @@ def analyse_image(
         if len(extra) or off.any():
             keep = ~off
             seeds = np.vstack([seeds[keep], extra])
-            fit = _refine(fit_image, np.vstack([pos0[keep], extra]), None, nn_px, c)
+            # A site added from the lattice was marked by no peak: the lattice knows where
+            # it is better than the image, so its centre is held near the site. Held in the
+            # usual half-spacing box, the weak O2 sites of a real SrTiO3 [110] HAADF image
+            # wandered 4-7 px into their neighbours' tails and ended off every site.
+            shift = np.concatenate(
+                [
+                    np.full(int(keep.sum()), 0.5 * nn_px),
+                    np.full(len(extra), LATTICE_SEED_SHIFT_NN * nn_px),
+                ]
+            )
+            fit = _refine(fit_image, np.vstack([pos0[keep], extra]), None, nn_px, c, shift)
             fit["seed_x_px"], fit["seed_y_px"] = seeds[:, 0], seeds[:, 1]
             joint = dict(fit.attrs.get("joint", {}))
             dropped_off_lattice = int(off.sum())
@@ -621,7 +637,8 @@ def analyse_image(
             assigned0["label"].to_numpy() == "", "other", assigned0["label"].to_numpy()
         )
         if len(set(types)) > 1:
-            refit = _refine(fit_image, pos0, types, nn_px, c)
+            shift = np.where(seed_source == "lattice", LATTICE_SEED_SHIFT_NN, 0.5) * nn_px
+            refit = _refine(fit_image, pos0, types, nn_px, c, shift)
             refit["seed_x_px"], refit["seed_y_px"] = seeds[:, 0], seeds[:, 1]
             fit = refit
             joint = dict(fit.attrs.get("joint", {}))
@@ -784,7 +801,16 @@ def _exclusion_warnings(summary):
         )
     joint = FittingSummary.from_dict(summary).joint
     if joint is not None and joint.converged is False:
-        warnings.append("the joint column fit did not converge")
+        moving = joint.not_converged
+        warnings.append(
+            "the joint column fit did not converge"
+            + (
+                f": {moving} of {n} columns were still moving at the iteration limit (flagged "
+                "'not converged')"
+                if moving
+                else ""
+            )
+        )
 
 
 def _analyse_without_cell(
@@ -796,6 +822,7 @@ def _analyse_without_cell(
             fit["flag"].to_numpy()[inside],
             fit["amplitude"].to_numpy()[inside],
             fit["amplitude_err"].to_numpy()[inside],
+            fit["sigma_x_px"].to_numpy()[inside],
         ),
         config.quality,
     )

@@ -540,7 +540,11 @@ class JointFit:
     iterations : int or None
         Levenberg-Marquardt iterations.
     converged : bool or None
-        Whether the fit converged.
+        Whether every column converged: the fit met its convergence test, or it stopped
+        at its iteration limit with every column settled (see ``not_converged``).
+    not_converged : int or None
+        Columns still moving when the fit stopped at its iteration limit (flagged "not
+        converged" and left out of the statistics).
     residual_variance : float or None
         Variance of the residuals, (image units)².
     pixels : int or None
@@ -559,6 +563,7 @@ class JointFit:
     constant: float | None = None
     iterations: int | None = None
     converged: bool | None = None
+    not_converged: int | None = None
     residual_variance: float | None = None
     pixels: int | None = None
     smooth_rounds: int | None = None
@@ -581,6 +586,8 @@ class JointFit:
 
     def __str__(self) -> str:
         state = {True: "converged", False: "did not converge"}.get(self.converged, "ended")
+        if self.converged is False and self.not_converged:
+            state += f" ({self.not_converged} columns still moving)"
         text = (
             f"joint fit {state} after {self.iterations} iterations, residual variance "
             f"{_num(self.residual_variance, '.4g')} over {self.pixels} px"

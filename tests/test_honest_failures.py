@@ -28,7 +28,7 @@ from stemqd.columns.sublattice import assign_sublattices
 from stemqd.config import load_config
 from stemqd.errors import LatticeQualityError
 from stemqd.files import sha256_file
-from stemqd.io import load, write_stack_tiff
+from stemqd.io import from_array, load, write_stack_tiff
 from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.pipeline import process_stack
 from stemqd.simulation.synthetic import crystal_stack, perovskite_dot
@@ -113,6 +113,20 @@ def test_noise_without_material_fails_on_the_fits(tmp_path, noise_frames):
     assert rc == 1
     assert failure["error_class"] == "LatticeQualityError"
     assert "are not atomic columns" in failure["message"]
+    # the fit collapses onto single pixels (measured 0.36 px), whatever its amplitudes say
+    assert "the fitted column width is 0." in failure["message"]
+
+
+@pytest.mark.parametrize("counts, spacing_A", [(50, 4.0), (1000, 2.935), (1000, 4.0)])
+def test_noise_without_material_fails_at_any_level_and_spacing(counts, spacing_A):
+    """Pure Poisson noise, no material, the spacing given: the joint fit collapses onto
+    single pixels (width 0.34-0.54 px) while up to 68 % of its peaks have amplitudes
+    "above 3 standard errors"; the width test fails it (seed 4 is the worst measured)."""
+    frames = np.random.default_rng(4).poisson(counts, (2, 128, 128)).astype(np.float32)
+    config = load_config(overrides=["material.name=none", f"columns.spacing_A={spacing_A}"])
+    with pytest.raises(LatticeQualityError, match="fitted column width is 0") as err:
+        process_stack(from_array(frames, PIXEL_A), config)
+    assert err.value.quality["width_px"] < 0.6
 
 
 def test_gate_off_reports_noise_with_its_quality_and_a_warning(tmp_path, noise_frames):
@@ -143,6 +157,7 @@ def test_a_dot_passes_and_its_quality_is_in_the_summary(tmp_path):
     rc, _, summary = process(tmp_path, "dot", dot_frames(), "--set", "material.name=none")
     assert rc == 0 and summary["quality"]["kind"] == "fit"
     assert summary["quality"]["significant_fraction"] > 0.9
+    assert summary["quality"]["width_px"] > 1.0
 
 
 @pytest.mark.parametrize("sigma_nn, dose", [(0.1, 20.0), (0.45, 20.0)])

@@ -283,6 +283,19 @@ def test_hspy_round_trip(tmp_path, ext):
     assert stack.metadata["title"] == "HAADF"
 
 
+def test_hspy_scale_without_a_unit_says_what_it_would_be(tmp_path):
+    """Atomap's test images keep a scale in nm without its unit: not a calibration, but
+    the message gives the pixel size it would be."""
+    signal = _hyperspy_signal(_frames(1).astype(np.float32))
+    for axis in signal.axes_manager.signal_axes:
+        axis.scale, axis.units = 0.009326, ""
+    path = tmp_path / "atomap.hdf5"
+    signal.save(path, file_format="HSPY")
+    with pytest.raises(CalibrationError, match=r"scale of 0.009326 but no length unit.*0.09326A"):
+        io.load(path)
+    assert io.load(path, pixel_size_A="0.09326A").pixel_size_A == pytest.approx(0.09326)
+
+
 def test_emd_ncem_written_by_rosettasciio(tmp_path):
     frames = _frames(2).astype(np.float32)
     path = tmp_path / "ncem.emd"

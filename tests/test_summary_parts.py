@@ -105,7 +105,9 @@ def test_parts_hold_the_measured_numbers(core):
         DotSummary((np.nan, np.nan), 40.0, None, "none", 0.95),
         ColumnCounts(10, 8, {"edge margin": 3, "image edge": 2}, 2, {"image edge": 2}),
         LatticeSummary(5.87, 5.86, 5.874, 5.874, 12.5, False, 0.05),
-        QualityRecord("fit", n_columns=12, n_significant=11, significant_fraction=11 / 12),
+        QualityRecord(
+            "fit", n_columns=12, n_significant=11, significant_fraction=11 / 12, width_px=2.1
+        ),
         QualityRecord(
             "lattice",
             50,
@@ -395,6 +397,7 @@ def test_fitting_keeps_the_joint_fits_key_order_and_unknown_keys():
         "constant": None,
         "iterations": 12,
         "converged": False,
+        "not_converged": 3,
         "residual_variance": 0.5,
         "pixels": 1000,
         "smooth_rounds": None,  # a spline background has no rounds
@@ -409,7 +412,7 @@ def test_fitting_keeps_the_joint_fits_key_order_and_unknown_keys():
     text = str(fitting)
     assert "round Gaussians, spline background, fitted on the average image" in text
     assert "seeds positions file p.csv (0 added from the lattice, 1 dropped off it)" in text
-    assert "did not converge after 12 iterations" in text
+    assert "did not converge (3 columns still moving) after 12 iterations" in text
     assert "Cs: sigma_px 1.9 +- 0.01; PbBr: sigma_px 2 +- 0.02" in text
 
 

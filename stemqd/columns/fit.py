@@ -399,6 +399,7 @@ def refine_columns(
     errors="robust",
     background_level=None,
     smooth_rounds=None,
+    max_shift_px=None,
 ):
     """Refine column positions and intensities by 2D Gaussian fits that handle overlap.
 
@@ -448,6 +449,9 @@ def refine_columns(
         Joint fits with ``background="smooth"`` or ``"local"``: at most this many rounds of
         background and shape (default that of
         :func:`stemqd.columns.joint.fit_columns_jointly`, where what each costs is measured).
+    max_shift_px : float or array_like of shape (N,), optional
+        Joint fits: each centre is held within this distance of its seed, px (default half
+        the nearest-neighbour distance).
 
     Returns
     -------
@@ -476,6 +480,7 @@ def refine_columns(
             background=background,
             background_level=background_level,
             **({} if smooth_rounds is None else {"smooth_rounds": smooth_rounds}),
+            max_shift_px=max_shift_px,
             sigma_px=sigma_px,
             nn_px=nn_px,
             max_iterations=max_iterations,
@@ -486,6 +491,8 @@ def refine_columns(
         raise ValueError("background_level holds the constant of a joint fit: not for window7")
     if smooth_rounds is not None:
         raise ValueError("smooth_rounds belongs to the joint fits' backgrounds: not for window7")
+    if max_shift_px is not None:
+        raise ValueError("max_shift_px holds the centres of a joint fit: not for window7")
     if radius_px is None:
         raise ValueError("model='window7' needs radius_px, the radius of each fit window")
     if method not in ("fast", "lmfit"):
