@@ -506,6 +506,7 @@ def analyse_image(
     fit = _refine(fit_image, seeds, labels if c.width_per_type else None, nn_px, c)
     joint = dict(fit.attrs.get("joint", {}))
     dropped_off_lattice = None
+    registration = None
     mode, coverage = _dot_mode(config, seeds, image.shape, a_px)
     if mode == "none":
         dot = Dot(
@@ -544,6 +545,13 @@ def analyse_image(
         pos0 = fit[["x_px", "y_px"]].to_numpy()
         volume0 = fit["volume"].to_numpy()[inside]
         assigned0, lattice0 = assign_sublattices(pos0[inside], volume0, pixel_size_A, cell)
+        # The later assignments start from this registration: the columns as found and
+        # their intensities decide which sublattice is which. Registered afresh after the
+        # lattice completion, a Se-doped MoS2 monolayer with scan distortion (gamma 117°)
+        # was registered mirrored, Mo on the S2 sites (S2 : Mo 2.44 instead of 0.42): the
+        # completed columns made the other basis fit 5 % more columns, which outranks the
+        # contrast ordering.
+        registration = lattice0
         quality = check_quality(
             lattice_quality(
                 assigned0["assign_flag"],
@@ -630,7 +638,11 @@ def analyse_image(
         # with the types (the second fit starts at the first one's positions).
         pos0 = fit[["x_px", "y_px"]].to_numpy()
         assigned0, _ = assign_sublattices(
-            pos0[inside], fit["volume"].to_numpy()[inside], pixel_size_A, cell
+            pos0[inside],
+            fit["volume"].to_numpy()[inside],
+            pixel_size_A,
+            cell,
+            registration=registration,
         )
         types = np.full(len(fit), "other", dtype=object)
         types[inside] = np.where(
@@ -679,7 +691,11 @@ def analyse_image(
             tick,
         )
     assigned, lattice = assign_sublattices(
-        pos[inside], fit["intensity"].to_numpy()[inside], pixel_size_A, cell
+        pos[inside],
+        fit["intensity"].to_numpy()[inside],
+        pixel_size_A,
+        cell,
+        registration=registration,
     )
     for name in ("label", "site", "i", "j", "misfit_A", "assign_flag"):
         default = "" if name in ("label", "site", "assign_flag") else np.nan
@@ -726,6 +742,14 @@ def analyse_image(
     summary["quality"] = quality
     _quality_warning(summary)
     _exclusion_warnings(summary)
+    if lattice.contrast_correlation < 0:
+        # The brighter expected sites hold the dimmer columns: a swapped registration, or
+        # the wrong material or zone axis; the ratio is then of the wrong columns.
+        summary.setdefault("warnings", []).append(
+            "the column intensities run against the sites' expected contrast (Spearman "
+            f"{lattice.contrast_correlation:.2f}): the sublattices may be swapped, or the "
+            "material or zone axis is wrong"
+        )
     tick("statistics")
     return Analysis(columns=fit, summary=summary, extra=extra)
 

@@ -123,6 +123,7 @@ def assign_sublattices(
     *,
     tolerance=0.25,
     min_relative_contrast=0.0,
+    registration=None,
 ):
     """Assign fitted columns to the columns of a projected cell.
 
@@ -144,6 +145,11 @@ def assign_sublattices(
     min_relative_contrast : float
         Sites expected fainter than this fraction of the brightest site are not offered
         for assignment (columns found there are flagged). 0 offers every site.
+    registration : LatticeFit, optional
+        The registration of an earlier assignment of the same crystal (e.g. of the columns
+        as found, before the lattice completed them): its origin and vectors start the
+        refinement and no other registration is tried, so the sublattices keep their
+        labels from one assignment to the next.
 
     Returns
     -------
@@ -188,8 +194,6 @@ def assign_sublattices(
     nn_A = cell.nearest_neighbour_A()
     tol_px = tolerance * nn_A / pixel_size_A
 
-    ops = _metric_symmetries(cell.vectors_A)
-
     # Register near the centre first, where an imperfect first lattice still indexes
     # correctly, then extend to the whole pattern. Several lattices can explain the
     # difference vectors equally well (e.g. all of SrTiO3 [001]'s columns together form a
@@ -199,6 +203,33 @@ def assign_sublattices(
     ref = pos[np.argsort(np.linalg.norm(pos - centre, axis=1))[:6]]
     span = 8.0 * max(cell.a_A, cell.b_A) / pixel_size_A
     local = np.linalg.norm(pos - ref[0], axis=1) <= span
+    subsets = (local, local, np.ones(n, bool), np.ones(n, bool), np.ones(n, bool))
+    if registration is not None:
+        # refined from the centre out over growing disks: a distorted scan moves the
+        # outer columns by cells against the earlier lattice
+        origin = np.asarray(registration.origin_px, float)
+        basis = np.asarray(registration.vectors_px, float)
+        cell_px = max(cell.a_A, cell.b_A) / pixel_size_A
+        growing = tuple(
+            np.linalg.norm(pos - ref[0], axis=1) <= k * cell_px for k in (2.0, 4.0, 8.0)
+        )
+        subsets = (*growing, *subsets)
+    else:
+        origin, basis = _register(
+            pos, inten, local, ref, cell, sites, contrast, pixel_size_A, tol_px
+        )
+    for subset in subsets:
+        res = _match(pos[subset], origin, basis, np.linalg.inv(basis), sites, tol_px)
+        origin, basis = _refine(pos[subset], res, sites, origin, basis)
+    res = _match(pos, origin, basis, np.linalg.inv(basis), sites, tol_px)
+
+    return _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, origin, basis)
+
+
+def _register(pos, inten, local, ref, cell, sites, contrast, pixel_size_A, tol_px):
+    """The best registration hypothesis (origin, basis in px) near the centre (step 2 of
+    the module docstring)."""
+    ops = _metric_symmetries(cell.vectors_A)
     best = None
     to_px = np.linalg.inv(cell.vectors_A)
     for basis0 in _candidate_bases(pos, cell, pixel_size_A):
@@ -217,15 +248,7 @@ def assign_sublattices(
                 )
                 if best is None or _better(score, best[0], local.sum()):
                     best = (score, origin, basis)
-    _, origin, basis = best
-
-    subsets = (local, local, np.ones(n, bool), np.ones(n, bool), np.ones(n, bool))
-    for subset in subsets:
-        res = _match(pos[subset], origin, basis, np.linalg.inv(basis), sites, tol_px)
-        origin, basis = _refine(pos[subset], res, sites, origin, basis)
-    res = _match(pos, origin, basis, np.linalg.inv(basis), sites, tol_px)
-
-    return _tabulate(pos, inten, pixel_size_A, cell, offered, sites, contrast, res, origin, basis)
+    return best[1], best[2]
 
 
 def _candidate_bases(pos, cell, pixel_size_A, max_candidates=4):
