@@ -33,11 +33,12 @@ import numpy as np
 from stemqd.columns.joint import fit_columns_jointly
 from stemqd.columns.precision import cramer_rao_bound_overlap
 from stemqd.config import load_config, replace
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.pipeline import analyse_image, preprocess
 from stemqd.simulation.synthetic import perovskite_dot
 
 PIXEL_A = 0.2
-NN_A = 5.87 / 2  # CsPbBr3 [001]: Br to Pb-Br
+NN_A = CSPBBR3_LATTICE_CONSTANT_A / 2  # CsPbBr3 [001]: Br to Pb-Br
 OVERLAPS = (0.10, 0.20, 0.30, 0.45)
 DOSES = (20, 100, 1000)
 STAGES = ("average", "background_removed", "denoised", "deconvolved")  # default: average

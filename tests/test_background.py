@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from stemqd.columns.fit import refine_columns
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.preprocess.background import disk_radius_px, remove_background
 from stemqd.simulation.synthetic import perovskite_dot
 
@@ -18,7 +19,9 @@ def test_support_removed_and_column_amplitudes_kept():
         seed=1,
     )
     image = frames[0] / truth.dose
-    corrected, background = remove_background(image, disk_radius_px(5.87, 0.2, 3.0))
+    corrected, background = remove_background(
+        image, disk_radius_px(CSPBBR3_LATTICE_CONSTANT_A, 0.2, 3.0)
+    )
     # On the bare support the residual is small against the column amplitudes.
     support = np.ones(image.shape, bool)
     for x, y in truth.positions_px:

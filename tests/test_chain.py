@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 
 from stemqd.config import load_config, replace
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.pipeline import analyse_image, preprocess
 from stemqd.simulation.synthetic import perovskite_dot
 
 PIXEL_A = 0.2
-NN_A = 5.87 / 2  # Br to Pb-Br
+NN_A = CSPBBR3_LATTICE_CONSTANT_A / 2  # Br to Pb-Br
 
 
 def _ratio_errors(overlap, dose, seeds):

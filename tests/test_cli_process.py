@@ -18,6 +18,7 @@ import pytest
 
 from stemqd.config import config_hash, load_config
 from stemqd.io import write_stack_tiff
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.simulation.synthetic import perovskite_dot
 
 try:
@@ -114,7 +115,7 @@ def test_process_writes_results_with_the_true_ratio(clean_run):
     table = pd.read_csv(out / "summary.csv")
     assert table.loc[0, "name"] == "dot" and table.loc[0, "status"] == "processed"
     assert table.loc[0, "ratio"] == pytest.approx(ratio["ratio"])
-    assert table.loc[0, "lattice_a_A"] == pytest.approx(5.87, rel=0.03)
+    assert table.loc[0, "lattice_a_A"] == pytest.approx(CSPBBR3_LATTICE_CONSTANT_A, rel=0.03)
     assert (folder / "overlay.png").read_bytes()[:4] == b"\x89PNG"
     assert (folder / "intensity_map.png").read_bytes()[:4] == b"\x89PNG"
     from matplotlib.image import imread

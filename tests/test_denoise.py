@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.preprocess.denoise import anscombe_forward, anscombe_inverse, du_filter
 from stemqd.simulation.synthetic import perovskite_dot
 
@@ -72,7 +73,7 @@ def test_low_frequencies_preserved(low_dose):
     noisy, clean, truth, filtered = low_dose
     # The mean (G(0) = 1) and the dot's outline on scales beyond a lattice constant pass.
     assert filtered.sum() == pytest.approx(noisy.sum(), rel=1e-3)
-    sigma_px = 5.87 / PIXEL_A
+    sigma_px = CSPBBR3_LATTICE_CONSTANT_A / PIXEL_A
     smooth_f = ndimage.gaussian_filter(filtered, sigma_px)
     smooth_n = ndimage.gaussian_filter(noisy, sigma_px)
     assert np.abs(smooth_f - smooth_n).max() < 0.005 * smooth_n.max()

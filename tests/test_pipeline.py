@@ -7,6 +7,7 @@ import pytest
 from scipy.spatial import cKDTree
 
 from stemqd.config import load_config
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.pipeline import analyse_image, preprocess
 from stemqd.simulation.synthetic import perovskite_dot
 
@@ -49,7 +50,7 @@ def test_core_ratio_within_one_percent(core):
     ratio = result.summary["ratio"]
     assert ratio["ratio"] == pytest.approx(truth.ratio("A", "BX"), rel=0.01)
     lattice = result.summary["lattice"]
-    assert lattice["a_A"] == pytest.approx(5.87, rel=0.002)
+    assert lattice["a_A"] == pytest.approx(CSPBBR3_LATTICE_CONSTANT_A, rel=0.002)
     assert result.summary["spacing"]["Cs"]["spacing_a_nm_mean"] == pytest.approx(0.587, rel=0.002)
     assert np.allclose(result.summary["dot"]["edge_lengths_nm"], 10 * 0.587, atol=0.02)
 

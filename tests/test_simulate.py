@@ -17,6 +17,7 @@ from stemqd import simulation as sim
 from stemqd.analysis.thickness import thickness_from_ratio
 from stemqd.cli import main
 from stemqd.errors import InputError
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 
 # Closed-form pieces ---------------------------------------------------------------------
 
@@ -96,7 +97,7 @@ def test_parameters_reject_bad_input():
 
 
 def test_slab_geometry_and_mid_slice_planes():
-    a, cells, t = 5.87, 3, 4
+    a, cells, t = CSPBBR3_LATTICE_CONSTANT_A, 3, 4
     atoms = sim.cspbbr3_slab(t, cells=cells)
     symbols = atoms.get_chemical_symbols()
     assert len(atoms) == 5 * cells**2 * t

@@ -1,5 +1,6 @@
 import numpy as np
 
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.simulation.synthetic import perovskite_dot
 
 
@@ -19,7 +20,7 @@ def test_deterministic_and_complete():
 
 def test_geometry_and_shell():
     _, t = perovskite_dot(shell_cells=2, shell_factor=0.5, edge_cells=8, shape=(300, 300))
-    a_px = 5.87 / 0.2
+    a_px = CSPBBR3_LATTICE_CONSTANT_A / 0.2
     a, bx = t.positions_px[t.types == "A"], t.positions_px[t.types == "BX"]
     d = np.hypot(*(a[:, None] - bx[None]).T).min()
     assert d == np.float64(d) and abs(d - a_px / np.sqrt(2)) < 1e-9  # 4.15 Å

@@ -35,6 +35,7 @@ from pathlib import Path
 from ase import Atoms
 
 from stemqd.aimd.cp2k import write_cp2k_inputs
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "cp2k"
@@ -43,7 +44,7 @@ PROJECT = "cspbbr3"
 
 def cluster():
     """The 5-atom CsPbBr3 fragment of one cubic unit cell, centred in a 10 Å box."""
-    h = 5.87 / 2.0
+    h = CSPBBR3_LATTICE_CONSTANT_A / 2.0
     atoms = Atoms(
         "PbBr3Cs",
         positions=[(0, 0, 0), (h, 0, 0), (0, h, 0), (0, 0, h), (h, h, h)],

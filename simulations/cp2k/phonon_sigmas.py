@@ -63,6 +63,7 @@ from stemqd.aimd.cp2k import study_stages, write_cp2k_inputs
 from stemqd.aimd.mobility import element_msd
 from stemqd.aimd.readers import read_ener, read_xyz_trajectory
 from stemqd.files import atomic_write_bytes, atomic_write_text, sha256_file
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.provenance import versions
 from stemqd.simulation import cspbbr3_slab
 
@@ -255,7 +256,7 @@ def main(argv=None):
     p = sub.add_parser("run", help="write the CP2K inputs and run them")
     p.add_argument("--workdir", required=True)
     p.add_argument("--cells", type=int, default=2, help="supercell edge in unit cells")
-    p.add_argument("--lattice-constant", type=float, default=5.87, help="Å")
+    p.add_argument("--lattice-constant", type=float, default=CSPBBR3_LATTICE_CONSTANT_A, help="Å")
     p.add_argument("--temperature", type=float, default=300.0, help="K")
     p.add_argument("--equilibration-ps", type=float, default=0.5)
     p.add_argument("--production-ps", type=float, default=4.0)
