@@ -308,6 +308,11 @@ FULL_FIELD_COVERAGE = 0.8
 #: as found; farther, it is added as a seed (``columns.complete_lattice``).
 COMPLETE_TOLERANCE_NN = 0.35
 
+#: The shared width refitted on the central columns alone may differ from the image's by
+#: up to this factor (either way) before a warning says that it is not shared (sample dots,
+#: SrTiO3 and MoS2: 0.95-1.02; a thinning dot over carbon after the default rounds: 0.54-0.67).
+CENTRE_WIDTH_TOLERANCE = 1.25
+
 #: A seed added from the lattice is held within this many spacings of its site in the fit
 #: (inside the sublattice assignment's 0.25, so that it stays on its site); found seeds are
 #: held within half a spacing.
@@ -833,6 +838,14 @@ def _exclusion_warnings(summary):
             f"{out} of {n} columns ({out / n:.0%}) are excluded from the statistics ({top})"
         )
     joint = FittingSummary.from_dict(summary).joint
+    ratio = None if joint is None else joint.centre_width_ratio
+    if ratio is not None and not 1 / CENTRE_WIDTH_TOLERANCE <= ratio <= CENTRE_WIDTH_TOLERANCE:
+        warnings.append(
+            f"the shared column width is {1 / ratio:.2f}x the width the central columns give "
+            "alone: the background and the width have not settled (weak columns over a "
+            "support?), and the volumes and the ratio are biased; rerun with "
+            "--set columns.background_rounds=20"
+        )
     if joint is not None and joint.converged is False:
         moving = joint.not_converged
         warnings.append(
@@ -1112,6 +1125,7 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
 
 
 __all__ = [
+    "CENTRE_WIDTH_TOLERANCE",
     "COMPLETE_TOLERANCE_NN",
     "EXCLUDED_WARNING_FRACTION",
     "FULL_FIELD_COVERAGE",

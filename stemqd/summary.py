@@ -554,6 +554,11 @@ class JointFit:
     smooth_width_change : float or None
         The largest relative change of a width in the last of those rounds (settled below
         1e-3; see ``columns.background_rounds`` for what an unsettled background costs).
+    centre_width_ratio : float or None
+        ``local`` and ``smooth``: the shared width refitted on the central 160 columns
+        alone over the image's (the type farthest from 1); None on images of fewer
+        columns. Far from 1 (outside 0.8-1.25) the width is not shared: the background's
+        rounds have not settled, and a warning says so.
     other : dict
         Further results the fit reports that this record does not name, as given.
     """
@@ -568,6 +573,7 @@ class JointFit:
     pixels: int | None = None
     smooth_rounds: int | None = None
     smooth_width_change: float | None = None
+    centre_width_ratio: float | None = None
     other: dict = field(default_factory=dict)
 
     @classmethod

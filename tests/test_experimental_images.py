@@ -65,6 +65,7 @@ def test_srtio3_lattice_and_columns(srtio3_crops):
         assert unexpected <= 0.05
         assert summary["fitting"]["converged"]
         assert summary["quality"]["passed"]
+        assert not any("the central columns give" in w for w in summary["warnings"])
 
 
 def test_srtio3_two_crops_of_one_scan_agree(srtio3_crops):
@@ -129,6 +130,7 @@ def test_mos2_monolayer_is_fitted_and_in_the_contrast_law(mos2):
     assert 0.29 <= summary["ratio"]["ratio"] <= 0.55
     assert summary["ratio"]["n_numerator"] >= 300 and summary["ratio"]["n_denominator"] >= 300
     assert not any("expected contrast" in w for w in summary["warnings"])
+    assert 0.9 <= summary["fitting"]["centre_width_ratio"] <= 1.1
 
 
 @pytest.mark.slow

@@ -402,6 +402,7 @@ def test_fitting_keeps_the_joint_fits_key_order_and_unknown_keys():
         "pixels": 1000,
         "smooth_rounds": None,  # a spline background has no rounds
         "smooth_width_change": None,
+        "centre_width_ratio": None,
         "knots": 6,  # a result this version does not name
         "seeds_dropped_off_lattice": 1,
         "positions_file": {"path": "p.csv", "sha256": "0" * 64},
