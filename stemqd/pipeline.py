@@ -827,8 +827,8 @@ def _column_counts(columns) -> ColumnCounts:
 
 
 def _exclusion_warnings(summary):
-    """A warning when many columns are left out of the statistics, or the fit did not
-    converge."""
+    """A warning when many columns are left out of the statistics, the shared width is not
+    shared (the centre against the whole image), or the fit did not converge."""
     counts = ColumnCounts.from_dict(summary)
     warnings = summary.setdefault("warnings", [])
     n, out = counts.total, counts.excluded_total

@@ -557,7 +557,7 @@ class JointFit:
     centre_width_ratio : float or None
         ``local`` and ``smooth``: the shared width refitted on the central 160 columns
         alone over the image's (the type farthest from 1); None on images of fewer
-        columns. Far from 1 (outside 0.8-1.25) the width is not shared: the background's
+        columns, or where a column type is absent from the centre. Far from 1 (outside 0.8-1.25) the width is not shared: the background's
         rounds have not settled, and a warning says so.
     other : dict
         Further results the fit reports that this record does not name, as given.

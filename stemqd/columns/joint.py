@@ -1582,7 +1582,7 @@ def fit_columns_jointly(
             if width_change < _SMOOTH_WIDTH_TOLERANCE:
                 break
     centre_width_ratio = None
-    if background in ("smooth", "local") and n > _PATCH_COLUMNS:
+    if background in ("smooth", "local"):
         centre_width_ratio = _centre_width_ratio(
             prob, st, seeds, stages[-1], max_iterations, tolerance_px, cap
         )
@@ -1647,19 +1647,18 @@ def _centre_width_ratio(prob, st, seeds, stage, max_iterations, tolerance_px, ca
     thins towards its edges over carbon, after the early-stopped background rounds, the
     weak edge columns hold the image's width at 2.2x the truth while the thick central
     columns alone give 1.1-1.5x (ratio 0.54-0.67); on the sample dots, the SrTiO3 and MoS2
-    images it is 0.95-1.02. None where the patch would be the whole image.
+    images it is 0.95-1.02. None where the patch would be the whole image (at most
+    ``_PATCH_COLUMNS`` columns, or a column type absent from the patch).
     """
     patch, cols = _patch(prob, seeds)
-    if len(cols) == len(seeds):  # no patch (a column type absent from it)
+    if len(cols) == len(seeds):
         return None
     sub = st.copy()
     sub.cp = st.cp[cols].copy()
     sub.offsets = st.offsets[cols].copy()
     sub, *_ = _lm(patch, sub, stage, max_iterations, tolerance_px, cap)
-    ratio = sub.shapes[:, 0] / st.shapes[:, 0]
-    if prob.kind == 1:
-        ratio_y = sub.shapes[:, 1] / st.shapes[:, 1]
-        ratio = np.where(np.abs(np.log(ratio_y)) > np.abs(np.log(ratio)), ratio_y, ratio)
+    widths = 1 if prob.kind == 0 else 2  # sigma, or sigma_x and sigma_y
+    ratio = (sub.shapes[:, :widths] / st.shapes[:, :widths]).ravel()
     return float(ratio[np.argmax(np.abs(np.log(ratio)))])
 
 
