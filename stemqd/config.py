@@ -267,7 +267,7 @@ class ColumnsConfig:
         without support, 0 noise seeds where the denoised and deconvolved final image gives
         27-488. A textured carbon support is real structure, significant against the shot
         noise: 13-45 seeds on it in a 256 x 256 px field, where ``relative`` on the
-        background-removed final image gives 0 (``tests/test_columns.py``).
+        background-removed final image gives 0 (``tests/columns/test_find.py``).
     significance : float
         ``significance``: the minimum height in noise standard deviations of the smoothed
         image (about 1 in 7000 maxima of pure noise reaches 7).

@@ -13,6 +13,7 @@ from stemqd.columns.quality import QualityRecord
 from stemqd.config import load_config
 from stemqd.files import json_text
 from stemqd.io import from_array
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.pipeline import process_stack, thickness_summary
 from stemqd.simulation.synthetic import perovskite_dot
 from stemqd.summary import (
@@ -87,7 +88,7 @@ def test_parts_hold_the_measured_numbers(core):
     analysis, truth = core
     s = analysis.summary
     assert analysis.dot.edge_lengths_nm == tuple(s["dot"]["edge_lengths_nm"])
-    assert analysis.dot.mean_edge_nm == pytest.approx(5 * 0.587, abs=0.05)
+    assert analysis.dot.mean_edge_nm == pytest.approx(5 * CSPBBR3_LATTICE_CONSTANT_A / 10, abs=0.05)
     assert analysis.column_counts.used == int(
         analysis.columns["flag"].isin(["", "edge margin"]).sum()
     )

@@ -1,4 +1,4 @@
-"""Run the tiny real CP2K job behind ``tests/fixtures/cp2k/`` (CI never runs this).
+"""Run the tiny real CP2K job behind ``tests/aimd/fixtures/cp2k/`` (CI never runs this).
 
 A 5-atom CsPbBr3 cluster (one Pb, its three +x/+y/+z Br and the body-centre Cs of one cubic
 unit cell, a = 5.87 Å) in a 10 Å non-periodic box, PBE/GTH/DZVP-MOLOPT-SR, 150 Ry cutoff
@@ -11,7 +11,7 @@ CSVR at 300 K with 10 fs steps and a 15 fs time constant, 20 MD steps, two runs:
 * ``ot``: OT, ``MO_CUBES`` style only (``HOMO - LUMO gap [eV]`` line every step).
 
 Positions, velocities, ``.ener`` and the ``.out`` log (gzipped) of each run are copied to
-``tests/fixtures/cp2k/{diag,ot}/``; wavefunction and restart files are not kept.
+``tests/aimd/fixtures/cp2k/{diag,ot}/``; wavefunction and restart files are not kept.
 
 Exact command (from the repository root, Debian's ``apt-get install cp2k``)::
 
@@ -38,7 +38,7 @@ from stemqd.aimd.cp2k import write_cp2k_inputs
 from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURE = ROOT / "tests" / "fixtures" / "cp2k"
+FIXTURE = ROOT / "tests" / "aimd" / "fixtures" / "cp2k"
 PROJECT = "cspbbr3"
 
 

@@ -420,7 +420,7 @@ def cube_weights(path, *, atom_sets=None):
     density is summed per element and per given atom set and divided by the total, so the
     fractions of the elements add up to 1. This real-space partition is not the basis-set
     (Löwdin) partition of the PDOS: on a real CP2K run they agree within the tolerance
-    stated in ``tests/test_aimd_pdos.py``.
+    stated in ``tests/aimd/test_pdos.py``.
 
     Parameters
     ----------

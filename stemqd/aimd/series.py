@@ -345,7 +345,7 @@ def analyse_series(
         With modes off the FFT grid (always, in MD) a Hann taper keeps each mode's power
         inside a window of a few bins: for three modes per 3 meV window the window sums
         scatter by about 10 % untapered and 0.5 % tapered for 2000 steps of 10 fs
-        (``tests/test_aimd_series.py``).
+        (``tests/aimd/test_series.py``).
     bins : int or str
         Gap-histogram bins.
 

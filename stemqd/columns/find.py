@@ -13,7 +13,7 @@ from skimage.morphology import disk
 #: 14.7 px), 0 (white Gaussian), 3, 1 and 0 (Poisson, 1, 3 and 20 counts/px) reach 7, and
 #: 6, 95, 36 and 16 reach 6; Cs and Pb-Br columns reach 9-60 at 20-50 counts/px, those of
 #: the PtIr example 24 and more. Pure noise thus gives at most one seed per image
-#: (``tests/test_columns.py``). Sparse counts (0.2/px) have heavier tails: 27 reach 7.
+#: (``tests/columns/test_find.py``). Sparse counts (0.2/px) have heavier tails: 27 reach 7.
 DETECTION_SIGNIFICANCE = 7.0
 #: Percentile of the smoothed image in the background disk taken as the local background:
 #: low enough to reach the vacuum or the gaps between columns, stable against the noise

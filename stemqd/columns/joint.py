@@ -1432,7 +1432,7 @@ def fit_columns_jointly(
         0.15 of its brightest column (sigma / nn 0.15, 200 and 500 counts, true positions),
         3 rounds leave the width 2.0x the truth and the median Cs and Pb-Br volumes 3-6x
         high; 20 rounds give the width within 1.3 % and those volumes within 2.6 %
-        (``tests/test_joint.py``; ``benchmarks/bench_background.py`` sweeps more dots).
+        (``tests/columns/test_joint.py``; ``benchmarks/bench_background.py`` sweeps more dots).
     max_shift_px : float or array_like of shape (N,), optional
         Each centre is held within this distance of its seed, px (default ``nn_px / 2``,
         StatSTEM's box). A smaller value per seed suits seeds whose site is known better

@@ -56,7 +56,7 @@ COLUMN_PREFIX = {"A": "cs", "BX": "pbbr", "X": "br"}
 
 #: Sites of the cubic cell: (symbol, fractional position), Pb on the origin (B site). The
 #: box of :func:`oriented_cell` for CsPbBr3 [001] has exactly these sites in this order
-#: (tests/test_simulation_structures.py); :mod:`stemqd.simulation.snapshot_phonons` maps MD
+#: (tests/simulation/test_structure.py); :mod:`stemqd.simulation.snapshot_phonons` maps MD
 #: supercells onto them.
 SITES = tuple(
     (dict(zip("ABX", PEROVSKITES["CsPbBr3"][0], strict=True))[role], frac)

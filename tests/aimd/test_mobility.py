@@ -8,7 +8,7 @@ import pytest
 from stemqd.aimd import build_dot, element_msd, layer_index, remove_rigid_body, rmsf, rmsf_by_layer
 from stemqd.errors import InputError
 
-AIMD_RUNS = Path(__file__).parents[1] / "simulations" / "reference" / "cspbbr3_bulk_aimd"
+AIMD_RUNS = Path(__file__).parents[2] / "simulations" / "reference" / "cspbbr3_bulk_aimd"
 
 
 def test_rmsf_of_known_vibrations():

@@ -1,5 +1,5 @@
 """Band-edge localisation from CP2K PDOS files: synthetic PDOS with known weights, and a real
-CP2K run (``tests/fixtures/cp2k_pdos``) of a Ca-containing Cs-Pb-Br cluster."""
+CP2K run (``tests/aimd/fixtures/cp2k_pdos``) of a Ca-containing Cs-Pb-Br cluster."""
 
 import json
 import shutil

@@ -1,4 +1,4 @@
-"""CP2K readers on the real fixture (tests/fixtures/cp2k, made by simulations/cp2k/make_fixture.py)
+"""CP2K readers on the real fixture (tests/aimd/fixtures/cp2k, made by simulations/cp2k/make_fixture.py)
 and on format-exact synthetic logs written with CP2K's Fortran formats."""
 
 import gzip

@@ -1,5 +1,5 @@
 """The trajectory policy of ``stemqd.aimd.trajectory`` called from Python on the real CP2K
-fixture (tests/fixtures/cp2k): what it infers (time step, common frames, rigid-body choice,
+fixture (tests/aimd/fixtures/cp2k): what it infers (time step, common frames, rigid-body choice,
 alignment) against the fixture's own input and start structure, and the same numbers as the
 CLI."""
 

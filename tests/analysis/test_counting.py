@@ -20,7 +20,7 @@ from stemqd.analysis.counting import (
 from stemqd.cli import main as stemqd
 from stemqd.errors import InputError
 
-PTIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "statstem" / "Example_PtIr.mat"
+PTIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "statstem" / "Example_PtIr.mat"
 needs_ptir = pytest.mark.skipif(
     not PTIR.is_file(), reason=f"StatSTEM's PtIr example not found at {PTIR} (shared data)"
 )
@@ -213,7 +213,7 @@ def test_ptir_end_to_end(tmp_path):
     # the locations within 2 % (see below).
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from bench_counting import load_statstem, match_counts, process_and_count
 
     ref = load_statstem(PTIR)
@@ -234,7 +234,7 @@ def test_ptir_end_to_end(tmp_path):
 # Library counting
 
 SERIES = (
-    Path(__file__).resolve().parents[1] / "simulations/reference/cspbbr3_001_adf_series_round.csv"
+    Path(__file__).resolve().parents[2] / "simulations/reference/cspbbr3_001_adf_series_round.csv"
 )
 
 
@@ -383,7 +383,7 @@ def test_synthetic_dot_counted_statistically_and_from_the_library():
     # with its beam level: both counts recover the thickness (measured: 0.95-0.99 exact).
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from bench_counting import LABELS, synthetic_dot
     from scipy.spatial import cKDTree
 
@@ -418,7 +418,7 @@ def test_process_counts_per_image_with_counting_enabled():
     # too small to count is a warning, not a failure.
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     from bench_counting import synthetic_dot
     from scipy.spatial import cKDTree
 
@@ -632,7 +632,7 @@ def test_ratio_by_counted_thickness_end_to_end(monkeypatch):
     # against 0.3979.
     import sys
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
     import bench_counting
 
     from stemqd.analysis.column_thickness import dot_thickness, series_ratio

@@ -1,15 +1,19 @@
+"""Column finding (stemqd.columns.find) on synthetic CsPbBr3 dots with known truth: every
+column found and no noise peak, from 20 to 1000 counts."""
+
 import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
 from stemqd.columns import find_columns
-from stemqd.columns.dot import column_flags, edge_lengths_from_columns, segment_dot, surface_depth
+from stemqd.columns.dot import column_flags, edge_lengths_from_columns, segment_dot
 from stemqd.columns.find import peak_significance
 from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.preprocess.background import remove_background
 from stemqd.simulation.synthetic import perovskite_dot
 
-NN = 2.935 / 0.2
+A_NM = CSPBBR3_LATTICE_CONSTANT_A / 10
+NN = CSPBBR3_LATTICE_CONSTANT_A / 2 / 0.2  # Br to Pb-Br, px
 
 
 def _found(dose):
@@ -30,23 +34,15 @@ def test_all_columns_of_the_dot_found_none_extra():
     d_back, _ = cKDTree(truth.positions_px).query(pos[inside])
     assert (d_back < 1.0).all()  # no seed inside the dot without a column
     edges = edge_lengths_from_columns(pos[inside], truth.lattice_vectors_px, 0.2)
-    assert np.allclose(edges, 8 * 0.587, atol=0.01)
+    assert np.allclose(edges, 8 * A_NM, atol=0.01)
     # The mask reaches about one cell beyond the outermost column centres on each side.
-    assert np.allclose(dot.edge_lengths_nm, 10 * 0.587, atol=0.3)
+    assert np.allclose(dot.edge_lengths_nm, 10 * A_NM, atol=0.3)
 
 
 def test_centre_of_mass_is_background_subtracted():
     image, pos, truth = _found(1e5)
     d, _ = cKDTree(pos).query(truth.positions_px)
     assert np.sqrt(np.mean(d**2)) < 0.2
-
-
-def test_surface_depth_in_unit_cells():
-    _, truth = perovskite_dot((400, 400), edge_cells=8, n_frames=1)
-    depth = surface_depth(
-        truth.positions_px, np.ones(len(truth.types), bool), CSPBBR3_LATTICE_CONSTANT_A / 0.2
-    )
-    assert np.array_equal(depth, truth.depth_uc)
 
 
 def _recall_and_false(pos, truth_px, match_px):
@@ -134,7 +130,7 @@ def test_significance_on_the_default_chain_is_judged_on_the_average(dose):
     from stemqd.pipeline import preprocess
 
     pixel = 0.3
-    nn = 2.935 / pixel
+    nn = CSPBBR3_LATTICE_CONSTANT_A / 2 / pixel
     frames, truth = perovskite_dot(
         (256, 256), pixel_size_A=pixel, edge_cells=8, dose=dose, background_level=0.0, seed=7
     )

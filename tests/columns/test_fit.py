@@ -5,10 +5,11 @@ import pytest
 
 from stemqd.columns.fit import gaussian2d, refine_columns
 from stemqd.columns.precision import cramer_rao_bound
+from stemqd.materials import CSPBBR3_LATTICE_CONSTANT_A
 from stemqd.simulation.synthetic import perovskite_dot, render_columns
 
 PIXEL = 0.2
-NN_PX = 2.935 / PIXEL  # Br to Pb-Br distance in CsPbBr3 [001], px
+NN_PX = CSPBBR3_LATTICE_CONSTANT_A / 2 / PIXEL  # Br to Pb-Br distance in CsPbBr3 [001], px
 
 
 @pytest.fixture(scope="module")

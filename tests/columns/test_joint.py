@@ -14,7 +14,7 @@ from stemqd.columns.precision import cramer_rao_bound_overlap
 from stemqd.simulation.synthetic import render_columns
 
 PTIR = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
+    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "statstem" / "Example_PtIr.mat"
 )
 
 

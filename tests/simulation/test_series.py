@@ -68,7 +68,7 @@ def test_smooth_size_is_the_next_2357_smooth_number(n):
 
 def test_default_phonon_sigmas_are_the_committed_aimd_thermal_sigmas():
     """The defaults' stated source: the AIMD run's sigmas about the mean positions."""
-    run = Path(__file__).parents[1] / "simulations/reference/cspbbr3_bulk_aimd/a6.00"
+    run = Path(__file__).parents[2] / "simulations/reference/cspbbr3_bulk_aimd/a6.00"
     aimd = json.loads((run / "phonon_sigmas.json").read_text())
     assert sim.DEFAULT_PHONON_SIGMAS_A == {
         el: round(v, 2) for el, v in aimd["thermal_sigma_A"].items()
@@ -76,7 +76,7 @@ def test_default_phonon_sigmas_are_the_committed_aimd_thermal_sigmas():
 
 
 def test_committed_reference_series_uses_the_defaults():
-    ref = Path(__file__).parents[1] / "simulations/reference/cspbbr3_001_adf_series.json"
+    ref = Path(__file__).parents[2] / "simulations/reference/cspbbr3_001_adf_series.json"
     side = json.loads(ref.read_text())
     assert side["parameters"]["phonon_sigmas_A"] == sim.DEFAULT_PHONON_SIGMAS_A
     assert side["complete"] and side["frozen_phonon_convergence"]["target_met"]
@@ -589,7 +589,7 @@ def test_a_series_of_another_model_is_refused_unless_allowed(quick_run):
 
 
 def test_the_committed_reference_predates_the_fitter_record_and_was_window7():
-    ref = Path(__file__).parents[1] / "simulations/reference/cspbbr3_001_adf_series.csv"
+    ref = Path(__file__).parents[2] / "simulations/reference/cspbbr3_001_adf_series.csv"
     assert sim.read_series(ref).attrs["fit_model"] == "window7"
 
 
@@ -626,7 +626,7 @@ def test_committed_reference_reproduces_from_its_raw_scans(tmp_path):
     import subprocess
     import sys
 
-    ref = Path(__file__).parents[1] / "simulations/reference/cspbbr3_001_adf_series.csv"
+    ref = Path(__file__).parents[2] / "simulations/reference/cspbbr3_001_adf_series.csv"
     out = tmp_path / "again.csv"
     code = (
         "import sys; from stemqd import simulation as sim; "

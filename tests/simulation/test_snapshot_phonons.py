@@ -21,7 +21,7 @@ from stemqd.simulation.snapshot_phonons import cubic_operations, snapshot_phonon
 A_MD = 6.0
 N = 2
 SIGMA = {"Cs": 0.25, "Pb": 0.12, "Br": 0.3}
-AIMD_RUN = Path(__file__).parents[1] / "simulations/reference/cspbbr3_bulk_aimd/a6.00"
+AIMD_RUN = Path(__file__).parents[2] / "simulations/reference/cspbbr3_bulk_aimd/a6.00"
 
 
 def _ideal():

@@ -19,7 +19,7 @@ from stemqd.materials import PEROVSKITE_SITES
 from stemqd.simulation.files import params_key
 from stemqd.simulation.structure import SITES
 
-REFERENCE = Path(__file__).parents[1] / "simulations/reference/cspbbr3_001_adf_series"
+REFERENCE = Path(__file__).parents[2] / "simulations/reference/cspbbr3_001_adf_series"
 
 #: Test values of the rms displacements of SrTiO3, Å (of the order of room-temperature
 #: Debye-Waller factors; the runs here check the machinery, not SrTiO3).
