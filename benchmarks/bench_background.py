@@ -6,14 +6,17 @@
    and 500 counts), fitted at the true positions with each background: the fitted over the
    true width, the median fitted over true volume of the Cs and Pb-Br columns, and the LM
    iterations. The pyramid's thin edge columns are weaker than the support's variation; a
-   background estimated by alternating with the column fit moves slowly there: ``local:20``
-   (``smooth_rounds=20``, until the width settles) against the default 3 rounds.
+   background estimated by alternating with the column fit moves slowly there: ``local:3``
+   (exactly 3 rounds, the early stop), ``local:20`` (until the width settles, at most 20)
+   and ``local`` (the default: 3 rounds, continued up to 20 where the central columns'
+   width disagrees with the image's).
 2. **PtIr** (``../shared/data/statstem/Example_PtIr.mat``, vacuum): seeded at StatSTEM's
    coordinates, the volumes' scatter against StatSTEM's and their median ratio. In vacuum any
    background under the particle takes part of the columns' non-Gaussian tails.
 
 Run: ``python benchmarks/bench_background.py [--backgrounds local local:20 smooth ...]``
-(``NAME:N``: at most N rounds of a ``local`` or ``smooth`` background).
+(``NAME:N``: exactly N rounds of a ``local`` or ``smooth`` background, or fewer where the
+width settles).
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ def dots(backgrounds):
                 nn_px=nn_px,
                 background=background,
                 smooth_rounds=rounds,
+                smooth_rounds_max=rounds,
             )
             joint = fit.attrs["joint"]
             ratio = fit["volume"].to_numpy() / v0
@@ -102,7 +106,7 @@ def main(argv=None):
     parser.add_argument(
         "--backgrounds",
         nargs="+",
-        default=["local", "local:20", "smooth", "smooth:20", "spline", "constant"],
+        default=["local", "local:3", "local:20", "smooth", "smooth:3", "spline", "constant"],
     )
     args = parser.parse_args(argv)
     dots(args.backgrounds)

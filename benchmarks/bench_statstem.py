@@ -77,7 +77,13 @@ def fit(image, seeds, nn_px, model, background, smooth_rounds=None):
     if model == "window7":
         return refine_columns(image, seeds, model="window7", radius_px=0.5 * nn_px)
     return refine_columns(
-        image, seeds, model=model, background=background, nn_px=nn_px, smooth_rounds=smooth_rounds
+        image,
+        seeds,
+        model=model,
+        background=background,
+        nn_px=nn_px,
+        smooth_rounds=smooth_rounds,
+        smooth_rounds_max=smooth_rounds,
     )
 
 

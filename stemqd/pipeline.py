@@ -28,6 +28,7 @@ from .columns.cell import nearest_neighbour_A, parse_ratio, projected_cell
 from .columns.dot import Dot, column_flags, edge_lengths_from_columns, segment_dot, surface_depth
 from .columns.find import find_columns
 from .columns.fit import refine_columns
+from .columns.joint import CENTRE_WIDTH_TOLERANCE
 from .columns.quality import QualityRecord, check_quality, fit_quality, lattice_quality
 from .columns.sublattice import assign_sublattices, missing_sites
 from .config import Config, config_hash, config_to_dict, preset_bias
@@ -320,11 +321,6 @@ FULL_FIELD_COVERAGE = 0.8
 #: as found; farther, it is added as a seed (``columns.complete_lattice``).
 COMPLETE_TOLERANCE_NN = 0.35
 
-#: The shared width refitted on the central columns alone may differ from the image's by
-#: up to this factor (either way) before a warning says that it is not shared (sample dots,
-#: SrTiO3 and MoS2: 0.95-1.02; a thinning dot over carbon after the default rounds: 0.54-0.67).
-CENTRE_WIDTH_TOLERANCE = 1.25
-
 #: A seed added from the lattice is held within this many spacings of its site in the fit
 #: (inside the sublattice assignment's 0.25, so that it stays on its site); found seeds are
 #: held within half a spacing.
@@ -405,6 +401,7 @@ def _refine(image, seeds, labels, nn_px, c, max_shift_px=None):
         background=c.background,
         background_level=c.background_level,
         smooth_rounds=c.background_rounds,
+        smooth_rounds_max=c.background_rounds_max,
         nn_px=nn_px,
         max_iterations=c.max_iterations,
         tolerance_px=c.position_tolerance_px,
@@ -891,9 +888,11 @@ def _exclusion_warnings(summary):
     if ratio is not None and not 1 / CENTRE_WIDTH_TOLERANCE <= ratio <= CENTRE_WIDTH_TOLERANCE:
         warnings.append(
             f"the shared column width is {1 / ratio:.2f}x the width the central columns give "
-            "alone: the background and the width have not settled (weak columns over a "
-            "support?), and the volumes and the ratio are biased; rerun with "
-            "--set columns.background_rounds=20"
+            f"alone, after {joint.smooth_rounds} rounds of background and width: it is not "
+            "shared over the image (weak columns over a support, where the rounds have not "
+            "settled, or columns that broaden with thickness), and the volumes and the ratio "
+            "are biased; if the rounds reached columns.background_rounds_max, raise it "
+            "(--set columns.background_rounds_max=50)"
         )
     if joint is not None and joint.converged is False:
         moving = joint.not_converged
@@ -1174,7 +1173,6 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
 
 
 __all__ = [
-    "CENTRE_WIDTH_TOLERANCE",
     "COMPLETE_TOLERANCE_NN",
     "EXCLUDED_WARNING_FRACTION",
     "FULL_FIELD_COVERAGE",

@@ -399,6 +399,7 @@ def refine_columns(
     errors="robust",
     background_level=None,
     smooth_rounds=None,
+    smooth_rounds_max=None,
     max_shift_px=None,
 ):
     """Refine column positions and intensities by 2D Gaussian fits that handle overlap.
@@ -449,6 +450,10 @@ def refine_columns(
         Joint fits with ``background="smooth"`` or ``"local"``: at most this many rounds of
         background and shape (default that of
         :func:`stemqd.columns.joint.fit_columns_jointly`, where what each costs is measured).
+    smooth_rounds_max : int, optional
+        Joint fits with those backgrounds: the rounds go on up to this many where they
+        have not settled and the central columns disagree with the image's width (default
+        that of :func:`stemqd.columns.joint.fit_columns_jointly`).
     max_shift_px : float or array_like of shape (N,), optional
         Joint fits: each centre is held within this distance of its seed, px (default half
         the nearest-neighbour distance).
@@ -480,6 +485,7 @@ def refine_columns(
             background=background,
             background_level=background_level,
             **({} if smooth_rounds is None else {"smooth_rounds": smooth_rounds}),
+            **({} if smooth_rounds_max is None else {"smooth_rounds_max": smooth_rounds_max}),
             max_shift_px=max_shift_px,
             sigma_px=sigma_px,
             nn_px=nn_px,
@@ -489,8 +495,11 @@ def refine_columns(
         )
     if background_level is not None:
         raise ValueError("background_level holds the constant of a joint fit: not for window7")
-    if smooth_rounds is not None:
-        raise ValueError("smooth_rounds belongs to the joint fits' backgrounds: not for window7")
+    if smooth_rounds is not None or smooth_rounds_max is not None:
+        raise ValueError(
+            "smooth_rounds and smooth_rounds_max belong to the joint fits' backgrounds: "
+            "not for window7"
+        )
     if max_shift_px is not None:
         raise ValueError("max_shift_px holds the centres of a joint fit: not for window7")
     if radius_px is None:
