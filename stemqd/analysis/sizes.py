@@ -741,7 +741,9 @@ def write_size_results(folder, image, result, *, inputs=(), extra=None, name="")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     table = result.table
-    summary = summarize_sizes(table.loc[table["flag"] == "", "edge_nm"])
+    # the provenance first, at the top level, as in every other output's sidecar
+    summary = record(result.parameters, inputs, extra_packages=("scikit-image",))
+    summary |= summarize_sizes(table.loc[table["flag"] == "", "edge_nm"])
     flags = table.loc[table["flag"] != "", "flag"].str.split(r" \d| [<>]", regex=True).str[0]
     summary |= {
         "n_regions": len(table),
@@ -750,7 +752,6 @@ def write_size_results(folder, image, result, *, inputs=(), extra=None, name="")
         "contrast_skewness": result.contrast_skewness,
         "threshold": result.threshold,
         **(extra or {}),
-        "provenance": record(result.parameters, inputs, extra_packages=("scikit-image",)),
     }
     atomic_write_text(folder / "sizes.csv", table.to_csv(index=False, float_format="%.6g"))
     write_json(folder / "summary.json", summary)
