@@ -1173,6 +1173,8 @@ def process_stack(stack, config: Config, *, positions=None, progress=None) -> An
 
 
 __all__ = [
+    "CLEAR_FRACTION",
+    "CLEAR_SIGNIFICANCE",
     "COMPLETE_TOLERANCE_NN",
     "EXCLUDED_WARNING_FRACTION",
     "FULL_FIELD_COVERAGE",

@@ -1913,11 +1913,15 @@ def _flags(p, perr, seeds, nn_px, settled):
 
 
 __all__ = [
+    "CENTRE_WIDTH_TOLERANCE",
     "COLUMN_PARAMS",
     "KNOT_SPACING_NN",
     "KNOT_SPACING_SIGMA",
     "OFFSET_BLOCK_SIGMA",
     "SHAPE_PARAMS",
+    "SMOOTH_BACKGROUND_NN",
+    "SMOOTH_ROUNDS",
+    "SMOOTH_ROUNDS_MAX",
     "fit_columns_jointly",
     "knot_spacing",
 ]
