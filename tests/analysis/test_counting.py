@@ -413,6 +413,46 @@ def test_synthetic_dot_counted_statistically_and_from_the_library():
         assert np.mean(np.abs(lib - true) <= 1) >= 0.98
 
 
+def test_thin_cs_columns_over_carbon_are_fitted_and_counted_from_the_library():
+    # The same pyramid over carbon (support 0.15 of the brightest column) at 500 counts:
+    # the one-cell Cs columns at its edge are weak against the support, and the finder
+    # misses many of them, but the lattice adds their sites and the fit keeps them. Their
+    # positions are 0.4 px off (median; 0.15 px for Pb-Br), so they are matched here by
+    # site within a quarter of the spacing. Measured: 97 of 100 Cs used, library counts
+    # 0.86 exact and 0.98 within +-1 (bench_counting.py prints the whole grid).
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from bench_counting import LABELS, synthetic_dot
+    from scipy.spatial import cKDTree
+
+    from stemqd.analysis.library import count_from_library, library_curve
+    from stemqd.config import load_config
+    from stemqd.pipeline import process_stack
+    from stemqd.simulation.files import read_series
+
+    stack, overrides, truth, thickness = synthetic_dot("pyramid", 500, support=0.15)
+    columns = process_stack(stack, load_config(overrides=overrides)).columns
+    used = columns[columns["flag"].isin(["", "edge margin"])]
+    tree = cKDTree(truth.positions_px)
+    d, j = tree.query(used[["x_px", "y_px"]].to_numpy())
+    spacing = np.median(tree.query(truth.positions_px, k=2)[0][:, 1])
+    site = used["site"].to_numpy()
+    sel = (site == "A") & (truth.types[j] == "A") & (d < 0.25 * spacing)
+    assert len(np.unique(j[sel])) == sel.sum() >= 0.95 * np.sum(truth.types == "A")
+    # no true Cs site carries a column of another type
+    assert not np.any((truth.types[j] == "A") & (site != "A") & (d < 0.25 * spacing))
+    true = thickness[j[sel]]
+    assert true.min() == 1
+    lib = count_from_library(
+        used["volume_norm"].to_numpy()[sel],
+        used["volume_norm_err"].to_numpy()[sel],
+        *library_curve(read_series(SERIES), LABELS["A"]),
+    )["thickness_uc"].to_numpy()
+    assert np.mean(lib == true) >= 0.8
+    assert np.mean(np.abs(lib - true) <= 1) >= 0.95
+
+
 def test_process_counts_per_image_with_counting_enabled():
     # counting.enabled: every type counted in the pipeline, the library beside, and a type
     # too small to count is a warning, not a failure.
