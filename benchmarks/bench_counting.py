@@ -298,9 +298,7 @@ def dots(doses=(50, 200, 500), supports=(0.0, 0.15), seed=0, extra=()):
         spacing = np.median(tree.query(truth.positions_px, k=2)[0][:, 1])
         for site in ("A", "BX"):
             sel = (
-                (used["site"].to_numpy() == site)
-                & (truth.types[j] == site)
-                & (d < 0.25 * spacing)
+                (used["site"].to_numpy() == site) & (truth.types[j] == site) & (d < 0.25 * spacing)
             )
             true = t_true[j[sel]]
             cols = used[sel]
